@@ -1,0 +1,70 @@
+"""Argument groups and helpers shared by the commands."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medrep.data.base import ImageDataset, SkipLog
+from medrep.errors import MedrepError
+
+
+def add_data_arguments(p: argparse.ArgumentParser, split_default: str | None = "test") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="demo", help="data spec: demo, a class-folder tree, a CSV manifest, DICOM file/folder, medmnist:FILE.npz")
+    g.add_argument("--split", default=split_default, help="split to use (train, val, test, all)")
+    g.add_argument("--limit", type=int, default=None, help="use at most N items (seeded choice)")
+    g.add_argument("--skip-bad", action="store_true", help="skip unreadable items and list them in the manifest")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--batch-size", type=int, default=64)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise MedrepError(f"unknown device {name!r}", where="--device") from err
+
+
+def load_model(spec: str, args: argparse.Namespace):
+    from medrep.models import load_encoder
+
+    encoder = load_encoder(spec, trust_remote_code=getattr(args, "trust_remote_code", False))
+    return encoder.to(resolve_device(args.device))
+
+
+def load_data(args: argparse.Namespace, split: str | None = None, skipped: SkipLog | None = None) -> ImageDataset:
+    from medrep.data import load_dataset
+
+    ds = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)
+    split = split if split is not None else args.split
+    if split not in (None, "all") and not ds.splits:
+        split = None  # single-split sources (a plain folder) are used whole
+    ds = ds.split(split)
+    return ds.limit(args.limit, seed=args.seed) if getattr(args, "limit", None) else ds
+
+
+def make_cache(args: argparse.Namespace):
+    from medrep.features.cache import EmbeddingCache
+
+    return EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
+
+
+def out_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise MedrepError("output path exists and is not a directory", where=str(p))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def arguments_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}

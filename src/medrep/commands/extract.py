@@ -1,0 +1,44 @@
+"""`medrep extract`: embeddings.parquet + manifest.json, served from the content-addressed cache."""
+from __future__ import annotations
+
+import argparse
+
+from medrep.commands.common import add_data_arguments, arguments_of, load_data, load_model, make_cache, out_dir
+
+NAME = "extract"
+HELP = "embed a dataset with a model (cached) and write embeddings.parquet"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
+    add_data_arguments(p)
+    p.add_argument("--layer", default=None, help="module name to embed at (default: the model's representation)")
+    p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished chunks are always reused from the cache)")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrep.data.base import SkipLog
+    from medrep.features.extract import extract_embeddings
+    from medrep.manifest import build_manifest, write_manifest
+
+    out = out_dir(args.out)
+    skipped = SkipLog()
+    data = load_data(args, skipped=skipped)
+    encoder = load_model(args.model, args)
+    emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
+                             cache=make_cache(args), num_workers=args.workers, dtype=args.dtype,
+                             skip_bad=args.skip_bad, skipped=skipped)
+    emb.check_finite()
+    emb.to_parquet(out / "embeddings.parquet")
+    write_manifest(out, build_manifest(
+        "extract", arguments_of(args), seeds={"limit": args.seed}, cache_keys={encoder.name: emb.key},
+        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
+        output={"file": "embeddings.parquet", "rows": len(emb), "dim": int(emb.vectors.shape[-1]), "from_cache": emb.meta.get("from_cache")}))
+    print(f"wrote {len(emb)} embeddings of width {emb.vectors.shape[-1]} to {out / 'embeddings.parquet'}"
+          + (" (from cache)" if emb.meta.get("from_cache") else ""))
+    return 0

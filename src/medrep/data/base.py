@@ -1,0 +1,316 @@
+"""The one dataset abstraction: items with raw pixels in [0, 1] (float, C×H×W), label, mask, caption, id.
+
+Normalisation belongs to the Encoder, so attacks and overlays act on what the user sees.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from medrep.errors import BadInputError, MedrepError
+from medrep.io import digest_bytes, digest_json
+
+
+@dataclass
+class Item:
+    id: str
+    image: torch.Tensor  # float32, C×H×W, in [0, 1]
+    label: int
+    mask: torch.Tensor | None = None  # bool, H×W
+    caption: str | None = None
+
+
+@dataclass
+class SkipLog:
+    """What ``--skip-bad`` left out, for the manifest."""
+
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, where: str, problem: str) -> None:
+        self.skipped.append({"item": where, "problem": problem})
+
+
+class ImageDataset:
+    """Indexable labelled images.  Subclasses implement ``__len__``, ``_load(i)`` and ``content_digest``.
+
+    ``classes`` maps label index → class name.  ``split`` returns the subset for one split name.
+    """
+
+    classes: list[str]
+    name: str = "dataset"
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load(self, index: int) -> Item:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Item:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        item = self._load(index)
+        validate_item(item)
+        return item
+
+    def __iter__(self) -> Iterator[Item]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.item_id(i) for i in range(len(self))]
+
+    def item_id(self, index: int) -> str:
+        return self._load(index).id
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([self[i].label for i in range(len(self))], dtype=np.int64)
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    @property
+    def has_captions(self) -> bool:
+        return False
+
+    @property
+    def splits(self) -> list[str]:
+        return []
+
+    def split(self, name: str | None) -> "ImageDataset":
+        if name is None or name == "all":
+            return self
+        raise MedrepError(f"this dataset has no split {name!r} (available: {self.splits or ['all']})", where="--split")
+
+    def content_digest(self) -> str:
+        """Digest of ids and content: the data part of every cache key."""
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int]) -> "Subset":
+        return Subset(self, list(indices))
+
+    def limit(self, n: int | None, seed: int = 0) -> "ImageDataset":
+        """The first ``n`` items of a seeded, class-balanced-ish shuffle (deterministic)."""
+        if n is None or n >= len(self):
+            return self
+        if n <= 0:
+            raise MedrepError("must be a positive number", where="--limit")
+        order = np.random.default_rng(seed).permutation(len(self))
+        return self.subset(sorted(order[:n].tolist()))
+
+    def describe(self) -> dict[str, Any]:
+        labels = self.labels
+        return {
+            "name": self.name,
+            "n": len(self),
+            "classes": self.classes,
+            "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(self.classes)},
+        }
+
+
+class Subset(ImageDataset):
+    def __init__(self, parent: ImageDataset, indices: list[int]):
+        self.parent = parent
+        self.indices = indices
+        self.classes = parent.classes
+        self.name = parent.name
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _load(self, index: int) -> Item:
+        return self.parent._load(self.indices[index])
+
+    def item_id(self, index: int) -> str:
+        return self.parent.item_id(self.indices[index])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.parent.labels[self.indices]
+
+    @property
+    def has_masks(self) -> bool:
+        return self.parent.has_masks
+
+    @property
+    def has_captions(self) -> bool:
+        return self.parent.has_captions
+
+    def content_digest(self) -> str:
+        return digest_json({"parent": self.parent.content_digest(), "indices": digest_bytes(np.asarray(self.indices).tobytes())})
+
+
+class TensorDataset(ImageDataset):
+    """In-memory images (N×C×H×W in [0, 1]); what phantoms, npz files and tests use."""
+
+    def __init__(
+        self,
+        images: torch.Tensor | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        classes: Sequence[str],
+        ids: Sequence[str] | None = None,
+        masks: torch.Tensor | np.ndarray | None = None,
+        captions: Sequence[str] | None = None,
+        name: str = "tensors",
+        digest: str | None = None,
+    ):
+        self.images = torch.as_tensor(images)
+        if self.images.ndim == 3:
+            self.images = self.images[:, None]
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self.classes = list(classes)
+        n = self.images.shape[0]
+        self._ids = list(ids) if ids is not None else [f"{name}-{i:06d}" for i in range(n)]
+        self.masks = torch.as_tensor(masks).bool() if masks is not None else None
+        self.captions = list(captions) if captions is not None else None
+        self.name = name
+        self._digest = digest
+        if len(self._labels) != n or len(self._ids) != n:
+            raise MedrepError(f"{n} images but {len(self._labels)} labels and {len(self._ids)} ids", where=name)
+        if self.masks is not None and tuple(self.masks.shape[-2:]) != tuple(self.images.shape[-2:]):
+            raise BadInputError(
+                f"mask shape {tuple(self.masks.shape[-2:])} does not match image shape {tuple(self.images.shape[-2:])}",
+                where=name,
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def _load(self, index: int) -> Item:
+        img = self.images[index]
+        if img.dtype == torch.uint8:
+            img = img.float() / 255.0
+        return Item(
+            id=self._ids[index],
+            image=img.float(),
+            label=int(self._labels[index]),
+            mask=self.masks[index] if self.masks is not None else None,
+            caption=self.captions[index] if self.captions is not None else None,
+        )
+
+    def item_id(self, index: int) -> str:
+        return self._ids[index]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None
+
+    @property
+    def has_captions(self) -> bool:
+        return self.captions is not None
+
+    def content_digest(self) -> str:
+        if self._digest is None:
+            parts = [self.images.contiguous().numpy().tobytes(), self._labels.tobytes(), "\0".join(self._ids).encode()]
+            if self.masks is not None:
+                parts.append(self.masks.numpy().tobytes())
+            self._digest = digest_bytes(*parts)
+        return self._digest
+
+
+def validate_item(item: Item) -> None:
+    """Refuse images and masks that would silently poison every analysis."""
+    img = item.image
+    if img.ndim != 3 or img.shape[0] not in (1, 3) or img.shape[1] == 0 or img.shape[2] == 0:
+        raise BadInputError(f"image has shape {tuple(img.shape)}; expected C×H×W with C in (1, 3) and H, W > 0", where=item.id)
+    if not torch.isfinite(img).all():
+        raise BadInputError("image contains NaN or infinite values", where=item.id)
+    if item.mask is not None and tuple(item.mask.shape) != tuple(img.shape[1:]):
+        raise BadInputError(
+            f"mask shape {tuple(item.mask.shape)} does not match image shape {tuple(img.shape[1:])}", where=item.id
+        )
+
+
+def collate(items: Sequence[Item]) -> dict[str, Any]:
+    """Stack items of one size into a batch; differing sizes are an input problem named by id."""
+    shapes = {tuple(it.image.shape) for it in items}
+    if len(shapes) > 1:
+        raise BadInputError(
+            f"images in one batch differ in shape {sorted(shapes)}; resize them or let the encoder's preprocessing do it",
+            where=items[0].id,
+        )
+    masks = [it.mask for it in items]
+    return {
+        "id": [it.id for it in items],
+        "image": torch.stack([it.image for it in items]),
+        "label": torch.tensor([it.label for it in items], dtype=torch.long),
+        "mask": torch.stack(masks) if all(m is not None for m in masks) else None,
+        "caption": [it.caption for it in items],
+    }
+
+
+def warn_if_misnormalised(raw: np.ndarray, where: str) -> None:
+    """Raw pixel values that look like they came from a different bit depth than assumed."""
+    if raw.dtype.kind in "ui" and raw.dtype.itemsize >= 2 and raw.max(initial=0) <= 255 and raw.max(initial=0) > 1:
+        warnings.warn(f"{where}: 16-bit image uses only the 8-bit range (max {raw.max()}); check the bit depth", stacklevel=3)
+    if raw.dtype.kind == "f" and (raw.max(initial=0) > 1.5 or raw.min(initial=0) < -0.5):
+        warnings.warn(
+            f"{where}: float image in [{raw.min():.3g}, {raw.max():.3g}] is outside [0, 1]; it was min-max rescaled", stacklevel=3
+        )
+
+
+class SplitDataset(ImageDataset):
+    """Named splits of one dataset (train / val / test …); as a whole, their concatenation."""
+
+    def __init__(self, parts: dict[str, ImageDataset], name: str):
+        if not parts:
+            raise MedrepError("dataset has no items", where=name)
+        self.parts = parts
+        self.name = name
+        first = next(iter(parts.values()))
+        self.classes = first.classes
+        self._offsets = np.cumsum([0] + [len(p) for p in parts.values()])
+        self._order = list(parts)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.parts)
+
+    def split(self, name: str | None) -> ImageDataset:
+        if name is None or name == "all":
+            return self
+        if name not in self.parts:
+            raise MedrepError(f"no split {name!r} in {self.name} (available: {', '.join(self.parts)})", where="--split")
+        return self.parts[name]
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def _locate(self, index: int) -> tuple[ImageDataset, int]:
+        k = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return self.parts[self._order[k]], index - int(self._offsets[k])
+
+    def _load(self, index: int) -> Item:
+        part, j = self._locate(index)
+        return part._load(j)
+
+    def item_id(self, index: int) -> str:
+        part, j = self._locate(index)
+        return part.item_id(j)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([p.labels for p in self.parts.values()])
+
+    @property
+    def has_masks(self) -> bool:
+        return all(p.has_masks for p in self.parts.values())
+
+    @property
+    def has_captions(self) -> bool:
+        return all(p.has_captions for p in self.parts.values())
+
+    def content_digest(self) -> str:
+        return digest_json({k: p.content_digest() for k, p in self.parts.items()})

@@ -1,0 +1,92 @@
+"""One registry from data specs to Datasets.
+
+``demo`` / ``phantoms`` (options: ``?n_train=..&modality=ultrasound&confounder_rate=0.9&seed=..``),
+``medmnist:PATH.npz``, ``csv:PATH`` or a ``.csv`` path (manifest), ``dicom:PATH`` or a ``.dcm`` file /
+folder of DICOM files, ``folder:PATH`` or a class-per-folder directory.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from medrep.data.base import ImageDataset, SkipLog
+from medrep.errors import SpecError
+from medrep.specs import Spec, parse_spec
+
+DataLoaderFn = Callable[[Spec, bool, SkipLog], ImageDataset]
+_DATA: dict[str, DataLoaderFn] = {}
+_DETECTORS: list[tuple[Callable[[str], bool], str]] = []
+
+
+def register_data_scheme(scheme: str, detect: Callable[[str], bool] | None = None):
+    """Register a loader; ``detect(path)`` lets a bare path pick this scheme (e.g. by suffix)."""
+    def deco(fn: DataLoaderFn) -> DataLoaderFn:
+        _DATA[scheme] = fn
+        if detect is not None:
+            _DETECTORS.append((detect, scheme))
+        return fn
+    return deco
+
+
+def _coerce(options: dict[str, str], types: dict[str, type]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in types:
+            raise SpecError(f"unknown option {key!r} (known: {', '.join(sorted(types))})", where="--data")
+        t = types[key]
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes")) if t is bool else t(value)
+        except ValueError:
+            raise SpecError(f"option {key}={value!r} is not a valid {t.__name__}", where="--data") from None
+    return out
+
+
+@register_data_scheme("demo")
+def _phantoms(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
+    from medrep.data.phantoms import PhantomConfig, load_phantoms
+
+    opts = _coerce(spec.options, {"n_train": int, "n_val": int, "n_test": int, "size": int, "seed": int,
+                                  "modality": str, "confounder_rate": float, "confounder_text": str})
+    return load_phantoms(PhantomConfig(**opts))
+
+
+_DATA["phantoms"] = _phantoms
+
+
+def load_dataset(spec: str | ImageDataset, skip_bad: bool = False, skipped: SkipLog | None = None) -> ImageDataset:
+    if isinstance(spec, ImageDataset):
+        return spec
+    _load_builtin_sources()
+    skipped = skipped if skipped is not None else SkipLog()
+    parsed = parse_spec(spec, tuple(_DATA))
+    if parsed.scheme is None and parsed.name in _DATA:
+        parsed = Spec(parsed.raw, parsed.name, parsed.name, None, parsed.options)
+    if parsed.scheme is None:
+        from pathlib import Path
+
+        if not Path(parsed.name).exists():
+            raise SpecError(f"no such file or directory (and not a known data spec: {', '.join(sorted(_DATA))})", where=parsed.name)
+        for detect, scheme in _DETECTORS:
+            if detect(parsed.name):
+                parsed = Spec(parsed.raw, scheme, parsed.name, None, parsed.options)
+                break
+        else:
+            raise SpecError("cannot tell what kind of dataset this is; prefix it with csv:, dicom:, folder: or medmnist:", where=parsed.name)
+    return _DATA[parsed.scheme](parsed, skip_bad, skipped)
+
+
+_LOADED = False
+
+
+def _load_builtin_sources() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+
+    for mod in ("medrep.data.folders", "medrep.data.manifest", "medrep.data.dicom", "medrep.data.medmnist"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:
+            if err.name != mod:
+                raise

@@ -1,0 +1,109 @@
+"""The one content-addressed embedding cache every analysis reads.
+
+Key = digest(encoder fingerprint [weights + preprocessing + adapter], layer, pool, dtype, data digest).
+An entry is a directory of checksummed chunks plus ``complete.json`` (row count, chunk digests).
+Chunks land atomically as they are computed, so an interrupted extraction resumes from the last
+finished chunk; an entry whose files fail their checksums is reported, discarded and recomputed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrep.errors import MedrepError
+from medrep.io import digest_json, load_array_checked, save_array_checked, write_json_atomic
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MEDREP_CACHE", Path.home() / ".cache" / "medrep")) / "embeddings"
+
+
+def cache_key(encoder_fingerprint: str, layer: str | None, pool: str, dtype: str, data_digest: str) -> str:
+    return digest_json({"encoder": encoder_fingerprint, "layer": layer, "pool": pool, "dtype": dtype, "data": data_digest, "v": 1})
+
+
+@dataclass
+class CacheEntry:
+    root: Path
+    key: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.key[:2] / self.key
+
+    def chunk_path(self, index: int) -> Path:
+        return self.path / f"chunk-{index:06d}.npy"
+
+    def _progress_path(self, index: int) -> Path:
+        return self.path / f"chunk-{index:06d}.json"
+
+    # -- chunks (resumable writes) --------------------------------------------------------------
+    def write_chunk(self, index: int, array: np.ndarray, ids: list[str]) -> None:
+        digest = save_array_checked(self.chunk_path(index), array)
+        write_json_atomic(self._progress_path(index), {"digest": digest, "rows": int(array.shape[0]), "ids": ids})
+
+    def read_chunk(self, index: int, expected_ids: list[str]) -> np.ndarray | None:
+        """A finished chunk whose checksum and ids verify, else None (damaged chunks are removed)."""
+        meta_path = self._progress_path(index)
+        if not meta_path.exists() or not self.chunk_path(index).exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            array = load_array_checked(self.chunk_path(index), meta["digest"])
+            if meta.get("ids") != expected_ids or array.shape[0] != meta["rows"]:
+                raise MedrepError("chunk does not hold the expected items", where=str(self.chunk_path(index)))
+            return array
+        except (MedrepError, ValueError, KeyError) as err:
+            warnings.warn(f"embedding cache: discarding damaged chunk ({err}); it will be recomputed", stacklevel=2)
+            for p in (meta_path, self.chunk_path(index)):
+                p.unlink(missing_ok=True)
+            return None
+
+    # -- whole entries ---------------------------------------------------------------------------
+    def finalise(self, n_chunks: int, n_rows: int, info: dict[str, Any]) -> None:
+        write_json_atomic(self.path / "complete.json", {"chunks": n_chunks, "rows": n_rows, **info})
+
+    def load_complete(self, expected_ids: list[str]) -> np.ndarray | None:
+        marker = self.path / "complete.json"
+        if not marker.exists():
+            return None
+        try:
+            meta = json.loads(marker.read_text())
+        except ValueError:
+            meta = None
+        parts = []
+        chunk_size = meta.get("chunk_size") if meta else None
+        if meta is None or not chunk_size:
+            self.discard("unreadable completion record")
+            return None
+        for i in range(meta["chunks"]):
+            chunk = self.read_chunk(i, expected_ids[i * chunk_size : (i + 1) * chunk_size])
+            if chunk is None:
+                marker.unlink(missing_ok=True)
+                return None
+            parts.append(chunk)
+        array = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        if array.shape[0] != meta["rows"] or array.shape[0] != len(expected_ids):
+            self.discard(f"row count {array.shape[0]} does not match the record ({meta['rows']})")
+            return None
+        return array
+
+    def discard(self, why: str) -> None:
+        warnings.warn(f"embedding cache entry {self.key[:12]}: {why}; recomputing", stacklevel=2)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class EmbeddingCache:
+    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.enabled = enabled
+
+    def entry(self, key: str) -> CacheEntry:
+        return CacheEntry(self.root, key)

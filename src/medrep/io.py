@@ -1,0 +1,110 @@
+"""Atomic, checksummed file writes and content hashing.
+
+A file is written to a temporary sibling and renamed into place, so a killed process never leaves a
+partially written file under the final name; readers verify the checksum recorded beside the data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from medrep.errors import MedrepError
+
+
+def digest_bytes(*chunks: bytes) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+def digest_json(obj: Any) -> str:
+    return digest_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def digest_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> Path:
+    """Call ``writer(tmp_path)`` then rename the result to ``path`` (same directory, so the rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write(path, _w)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    return write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_array_checked(path: str | os.PathLike, array: np.ndarray) -> str:
+    """Write ``array`` as .npy atomically; return its content digest (to be recorded by the caller)."""
+    array = np.ascontiguousarray(array)
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, _w)
+    return digest_bytes(array.tobytes())
+
+
+def load_array_checked(path: str | os.PathLike, expected_digest: str | None) -> np.ndarray:
+    """Load an .npy written by :func:`save_array_checked`; a digest mismatch or damaged file raises."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as err:  # truncated header, flipped magic, …
+        raise MedrepError(f"damaged array file ({err.__class__.__name__}: {err})", where=str(path)) from err
+    if expected_digest is not None and digest_bytes(np.ascontiguousarray(array).tobytes()) != expected_digest:
+        raise MedrepError("checksum mismatch: file is corrupted", where=str(path))
+    return array
+
+
+def safe_output_path(out_dir: str | os.PathLike, name: str) -> Path:
+    """Join ``name`` under ``out_dir`` and refuse anything that would land outside it."""
+    root = Path(out_dir).resolve()
+    target = (root / name).resolve()
+    if root != target and root not in target.parents:
+        raise MedrepError(f"output path escapes the output directory {root}", where=name)
+    return target

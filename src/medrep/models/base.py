@@ -1,0 +1,341 @@
+"""The one Encoder interface every analysis consumes.
+
+An Encoder owns its preprocessing (size, mean/std, channels, interpolation), so callers always hand it
+raw pixels in [0, 1] (B×C×H×W) and the normalisation sits inside the autograd graph: an ε means the
+same thing for every model.  ``embed`` and ``logits`` keep gradients unless the caller disables them.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medrep.errors import MedrepError
+from medrep.io import digest_bytes, digest_json
+
+POOLS = ("cls", "mean", "patches", "map")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int = 3
+    interpolation: str = "bilinear"  # bilinear | bicubic | nearest | area
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise MedrepError(f"mean/std must have {self.channels} entries", where="preprocessing")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest", "area"):
+            raise MedrepError(f"unknown interpolation {self.interpolation!r}", where="preprocessing")
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw [0, 1] pixels (B×C×H×W) → the model's input.  Differentiable."""
+        if pixels.ndim != 4:
+            raise MedrepError(f"expected a batch B×C×H×W, got shape {tuple(pixels.shape)}", where="pixels")
+        x = match_channels(pixels, self.channels)
+        if tuple(x.shape[-2:]) != tuple(self.size):
+            kw = {"align_corners": False, "antialias": True} if self.interpolation in ("bilinear", "bicubic") else {}
+            x = F.interpolate(x, size=tuple(self.size), mode=self.interpolation, **kw)
+        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    if c == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * w).sum(1, keepdim=True)
+    raise MedrepError(f"cannot convert {c}-channel images to the model's {channels} channels", where="pixels")
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """Layout of a ViT's token sequence: prefix tokens (CLS, registers) then an h×w grid of patches."""
+
+    height: int
+    width: int
+    patch_size: tuple[int, int]
+    num_prefix_tokens: int = 1
+    num_register_tokens: int = 0
+    has_cls: bool = True
+
+    @property
+    def num_patches(self) -> int:
+        return self.height * self.width
+
+    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) → (B, h·w, D), dropping CLS and register tokens."""
+        return tokens[:, self.num_prefix_tokens : self.num_prefix_tokens + self.num_patches]
+
+    def to_map(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, h·w[, D]) → (B, h, w[, D])."""
+        return values.reshape(values.shape[0], self.height, self.width, *values.shape[2:])
+
+
+class _StopForward(Exception):
+    """Raised by a capture hook to skip the rest of the network once the wanted layer has run."""
+
+
+class Encoder(nn.Module):
+    """Base class: subclasses provide ``_forward_default(x) -> (B, D)`` and optionally ``_logits``.
+
+    ``layer=None`` means the encoder's own representation (e.g. a ViT's CLS token after the final
+    norm); any other value names a submodule whose output is captured by a forward hook and pooled.
+    """
+
+    kind: str = "module"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        preprocessing: Preprocessing,
+        name: str,
+        token_grid: TokenGrid | None = None,
+        default_pool: str = "cls",
+        class_names: Sequence[str] | None = None,
+        source: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.module = module.eval()
+        self.preprocessing = preprocessing
+        self.name = name
+        self.token_grid = token_grid
+        self.default_pool = default_pool
+        self.class_names = list(class_names) if class_names is not None else None
+        self.source = source or {}
+        self._weights_digest: str | None = None
+        for p in self.module.parameters():
+            p.requires_grad_(False)  # analyses differentiate w.r.t. pixels, never parameters
+
+    # -- the interface -------------------------------------------------------------------------
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.preprocessing(pixels.to(self.device, self.dtype))
+
+    def embed(self, pixels: torch.Tensor, layer: str | None = None, pool: str | None = None) -> torch.Tensor:
+        """Representation of raw [0, 1] pixels: (B, D), or (B, N, D) for ``pool='patches'``."""
+        pool = pool or self.default_pool
+        if pool not in POOLS:
+            raise MedrepError(f"unknown pooling {pool!r} (choose from {', '.join(POOLS)})", where="--pool")
+        x = self.preprocess(pixels)
+        if layer is None and pool == self.default_pool:
+            return self._forward_default(x)
+        out = self.forward_layer(x, layer or self.default_layer)
+        return self.pool(out, pool, layer or self.default_layer)
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        if not self.has_head:
+            raise MedrepError(f"model {self.name} has no classification head", where="--model")
+        return self._logits(self.preprocess(pixels))
+
+    @property
+    def has_head(self) -> bool:
+        return False
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.class_names) if self.class_names else None
+
+    @property
+    def default_layer(self) -> str:
+        """Module name whose output ``embed(layer=None, pool!=default)`` pools."""
+        raise MedrepError(f"model {self.name} does not name a default layer; pass --layer", where="--layer")
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [n for n, _ in self.module.named_modules() if n]
+
+    @property
+    def embed_dim(self) -> int:
+        with torch.inference_mode():
+            h, w = self.preprocessing.size
+            dummy = torch.zeros(1, self.preprocessing.channels, h, w)
+            return int(self.embed(dummy).shape[-1])
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _forward_default(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _run_for_capture(self, x: torch.Tensor) -> None:
+        """Run the network far enough for hooks to fire (subclasses override for towers)."""
+        self.module(x)
+
+    def get_submodule_checked(self, layer: str) -> nn.Module:
+        try:
+            return self.module.get_submodule(layer)
+        except AttributeError:
+            near = [n for n in self.layer_names if layer.split(".")[-1] in n][:5]
+            hint = f"; similar: {', '.join(near)}" if near else ""
+            raise MedrepError(f"model {self.name} has no layer {layer!r}{hint}", where="--layer") from None
+
+    def forward_layer(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Output of submodule ``layer`` for preprocessed input ``x`` (network stops right after it)."""
+        target = self.get_submodule_checked(layer)
+        captured: list[torch.Tensor] = []
+
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            captured.append(out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out))
+            raise _StopForward
+
+        handle = target.register_forward_hook(hook)
+        try:
+            self._run_for_capture(x)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise MedrepError(f"layer {layer!r} of model {self.name} did not run in the forward pass", where="--layer")
+        return captured[0]
+
+    def pool(self, out: torch.Tensor, pool: str, layer: str = "") -> torch.Tensor:
+        if out.ndim == 4:  # CNN feature map B×C×H×W
+            if pool in ("mean", "cls"):
+                if pool == "cls" and self.token_grid is not None:
+                    raise MedrepError(f"layer {layer!r} gives a feature map; use --pool mean", where="--pool")
+                return out.mean(dim=(2, 3))
+            if pool == "patches":
+                return out.flatten(2).transpose(1, 2)
+            if pool == "map":
+                return out
+        if out.ndim == 3:  # tokens B×N×D
+            grid = self.token_grid
+            prefix = grid.num_prefix_tokens if grid else 0
+            if pool == "cls":
+                if grid is not None and not grid.has_cls:
+                    raise MedrepError(f"model {self.name} has no CLS token; use --pool mean", where="--pool")
+                return out[:, 0]
+            if pool == "mean":
+                return out[:, prefix:].mean(1)
+            if pool in ("patches", "map"):
+                patches = grid.patch_tokens(out) if grid else out[:, prefix:]
+                return patches if pool == "patches" else grid.to_map(patches).permute(0, 3, 1, 2)
+        if out.ndim == 2 and pool in ("cls", "mean"):
+            return out
+        raise MedrepError(f"cannot pool an output of shape {tuple(out.shape)} with {pool!r}", where="--pool")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.module.parameters():
+            return p.device
+        for b in self.module.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.module.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
+    def weights_digest(self) -> str:
+        """Digest of every parameter and buffer (memoised): two encoders share cache entries only if equal."""
+        if self._weights_digest is None:
+            parts = []
+            for k, v in sorted(self.module.state_dict().items()):
+                parts.append(k.encode())
+                parts.append(str(v.dtype).encode() + str(tuple(v.shape)).encode())
+                parts.append(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._weights_digest = digest_bytes(*parts)
+        return self._weights_digest
+
+    @property
+    def fingerprint(self) -> str:
+        """Weights digest + preprocessing + adapter: what the embedding cache keys on."""
+        return digest_json(
+            {"weights": self.weights_digest(), "preprocessing": self.preprocessing.to_dict(), "adapter": type(self).__name__}
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "adapter": type(self).__name__,
+            "preprocessing": self.preprocessing.to_dict(),
+            "token_grid": asdict(self.token_grid) if self.token_grid else None,
+            "has_head": self.has_head,
+            "class_names": self.class_names,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+        }
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.embed(pixels)
+
+
+class ModuleEncoder(Encoder):
+    """Any ``torch.nn.Module`` from Python.
+
+    ``embed_fn(module, x)`` gives the representation (default: the module's output); ``head`` (a module or
+    callable on that representation) makes ``logits`` available.  ``pool_fn`` lets a user plug in e.g. a
+    MIL-style pooling of patch tokens.
+    """
+
+    kind = "module"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        preprocessing: Preprocessing,
+        name: str = "module",
+        embed_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        head: nn.Module | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        token_grid: TokenGrid | None = None,
+        default_pool: str = "cls",
+        default_layer: str | None = None,
+        class_names: Sequence[str] | None = None,
+        source: dict[str, Any] | None = None,
+    ):
+        super().__init__(module, preprocessing, name, token_grid, default_pool, class_names, source)
+        self._embed_fn = embed_fn
+        self.head = head
+        if isinstance(head, nn.Module):
+            for p in head.parameters():
+                p.requires_grad_(False)
+        self._default_layer = default_layer
+
+    @property
+    def has_head(self) -> bool:
+        return self.head is not None
+
+    @property
+    def default_layer(self) -> str:
+        if self._default_layer is None:
+            return super().default_layer
+        return self._default_layer
+
+    def _forward_default(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._embed_fn(self.module, x) if self._embed_fn else self.module(x)
+        if out.ndim == 4:
+            out = out.mean(dim=(2, 3))
+        return out
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self._forward_default(x))
+
+
+@contextmanager
+def evaluation(encoder: Encoder) -> Iterator[Encoder]:
+    """Put the encoder in eval mode for the block and restore its previous mode afterwards."""
+    was_training = encoder.module.training
+    encoder.module.eval()
+    try:
+        yield encoder
+    finally:
+        encoder.module.train(was_training)

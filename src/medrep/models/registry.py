@@ -1,0 +1,109 @@
+"""One registry from spec strings to Encoders (image) and TextEncoders (text).
+
+``demo-vit``, ``demo-cnn``, ``timm:NAME[@FILE]``, ``hf:ID_OR_DIR``, ``open_clip:ARCH[@WEIGHTS]``, a local
+checkpoint path, or an Encoder / ``torch.nn.Module`` object from Python.  Options follow ``?``:
+``timm:vit_tiny_patch16_224?pretrained=false&img_size=64``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from medrep.errors import SpecError
+from medrep.models.base import Encoder, ModuleEncoder, Preprocessing
+from medrep.specs import Spec, parse_spec
+
+ImageLoader = Callable[[Spec, bool], Encoder]
+_IMAGE: dict[str, ImageLoader] = {}
+_TEXT: dict[str, Callable[[Spec, bool], Any]] = {}
+_NAMED: dict[str, ImageLoader] = {}
+
+
+def register_image_scheme(scheme: str) -> Callable[[ImageLoader], ImageLoader]:
+    def deco(fn: ImageLoader) -> ImageLoader:
+        _IMAGE[scheme] = fn
+        return fn
+    return deco
+
+
+def register_text_scheme(scheme: str):
+    def deco(fn):
+        _TEXT[scheme] = fn
+        return fn
+    return deco
+
+
+def register_named(name: str) -> Callable[[ImageLoader], ImageLoader]:
+    def deco(fn: ImageLoader) -> ImageLoader:
+        _NAMED[name] = fn
+        return fn
+    return deco
+
+
+def _schemes() -> tuple[str, ...]:
+    _load_builtin_adapters()
+    return tuple(sorted(set(_IMAGE) | set(_TEXT)))
+
+
+def load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = False, **module_kwargs: Any) -> Encoder:
+    """Spec string or Python object → Encoder.  A bare ``nn.Module`` needs ``preprocessing=Preprocessing(...)``."""
+    if isinstance(spec, Encoder):
+        return spec
+    if isinstance(spec, nn.Module):
+        prep = module_kwargs.pop("preprocessing", None)
+        if prep is None:
+            raise SpecError("a torch.nn.Module needs preprocessing=Preprocessing(size, mean, std, channels)", where="load_encoder")
+        return ModuleEncoder(spec, prep, **module_kwargs)
+    parsed = parse_spec(spec, _schemes())
+    if parsed.scheme is None:
+        if parsed.name in _NAMED:
+            return _NAMED[parsed.name](parsed, trust_remote_code)
+        from pathlib import Path
+
+        if Path(parsed.name).exists() and "file" in _IMAGE:
+            return _IMAGE["file"](parsed, trust_remote_code)
+        raise SpecError(
+            f"unknown model spec {spec!r}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
+            "or a path to a checkpoint", where="--model")
+    if parsed.scheme not in _IMAGE:
+        raise SpecError(f"{parsed.scheme}: models are text encoders, not image encoders", where=spec)
+    return _IMAGE[parsed.scheme](parsed, trust_remote_code)
+
+
+def load_text_encoder(spec: str | Any, trust_remote_code: bool = False):
+    if not isinstance(spec, str):
+        if hasattr(spec, "encode_text"):
+            return spec
+        raise SpecError(f"{type(spec).__name__} is not a text encoder (it has no encode_text)", where="--text")
+    parsed = parse_spec(spec, _schemes())
+    key = parsed.scheme or parsed.name
+    if key not in _TEXT:
+        raise SpecError(f"{spec!r} is not a text encoder spec (use {', '.join(sorted(_TEXT))})", where="--text")
+    return _TEXT[key](parsed, trust_remote_code)
+
+
+def available_specs() -> dict[str, list[str]]:
+    _load_builtin_adapters()
+    return {"named": sorted(_NAMED), "image_schemes": sorted(_IMAGE), "text": sorted(_TEXT)}
+
+
+_LOADED = False
+
+
+def _load_builtin_adapters() -> None:
+    """Import adapter modules lazily so `import medrep` stays cheap; each registers itself."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+
+    for mod in ("medrep.models.builtin", "medrep.models.hf_adapter", "medrep.models.open_clip_adapter", "medrep.models.text"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:
+            if not err.name or not err.name.startswith("medrep"):
+                continue  # optional extra not installed; its schemes are simply absent
+            if err.name != mod:
+                raise

@@ -1,0 +1,84 @@
+"""The one result schema: a metric is (value, low, high, n); intervals come from a seeded bootstrap."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+RESULTS_SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Metric:
+    value: float
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+    def __str__(self) -> str:
+        if self.low is None or self.high is None:
+            return f"{self.value:.4g}"
+        return f"{self.value:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def bootstrap_metric(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Metric:
+    """Percentile bootstrap over items (per-item values, e.g. 0/1 correctness); vectorised for the mean."""
+    v = np.asarray(values, dtype=np.float64)
+    n = int(v.shape[0])
+    if n == 0:
+        return Metric(float("nan"), None, None, 0)
+    point = float(statistic(v))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    if statistic is np.mean:
+        boots = v[idx].mean(axis=1)
+    else:
+        boots = np.array([statistic(v[i]) for i in idx])
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(point, float(low), float(high), n)
+
+
+def bootstrap_paired(
+    fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, confidence: float = 0.95, seed: int = 0
+) -> Metric:
+    """Bootstrap a statistic that needs the whole resampled set (e.g. silhouette): ``fn(indices)``."""
+    point = float(fn(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([fn(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=np.float64)
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return Metric(point, None, None, n)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(point, float(low), float(high), n)
+
+
+@dataclass
+class Result:
+    """Base for analysis results: named metrics plus free-form tables, serialised with one schema."""
+
+    kind: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "kind": self.kind,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "tables": self.tables,
+            **self.extra,
+        }

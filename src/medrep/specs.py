@@ -1,0 +1,39 @@
+"""Spec strings shared by the model and data registries: ``scheme:name[@weights][?key=value&...]``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from medrep.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Spec:
+    raw: str
+    scheme: str | None  # "timm", "hf", "open_clip", … or None for bare names / paths
+    name: str
+    weights: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_spec(raw: str, schemes: tuple[str, ...]) -> Spec:
+    if not isinstance(raw, str) or not raw.strip():
+        raise SpecError("empty spec", where="spec")
+    text = raw.strip()
+    options: dict[str, str] = {}
+    if "?" in text:
+        text, query = text.split("?", 1)
+        try:
+            options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=True))
+        except ValueError as err:
+            raise SpecError(f"malformed options {query!r} ({err})", where=raw) from None
+    scheme = None
+    head, sep, rest = text.partition(":")
+    if sep and head in schemes:
+        scheme, text = head, rest
+    weights = None
+    if "@" in text and scheme is not None:
+        text, weights = text.rsplit("@", 1)
+    if not text:
+        raise SpecError("spec names nothing after its scheme", where=raw)
+    return Spec(raw=raw, scheme=scheme, name=text, weights=weights or None, options=options)
