@@ -5,9 +5,11 @@ Interface: ``encode_text(list[str]) -> Tensor (B, D)`` (not normalised), ``name`
 """
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from medrep.errors import MedrepError
 from medrep.io import digest_json
@@ -30,19 +32,47 @@ class TextEncoder:
         return int(self.encode_text(["x"]).shape[-1])
 
 
+def params_digest(model: nn.Module, extra: dict[str, Any]) -> str:
+    """Digest of a model's weights plus ``extra`` settings: two text encoders share it only if they embed alike."""
+    from medrep.io import digest_bytes
+
+    parts = [v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+             for _, v in sorted(model.state_dict().items())]
+    return digest_json({"weights": digest_bytes(*parts), **extra})
+
+
+def check_text_model(path: str, trust_remote_code: bool = False) -> None:
+    """Refuse a checkpoint that is not a text model, with a message that says what it is instead."""
+    from transformers import AutoConfig
+
+    p = Path(path).expanduser()
+    if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not p.is_dir():
+        raise MedrepError("no such text model directory", where=path)
+    if p.is_dir() and (p / "open_clip_config.json").is_file():
+        raise MedrepError("an open_clip model; use --text open_clip:local-dir:… for its text tower", where=path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise MedrepError(f"cannot read a Hugging Face config ({err})", where=path) from err
+    if getattr(config, "vision_config", None) is not None:
+        raise MedrepError(f"a dual-tower {config.model_type!r} model; use --text hf:{path} for its own text tower",
+                          where=path)
+    if getattr(config, "vocab_size", None) is None or getattr(config, "image_size", None) is not None:
+        raise MedrepError(f"{config.model_type!r} is not a text encoder (an image model?)", where=path)
+
+
 class HFTextEncoder(TextEncoder):
     """A Hugging Face encoder with mean pooling over tokens (the sentence-transformers recipe for MiniLM)."""
 
     def __init__(self, path: str, name: str, trust_remote_code: bool = False, max_length: int = 128, batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
 
+        check_text_model(path, trust_remote_code)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         except OSError as err:
             raise MedrepError(f"cannot load a text model from {path!r} ({err})", where="--text") from err
-        if not hasattr(self.model, "embeddings") and getattr(self.model.config, "vision_config", None) is not None:
-            raise MedrepError(f"{path!r} is not a text encoder", where="--text")
         self.name, self.path, self.max_length, self.batch_size = name, path, max_length, batch_size
         self._fp: str | None = None
 
@@ -62,11 +92,7 @@ class HFTextEncoder(TextEncoder):
     @property
     def fingerprint(self) -> str:
         if self._fp is None:
-            from medrep.io import digest_bytes
-
-            parts = [v.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                     for _, v in sorted(self.model.state_dict().items())]
-            self._fp = digest_json({"weights": digest_bytes(*parts), "pool": "mean", "max_length": self.max_length})
+            self._fp = params_digest(self.model, {"pool": "mean", "max_length": self.max_length})
         return self._fp
 
 
@@ -87,3 +113,39 @@ def _minilm(spec: Spec, trust_remote_code: bool) -> TextEncoder:
 @register_text_scheme("hf-text")
 def _hf_text(spec: Spec, trust_remote_code: bool) -> TextEncoder:
     return HFTextEncoder(spec.name, name=f"hf-text:{spec.name}", trust_remote_code=trust_remote_code)
+
+
+class SentenceTransformerEncoder(TextEncoder):
+    """A sentence-transformers model (its own modules: transformer, pooling, normalisation if configured)."""
+
+    def __init__(self, path: str, name: str, trust_remote_code: bool = False, batch_size: int = 64):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise MedrepError("st: text encoders need the sentence-transformers package", where="--text") from err
+        check_text_model(path, trust_remote_code)
+        try:
+            self.model = SentenceTransformer(path, device="cpu", trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise MedrepError(f"cannot load a sentence-transformers model ({err})", where=path) from err
+        self.name, self.path, self.batch_size = name, path, batch_size
+        self._fp: str | None = None
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return torch.zeros(0, self.model.get_sentence_embedding_dimension() or 0)
+        return self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False).cpu()
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            modules = [type(m).__name__ for m in self.model]
+            self._fp = params_digest(self.model, {"pipeline": modules, "max_length": self.model.max_seq_length})
+        return self._fp
+
+
+@register_text_scheme("st")
+def _st(spec: Spec, trust_remote_code: bool) -> TextEncoder:
+    return SentenceTransformerEncoder(spec.name, name=f"st:{spec.name}", trust_remote_code=trust_remote_code)

@@ -1,0 +1,344 @@
+"""Hugging Face vision models as Encoders: ``hf:ID_OR_DIR[?revision=REV]``.
+
+Supported families (picked from the checkpoint's ``config.json``), and what ``embed()`` returns by default:
+
+========================================  =====================================================  ==========================
+model                                     default embedding (``layer=None``)                     token layer (``default_layer``)
+========================================  =====================================================  ==========================
+ViTModel / ViTForImageClassification      CLS of ``last_hidden_state`` (after the final norm)    ``[vit.]layernorm``
+Dinov2Model (+ with registers, + head)    CLS of ``last_hidden_state`` (after the final norm)    ``[dinov2.]layernorm``
+CLIPModel                                 ``get_image_features`` (projected, used for zero-shot) ``vision_model.encoder``
+CLIPVisionModel[WithProjection]           pooled CLS after ``post_layernorm`` [projected]        ``vision_model.encoder``
+SiglipModel / SiglipVisionModel           attention-pooled head output (no CLS token)            ``vision_model.post_layernorm``
+anything else (AutoModel)                 ``pooler_output`` if any, else token 0                 the model's final norm
+========================================  =====================================================  ==========================
+
+Models load with ``attn_implementation="eager"`` so attention maps can be captured (SDPA returns none).
+Preprocessing comes from ``preprocessor_config.json`` when the checkpoint has one (``size`` / ``crop_size``,
+``image_mean``, ``image_std``, ``resample``), otherwise from the config's ``image_size`` and the family's
+usual statistics.  medrep resizes straight to the final size (no shortest-edge resize + centre crop), which
+is identical for square images.  Dual-tower checkpoints (CLIP, SigLIP) also expose ``text_encoder``: the
+model's own text tower, so zero-shot can use it; ``load_text_encoder("hf:DIR")`` returns the same thing.
+``trust_remote_code`` is passed to transformers only when the user sets it.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from medrep.errors import MedrepError
+from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.models.registry import register_image_scheme, register_text_scheme
+from medrep.models.text import TextEncoder, params_digest
+from medrep.specs import Spec
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+# Statistics each family's image processor uses when a checkpoint ships no preprocessor_config.json.
+_FAMILY_STATS = {"vit": (HALF, HALF), "dinov2": (IMAGENET_MEAN, IMAGENET_STD),
+                 "dinov2_with_registers": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD),
+                 "clip_vision_model": (CLIP_MEAN, CLIP_STD), "siglip": (HALF, HALF), "siglip_vision_model": (HALF, HALF)}
+# PIL resampling codes in preprocessor_config.json → torch interpolation modes.
+_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
+# Classes loaded as themselves; any other architecture goes through AutoModel.
+_KNOWN_CLASSES = ("ViTModel", "Dinov2Model", "Dinov2WithRegistersModel", "CLIPModel", "CLIPVisionModel",
+                  "CLIPVisionModelWithProjection", "SiglipModel", "SiglipVisionModel")
+_OPTIONS = ("revision",)
+
+
+def _family(model_type: str) -> str:
+    for fam in ("dinov2", "siglip", "clip", "vit"):
+        if model_type.startswith(fam):
+            return fam
+    return "other"
+
+
+def _vision_config(config: Any) -> Any:
+    return getattr(config, "vision_config", None) or config
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+class HFEncoder(Encoder):
+    """A ``transformers`` vision model (or the image tower of a dual-tower model)."""
+
+    kind = "hf"
+
+    def __init__(self, module: nn.Module, preprocessing: Preprocessing, name: str, source: dict[str, Any] | None = None):
+        config = module.config
+        self.family = _family(config.model_type)
+        self.dual = getattr(config, "text_config", None) is not None and hasattr(module, "get_image_features")
+        self._head = hasattr(module, "classifier") and getattr(config, "num_labels", 0) > 0
+        grid = _token_grid(module, self.family)
+        labels = [config.id2label[i] for i in sorted(config.id2label)] if self._head else None
+        default_pool = "mean" if grid is not None and not grid.has_cls else "cls"
+        super().__init__(module, preprocessing, name, grid, default_pool, labels, source)
+        self._default_layer = _default_layer(module, self.family)
+        self.text_encoder: TextEncoder | None = None
+
+    @property
+    def has_head(self) -> bool:
+        return self._head
+
+    @property
+    def default_layer(self) -> str:
+        return self._default_layer
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The part of the model that returns ``last_hidden_state`` / ``pooler_output`` for pixels."""
+        for attr in ("vit", "dinov2"):
+            if self._head and hasattr(self.module, attr):
+                return getattr(self.module, attr)
+        return self.module
+
+    def _forward_default(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dual:
+            out = self.module.get_image_features(pixel_values=x)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers ≥5 returns an output object
+        out = self.backbone(pixel_values=x)
+        if getattr(out, "image_embeds", None) is not None:  # CLIPVisionModelWithProjection
+            return out.image_embeds
+        if self.family in ("vit", "dinov2"):
+            return out.last_hidden_state[:, 0]  # ViT's pooler is an extra tanh layer the classifier never uses
+        if getattr(out, "pooler_output", None) is not None:
+            return out.pooler_output
+        return out.last_hidden_state[:, 0]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(pixel_values=x).logits
+
+    def _run_for_capture(self, x: torch.Tensor) -> None:
+        # Dual-tower models: run the image side only (calling the whole model would need text input).
+        if self.dual:
+            self._forward_default(x)
+        else:
+            self.module(pixel_values=x)
+
+
+def _token_grid(module: nn.Module, family: str) -> TokenGrid | None:
+    vc = _vision_config(module.config)
+    if getattr(vc, "image_size", None) is None or getattr(vc, "patch_size", None) is None:
+        return None
+    (ih, iw), (ph, pw) = _pair(vc.image_size), _pair(vc.patch_size)
+    registers = int(getattr(vc, "num_register_tokens", 0) or 0)
+    has_cls = family != "siglip"
+    if family == "other":
+        # Unknown layout: count the prefix tokens by running a blank image once.
+        with torch.inference_mode():
+            out = module(pixel_values=torch.zeros(1, int(getattr(vc, "num_channels", 3)), ih, iw))
+        hidden = getattr(out, "last_hidden_state", None)
+        if hidden is None or hidden.ndim != 3:
+            return None
+        prefix = int(hidden.shape[1]) - (ih // ph) * (iw // pw)
+        if prefix < 0:
+            return None
+        return TokenGrid(ih // ph, iw // pw, (ph, pw), num_prefix_tokens=prefix, num_register_tokens=max(prefix - 1, 0),
+                         has_cls=prefix > 0)
+    return TokenGrid(ih // ph, iw // pw, (ph, pw), num_prefix_tokens=int(has_cls) + registers,
+                     num_register_tokens=registers, has_cls=has_cls)
+
+
+def _default_layer(module: nn.Module, family: str) -> str:
+    names = {n for n, _ in module.named_modules()}
+    # SigLIP normalises every token (post_layernorm); CLIP only the pooled CLS, so its tokens are the encoder's.
+    tower = "vision_model.post_layernorm" if family == "siglip" else "vision_model.encoder"
+    for candidate in ("layernorm", "vit.layernorm", "dinov2.layernorm", tower):
+        if candidate in names:
+            return candidate
+    # Generic model: the last top-level norm, else the whole model's output (its last_hidden_state).
+    norms = [n for n, m in module.named_modules() if n.count(".") <= 1 and isinstance(m, nn.LayerNorm)]
+    return norms[-1] if norms else ""
+
+
+def preprocessing_from_hf(config: Any, processor: dict[str, Any] | None) -> Preprocessing:
+    vc = _vision_config(config)
+    channels = int(getattr(vc, "num_channels", 3) or 3)
+    mean, std = _FAMILY_STATS.get(config.model_type, (IMAGENET_MEAN, IMAGENET_STD))
+    size = _pair(getattr(vc, "image_size", 224) or 224)
+    interpolation = "bicubic" if _family(config.model_type) in ("clip", "dinov2") else "bilinear"
+    if processor:
+        if processor.get("do_normalize", True):
+            mean = tuple(processor.get("image_mean", mean))
+            std = tuple(processor.get("image_std", std))
+        else:
+            mean, std = (0.0,) * channels, (1.0,) * channels
+        interpolation = _RESAMPLE.get(processor.get("resample"), interpolation)
+        size = _processor_size(processor) or size
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != channels:  # grey checkpoints sometimes ship 3-entry statistics
+        mean, std = (mean * channels)[:channels], (std * channels)[:channels]
+    return Preprocessing(size=size, mean=mean, std=std, channels=channels, interpolation=interpolation)
+
+
+def _processor_size(processor: dict[str, Any]) -> tuple[int, int] | None:
+    """Final input size: the centre crop when the processor crops, else its resize target."""
+    for key in ("crop_size", "size"):
+        if key == "crop_size" and not processor.get("do_center_crop", False):
+            continue
+        s = processor.get(key)
+        if isinstance(s, int):
+            return (s, s)
+        if isinstance(s, dict):
+            if "height" in s and "width" in s:
+                return (int(s["height"]), int(s["width"]))
+            if "shortest_edge" in s:
+                return (int(s["shortest_edge"]),) * 2
+    return None
+
+
+def _read_processor_config(path: str, revision: str | None) -> dict[str, Any] | None:
+    local = Path(path)
+    if local.is_dir():
+        f = local / "preprocessor_config.json"
+        if not f.is_file():
+            return None
+        try:
+            return json.loads(f.read_text())
+        except json.JSONDecodeError as err:
+            raise MedrepError(f"invalid JSON ({err})", where=str(f)) from err
+    try:
+        from transformers.utils import cached_file
+
+        f = cached_file(path, "preprocessor_config.json", revision=revision,
+                        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+    except OSError:
+        return None
+    return json.loads(Path(f).read_text()) if f else None
+
+
+def _check_location(path: str) -> None:
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise MedrepError("no such Hugging Face model directory", where=path)
+
+
+def load_hf_config(path: str, trust_remote_code: bool = False, revision: str | None = None) -> Any:
+    from transformers import AutoConfig
+
+    _check_location(path)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError) as err:
+        raise MedrepError(f"cannot read a Hugging Face config ({err}); offline, only local directories and "
+                          "already-cached models load", where=path) from err
+
+
+def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] | None = None) -> HFEncoder:
+    """Load ``path`` (hub id or local ``save_pretrained`` directory) as an :class:`HFEncoder`."""
+    import transformers
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise MedrepError(f"unknown hf option(s): {', '.join(unknown)} (known: {', '.join(_OPTIONS)})", where=f"hf:{path}")
+    revision = options.get("revision")
+    config = load_hf_config(path, trust_remote_code, revision)
+    vc = _vision_config(config)
+    if getattr(vc, "image_size", None) is None and getattr(config, "vision_config", None) is None:
+        raise MedrepError(f"{config.model_type!r} is not a vision model (its config has no image_size); "
+                          "for a text model use --text hf-text:…", where=path)
+    cls = transformers.AutoModel
+    for arch in getattr(config, "architectures", None) or []:
+        if arch in _KNOWN_CLASSES or arch.endswith("ForImageClassification"):
+            cls = getattr(transformers, arch, None) or cls
+            break
+    try:
+        with _no_transformers_bars():
+            module = cls.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision,
+                                         attn_implementation="eager")
+    except (OSError, ValueError) as err:
+        raise MedrepError(f"cannot load the model weights ({err})", where=path) from err
+    prep = preprocessing_from_hf(config, _read_processor_config(path, revision))
+    enc = HFEncoder(module, prep, name=f"hf:{path}", source={"spec": f"hf:{path}", "class": type(module).__name__,
+                                                            "revision": revision})
+    if enc.dual:
+        enc.text_encoder = HFTowerTextEncoder(module, _load_tokenizer(path, trust_remote_code, revision), enc.name)
+    return enc
+
+
+@contextmanager
+def _no_transformers_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar per model; medrep's own bars are the ones users follow."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _load_tokenizer(path: str, trust_remote_code: bool, revision: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError) as err:
+        raise MedrepError(f"dual-tower model has no usable tokenizer ({err})", where=path) from err
+
+
+class HFTowerTextEncoder(TextEncoder):
+    """The text tower of a CLIP / SigLIP checkpoint: ``get_text_features`` (projected, not normalised)."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, name: str, batch_size: int = 64):
+        self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, f"{name}#text", batch_size
+        tc = model.config.text_config
+        self.max_length = int(getattr(tc, "max_position_embeddings", 77))
+        # SigLIP was trained on max_length-padded text; its pooled token is the last position.
+        self.padding = "max_length" if _family(model.config.model_type) == "siglip" else True
+        self._fp: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tok = self.tokenizer(texts[i : i + self.batch_size], padding=self.padding, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+            if self.padding == "max_length":
+                tok.pop("attention_mask", None)  # SigLIP's text tower attends to padding, as in training
+            feats = self.model.get_text_features(**tok)
+            out.append(feats if isinstance(feats, torch.Tensor) else feats.pooler_output)
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = params_digest(self.model, {"tower": "text", "name": self.name})
+        return self._fp
+
+
+@register_image_scheme("hf")
+def _hf(spec: Spec, trust_remote_code: bool) -> HFEncoder:
+    return load_hf(spec.name, trust_remote_code, spec.options)
+
+
+@register_text_scheme("hf")
+def _hf_text_tower(spec: Spec, trust_remote_code: bool) -> TextEncoder:
+    config = load_hf_config(spec.name, trust_remote_code, spec.options.get("revision"))
+    if getattr(config, "text_config", None) is None or getattr(config, "vision_config", None) is None:
+        raise MedrepError(f"{config.model_type!r} has no text tower; use hf-text:{spec.name} for a text-only model "
+                          "or st:… for a sentence-transformers model", where=spec.raw)
+    enc = load_hf(spec.name, trust_remote_code, spec.options)
+    assert enc.text_encoder is not None
+    return enc.text_encoder
+
+
+# The registry imports only builtin/hf/open_clip/text; this import registers the `file` scheme (bare paths).
+import medrep.models.file_adapter  # noqa: E402,F401

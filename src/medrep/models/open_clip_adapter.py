@@ -1,0 +1,205 @@
+"""open_clip models as Encoders: image tower for ``embed``, text tower as ``text_encoder``.
+
+Spec grammar::
+
+    open_clip:ARCH                       random weights (architecture from open_clip's built-in configs)
+    open_clip:ARCH@TAG                   open_clip pretrained tag (downloads / cache; e.g. ViT-B-32@laion2b_s34b_b79k)
+    open_clip:ARCH@/path/weights.safetensors|.pt|.pth
+                                         local weights, read by medrep's safe loader (never unpickles code)
+    open_clip:hf-hub:ORG/NAME            open_clip's own Hugging Face hub path (e.g. BiomedCLIP)
+    open_clip:local-dir:/path            a folder with open_clip_config.json + weights
+    options: ?config=FILE_OR_DIR         register a custom model-config JSON (its file stem is the ARCH name)
+             &image_size=N               open_clip's force_image_size
+
+The default embedding is ``encode_image`` (projected, not normalised): what open_clip uses for zero-shot.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from medrep.errors import MedrepError
+from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.models.registry import register_image_scheme, register_text_scheme
+from medrep.models.text import TextEncoder, params_digest
+from medrep.specs import Spec
+
+_OPTIONS = ("config", "image_size")
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+
+
+class OpenClipEncoder(Encoder):
+    kind = "open_clip"
+
+    def __init__(self, module: nn.Module, preprocessing: Preprocessing, name: str, source: dict[str, Any] | None = None):
+        grid, self._default_layer = _layout(module.visual, preprocessing)
+        default_pool = "cls" if grid is not None and grid.has_cls else "mean"
+        super().__init__(module, preprocessing, name, grid, default_pool, None, source)
+        self.text_encoder: TextEncoder | None = None
+
+    @property
+    def default_layer(self) -> str:
+        return self._default_layer
+
+    def _forward_default(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(x)
+
+    def _run_for_capture(self, x: torch.Tensor) -> None:
+        self.module.encode_image(x)  # image tower only: the text tower needs no input here
+
+
+def _layout(visual: nn.Module, preprocessing: Preprocessing) -> tuple[TokenGrid | None, str]:
+    """Token grid and default token layer of an open_clip image tower (native ViT, timm trunk or ResNet)."""
+    name = type(visual).__name__
+    if name == "VisionTransformer":
+        if not getattr(visual.transformer, "batch_first", True):
+            raise MedrepError("open_clip ViT with sequence-first blocks is not supported", where="--model")
+        gh, gw = (int(g) for g in visual.grid_size)
+        ph, pw = (int(p) for p in visual.patch_size)
+        has_cls = getattr(visual, "class_embedding", None) is not None
+        # ln_post normalises every token unless the model applies it after pooling.
+        tokens = "visual.transformer" if getattr(visual, "final_ln_after_pool", False) or visual.attn_pool is not None \
+            else "visual.ln_post"
+        return TokenGrid(gh, gw, (ph, pw), num_prefix_tokens=int(has_cls), has_cls=has_cls), tokens
+    if name == "TimmModel":
+        from medrep.models.timm_adapter import TimmEncoder
+
+        trunk = TimmEncoder(visual.trunk, preprocessing, "trunk")  # reuse timm's grid and default layer
+        return trunk.token_grid, f"visual.trunk.{trunk.default_layer}"
+    if name == "ModifiedResNet":
+        return None, "visual.layer4"
+    return None, "visual"
+
+
+def preprocessing_from_open_clip(visual: nn.Module) -> Preprocessing:
+    cfg = dict(getattr(visual, "preprocess_cfg", None) or {})
+    size = cfg.get("size") or getattr(visual, "image_size", 224)
+    size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    mean = tuple(float(m) for m in (cfg.get("mean") or getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)))
+    std = tuple(float(s) for s in (cfg.get("std") or getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)))
+    interp = cfg.get("interpolation", "bicubic")
+    return Preprocessing(size=size, mean=mean, std=std, channels=len(mean),
+                         interpolation=interp if interp in _INTERPOLATIONS else "bicubic")
+
+
+class OpenClipTextEncoder(TextEncoder):
+    """``encode_text`` of an open_clip model with its own tokenizer (projected, not normalised)."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, name: str, batch_size: int = 64):
+        self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, f"{name}#text", batch_size
+        self._fp: str | None = None
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        device = next(self.model.parameters()).device
+        out = [self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(device))
+               for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = params_digest(self.model, {"tower": "text", "name": self.name})
+        return self._fp
+
+
+def _register_config(path: str) -> None:
+    import open_clip
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MedrepError("open_clip model config not found", where=path)
+    if p.is_file() and p.suffix != ".json":
+        raise MedrepError("an open_clip model config must be a .json file (or a folder of them)", where=path)
+    open_clip.add_model_config(p)
+
+
+def _is_path(weights: str) -> bool:
+    return "/" in weights or "\\" in weights or Path(weights).suffix.lower() in (".safetensors", ".pt", ".pth", ".bin")
+
+
+def load_open_clip(arch: str, weights: str | None = None, options: dict[str, str] | None = None) -> OpenClipEncoder:
+    import open_clip
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise MedrepError(f"unknown open_clip option(s): {', '.join(unknown)} (known: {', '.join(_OPTIONS)})",
+                          where=f"open_clip:{arch}")
+    if "config" in options:
+        _register_config(options["config"])
+    kwargs: dict[str, Any] = {}
+    if "image_size" in options:
+        kwargs["force_image_size"] = int(options["image_size"])
+    hub = arch.startswith(("hf-hub:", "local-dir:"))
+    if not hub and arch.replace("/", "-") not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if arch.split("-")[0].lower() in m.lower()][:5]
+        raise MedrepError(f"open_clip has no architecture {arch!r}" + (f" (e.g. {', '.join(close)})" if close else "")
+                          + "; pass ?config=FILE.json for a custom one", where="--model")
+    local = weights is not None and _is_path(weights)
+    try:
+        # Local files bypass open_clip's loader so medrep's safe reader (safetensors / weights_only) decides.
+        with _quiet_random_init_warning(local):
+            model = open_clip.create_model(arch, pretrained=None if (hub or local) else weights, **kwargs)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise MedrepError(f"could not build open_clip model ({err})", where=f"open_clip:{arch}" + (f"@{weights}" if weights else "")) from err
+    if local:
+        _load_local_weights(model, weights)
+    tokenizer = open_clip.get_tokenizer(arch)
+    name = f"open_clip:{arch}"
+    enc = OpenClipEncoder(model, preprocessing_from_open_clip(model.visual), name,
+                          source={"spec": name, "weights": weights, **{k: v for k, v in options.items()}})
+    enc.text_encoder = OpenClipTextEncoder(model, tokenizer, name)
+    return enc
+
+
+@contextmanager
+def _quiet_random_init_warning(active: bool) -> Iterator[None]:
+    """open_clip warns "initialized randomly" when medrep is about to load the weights itself."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    root, flt = logging.getLogger(), _Drop()
+    if active:
+        root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
+def _load_local_weights(model: nn.Module, weights: str) -> None:
+    from medrep.models.checkpoints import load_state_dict
+
+    state = load_state_dict(weights)
+    if "visual.proj" not in state and any(k.startswith("model.visual.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+    missing, unexpected = [], []
+    try:
+        result = model.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    except RuntimeError as err:  # shape mismatches
+        raise MedrepError(f"weights do not fit the architecture ({str(err).splitlines()[-1].strip()})", where=weights) from err
+    if missing or unexpected:
+        detail = "; ".join(f"{label}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}"
+                           for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+        raise MedrepError(f"weights do not fit the architecture ({detail})", where=weights)
+
+
+@register_image_scheme("open_clip")
+def _open_clip(spec: Spec, trust_remote_code: bool) -> OpenClipEncoder:
+    return load_open_clip(spec.name, spec.weights, spec.options)
+
+
+@register_text_scheme("open_clip")
+def _open_clip_text(spec: Spec, trust_remote_code: bool) -> TextEncoder:
+    enc = load_open_clip(spec.name, spec.weights, spec.options)
+    assert enc.text_encoder is not None
+    return enc.text_encoder
