@@ -1,0 +1,192 @@
+"""A dataset of image files on disk (folders, CSV manifests and DICOM sources all build one).
+
+Files are checked (exist, non-empty) when the dataset is built and decoded lazily in ``_load``.  With
+``skip_bad`` every item is decoded once up front, so that what is unusable is known — and recorded in
+the SkipLog for the run manifest — before any analysis starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from medrep.data.base import ImageDataset, Item, SkipLog, validate_item
+from medrep.data.images import MASK_SUFFIXES, check_readable, is_dicom_file, read_image, read_mask, show_path
+from medrep.errors import BadInputError, SpecError
+from medrep.io import digest_file, digest_json
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: Path
+    label: int
+    id: str
+    mask: Path | None = None
+    caption: str | None = None
+    frame: int | None = None  # DICOM frame (0-based); None = the file's middle frame
+    origin: str | None = None  # e.g. "labels.csv row 7", prefixed to messages about this entry
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How files are decoded: DICOM frame choice and window (see :mod:`medrep.data.dicom`)."""
+
+    frame: int | None = None
+    all_frames: bool = False
+    window: tuple[float, float] | str | None = None
+
+    def to_dict(self) -> dict:
+        return {"frame": self.frame, "all_frames": self.all_frames, "window": self.window}
+
+
+def take_read_options(options: dict[str, str]) -> ReadOptions:
+    """Pop ``frame``, ``frames`` and ``window`` from spec options (the caller rejects what remains)."""
+    from medrep.data.dicom import parse_window
+
+    frame = None
+    if "frame" in options:
+        raw = options.pop("frame")
+        try:
+            frame = int(raw)
+        except ValueError:
+            raise SpecError(f"frame must be a 0-based integer, got {raw!r}", where="?frame") from None
+        if frame < 0:
+            raise SpecError(f"frame must be ≥ 0, got {frame}", where="?frame")
+    all_frames = False
+    if "frames" in options:
+        raw = options.pop("frames")
+        if raw.lower() != "all":
+            raise SpecError(f"frames only accepts 'all' (use frame=N for one frame), got {raw!r}", where="?frames")
+        all_frames = True
+    if frame is not None and all_frames:
+        raise SpecError("give either frame=N or frames=all, not both", where="?frames")
+    return ReadOptions(frame=frame, all_frames=all_frames, window=parse_window(options.pop("window", None)))
+
+
+def find_mask(masks_dir: Path, rel: Path) -> Path | None:
+    """The mask for image ``rel`` (relative path): same relative path in ``masks_dir``, any mask suffix."""
+    for cand in [masks_dir / rel] + [masks_dir / rel.with_suffix(s) for s in MASK_SUFFIXES]:
+        if cand.suffix.lower() in MASK_SUFFIXES and cand.is_file():
+            return cand
+    return None
+
+
+class FileDataset(ImageDataset):
+    def __init__(self, entries: list[FileEntry], classes: list[str], name: str, read: ReadOptions, has_captions: bool = False):
+        self.entries = entries
+        self.classes = list(classes)
+        self.name = name
+        self.read = read
+        self._has_captions = has_captions
+        self._labels = np.array([e.label for e in entries], dtype=np.int64)
+        self._digest: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _load(self, index: int) -> Item:
+        e = self.entries[index]
+        try:
+            image = read_image(e.path, frame=e.frame if e.frame is not None else self.read.frame, window=self.read.window)
+            mask = read_mask(e.mask, shape=tuple(image.shape[1:])) if e.mask is not None else None
+        except BadInputError as err:
+            if e.origin is None:
+                raise
+            raise BadInputError(str(err), where=e.origin) from None
+        return Item(id=e.id, image=image, label=e.label, mask=mask, caption=e.caption)
+
+    def item_id(self, index: int) -> str:
+        return self.entries[index].id
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self.entries) and all(e.mask is not None for e in self.entries)
+
+    @property
+    def has_captions(self) -> bool:
+        return self._has_captions
+
+    def content_digest(self) -> str:
+        """File bytes of every image and mask, plus ids, labels, captions and decode options (memoised)."""
+        if self._digest is None:
+            file_digests: dict[Path, str] = {}
+
+            def dig(p: Path | None) -> str | None:
+                if p is None:
+                    return None
+                if p not in file_digests:
+                    file_digests[p] = digest_file(p)
+                return file_digests[p]
+
+            rows = [[e.id, e.label, dig(e.path), dig(e.mask), e.caption, e.frame] for e in self.entries]
+            self._digest = digest_json({"files": rows, "classes": self.classes, "read": self.read.to_dict()})
+        return self._digest
+
+
+def _fail(entry: FileEntry, err: BadInputError, skip_bad: bool, skipped: SkipLog) -> None:
+    where = entry.origin or entry.id
+    if not skip_bad:
+        if entry.origin is None:
+            raise err
+        raise BadInputError(str(err), where=entry.origin) from None
+    skipped.add(where, str(err))
+
+
+def build_file_dataset(
+    entries: list[FileEntry],
+    classes: list[str],
+    name: str,
+    read: ReadOptions,
+    skip_bad: bool = False,
+    skipped: SkipLog | None = None,
+    has_captions: bool = False,
+) -> FileDataset:
+    """Check files, expand DICOM frames if asked, and (with ``skip_bad``) drop items that do not decode."""
+    skipped = skipped if skipped is not None else SkipLog()
+    kept: list[FileEntry] = []
+    for e in entries:
+        try:
+            check_readable(e.path)
+            if e.mask is not None:
+                check_readable(e.mask)
+        except BadInputError as err:
+            _fail(e, err, skip_bad, skipped)
+            continue
+        if read.all_frames and is_dicom_file(e.path):
+            from medrep.data.dicom import dicom_frame_count
+
+            try:
+                n = dicom_frame_count(e.path)
+            except BadInputError as err:
+                _fail(e, err, skip_bad, skipped)
+                continue
+            kept.extend(replace(e, frame=k, id=f"{e.id}#frame={k}") for k in range(n))
+        else:
+            kept.append(e)
+    ds = FileDataset(kept, classes, name, read, has_captions)
+    if skip_bad:
+        good = []
+        for i, e in enumerate(kept):
+            try:
+                validate_item(ds._load(i))
+                good.append(e)
+            except BadInputError as err:
+                skipped.add(e.origin or e.id, str(err).removeprefix(f"{e.origin}: ") if e.origin else str(err))
+        ds = FileDataset(good, classes, name, read, has_captions)
+    if len(ds) == 0:
+        raise BadInputError("no usable images" + (" (all were skipped as bad)" if entries else ""), where=name)
+    return ds
+
+
+def display_id(root: Path, path: Path) -> str:
+    """Item id: the path relative to the dataset root, posix-style, printable even for non-UTF-8 names."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = path
+    return show_path(rel.as_posix())
