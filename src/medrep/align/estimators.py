@@ -1,0 +1,235 @@
+"""Small fit/transform objects around :mod:`medrep.align.functional` (latentis-style).
+
+``Translator(aligner)`` is the whole latent-space translation of Maiorca et al.: standard-scale each
+space with its own anchor statistics → zero-pad both to the larger width → fit ``aligner`` → on the way
+out unpad and undo the target's scaling.  ``Procrustes`` is just ``Translator(Orthogonal())``.
+Inputs may be numpy arrays or tensors; outputs come back as the same kind.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrep.align import functional as AF
+from medrep.errors import MedrepError
+
+ESTIMATORS = ("ortho", "linear", "lortho", "affine")
+
+
+def _t(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if not t.is_floating_point():
+        t = t.float()
+    return t.to(dtype) if dtype is not None else t
+
+
+def _like(out: torch.Tensor, ref: Any):
+    return out.detach().cpu().numpy() if isinstance(ref, np.ndarray) else out
+
+
+class _Fitted:
+    _fitted = False
+
+    def _require_fit(self) -> None:
+        if not self._fitted:
+            raise MedrepError(f"{type(self).__name__} must be fitted before transform", where="align")
+
+
+class StandardScaling(_Fitted):
+    """Per-dimension standardisation with statistics from the anchors; invertible."""
+
+    def fit(self, x) -> "StandardScaling":
+        self.state = AF.standard_scaling_state(_t(x))
+        self._fitted = True
+        return self
+
+    def transform(self, x):
+        self._require_fit()
+        t = _t(x, self.state["shift"].dtype)
+        return _like(AF.standard_scale(t, **self.state), x)
+
+    def inverse_transform(self, x):
+        self._require_fit()
+        t = _t(x, self.state["shift"].dtype)
+        return _like(AF.standard_unscale(t, **self.state), x)
+
+
+class ZeroPadding(_Fitted):
+    """Pad source and target to the larger of the two widths; ``unpad_target`` undoes it for outputs."""
+
+    def fit(self, x_dim: int, y_dim: int) -> "ZeroPadding":
+        self.x_dim, self.y_dim, self.dim = int(x_dim), int(y_dim), max(int(x_dim), int(y_dim))
+        self._fitted = True
+        return self
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        self._require_fit()
+        return AF.zero_pad(x, self.dim)
+
+    def unpad_target(self, y: torch.Tensor) -> torch.Tensor:
+        self._require_fit()
+        return y[:, : self.y_dim]
+
+
+class Aligner(_Fitted):
+    """Fits T on (already scaled and padded) anchor pairs; ``min_anchors(d)`` says how many it needs."""
+
+    name = "aligner"
+
+    def __init__(self, ridge: float = 0.0):
+        if ridge < 0:
+            raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where="--ridge")
+        self.ridge = float(ridge)
+
+    def min_anchors(self, source_dim: int) -> int:
+        return 2
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "Aligner":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        self._require_fit()
+        return x @ self.matrix + (self.bias if getattr(self, "bias", None) is not None else 0)
+
+
+class Orthogonal(Aligner):
+    name = "ortho"
+
+    def __init__(self, ridge: float = 0.0):
+        if ridge:
+            raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where="--ridge")
+        super().__init__(0.0)
+
+    def fit(self, x, y):
+        self.matrix, self.bias = AF.procrustes(x, y), None
+        self._fitted = True
+        return self
+
+
+class LeastSquares(Aligner):
+    name = "linear"
+
+    def min_anchors(self, source_dim: int) -> int:
+        # fewer anchors than source dimensions leaves T underdetermined (it interpolates the anchors)
+        return 2 if self.ridge > 0 else source_dim
+
+    def fit(self, x, y):
+        self.matrix, self.bias = AF.least_squares(x, y, self.ridge), None
+        self._fitted = True
+        return self
+
+
+class LeastSquaresOrtho(LeastSquares):
+    name = "lortho"
+
+    def fit(self, x, y):
+        self.matrix, self.bias = AF.lstsq_ortho(x, y, self.ridge), None
+        self._fitted = True
+        return self
+
+
+class Affine(Aligner):
+    name = "affine"
+
+    def __init__(self, ridge: float = 0.0, solver: str = "closed", steps: int = 300, lr: float = 1e-2, seed: int = 0):
+        super().__init__(ridge)
+        if solver not in ("closed", "gd"):
+            raise MedrepError(f"unknown affine solver {solver!r} (choose closed or gd)", where="--affine-solver")
+        self.solver, self.steps, self.lr, self.seed = solver, steps, lr, seed
+
+    def min_anchors(self, source_dim: int) -> int:
+        return 2 if self.ridge > 0 or self.solver == "gd" else source_dim + 1
+
+    def fit(self, x, y):
+        if self.solver == "closed":
+            self.matrix, self.bias = AF.affine_closed_form(x, y, self.ridge)
+        else:
+            self.matrix, self.bias = AF.affine_gradient_descent(x, y, self.steps, self.lr, self.seed, self.ridge)
+        self._fitted = True
+        return self
+
+
+def make_aligner(name: str, ridge: float = 0.0, **options: Any) -> Aligner:
+    if name == "ortho":
+        return Orthogonal(ridge)
+    if name == "linear":
+        return LeastSquares(ridge)
+    if name == "lortho":
+        return LeastSquaresOrtho(ridge)
+    if name == "affine":
+        return Affine(ridge, **options)
+    raise MedrepError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
+
+
+class Translator(_Fitted):
+    """x (source space) → T(x) (target space): scale → pad → aligner → unpad → inverse-scale."""
+
+    def __init__(self, aligner: Aligner | str = "ortho", scale: bool = True, ridge: float = 0.0,
+                 dtype: torch.dtype = torch.float64, **options: Any):
+        self.aligner = make_aligner(aligner, ridge, **options) if isinstance(aligner, str) else aligner
+        self.scale = scale
+        self.dtype = dtype  # float64 by default: anchors are few, and exactness makes results reproducible
+        self.x_scaling, self.y_scaling, self.padding = StandardScaling(), StandardScaling(), ZeroPadding()
+
+    @property
+    def name(self) -> str:
+        return self.aligner.name
+
+    def check_anchor_count(self, n: int, source_dim: int, where: str = "--anchors") -> None:
+        need = self.aligner.min_anchors(source_dim)
+        if n < need:
+            hint = " (or pass --ridge > 0, or use --estimator ortho)" if self.aligner.name != "ortho" else ""
+            raise MedrepError(f"the {self.aligner.name} estimator needs at least {need} anchors for a {source_dim}-d source "
+                              f"space, got {n}{hint}", where=where)
+
+    def fit(self, x, y) -> "Translator":
+        x, y = _t(x, self.dtype), _t(y, self.dtype)
+        AF._check_pair(x, y)
+        self.check_anchor_count(x.shape[0], x.shape[1], where="anchors")
+        if self.scale:
+            x = self.x_scaling.fit(x).transform(x)
+            y = self.y_scaling.fit(y).transform(y)
+        self.padding.fit(x.shape[1], y.shape[1])
+        self.aligner.fit(self.padding.pad(x), self.padding.pad(y))
+        self._fitted = True
+        return self
+
+    def transform(self, x):
+        self._require_fit()
+        t = _t(x, self.dtype)
+        if t.shape[1] != self.padding.x_dim:
+            raise MedrepError(f"translator was fitted on {self.padding.x_dim}-d source vectors, got {t.shape[1]}-d", where="align")
+        if self.scale:
+            t = self.x_scaling.transform(t)
+        out = self.padding.unpad_target(self.aligner.transform(self.padding.pad(t)))
+        if self.scale:
+            out = self.y_scaling.inverse_transform(out)
+        out = out.to(torch.as_tensor(x).dtype) if torch.as_tensor(x).is_floating_point() else out
+        return _like(out, x)
+
+    def fit_transform(self, x, y):
+        return self.fit(x, y).transform(x)
+
+
+class Procrustes(Translator):
+    def __init__(self, scale: bool = True):
+        super().__init__(Orthogonal(), scale=scale)
+
+
+class RelativeProjection(_Fitted):
+    """Cosine similarity to each anchor (optionally centred on the anchors' mean): a space-agnostic view."""
+
+    def __init__(self, center: bool = True):
+        self.center = center
+
+    def fit(self, anchors) -> "RelativeProjection":
+        self.anchors = _t(anchors, torch.float64)
+        self.mean = self.anchors.mean(0) if self.center else None
+        self._fitted = True
+        return self
+
+    def transform(self, x):
+        self._require_fit()
+        return _like(AF.relative_projection(_t(x, torch.float64), self.anchors, self.mean).float(), x)
