@@ -1,0 +1,109 @@
+"""`medrep attack`: representation-space attacks (collide / push) with accuracy, imperceptibility and a detector."""
+from __future__ import annotations
+
+import argparse
+
+from medrep.commands.common import add_data_arguments, arguments_of, load_data, load_model, make_cache, out_dir
+from medrep.errors import MedrepError
+
+NAME = "attack"
+HELP = "attack a model's representation (collide with another class / push away) and measure the damage"
+
+
+def parse_eps(text: str) -> list[float]:
+    """'4/255,0.03' → [0.01569, 0.03]; fractions keep ε readable in the usual 1/255 units."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "/" in part:
+                num, den = part.split("/", 1)
+                out.append(float(num) / float(den))
+            else:
+                out.append(float(part))
+        except (ValueError, ZeroDivisionError):
+            raise MedrepError(f"not a number or fraction: {part!r}", where="--eps") from None
+    if not out:
+        raise MedrepError("give at least one ε, e.g. 4/255 or 2/255,4/255,8/255", where="--eps")
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
+    add_data_arguments(p)
+    p.set_defaults(batch_size=32)
+    g = p.add_argument_group("attack")
+    g.add_argument("--objective", default="collide", choices=["collide", "push"],
+                   help="collide: pull f(x) onto an image of another class (PRM); push: move f(x) away from itself")
+    g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255)")
+    g.add_argument("--norm", default="linf", help="linf (sign steps) or l2 (normalised steps)")
+    g.add_argument("--steps", type=int, default=50)
+    g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/steps, as in Madry et al.)")
+    rs = g.add_mutually_exclusive_group()
+    rs.add_argument("--random-start", dest="random_start", action="store_true", default=None,
+                    help="start from a uniform point in the ε-ball (default: on for push, off for collide)")
+    rs.add_argument("--no-random-start", dest="random_start", action="store_false")
+    g.add_argument("--target", default="image", choices=["image", "centroid"],
+                   help="collide onto a seeded image of another class, or onto that class's mean training representation")
+    g.add_argument("--layer", default=None, help="module whose output is attacked (default: the model's representation)")
+    g.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling of that layer (default: the model's own)")
+    g.add_argument("--classifiers", default="auto", help="head,probe,knn (default: the head when there is one, else probe,knn)")
+    g.add_argument("--early-stop", action="store_true", help="freeze an item once it is classified as the target (collide) / misclassified (push)")
+    g.add_argument("--train-split", default="train", help="split whose clean representations fit the probe / kNN / centroids")
+    d = p.add_argument_group("detector")
+    d.add_argument("--noise-sigma", type=float, default=0.03, help="σ of the Gaussian noise of the label-consistency check")
+    d.add_argument("--noise-draws", type=int, default=8, help="noisy copies per image")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrep.data.base import SkipLog
+    from medrep.manifest import build_manifest, write_manifest
+    from medrep.robustness import run_attack, write_attack_outputs
+    from medrep.robustness.classifiers import resolve_classifiers
+
+    from medrep.robustness.attacks import check_eps, make_attack
+
+    eps = [check_eps(e) for e in parse_eps(args.eps)]
+    make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
+    if args.batch_size < 1:
+        raise MedrepError("must be at least 1", where="--batch-size")
+    out = out_dir(args.out)
+    skipped = SkipLog()
+    data = load_data(args, skipped=skipped)
+    encoder = load_model(args.model, args)
+    names = resolve_classifiers(args.classifiers, encoder)
+    train = None
+    if any(n in ("probe", "knn") for n in names) or (args.objective == "collide" and args.target == "centroid"):
+        from medrep.data import load_dataset
+
+        full = load_dataset(args.data, skip_bad=args.skip_bad)
+        if not full.splits:
+            raise MedrepError("this dataset has no splits; probe / kNN / centroids need a training split", where="--data")
+        train = full.split(args.train_split)
+    result = run_attack(
+        encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.steps,
+        step_size=args.step_size, random_start=args.random_start, target=args.target, layer=args.layer, pool=args.pool,
+        classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=args.noise_sigma,
+        noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args))
+    paths = write_attack_outputs(result, out)
+    write_manifest(out, build_manifest(
+        "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
+        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
+        output={k: p.name for k, p in paths.items()}))
+    print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.steps} steps ({args.norm}), "
+          f"classifier: {result.primary}")
+    print(f"{'eps':>8} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6} {'det AUC':>8}")
+    for s in result.summaries:
+        m = s["metrics"]
+        v = lambda k: m[k]["value"]  # noqa: E731
+        cos = f"{v('cosine_to_target_before'):.2f}→{v('cosine_to_target_after'):.2f}" if v("cosine_to_target_after") is not None else "-"
+        match = f"{v('match_success_rate'):.1%}" if v("match_success_rate") is not None else "-"
+        auc = s["detector"]["roc_auc"]["value"]
+        print(f"{s['eps_255']:>6g}/255 {v('clean_accuracy'):>10.1%} {v('attacked_accuracy'):>10.1%} {match:>7} {cos:>13} "
+              f"{v('psnr_mean'):>8.1f} {v('ssim_mean'):>6.3f} {auc if auc is None else f'{auc:.3f}':>8}")
+    print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
+    return 0

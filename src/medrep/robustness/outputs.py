@@ -1,0 +1,139 @@
+"""Files a person reads: results.json, one CSV of per-item values per ε, accuracy-vs-ε and galleries."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from medrep.io import atomic_write, write_json_atomic
+from medrep.robustness.runner import AttackResult
+
+
+def _eps_tag(eps: float) -> str:
+    return f"{eps * 255:.3g}-255".replace(".", "p")
+
+
+def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: float | None = None) -> dict[str, Path]:
+    """Write everything; returns {name: path} for the figures and tables (the HTML report links them)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"results": write_json_atomic(out / "results.json", result.to_dict())}
+    for r in result.per_eps:
+        paths[f"per_item_{_eps_tag(r.eps)}"] = _write_csv(result, r, out / f"per_item_eps{_eps_tag(r.eps)}.csv")
+    paths["accuracy_vs_eps"] = plot_accuracy_vs_eps(result, out / "accuracy_vs_eps.png")
+    paths["loss_per_step"] = plot_loss(result, out / "loss_per_step.png")
+    if result.gallery_source is not None:
+        for r in result.per_eps:
+            paths[f"gallery_{_eps_tag(r.eps)}"] = plot_gallery(result, r, out / f"gallery_eps{_eps_tag(r.eps)}.png", amplify)
+    return paths
+
+
+def _write_csv(result: AttackResult, r, path: Path) -> Path:
+    def w(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["source_id", "target_id", *r.columns])
+            for sid, tid, row in zip(result.source_ids, result.target_ids, r.values):
+                writer.writerow([sid, tid or "", *[_fmt(v) for v in row]])
+    return atomic_write(path, w)
+
+
+def _fmt(v: float) -> str:
+    if np.isnan(v):
+        return ""
+    return str(int(v)) if float(v).is_integer() else f"{v:.6g}"
+
+
+def plot_accuracy_vs_eps(result: AttackResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps255 = [s["eps_255"] for s in result.summaries]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for k, name in enumerate(result.classifiers):
+        color = f"C{k}"
+        rows = [s["classifiers"][name] for s in result.summaries]
+        for key, style, label in (("attacked_accuracy", "-o", "attacked"), ("match_success_rate", ":s", "match (target label)")):
+            vals = [r[key]["value"] for r in rows]
+            if any(v is None for v in vals):
+                continue
+            lo = [r[key]["value"] - r[key]["low"] for r in rows]
+            hi = [r[key]["high"] - r[key]["value"] for r in rows]
+            ax.errorbar(eps255, vals, yerr=[lo, hi], fmt=style, color=color, capsize=3, label=f"{name}: {label}")
+        ax.axhline(rows[0]["clean_accuracy"]["value"], color=color, ls="--", lw=1, label=f"{name}: clean")
+    cfg = result.config
+    ax.set_xlabel(f"ε ({cfg['norm']}, in 1/255 of the pixel range)")
+    ax.set_ylabel("share of items")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{cfg['objective']} attack on {result.model['name']} ({cfg['steps']} steps, n={result.data['n']})", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_loss(result: AttackResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
+    for s in result.summaries:
+        ax.plot(s["loss_per_step"], label=f"ε = {s['eps_255']:g}/255")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean loss (minimised)")
+    ax.set_title(f"{result.config['objective']}: mean objective per step", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = None) -> Path:
+    """Rows: items; columns: original, perturbed, amplified difference, target (when there is one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    src, adv = result.gallery_source, r.gallery_adv
+    tgt = result.gallery_target
+    k = len(adv)
+    cols = 4 if tgt is not None else 3
+    # Default amplification maps ±ε to the full grey range.
+    amp = amplify if amplify is not None else 0.5 / max(r.eps, 1e-12)
+    fig, axes = plt.subplots(k, cols, figsize=(1.9 * cols, 1.9 * k), dpi=110, squeeze=False)
+    classes = result.data.get("classes") or []
+    lab = r.column("label")[:k].astype(int)
+    tlab = r.column("target_label")[:k].astype(int)
+    pred = r.column(f"{result.primary}_attacked_pred")[:k].astype(int)
+    name = lambda i: classes[i] if 0 <= i < len(classes) else str(i)  # noqa: E731
+    for i in range(k):
+        panels = [(src[i], f"{name(lab[i])}"), (adv[i], f"→ {name(pred[i])}"),
+                  (np.clip(0.5 + amp * (adv[i] - src[i]), 0, 1), f"diff ×{amp:.0f}")]
+        if tgt is not None:
+            panels.append((tgt[i], f"target: {name(tlab[i])}"))
+        for j, (img, title) in enumerate(panels):
+            ax = axes[i, j]
+            im = np.transpose(img, (1, 2, 0))
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    for j, head in enumerate(["original", "perturbed", "difference", "target"][:cols]):
+        axes[0, j].annotate(head, (0.5, 1.25), xycoords="axes fraction", ha="center", fontsize=8, weight="bold")
+    fig.suptitle(f"{result.config['objective']}, ε = {r.eps * 255:g}/255 ({result.config['norm']})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
