@@ -24,9 +24,8 @@ model's own text tower, so zero-shot can use it; ``load_text_encoder("hf:DIR")``
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +33,7 @@ from torch import nn
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
-from medrep.models.text import TextEncoder, params_digest
+from medrep.models.text import TextEncoder, no_transformers_bars, params_digest
 from medrep.specs import Spec
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -252,7 +251,7 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
             cls = getattr(transformers, arch, None) or cls
             break
     try:
-        with _no_transformers_bars():
+        with no_transformers_bars():
             module = cls.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision,
                                          attn_implementation="eager")
     except (OSError, ValueError) as err:
@@ -263,20 +262,6 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
     if enc.dual:
         enc.text_encoder = HFTowerTextEncoder(module, _load_tokenizer(path, trust_remote_code, revision), enc.name)
     return enc
-
-
-@contextmanager
-def _no_transformers_bars() -> Iterator[None]:
-    """transformers draws a "Loading weights" bar per model; medrep's own bars are the ones users follow."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _load_tokenizer(path: str, trust_remote_code: bool, revision: str | None) -> Any:

@@ -5,8 +5,9 @@ Interface: ``encode_text(list[str]) -> Tensor (B, D)`` (not normalised), ``name`
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +31,20 @@ class TextEncoder:
     @property
     def dim(self) -> int:
         return int(self.encode_text(["x"]).shape[-1])
+
+
+@contextmanager
+def no_transformers_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar per model; medrep's own bars are the ones users follow."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def params_digest(model: nn.Module, extra: dict[str, Any]) -> str:
@@ -70,7 +85,8 @@ class HFTextEncoder(TextEncoder):
         check_text_model(path, trust_remote_code)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
+            with no_transformers_bars():
+                self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         except OSError as err:
             raise MedrepError(f"cannot load a text model from {path!r} ({err})", where="--text") from err
         self.name, self.path, self.max_length, self.batch_size = name, path, max_length, batch_size
