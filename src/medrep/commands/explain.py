@@ -1,0 +1,74 @@
+"""`medrep explain`: explanation maps of several methods scored against lesion masks."""
+from __future__ import annotations
+
+import argparse
+
+from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
+
+NAME = "explain"
+HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from medrep.explain.run import DEFAULT_METHODS, METRICS, TARGETS
+
+    p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
+    add_data_arguments(p)
+    p.set_defaults(batch_size=16)
+    p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
+                   help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
+    p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
+    p.add_argument("--target", default="class", choices=TARGETS,
+                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
+    p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
+    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument("--baseline", default="blur", choices=["blur", "zero", "mean"], help="what removed pixels become (deletion/insertion)")
+    p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
+    p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
+    p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
+    p.add_argument("--gradcam-layer", default=None, help="Grad-CAM layer (default: ViT blocks[-1].norm1, CNN last feature layer)")
+    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
+    p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrep.explain.run import run_explain, write_explain_outputs
+    from medrep.manifest import build_manifest, write_manifest
+
+    out = out_dir(args.out)
+    data = _data_without_limit(args)
+    encoder = load_model(args.model, args)
+    options = {
+        "attention": {"block": args.block, "head_fusion": args.head_fusion},
+        "rollout": {"head_fusion": args.head_fusion, "discard_ratio": args.discard_ratio},
+        "gradcam": {"layer": args.gradcam_layer},
+        "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
+    }
+    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
+                         seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
+                         steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
+                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args))
+    paths = write_explain_outputs(result, out)
+    write_manifest(out, build_manifest(
+        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
+        data=data.describe(), output={k: str(v.name) for k, v in paths.items()}))
+    print(result.format_table())
+    print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _data_without_limit(args: argparse.Namespace):
+    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all."""
+    from medrep.data import load_dataset
+
+    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    split = args.split if ds.splits else None
+    return ds.split(split)

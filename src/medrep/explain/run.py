@@ -1,0 +1,342 @@
+"""Explain a dataset with several methods and score every map against the lesion masks.
+
+``run_explain`` → :class:`ExplainResult` (``to_dict()`` is what ``results.json`` holds; the audit report
+reads the same object); ``write_explain_outputs`` writes results.json, a method × metric CSV and a gallery.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from medrep.data.base import ImageDataset, collate
+from medrep.errors import MedrepError
+from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
+from medrep.explain.faithfulness import deletion_auc, insertion_auc
+from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
+from medrep.explain.scores import TOPK_PERCENTS, iou_topk, mask_area, pointing_game, relevance_mass
+from medrep.explain.targets import Target
+from medrep.models.base import Encoder, evaluation
+from medrep.progress import progress_bar
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
+
+METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
+DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
+TARGETS = ("class", "predicted", "embedding")
+# which direction is better, for readers of the table
+HIGHER_IS_BETTER = {"pointing": True, "iou": True, "mass": True, "deletion": False, "insertion": True}
+
+
+def metric_keys(metrics: Sequence[str], topk: Sequence[float] = TOPK_PERCENTS) -> list[str]:
+    keys: list[str] = []
+    for m in metrics:
+        if m == "iou":
+            keys += [f"iou_box@{k:g}" for k in topk] + [f"iou_pixel@{k:g}" for k in topk]
+        elif m in ("deletion", "insertion"):
+            keys.append(f"{m}_auc")
+        else:
+            keys.append(m)
+    return keys
+
+
+@dataclass
+class ExplainResult:
+    model: str
+    data: dict[str, Any]
+    target: str
+    methods: list[str]
+    metric_names: list[str]
+    metrics: dict[str, dict[str, Metric]]            # method → metric key → mean with 95% interval
+    per_image: dict[str, dict[str, np.ndarray]]      # method → metric key → (n,) values
+    ids: list[str]
+    mask_area: dict[str, float]
+    settings: dict[str, Any]
+    seconds_per_image: dict[str, float] = field(default_factory=dict)
+    gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows (method, metric, value, low, high, n) — the CSV and the report's table."""
+        rows = []
+        for method in self.methods:
+            for key, m in self.metrics[method].items():
+                rows.append({"method": method, "metric": key, "value": m.value, "low": m.low, "high": m.high, "n": m.n})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "kind": "explain",
+            "model": self.model,
+            "data": self.data,
+            "target": self.target,
+            "methods": self.methods,
+            "baselines": [m for m in self.methods if m in BASELINES],
+            "metric_names": self.metric_names,
+            "higher_is_better": {k: HIGHER_IS_BETTER[k.split("@")[0].split("_")[0]] for k in self.metric_names},
+            "metrics": {meth: {k: m.to_dict() for k, m in ms.items()} for meth, ms in self.metrics.items()},
+            "mask_area": self.mask_area,
+            "n_images": len(self.ids),
+            "ids": self.ids,
+            "seconds_per_image": self.seconds_per_image,
+            "settings": self.settings,
+        }
+
+    def format_table(self) -> str:
+        """Plain-text method × metric table (mean [95% CI])."""
+        keys = self.metric_names
+        head = ["method"] + keys
+        lines = [head]
+        for method in self.methods:
+            lines.append([method] + [f"{self.metrics[method][k].value:.3f}" for k in keys])
+        widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
+
+
+def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
+    if not dataset.has_masks:
+        raise MedrepError(f"dataset {dataset.name} has no lesion masks; explanation scores need them", where="--data")
+    keep, empty = [], 0
+    for i in range(len(dataset)):
+        m = dataset[i].mask
+        if m is not None and bool(m.any()):
+            keep.append(i)
+        else:
+            empty += 1
+    if not keep:
+        raise MedrepError(f"no image of dataset {dataset.name} has a non-empty mask", where="--data")
+    return keep, empty
+
+
+def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 64, cache: Any = None) -> torch.Tensor:
+    """(K, D) mean embedding of each class of ``dataset`` (served from the embedding cache)."""
+    from medrep.features.extract import extract_embeddings
+
+    emb = extract_embeddings(encoder, dataset, batch_size=batch_size, cache=cache, description="class centroids")
+    vecs, labels = torch.as_tensor(emb.vectors, dtype=torch.float32), torch.as_tensor(emb.labels)
+    k = len(dataset.classes)
+    cents = torch.zeros(k, vecs.shape[1])
+    for c in range(k):
+        sel = labels == c
+        if sel.any():
+            cents[c] = vecs[sel].mean(0)
+    return cents
+
+
+def run_explain(
+    encoder: Encoder,
+    dataset: ImageDataset,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    metrics: Sequence[str] = METRICS,
+    target: str = "class",
+    limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    upsampling: str = "bilinear",
+    topk: Sequence[float] = TOPK_PERCENTS,
+    steps: int = 16,
+    perturbation_baseline: str = "blur",
+    references: torch.Tensor | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    add_baselines: bool = True,
+    gallery_size: int = 6,
+    n_boot: int = 1000,
+    cache: Any = None,
+) -> ExplainResult:
+    """Maps of every method for the images with a non-empty mask, scored against the masks.
+
+    ``target``: ``class`` (the item's label), ``predicted`` (the model's top class) or ``embedding``
+    (cosine similarity to ``references`` (K, D) indexed by label, default the class centroids of
+    ``dataset``).  The random and centre baselines are always added unless ``add_baselines=False``.
+    """
+    methods = list(dict.fromkeys(methods))
+    for m in methods:
+        get_method(m)
+    if add_baselines:
+        methods += [b for b in BASELINES if b not in methods]
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise MedrepError(f"unknown metric(s) {', '.join(bad)} (choose from {', '.join(METRICS)})", where="--metrics")
+    if target not in TARGETS:
+        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--target")
+    if upsampling not in UPSAMPLING:
+        raise MedrepError(f"unknown upsampling {upsampling!r} (choose from {', '.join(UPSAMPLING)})", where="--upsample")
+    if perturbation_baseline not in PERTURBATION_BASELINES:
+        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--baseline")
+    if batch_size < 1:
+        raise MedrepError("must be at least 1", where="--batch-size")
+    if target in ("class", "predicted") and not encoder.has_head:
+        raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+    method_options = dict(method_options or {})
+
+    indices, n_empty = _masked_indices(dataset)
+    if limit is not None and limit < len(indices):
+        if limit <= 0:
+            raise MedrepError("must be a positive number", where="--limit")
+        rng = np.random.default_rng(seed)
+        indices = sorted(rng.choice(indices, size=limit, replace=False).tolist())
+    if target == "embedding" and references is None:
+        references = class_centroids(encoder, dataset, batch_size=max(batch_size, 32), cache=cache)
+
+    keys = metric_keys(metrics, topk)
+    per_image: dict[str, dict[str, list[np.ndarray]]] = {m: {k: [] for k in keys} for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    ids: list[str] = []
+    areas: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    gallery: dict[str, Any] = {"maps": {m: [] for m in methods}, "images": [], "masks": [], "ids": []}
+    n_batches = (len(indices) + batch_size - 1) // batch_size
+    with evaluation(encoder), progress_bar(f"explain {encoder.name}", n_batches * len(methods)) as bar:
+        for bi, start in enumerate(range(0, len(indices), batch_size)):
+            batch = collate([dataset[i] for i in indices[start:start + batch_size]])
+            pixels = batch["image"].to(encoder.device, encoder.dtype)
+            masks = batch["mask"].to(encoder.device)
+            if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):
+                raise MedrepError(f"mask {tuple(masks.shape[-2:])} and image {tuple(pixels.shape[-2:])} sizes differ",
+                                  where=batch["id"][0])
+            if target == "embedding":
+                tgt = Target("embedding", references=references.to(encoder.device)[batch["label"].to(encoder.device)])
+            elif target == "class":
+                tgt = Target("class", classes=batch["label"].to(encoder.device))
+            else:
+                with torch.no_grad():
+                    tgt = Target("class", classes=encoder.logits(pixels).argmax(-1))
+            ids += batch["id"]
+            areas.append(mask_area(masks).cpu().numpy())
+            labels.append(batch["label"].numpy())
+            need_gallery = len(gallery["ids"]) < gallery_size
+            if need_gallery:
+                take = gallery_size - len(gallery["ids"])
+                gallery["images"].append(batch["image"][:take].numpy())
+                gallery["masks"].append(batch["mask"][:take].numpy())
+                gallery["ids"] += batch["id"][:take]
+            for method in methods:
+                opts = dict(method_options.get(method, {}))
+                if method == "random":
+                    opts.setdefault("seed", seed * 100_003 + bi)  # a fresh draw per batch, reproducible
+                t0 = time.perf_counter()
+                maps = explain(encoder, pixels, method, tgt, upsampling=upsampling, **opts)
+                seconds[method] += time.perf_counter() - t0
+                scores = _score(encoder, pixels, maps, masks, tgt, metrics, topk, steps, perturbation_baseline, batch_size)
+                for k, v in scores.items():
+                    per_image[method][k].append(v)
+                if need_gallery:
+                    gallery["maps"][method].append(maps[:take].cpu().numpy())
+                bar.advance(1)
+
+    n = len(ids)
+    values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}
+    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed) for k, v in ks.items()} for m, ks in values.items()}
+    area = np.concatenate(areas)
+    lab = np.concatenate(labels)
+    area_stats: dict[str, Any] = {
+        "mean": float(area.mean()), "median": float(np.median(area)), "min": float(area.min()),
+        "max": float(area.max()), "std": float(area.std()), "n": n, "n_without_mask": n_empty,
+        "mean_by_class": {dataset.classes[c]: float(area[lab == c].mean()) for c in np.unique(lab)},
+    }
+    gal = {
+        "ids": gallery["ids"],
+        "images": np.concatenate(gallery["images"]) if gallery["images"] else np.zeros((0,)),
+        "masks": np.concatenate(gallery["masks"]) if gallery["masks"] else np.zeros((0,)),
+        "maps": {m: np.concatenate(v) for m, v in gallery["maps"].items() if v},
+    }
+    data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    settings = {"upsampling": upsampling, "topk_percent": list(topk), "perturbation_steps": steps,
+                "perturbation_baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "limit": limit,
+                "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95}}
+    return ExplainResult(
+        model=encoder.name, data=data_desc, target=target, methods=methods, metric_names=keys, metrics=summary,
+        per_image=values, ids=ids, mask_area=area_stats, settings=settings,
+        seconds_per_image={m: s / max(n, 1) for m, s in seconds.items()}, gallery=gal)
+
+
+def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: torch.Tensor, target: Target,
+           metrics: Sequence[str], topk: Sequence[float], steps: int, baseline: str, batch_size: int) -> dict[str, np.ndarray]:
+    out: dict[str, torch.Tensor] = {}
+    for m in metrics:
+        if m == "pointing":
+            out["pointing"] = pointing_game(maps, masks)
+        elif m == "iou":
+            for mode in ("box", "pixel"):
+                for k in topk:
+                    out[f"iou_{mode}@{k:g}"] = iou_topk(maps, masks, k, mode)
+        elif m == "mass":
+            out["mass"] = relevance_mass(maps, masks)
+        elif m == "deletion":
+            out["deletion_auc"] = deletion_auc(encoder, pixels, maps, target, steps=steps, baseline=baseline,
+                                               batch_size=batch_size * 4)
+        elif m == "insertion":
+            out["insertion_auc"] = insertion_auc(encoder, pixels, maps, target, steps=steps, baseline=baseline,
+                                                 batch_size=batch_size * 4)
+    order = metric_keys(metrics, topk)
+    return {k: out[k].detach().float().cpu().numpy() for k in order}
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def write_explain_outputs(result: ExplainResult, out_dir: str | Path) -> dict[str, Path]:
+    """results.json, explain_table.csv (method × metric, mean and 95% interval), gallery.png."""
+    from medrep.io import atomic_write, write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": write_json_atomic(out / "results.json", result.to_dict())}
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["method"] + [f"{k}{suffix}" for k in result.metric_names for suffix in ("", "_low", "_high")] + ["n"])
+            for meth in result.methods:
+                row: list[Any] = [meth]
+                for k in result.metric_names:
+                    m = result.metrics[meth][k]
+                    row += [_fmt(m.value), _fmt(m.low), _fmt(m.high)]
+                w.writerow(row + [len(result.ids)])
+
+    paths["table"] = atomic_write(out / "explain_table.csv", write_csv)
+    if len(result.gallery.get("ids", [])):
+        paths["gallery"] = plot_gallery(result, out / "gallery.png")
+    return paths
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.6g}"
+
+
+def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
+    """Rows: images; columns: the image with the mask outline, then each method's heatmap (outline on top)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medrep.io import atomic_write
+
+    g = result.gallery
+    images, masks, ids = g["images"], g["masks"], g["ids"]
+    methods = [m for m in result.methods if m in g["maps"]]
+    rows, cols = len(ids), 1 + len(methods)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows + 0.3), squeeze=False)
+    for r in range(rows):
+        img = images[r]
+        show = img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.imshow(show, cmap="gray" if show.ndim == 2 else None, vmin=0, vmax=1)
+            if c > 0:
+                ax.imshow(g["maps"][methods[c - 1]][r], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if masks[r].any():
+                ax.contour(masks[r].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("image + mask" if c == 0 else methods[c - 1], fontsize=8)
+        axes[r, 0].set_ylabel(str(ids[r])[:14], fontsize=7)
+    fig.suptitle(f"{result.model}: explanation maps (target: {result.target})", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return Path(path)
