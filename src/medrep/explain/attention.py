@@ -9,9 +9,9 @@ Three kinds of attention module are recognised generically (by structure, not by
 * ``hf``: Hugging Face attention modules (class name ends in ``Attention``, own q/k/v projections and a
   ``config`` with ``_attn_implementation``).  The config is switched to ``"eager"`` for the call (eager
   attention returns its weights as the second output), and a forward hook reads that output.
-* ``mha``: ``torch.nn.MultiheadAttention`` (open_clip's visual tower).  Its ``forward`` is wrapped for
-  the call so it runs with ``need_weights=True, average_attn_weights=False``; callers still receive only
-  what they asked for.
+* ``mha``: ``torch.nn.MultiheadAttention`` (open_clip's visual tower).  Its ``forward`` is replaced for
+  the call by the same computation from the module's own weights that keeps the softmax attention in the
+  graph (torch hands back only a detached-from-the-graph view); callers receive what they asked for.
 
 Every switch is a context manager: hooks are registered in ``__enter__`` and removed in ``__exit__``,
 flags and wrapped methods restored, also when the body raises.  Captured tensors stay in the autograd
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medrep.errors import MedrepError
@@ -52,12 +53,22 @@ def _site_kind(module: nn.Module) -> str | None:
     return None
 
 
+def vision_prefix(module: nn.Module) -> str:
+    """Name prefix of the image tower of a dual-tower model ('' for a plain vision model)."""
+    for attr in ("visual", "vision_model"):
+        if isinstance(getattr(module, attr, None), nn.Module):
+            return attr + "."
+    return ""
+
+
 def find_attention_sites(encoder: Encoder) -> list[AttentionSite]:
     """All attention modules of ``encoder`` in forward (module) order; a clear error when there are none."""
     sites = []
+    prefix = vision_prefix(encoder.module)
     for name, module in encoder.module.named_modules():
         kind = _site_kind(module)
-        if kind is not None:
+        # dual-tower models (CLIP, SigLIP): the text tower's attention never runs on an image
+        if kind is not None and name.startswith(prefix):
             sites.append(AttentionSite(name, module, kind))
     if not sites:
         raise MedrepError(
@@ -181,21 +192,62 @@ class capture_attention:
 
     def _wrap_mha(self, i: int, module: nn.MultiheadAttention) -> None:
         previous = module.__dict__.get("forward")
-        original = module.forward
         record = self.record
 
-        def forward(*args: Any, **kwargs: Any):
-            wanted = kwargs.get("need_weights", True)
-            average = kwargs.get("average_attn_weights", True)
-            kwargs["need_weights"], kwargs["average_attn_weights"] = True, False
-            out, weights = original(*args, **kwargs)
-            record.maps[i] = weights  # (B, heads, L, S) whatever batch_first is
-            if not wanted:
+        def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                    average_attn_weights=True, is_causal=False):
+            out, weights = mha_with_weights(module, query, key, value, key_padding_mask, attn_mask, is_causal)
+            record.maps[i] = weights
+            if not need_weights:
                 return out, None
-            return out, (weights.mean(1) if average else weights)
+            return out, (weights.mean(1) if average_attn_weights else weights)
 
         module.forward = forward
         self._wrapped.append((module, previous))
+
+
+def mha_with_weights(m: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     key_padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
+                     is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nn.MultiheadAttention``'s own computation, from its own weights, returning the (B, heads, L, S)
+    softmax attention that the output is computed from.
+
+    torch returns its weights as a *view* made after they were used, so ∂score/∂(returned weights) does not
+    exist; this keeps the same tensor in the output's graph (tests check the outputs match torch's).
+    """
+    if m.bias_k is not None or m.add_zero_attn:
+        raise MedrepError("nn.MultiheadAttention with bias_k/bias_v or add_zero_attn is not supported", where="--methods")
+    if not m.batch_first:
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    b, n_q, e = query.shape
+    n_k = key.shape[1]
+    h = m.num_heads
+    d = e // h
+    if m._qkv_same_embed_dim:
+        wq, wk, wv = m.in_proj_weight.chunk(3)
+    else:
+        wq, wk, wv = m.q_proj_weight, m.k_proj_weight, m.v_proj_weight
+    bq, bk, bv = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
+    q = F.linear(query, wq, bq).view(b, n_q, h, d).transpose(1, 2)
+    k = F.linear(key, wk, bk).view(b, n_k, h, d).transpose(1, 2)
+    v = F.linear(value, wv, bv).view(b, n_k, h, d).transpose(1, 2)
+    logits = (q * d ** -0.5) @ k.transpose(-2, -1)
+    if is_causal and attn_mask is None:
+        attn_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).triu(1)
+    if attn_mask is not None:
+        mask = attn_mask.view(b, h, n_q, n_k) if attn_mask.ndim == 3 else attn_mask
+        logits = logits.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.view(b, 1, 1, n_k)
+        logits = logits.masked_fill(kpm, float("-inf")) if kpm.dtype == torch.bool else logits + kpm
+    attn = logits.softmax(-1)
+    if m.training and m.dropout > 0:
+        attn = F.dropout(attn, m.dropout)
+    out = (attn @ v).transpose(1, 2).reshape(b, n_q, e)
+    out = m.out_proj(out)
+    if not m.batch_first:
+        out = out.transpose(0, 1)
+    return out, attn
 
 
 # -- token helpers shared by the attention methods ---------------------------------------------------

@@ -133,13 +133,6 @@ def chefer_lrp(encoder: Encoder, pixels: torch.Tensor, target: Target, start_blo
 
 
 # -- gradient methods ------------------------------------------------------------------------------
-def _vision_prefix(module: nn.Module) -> str:
-    for attr in ("visual", "vision_model"):
-        if isinstance(getattr(module, attr, None), nn.Module):
-            return attr + "."
-    return ""
-
-
 def default_gradcam_layer(encoder: Encoder) -> str:
     """ViTs: the first LayerNorm of the last block (timm ``blocks[-1].norm1``); CNNs: the encoder's last
     feature layer."""

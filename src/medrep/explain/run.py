@@ -334,7 +334,7 @@ def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
             ax.set_yticks([])
             if r == 0:
                 ax.set_title("image + mask" if c == 0 else methods[c - 1], fontsize=8)
-        axes[r, 0].set_ylabel(str(ids[r])[:14], fontsize=7)
+        axes[r, 0].set_ylabel(str(ids[r])[-16:], fontsize=7)
     fig.suptitle(f"{result.model}: explanation maps (target: {result.target})", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
