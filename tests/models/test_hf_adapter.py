@@ -6,7 +6,7 @@ import torch
 
 from medrep.errors import MedrepError
 from medrep.models import load_encoder, load_text_encoder
-from medrep.models.hf_adapter import HFEncoder
+from medrep.models.hf_adapter import HFEncoder, load_hf_config
 
 
 def _norm(x, mean, std):
@@ -142,3 +142,39 @@ def test_bad_hf_specs_name_the_culprit(tmp_path, hf_vit_dir, minilm_dir, pixels)
     assert info.value.where == "--layer"
     with pytest.raises(MedrepError, match="has no text tower") as info:
         load_text_encoder(f"hf:{hf_vit_dir}")
+
+
+def test_other_vision_models_load_through_automodel(tmp_path, pixels):
+    from transformers import DeiTConfig, DeiTModel
+
+    torch.manual_seed(5)
+    DeiTModel(DeiTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                         patch_size=8)).save_pretrained(tmp_path / "deit")
+    enc = load_encoder(f"hf:{tmp_path / 'deit'}")
+    assert enc.token_grid.num_prefix_tokens == 2  # CLS + distillation token, counted from a real forward pass
+    ref = DeiTModel.from_pretrained(tmp_path / "deit").eval()
+    with torch.no_grad():
+        out = ref(pixel_values=enc.preprocess(pixels))
+        torch.testing.assert_close(enc.embed(pixels), out.pooler_output, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(enc.embed(pixels, pool="patches"), out.last_hidden_state[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_remote_code_never_runs_without_the_flag(tmp_path, monkeypatch):
+    flag = tmp_path / "ran"
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "customnet", "auto_map": {"AutoConfig": "custom.CustomConfig"}}')
+    (folder / "custom.py").write_text(f"open({str(flag)!r}, 'w').write('ran')\n"
+                                      "from transformers import PretrainedConfig\n"
+                                      "class CustomConfig(PretrainedConfig):\n    model_type = 'customnet'\n")
+    with pytest.raises(MedrepError, match="--trust-remote-code") as info:
+        load_encoder(f"hf:{folder}")
+    assert info.value.where == str(folder)
+    assert not flag.exists()
+    # Control: with the flag the same folder's code does run (so the check above can fail).
+    from transformers import dynamic_module_utils
+
+    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    load_hf_config(str(folder), trust_remote_code=True)
+    assert flag.exists()

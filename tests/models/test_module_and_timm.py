@@ -31,14 +31,16 @@ def test_plain_module_with_head_and_layer_capture(pixels):
 
 def test_timm_cnn_default_embedding_is_pooled_features(pixels):
     torch.manual_seed(0)
-    enc = load_encoder("timm:resnet18?pretrained=false&num_classes=4")
+    enc = load_encoder("timm:test_resnet?pretrained=false&num_classes=4")
     assert enc.token_grid is None and enc.default_pool == "mean" and enc.has_head
     x = enc.preprocess(pixels)
     with torch.no_grad():
         feats = enc.module.forward_features(x)
         torch.testing.assert_close(enc.embed(pixels), feats.mean(dim=(2, 3)), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(enc.logits(pixels), enc.module(x), atol=1e-5, rtol=1e-5)
-        assert enc.embed(pixels, layer="layer3", pool="map").shape[1] == 256
+        # timm's own intermediates API (index 3 = layer3, after the stem at 0) as the reference for capture.
+        ref = enc.module.forward_intermediates(x, indices=[3], intermediates_only=True)[0]
+        torch.testing.assert_close(enc.embed(pixels, layer="layer3", pool="map"), ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("spec, where, names", [

@@ -140,6 +140,7 @@ def _token_grid(module: nn.Module, family: str) -> TokenGrid | None:
         prefix = int(hidden.shape[1]) - (ih // ph) * (iw // pw)
         if prefix < 0:
             return None
+        # Prefix tokens beyond the CLS (registers, DeiT's distillation token) are reported as registers.
         return TokenGrid(ih // ph, iw // pw, (ph, pw), num_prefix_tokens=prefix, num_register_tokens=max(prefix - 1, 0),
                          has_cls=prefix > 0)
     return TokenGrid(ih // ph, iw // pw, (ph, pw), num_prefix_tokens=int(has_cls) + registers,
@@ -227,6 +228,9 @@ def load_hf_config(path: str, trust_remote_code: bool = False, revision: str | N
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
+        if "custom code" in str(err):
+            raise MedrepError("the checkpoint ships its own Python code; medrep runs it only with --trust-remote-code",
+                              where=path) from err
         raise MedrepError(f"cannot read a Hugging Face config ({err}); offline, only local directories and "
                           "already-cached models load", where=path) from err
 

@@ -99,7 +99,7 @@ class HFTextEncoder(TextEncoder):
         out = []
         for i in range(0, len(texts), self.batch_size):
             tok = self.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
+                                 max_length=self.max_length, return_tensors="pt").to(self.model.device)
             hidden = self.model(**tok).last_hidden_state
             m = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out.append((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9))
