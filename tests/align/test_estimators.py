@@ -73,9 +73,10 @@ def test_affine_map_is_recovered(solver):
         t = Translator("affine").fit(x, y)
         np.testing.assert_allclose(t.transform(x[:30] * 2), (x[:30] * 2) @ w + b, atol=1e-8)
     else:
-        wf, bf = AF.affine_gradient_descent(torch.as_tensor(x), torch.as_tensor(y), steps=1500, lr=0.05, seed=0)
-        np.testing.assert_allclose(wf.numpy(), w, atol=2e-3)
-        np.testing.assert_allclose(bf.numpy(), b, atol=2e-3)
+        x, w, b = x[:200, :6], w[:6, :5], b[:5]  # small problem: Adam converges to machine precision in 600 steps
+        wf, bf = AF.affine_gradient_descent(torch.as_tensor(x), torch.as_tensor(x @ w + b), steps=600, lr=0.1, seed=0)
+        np.testing.assert_allclose(wf.numpy(), w, atol=1e-6)
+        np.testing.assert_allclose(bf.numpy(), b, atol=1e-6)
 
 
 def test_linear_with_scaling_recovers_a_general_linear_map_exactly():

@@ -286,6 +286,8 @@ def plot_accuracy_vs_anchors(result: AlignResult, path: str | Path) -> Path:
             ax.fill_between(counts, [m.low for m in ms], [m.high for m in ms], color=style.get("color"), alpha=0.12, lw=0)
     if len(counts) > 1 and counts[-1] / max(counts[0], 1) >= 10:
         ax.set_xscale("log")
+    ax.set_xticks(counts, [str(n) for n in counts])  # the counts actually run, not powers of ten
+    ax.minorticks_off()
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("anchors")
     ax.set_ylabel(f"accuracy ({result.n_test} test items, 95% bootstrap CI)")

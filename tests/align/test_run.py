@@ -1,0 +1,108 @@
+"""run_alignment / CLI end to end on small phantoms: exact cases where stitching must equal the target,
+zero-shot through the real MiniLM, written outputs, and errors that name the bad option."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ortho_group
+
+from medrep.align import run_alignment, write_align_outputs
+from medrep.errors import MedrepError
+
+TINY = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=1&embed_dim=32&num_heads=2&num_classes=3"
+SMALL = "demo?n_train=120&n_val=0&n_test=60&seed=3"  # the same data as the small_phantoms fixture
+
+
+@pytest.fixture(scope="module")
+def tiny32():
+    from medrep.models import load_encoder
+
+    torch.manual_seed(0)
+    return load_encoder(TINY)
+
+
+def _rotated_copy(src, width=48, seed=0):
+    """The same network, its embedding zero-padded to ``width`` and rotated: a target T can recover exactly."""
+    from medrep.models.base import ModuleEncoder
+
+    q = torch.as_tensor(ortho_group.rvs(width, random_state=seed), dtype=torch.float32)
+
+    def embed(module, x):
+        e = src._forward_default(x)
+        return torch.nn.functional.pad(e, (0, width - e.shape[1])) @ q
+
+    return ModuleEncoder(src.module, src.preprocessing, name="rotated-copy", embed_fn=embed)
+
+
+def test_stitching_into_a_rotated_copy_equals_the_targets_own_accuracy(tiny32, small_phantoms, tmp_path):
+    res = run_alignment(tiny32, small_phantoms, target_encoder=_rotated_copy(tiny32), anchors=[40, 100],
+                        estimator="linear", relative=True, n_boot=200)
+    for n in (40, 100):
+        m = res.by_anchors[n]
+        assert m["stitched_accuracy"].value == pytest.approx(m["target_accuracy"].value)
+        assert m["retrieval_top1"].value == 1.0 and m["mean_cosine"].value > 0.9999
+        assert m["stitched_accuracy"].low <= m["stitched_accuracy"].value <= m["stitched_accuracy"].high
+        assert m["stitched_accuracy"].n == 60
+    # Procrustes without scaling recovers a pure rotation too
+    ortho = run_alignment(tiny32, small_phantoms, target_encoder=_rotated_copy(tiny32), anchors=100, scale=False, n_boot=50)
+    assert ortho.metrics["retrieval_top1"].value == 1.0
+    figs = write_align_outputs(res, tmp_path)
+    d = json.loads((tmp_path / "results.json").read_text())
+    for key in ("stitched_accuracy", "target_accuracy", "naive_accuracy", "shuffled_accuracy", "retrieval_top1",
+                "relative_stitched_accuracy"):
+        assert set(d["by_anchors"]["100"][key]) == {"value", "low", "high", "n"}, key
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert {r["anchors"] for r in rows} == {"40", "100"}
+    assert figs["accuracy_vs_anchors"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_zero_shot_through_minilm_on_the_demo_cnn(demo_cnn, small_phantoms):
+    res = run_alignment(demo_cnn, small_phantoms, text_encoder="minilm", anchors=[100], n_boot=200)
+    m = res.metrics
+    assert m["zero_shot_accuracy"].value >= 0.8, m  # the CNN separates the classes; T carries that into text space
+    assert m["zero_shot_naive_accuracy"].value <= 0.55
+    assert m["chance_accuracy"].value == pytest.approx(1 / 3)
+    assert m["caption_prompt_accuracy"].value >= 0.9  # the default prompts classify the true captions
+    assert "few-shot" in " ".join(res.notes)
+    assert set(res.prompts) == {"normal", "benign", "malignant"}
+
+
+def test_errors_name_the_option(tiny32, small_phantoms):
+    with pytest.raises(MedrepError, match="--target/--text"):
+        run_alignment(tiny32, small_phantoms)
+    with pytest.raises(MedrepError, match=r"--anchors: the linear estimator needs at least 32 anchors.*got 10"):
+        run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors="10,50", estimator="linear")
+    with pytest.raises(MedrepError, match="--anchors: 500 anchors requested"):
+        run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500)
+    with pytest.raises(MedrepError, match="--text.*not a text encoder"):
+        run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
+
+
+def test_cli_reports_a_wrong_text_spec_in_one_line(capsys):
+    from medrep.cli import main
+
+    rc = main(["align", "--source", TINY, "--text", "demo-cnn", "--data", SMALL, "--out", "/tmp/unused-align", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a text encoder" in err and err.count("\n") == 1
+    rc = main(["align", "--source", TINY, "--data", SMALL, "--out", "/tmp/unused-align", "--quiet"])
+    assert rc == 2 and "--target" in capsys.readouterr().err
+
+
+def test_cli_stitching_writes_results(tmp_path, capsys):
+    from medrep.cli import main
+
+    rc = main(["align", "--source", "demo-cnn", "--target", "demo-cnn", "--data", SMALL, "--anchors", "20,60",
+               "--n-boot", "100", "--anchor-selection", "balanced", "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert d["anchor_counts"] == [20, 60] and d["anchor_selection"] == "balanced"
+    m = d["metrics"]
+    # one encoder on both sides: the naive stitch is the identity, so it must equal the target's own accuracy
+    assert m["naive_accuracy"]["value"] == pytest.approx(m["target_accuracy"]["value"])
+    assert m["target_accuracy"]["low"] <= m["target_accuracy"]["value"] <= m["target_accuracy"]["high"]
+    assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_anchors.png").exists()
+    assert "stitched_accuracy=" in capsys.readouterr().out
