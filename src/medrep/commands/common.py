@@ -49,7 +49,7 @@ def load_data(args: argparse.Namespace, split: str | None = None, skipped: SkipL
     if split not in (None, "all") and not ds.splits:
         split = None  # single-split sources (a plain folder) are used whole
     ds = ds.split(split)
-    return ds.limit(args.limit, seed=args.seed) if getattr(args, "limit", None) else ds
+    return ds.limit(args.limit, seed=args.seed) if getattr(args, "limit", None) is not None else ds
 
 
 def make_cache(args: argparse.Namespace):
