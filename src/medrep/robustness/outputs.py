@@ -14,13 +14,19 @@ def _eps_tag(eps: float) -> str:
     return f"{eps * 255:.3g}-255".replace(".", "p")
 
 
-def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: float | None = None) -> dict[str, Path]:
-    """Write everything; returns {name: path} for the figures and tables (the HTML report links them)."""
+def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: float | None = None,
+                         figures: bool = True) -> dict[str, Path]:
+    """Write everything; returns {name: path} for the figures and tables (the HTML report links them).
+
+    ``figures=False`` writes only results.json and the CSVs.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": write_json_atomic(out / "results.json", result.to_dict())}
     for r in result.per_eps:
         paths[f"per_item_{_eps_tag(r.eps)}"] = _write_csv(result, r, out / f"per_item_eps{_eps_tag(r.eps)}.csv")
+    if not figures:
+        return paths
     paths["accuracy_vs_eps"] = plot_accuracy_vs_eps(result, out / "accuracy_vs_eps.png")
     paths["loss_per_step"] = plot_loss(result, out / "loss_per_step.png")
     if result.gallery_source is not None:
@@ -94,39 +100,49 @@ def plot_loss(result: AttackResult, path: Path) -> Path:
 
 
 def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = None) -> Path:
-    """Rows: items; columns: original, perturbed, amplified difference, target (when there is one)."""
+    """Rows: items; columns: original, perturbed, amplified difference, target (when there is one).
+
+    Drawn as one montage image (a single ``imshow``): a grid of subplots costs seconds per figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    src, adv = result.gallery_source, r.gallery_adv
-    tgt = result.gallery_target
+    src, adv, tgt = result.gallery_source, r.gallery_adv, result.gallery_target
     k = len(adv)
-    cols = 4 if tgt is not None else 3
     # Default amplification maps ±ε to the full grey range.
     amp = amplify if amplify is not None else 0.5 / max(r.eps, 1e-12)
-    fig, axes = plt.subplots(k, cols, figsize=(1.9 * cols, 1.9 * k), dpi=110, squeeze=False)
-    classes = result.data.get("classes") or []
-    lab = r.column("label")[:k].astype(int)
-    tlab = r.column("target_label")[:k].astype(int)
-    pred = r.column(f"{result.primary}_attacked_pred")[:k].astype(int)
-    name = lambda i: classes[i] if 0 <= i < len(classes) else str(i)  # noqa: E731
+    columns = [src, adv, np.clip(0.5 + amp * (adv - src), 0, 1)] + ([tgt[:k]] if tgt is not None else [])
+    heads = ["original", "perturbed", f"difference ×{amp:.0f}", "target"][:len(columns)]
+    c, h, w = src.shape[1:]
+    pad = max(2, h // 16)
+    grid = np.ones((k * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), dtype=np.float32)
     for i in range(k):
-        panels = [(src[i], f"{name(lab[i])}"), (adv[i], f"→ {name(pred[i])}"),
-                  (np.clip(0.5 + amp * (adv[i] - src[i]), 0, 1), f"diff ×{amp:.0f}")]
-        if tgt is not None:
-            panels.append((tgt[i], f"target: {name(tlab[i])}"))
-        for j, (img, title) in enumerate(panels):
-            ax = axes[i, j]
-            im = np.transpose(img, (1, 2, 0))
-            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=7)
-            ax.axis("off")
-    for j, head in enumerate(["original", "perturbed", "difference", "target"][:cols]):
-        axes[0, j].annotate(head, (0.5, 1.25), xycoords="axes fraction", ha="center", fontsize=8, weight="bold")
-    fig.suptitle(f"{result.config['objective']}, ε = {r.eps * 255:g}/255 ({result.config['norm']})", fontsize=9)
-    fig.tight_layout()
+        for j, col in enumerate(columns):
+            tile = np.transpose(col[i], (1, 2, 0))
+            tile = np.repeat(tile, 3, axis=2) if c == 1 else tile
+            y0, x0 = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y0:y0 + h, x0:x0 + w] = tile
+    classes = result.data.get("classes") or []
+    name = lambda v: classes[v] if 0 <= v < len(classes) else str(v)  # noqa: E731
+    lab = r.column("label")[:k].astype(int)
+    pred = r.column(f"{result.primary}_attacked_pred")[:k].astype(int)
+    tlab = r.column("target_label")[:k]
+    scale = 1.6 / max(h, w)
+    fig = plt.figure(figsize=(grid.shape[1] * scale + 1.6, grid.shape[0] * scale + 0.6), dpi=110)
+    ax = fig.add_axes([0.2, 0.02, 0.78, 0.88])
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(len(columns))], heads, fontsize=7)
+    ax.xaxis.tick_top()
+    labels = [f"{name(lab[i])} → {name(pred[i])}" + (f"\n(target {name(int(tlab[i]))})" if tgt is not None else "")
+              for i in range(k)]
+    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(k)], labels, fontsize=6)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(f"{result.config['objective']}, ε = {r.eps * 255:g}/255 ({result.config['norm']}); "
+                 f"rows: true → {result.primary} label after the attack", fontsize=8)
     return _save(fig, path)
 
 

@@ -1,0 +1,153 @@
+"""run_attack end to end on tiny models: pairing, metrics vs references, resume, probe path, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medrep.data.base import TensorDataset
+from medrep.errors import MedrepError
+from medrep.robustness import (AttackInterrupted, detector_auc, draw_pairs, image_quality, noise_inconsistency,
+                               run_attack, write_attack_outputs)
+
+FAST = dict(steps=3, eps=[4 / 255, 8 / 255], noise_draws=3, n_boot=50)
+
+
+def test_pairs_are_other_class_and_seeded():
+    labels = np.array([0, 0, 1, 2, 1, 0, 2, 2, 1, 0])
+    idx, tl = draw_pairs(labels, 7, True, 3, "data")
+    assert (labels[idx] != labels).all() and (tl == labels[idx]).all()
+    assert np.array_equal(idx, draw_pairs(labels, 7, True, 3, "data")[0])
+    assert not np.array_equal(idx, draw_pairs(labels, 8, True, 3, "data")[0])
+
+
+def test_one_class_collide_is_refused(tiny_encoder):
+    ds = TensorDataset(torch.rand(6, 1, 32, 32), [1] * 6, ["a", "b"], name="oneclass")
+    with pytest.raises(MedrepError, match="at least two classes") as err:
+        run_attack(tiny_encoder, ds, objective="collide", steps=1)
+    assert err.value.where == "oneclass"
+
+
+@pytest.mark.parametrize("kwargs, where", [
+    ({"eps": [0.0]}, "--eps"), ({"eps": [-1 / 255]}, "--eps"), ({"eps": [2.0]}, "--eps"),
+    ({"norm": "l1"}, "--norm"), ({"objective": "swap"}, "--objective"), ({"target": "nearest"}, "--target"),
+    ({"classifiers": "probe"}, "train_dataset"),
+])
+def test_bad_run_options(tiny_encoder, kwargs, where):
+    ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b"])
+    with pytest.raises(MedrepError) as err:
+        run_attack(tiny_encoder, ds, steps=1, **kwargs)
+    assert err.value.where == where
+
+
+def test_image_quality_against_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 32, 32, generator=g)
+    scale = torch.tensor([0.05, 0.2, 0.0]).view(-1, 1, 1, 1)  # more noise → lower SSIM; none → identical
+    xa = (x + scale * torch.randn(3, 1, 32, 32, generator=g)).clamp(0, 1)
+    psnr, ssim = image_quality(x, xa)
+    mse = ((x - xa) ** 2).flatten(1).mean(1).double().numpy()
+    assert psnr[:2] == pytest.approx(10 * np.log10(1 / mse[:2]), rel=1e-5)
+    assert psnr[2] == 100.0 and ssim[2] == pytest.approx(1.0)
+    assert ssim[1] < ssim[0] < 0.99
+
+
+def test_noise_detector_and_auc():
+    # classifier: is the mean pixel above 0.5?  Items near 0.5 flip under noise, far ones never do.
+    classify = lambda p: (p.flatten(1).mean(1) > 0.5).long().numpy()  # noqa: E731
+    far = torch.full((6, 1, 8, 8), 0.2)
+    near = torch.full((6, 1, 8, 8), 0.5) + torch.linspace(-1e-3, 1e-3, 6).view(-1, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    s_far = noise_inconsistency(classify, far, 0.1, 16, g)
+    s_near = noise_inconsistency(classify, near, 0.1, 16, g)
+    assert (s_far == 0).all() and s_near.mean() > 0.25
+    assert detector_auc(s_far, s_near) == pytest.approx(1.0)
+    # against the Mann–Whitney definition: P(attacked > clean) + ½·P(tie)
+    a, b = np.array([0.1, 0.4, 0.4, 0.0]), np.array([0.4, 0.9, 0.2])
+    mw = np.mean([(bj > ai) + 0.5 * (bj == ai) for ai in a for bj in b])
+    assert detector_auc(a, b) == pytest.approx(mw)
+
+
+def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
+    test = small_phantoms.split("test").limit(10, seed=1)
+    r = run_attack(tiny_encoder, test, objective="collide", batch_size=4, seed=3, **FAST)
+    d = r.to_dict()
+    assert len(d["pairs"]) == 10 and all(p["source_label"] != p["target_label"] for p in d["pairs"])
+    s = d["results"][1]
+    m = s["metrics"]
+    for key in ("clean_accuracy", "attacked_accuracy", "match_success_rate", "cosine_to_target_before",
+                "cosine_to_target_after", "relative_change", "psnr_mean", "ssim_mean", "linf_mean", "l2_mean"):
+        assert m[key]["n"] == 10 and m[key]["low"] <= m[key]["value"] <= m[key]["high"], key
+    # recompute a few aggregates independently from the encoder and the per-item table
+    x = torch.stack([it.image for it in test])
+    with torch.no_grad():
+        clean = tiny_encoder.logits(x).argmax(1).numpy()
+    assert m["clean_accuracy"]["value"] == pytest.approx(np.mean(clean == test.labels))
+    assert m["linf_mean"]["value"] <= 8 / 255 + 1e-6 and m["linf_mean"]["value"] > 4 / 255
+    assert m["cosine_to_target_after"]["value"] > m["cosine_to_target_before"]["value"]
+    assert len(s["loss_per_step"]) == 4 and s["loss_per_step"][-1] < s["loss_per_step"][0]
+    paths = write_attack_outputs(r, tmp_path)
+    assert {"results", "accuracy_vs_eps", "gallery_8-255", "per_item_4-255"} <= set(paths)
+    for p in paths.values():
+        assert p.stat().st_size > 0
+    rows = (tmp_path / "per_item_eps8-255.csv").read_text().splitlines()
+    assert len(rows) == 11 and rows[0].startswith("source_id,target_id,label")
+
+
+def test_resume_is_byte_identical(tiny_encoder, small_phantoms, tmp_path):
+    test = small_phantoms.split("test").limit(10, seed=2)
+    kw = dict(objective="push", batch_size=4, seed=11, **FAST)  # push: random start + detector noise exercised
+    full = run_attack(tiny_encoder, test, out_dir=tmp_path / "a", **kw)
+    write_attack_outputs(full, tmp_path / "a", figures=False)
+    with pytest.raises(AttackInterrupted):
+        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", stop_after_batches=1, **kw)
+    with pytest.raises(MedrepError, match="--resume"):
+        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", **kw)
+    with pytest.raises(MedrepError, match="different model, data or settings"):
+        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", resume=True, **{**kw, "seed": 12})
+    # damage one finished unit: it must be recomputed, not trusted
+    victim = tmp_path / "b" / "partial" / "b00000_e01.values.npy"
+    raw = bytearray(victim.read_bytes())
+    raw[-3] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="recomputing damaged"):
+        resumed = run_attack(tiny_encoder, test, out_dir=tmp_path / "b", resume=True, **kw)
+    write_attack_outputs(resumed, tmp_path / "b", figures=False)
+    a = (tmp_path / "a" / "results.json").read_bytes()
+    assert a == (tmp_path / "b" / "results.json").read_bytes()
+    assert json.loads(a)["results"][0]["metrics"]["relative_change"]["value"] > 0
+
+
+def test_headless_model_uses_probe_and_knn(tiny_headless, small_phantoms):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = small_phantoms.split("train"), small_phantoms.split("test").limit(8, seed=0)
+    r = run_attack(tiny_headless, test, train, objective="collide", eps=[4 / 255], steps=2, batch_size=8,
+                   noise_draws=2, n_boot=50)
+    assert r.classifiers == ["probe", "knn"]
+    with torch.no_grad():
+        ztr = tiny_headless.embed(torch.stack([it.image for it in train])).numpy()
+        zte = tiny_headless.embed(torch.stack([it.image for it in test])).numpy()
+    ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0)).fit(ztr, train.labels)
+    got = r.summaries[0]["classifiers"]["probe"]["clean_accuracy"]["value"]
+    assert got == pytest.approx(np.mean(ref.predict(zte) == test.labels))
+    assert "knn" in r.summaries[0]["classifiers"]
+
+
+def test_cli_attack(tmp_path, capsys):
+    from medrep.cli import main
+
+    spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
+    rc = main(["attack", "--model", spec, "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
+               "--noise-draws", "2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
+    assert rc == 0
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert [s["eps_255"] for s in d["results"]] == [2.0, 4.0]
+    assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_eps.png").exists()
+    assert "2/255" in capsys.readouterr().out
+    assert main(["attack", "--model", spec, "--eps", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--eps" in capsys.readouterr().err
