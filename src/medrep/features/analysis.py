@@ -1,0 +1,323 @@
+"""`run_features`: probes, separability, projections and cross-model similarity, all from cached
+embeddings, on the same items and splits for every model (and layer)."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medrep.errors import MedrepError
+from medrep.features.extract import Embeddings, extract_embeddings
+from medrep.features.intervals import half_sample_interval
+from medrep.features.neighbours import l2_normalise
+from medrep.features.probes import few_shot_accuracy, knn_accuracy, linear_probe_scores
+from medrep.features.projection import project_2d
+from medrep.features.separability import (calinski_harabasz, centroid_cosine_matrix, davies_bouldin, fisher_ratio,
+                                          pairwise_distances, silhouette_samples_from_distances)
+from medrep.features.similarity import PairSimilarity, compare_spaces
+from medrep.progress import progress_bar
+from medrep.results import Metric, Result, bootstrap_paired
+
+# the keys every model gets in results.json (few-shot keys are added per shot count)
+MODEL_METRICS = ("knn_accuracy", "linear_probe_accuracy", "linear_probe_auc", "silhouette", "davies_bouldin",
+                 "calinski_harabasz", "fisher_ratio")
+
+
+@dataclass
+class RepresentationData:
+    """One model (at one layer): its train and test embeddings from the cache."""
+
+    name: str
+    train: Embeddings
+    test: Embeddings
+
+
+@dataclass
+class FeaturesResult(Result):
+    kind: str = "features"
+    classes: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    centroid_cosine: dict[str, np.ndarray] = field(default_factory=dict)
+    pairs: list[PairSimilarity] = field(default_factory=list)
+    projections: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def model_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, m in self.models.items():
+            row: dict[str, Any] = {"model": name, "dim": m["dim"], "n_train": m["n_train"], "n_test": m["n_test"]}
+            for key, metric in m["metrics"].items():
+                row[key] = metric.value
+                row[f"{key}_low"] = metric.low
+                row[f"{key}_high"] = metric.high
+            rows.append(row)
+        return rows
+
+    def pair_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for p in self.pairs:
+            rows.append({"a": p.a, "b": p.b, "cka": p.cka.value, "cka_low": p.cka.low, "cka_high": p.cka.high,
+                         "cka_p_value": p.cka_p_value, "cka_null_mean": p.cka_null_mean,
+                         "mutual_knn": p.mutual_knn.value, "mutual_knn_low": p.mutual_knn.low,
+                         "mutual_knn_high": p.mutual_knn.high, "mutual_knn_p_value": p.mutual_knn_p_value,
+                         "mutual_knn_null_mean": p.mutual_knn_null_mean, "n": p.cka.n})
+        return rows
+
+    def cka_matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        names = list(self.models)
+        pos = {n: i for i, n in enumerate(names)}
+        cka = np.eye(len(names))
+        pval = np.zeros((len(names), len(names)))
+        for p in self.pairs:
+            i, j = pos[p.a], pos[p.b]
+            cka[i, j] = cka[j, i] = p.cka.value
+            pval[i, j] = pval[j, i] = p.cka_p_value
+        return names, cka, pval
+
+    def to_dict(self) -> dict[str, Any]:
+        self.metrics = {f"{name}/{k}": v for name, m in self.models.items() for k, v in m["metrics"].items()}
+        self.tables = {"models": self.model_table(), "pairs": self.pair_table()}
+        out = super().to_dict()
+        out["classes"] = self.classes
+        out["models"] = {
+            name: {**{k: v.to_dict() for k, v in m["metrics"].items()},
+                   "centroid_cosine": np.round(self.centroid_cosine[name], 6).tolist(),
+                   **{k: m[k] for k in ("dim", "n_train", "n_test", "encoder", "layer", "cache_keys")}}
+            for name, m in self.models.items()}
+        out["pairs"] = [p.to_dict() for p in self.pairs]
+        out["settings"] = self.settings
+        return out
+
+
+def train_test_splits(dataset, train_split: str = "train", test_split: str = "test", limit: int | None = None,
+                      seed: int = 0):
+    """The two splits every model is compared on; each optionally limited to ``limit`` items (seeded)."""
+    available = list(getattr(dataset, "splits", []) or [])
+    missing = [s for s in (train_split, test_split) if s not in available]
+    if missing:
+        raise MedrepError(f"needs a {' and a '.join(repr(s) for s in missing)} split to fit probes on one and test on the "
+                          f"other (available: {', '.join(available) or 'none'})", where=getattr(dataset, "name", "--data"))
+    train, test = dataset.split(train_split), dataset.split(test_split)
+    if limit:
+        train, test = train.limit(limit, seed=seed), test.limit(limit, seed=seed)
+    return train, test
+
+
+def check_unique_encoders(encoders: Sequence[Any]) -> None:
+    seen: dict[str, str] = {}
+    for enc in encoders:
+        for key in (enc.name, enc.fingerprint):
+            if key in seen:
+                raise MedrepError(f"model {enc.name!r} is listed twice (same {'name' if key == enc.name else 'weights'} "
+                                  f"as {seen[key]!r}); list each model once", where="--model")
+            seen[key] = enc.name
+
+
+def representation_name(encoder, layer: str | None) -> str:
+    return encoder.name if layer is None else f"{encoder.name}@{layer}"
+
+
+def load_representations(encoders, train, test, layers: Sequence[str | None] = (None,), pool: str | None = None,
+                         batch_size: int = 64, cache=None) -> list[RepresentationData]:
+    reps = []
+    for enc in encoders:
+        for layer in layers:
+            name = representation_name(enc, layer)
+            tr = extract_embeddings(enc, train, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
+                                    description=f"{name}: train embeddings").check_finite()
+            te = extract_embeddings(enc, test, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
+                                    description=f"{name}: test embeddings").check_finite()
+            if tr.vectors.ndim != 2:
+                raise MedrepError(f"needs pooled (N, D) embeddings, got shape {tr.vectors.shape}", where="--pool")
+            reps.append(RepresentationData(name, tr, te))
+    return reps
+
+
+def _check_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[str], where: str) -> None:
+    tr = np.unique(train_y)
+    if tr.size < 2:
+        raise MedrepError(f"the train split holds only one class ({classes[int(tr[0])] if tr.size else 'none'}); "
+                          "probes and separability need at least two", where=where)
+    if np.unique(test_y).size < 2:
+        raise MedrepError("the test split holds only one class; accuracy and AUC would be meaningless", where=where)
+    unseen = sorted(set(np.unique(test_y).tolist()) - set(tr.tolist()))
+    if unseen:
+        raise MedrepError(f"test classes {', '.join(classes[i] for i in unseen)} never occur in the train split", where=where)
+
+
+def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10,
+                  n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000) -> tuple[dict[str, Metric], np.ndarray]:
+    """Every per-model metric (with 95% intervals) and the centroid cosine matrix, from plain arrays.
+
+    Probes are fitted on train and scored on test; the geometry is measured on the L2-normalised
+    test embeddings (cosine geometry, as in the kNN; comparable across models of different scale).
+    """
+    metrics: dict[str, Metric] = {}
+    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed)
+    metrics["knn_accuracy"] = knn.accuracy
+    lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed)
+    metrics["linear_probe_accuracy"] = lin.accuracy
+    metrics["linear_probe_auc"] = lin.auc
+    for s in shots:
+        fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed)
+        if fs is not None:
+            metrics[f"few_shot_{s}_accuracy"] = fs
+    xn = l2_normalise(test_x).astype(np.float64)
+    y = np.asarray(test_y)
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(len(y), size=max_silhouette, replace=False)) if len(y) > max_silhouette else np.arange(len(y))
+    dist = pairwise_distances(xn[sub])
+    ys = y[sub]
+    metrics["silhouette"] = half_sample_interval(
+        lambda i: _finite_or_nan(lambda: silhouette_samples_from_distances(dist[np.ix_(i, i)], ys[i]).mean()),
+        len(sub), n_draws=n_boot, seed=seed)
+    for key, fn in (("davies_bouldin", davies_bouldin), ("calinski_harabasz", calinski_harabasz)):
+        metrics[key] = bootstrap_paired(lambda i, fn=fn: _finite_or_nan(lambda: fn(xn[i], y[i])), len(y), n_boot=n_boot,
+                                        seed=seed)
+    # duplicated rows make the within-class scatter look tighter, so no with-replacement resampling here
+    metrics["fisher_ratio"] = half_sample_interval(lambda i: _finite_or_nan(lambda: fisher_ratio(xn[i], y[i])), len(y),
+                                                   n_draws=n_boot, seed=seed)
+    return metrics, centroid_cosine_matrix(xn, y)
+
+
+def _finite_or_nan(fn) -> float:
+    # a resample can lose a class; that draw is dropped from the interval rather than failing the run
+    try:
+        return float(fn())
+    except MedrepError:
+        return float("nan")
+
+
+def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] | None = None, pool: str | None = None,
+                 train_split: str = "train", test_split: str = "test", limit: int | None = None, k: int = 20,
+                 mutual_k: int = 10, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10, n_boot: int = 200,
+                 n_permutations: int = 200, cka_estimator: str = "biased", projections: Sequence[str] = ("tsne", "umap"),
+                 max_projection: int = 2000, batch_size: int = 64, cache=None, seed: int = 0) -> FeaturesResult:
+    """Per model (and layer): kNN / linear / few-shot probes, separability, 2-D projections; per pair:
+    CKA and mutual kNN with permutation p-values.  Embeddings come from (and go to) the cache."""
+    if not encoders:
+        raise MedrepError("no model given", where="--model")
+    if cka_estimator not in ("biased", "unbiased"):
+        raise MedrepError(f"unknown CKA estimator {cka_estimator!r} (choose biased or unbiased)", where="--cka")
+    if k < 1 or mutual_k < 1:
+        raise MedrepError("must be at least 1", where="--k")
+    layers = list(layers) if layers else [None]
+    if len(set(layers)) != len(layers):
+        raise MedrepError("a layer is listed twice", where="--layer")
+    check_unique_encoders(encoders)
+    train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
+    classes = list(dataset.classes)
+    _check_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
+    reps = load_representations(encoders, train, test, layers, pool=pool, batch_size=batch_size, cache=cache)
+    result = FeaturesResult(classes=classes, settings={
+        "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,
+        "shots": list(shots), "few_shot_draws": n_draws, "n_boot": n_boot, "n_permutations": n_permutations,
+        "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
+        "geometry": "L2-normalised test embeddings",
+        "intervals": "95%: bootstrap over items (accuracies, AUC, Davies-Bouldin, Calinski-Harabasz, mutual kNN), "
+                     "over draws (few-shot), delete-half jackknife (silhouette, Fisher, CKA)"})
+    n_pairs = len(reps) * (len(reps) - 1) // 2
+    with progress_bar("features analysis", len(reps) + n_pairs) as bar:
+        for rep in reps:
+            metrics, cos = model_metrics(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=k,
+                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed)
+            result.models[rep.name] = {
+                "metrics": metrics, "dim": int(rep.test.vectors.shape[1]), "n_train": len(rep.train),
+                "n_test": len(rep.test), "encoder": rep.test.meta.get("encoder"), "layer": rep.test.meta.get("layer"),
+                "cache_keys": {"train": rep.train.key, "test": rep.test.key}}
+            result.centroid_cosine[rep.name] = cos
+            result.projections[rep.name] = {}
+            for method in projections:
+                coords, idx = project_2d(rep.test.vectors, method, seed=seed, max_items=max_projection)
+                result.projections[rep.name][method] = (coords, np.asarray(rep.test.labels)[idx])
+            bar.advance(1)
+        for i in range(len(reps)):
+            for j in range(i + 1, len(reps)):
+                a, b = reps[i], reps[j]
+                if a.test.ids != b.test.ids:  # --skip-bad may drop different items per model
+                    raise MedrepError(f"{a.name} and {b.name} embedded different items; rerun without --skip-bad "
+                                      "or fix the unreadable items", where="similarity")
+                result.pairs.append(compare_spaces(a.test.vectors, b.test.vectors, a.name, b.name, k=mutual_k,
+                                                   unbiased=cka_estimator == "unbiased", n_permutations=n_permutations,
+                                                   n_boot=min(n_boot, 100), seed=seed))
+                bar.advance(1)
+    return result
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    from medrep.io import atomic_write
+
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+
+    return atomic_write(path, _w)
+
+
+def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[str, Path]:
+    """results.json, models.csv, pairs.csv, centroid_cosine.csv and the PNGs; returns {figure name: path}."""
+    from medrep.features.figures import heatmap, scatter_by_class
+    from medrep.io import write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", result.to_dict())
+    write_csv(out / "models.csv", result.model_table())
+    if result.pairs:
+        write_csv(out / "pairs.csv", result.pair_table())
+    write_csv(out / "centroid_cosine.csv", [
+        {"model": name, "class": result.classes[i], **{c: float(m[i, j]) for j, c in enumerate(result.classes)}}
+        for name, m in result.centroid_cosine.items() for i in range(m.shape[0])])
+    figures: dict[str, Path] = {}
+    for name, projs in result.projections.items():
+        for method, (coords, labels) in projs.items():
+            title = f"{name}: {'t-SNE' if method == 'tsne' else 'UMAP'} of test embeddings"
+            figures[f"{method}:{name}"] = scatter_by_class(coords, labels, result.classes, title,
+                                                           out / f"{method}_{_safe(name)}.png")
+    for name, m in result.centroid_cosine.items():
+        figures[f"centroid_cosine:{name}"] = heatmap(m, result.classes, result.classes,
+                                                     f"{name}: class-centroid cosine", out / f"centroid_cosine_{_safe(name)}.png",
+                                                     vmin=-1, vmax=1)
+    if result.pairs:
+        names, cka, pval = result.cka_matrix()
+        ann = np.array([[f"{cka[i, j]:.2f}" + ("" if i == j else ("*" if pval[i, j] < 0.01 else " (ns)"))
+                         for j in range(len(names))] for i in range(len(names))])
+        figures["cka"] = heatmap(cka, names, names, "linear CKA (* p < 0.01 vs permutation null)", out / "cka_heatmap.png",
+                                 vmin=0, vmax=1, annotations=ann)
+    return figures
+
+
+def format_model_table(result: FeaturesResult) -> str:
+    """A plain-text table of the headline metrics, one row per model, for the terminal."""
+    keys = [k for k in MODEL_METRICS] + sorted({k for m in result.models.values() for k in m["metrics"]
+                                                 if k.startswith("few_shot")}, key=lambda s: int(s.split("_")[2]))
+    short = {"knn_accuracy": "kNN acc", "linear_probe_accuracy": "linear acc", "linear_probe_auc": "linear AUC",
+             "silhouette": "silhouette", "davies_bouldin": "Davies-B.", "calinski_harabasz": "Calinski-H.",
+             "fisher_ratio": "Fisher"}
+    lines = []
+    for key in keys:
+        label = short.get(key, key.replace("few_shot_", "").replace("_accuracy", "-shot acc"))
+        cells = [f"{label:<14}"]
+        for name, m in result.models.items():
+            met = m["metrics"].get(key)
+            cells.append(f"{str(met) if met else '—':>32}")
+        lines.append(" ".join(cells))
+    header = " ".join([f"{'metric':<14}"] + [f"{n:>32}" for n in result.models])
+    out = [header, *lines]
+    for p in result.pairs:
+        out.append(f"{p.a} vs {p.b}: CKA {p.cka} (p = {p.cka_p_value:.3g}, null mean {p.cka_null_mean:.3f}); "
+                   f"mutual kNN@{p.k} {p.mutual_knn} (p = {p.mutual_knn_p_value:.3g}, null mean {p.mutual_knn_null_mean:.3f})")
+    return "\n".join(out)

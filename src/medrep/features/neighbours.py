@@ -1,0 +1,43 @@
+"""Chunked cosine nearest neighbours: never materialises the N×N similarity matrix."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medrep.errors import MedrepError
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (float32); zero rows stay zero instead of becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def cosine_topk(query: np.ndarray, base: np.ndarray, k: int, exclude_self: bool = False,
+                chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most cosine-similar rows of ``base`` for each row of ``query``: (sims, indices), each (Nq, k).
+
+    Works in query chunks of ``chunk_size`` rows, so peak memory is chunk_size × len(base) floats.
+    With ``exclude_self`` (query is base) each row's own index is left out — for leave-one-out kNN.
+    """
+    if k < 1:
+        raise MedrepError("must be at least 1", where="k")
+    n_base = base.shape[0]
+    k_eff = k + 1 if exclude_self else k
+    if k_eff > n_base:
+        raise MedrepError(f"k={k} neighbours asked for but only {n_base - int(exclude_self)} candidates exist", where="k")
+    q = torch.from_numpy(l2_normalise(query))
+    b = torch.from_numpy(l2_normalise(base))
+    sims_out = np.empty((q.shape[0], k), dtype=np.float32)
+    idx_out = np.empty((q.shape[0], k), dtype=np.int64)
+    with torch.inference_mode():
+        for start in range(0, q.shape[0], chunk_size):
+            s = q[start:start + chunk_size] @ b.T
+            if exclude_self:
+                rows = torch.arange(s.shape[0])
+                s[rows, rows + start] = -float("inf")  # a point is not its own neighbour
+            vals, idx = torch.topk(s, k, dim=1)
+            sims_out[start:start + s.shape[0]] = vals.numpy()
+            idx_out[start:start + s.shape[0]] = idx.numpy()
+    return sims_out, idx_out
