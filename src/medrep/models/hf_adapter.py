@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from torch import nn
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
-from medrep.models.text import TextEncoder, no_transformers_bars, params_digest
+from medrep.models.text import BatchedTextEncoder, TextEncoder, no_transformers_bars
 from medrep.specs import Spec
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -277,7 +277,7 @@ def _load_tokenizer(path: str, trust_remote_code: bool, revision: str | None) ->
         raise MedrepError(f"dual-tower model has no usable tokenizer ({err})", where=path) from err
 
 
-class HFTowerTextEncoder(TextEncoder):
+class HFTowerTextEncoder(BatchedTextEncoder):
     """The text tower of a CLIP / SigLIP checkpoint: ``get_text_features`` (projected, not normalised)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, name: str, batch_size: int = 64):
@@ -286,31 +286,14 @@ class HFTowerTextEncoder(TextEncoder):
         self.max_length = int(getattr(tc, "max_position_embeddings", 77))
         # SigLIP was trained on max_length-padded text; its pooled token is the last position.
         self.padding = "max_length" if _family(model.config.model_type) == "siglip" else True
-        self._fp: str | None = None
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            tok = self.tokenizer(texts[i : i + self.batch_size], padding=self.padding, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
-            if self.padding == "max_length":
-                tok.pop("attention_mask", None)  # SigLIP's text tower attends to padding, as in training
-            feats = self.model.get_text_features(**tok)
-            out.append(feats if isinstance(feats, torch.Tensor) else feats.pooler_output)
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fp is None:
-            self._fp = params_digest(self.model, {"tower": "text", "name": self.name})
-        return self._fp
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt")
+        tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+        if self.padding == "max_length":
+            tok.pop("attention_mask", None)  # SigLIP's text tower attends to padding, as in training
+        feats = self.model.get_text_features(**tok)
+        return feats if isinstance(feats, torch.Tensor) else feats.pooler_output
 
 
 @register_image_scheme("hf")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from torch import nn
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
-from medrep.models.text import TextEncoder, params_digest
+from medrep.models.text import BatchedTextEncoder, TextEncoder
 from medrep.specs import Spec
 
 _OPTIONS = ("config", "image_size")
@@ -87,26 +87,14 @@ def preprocessing_from_open_clip(visual: nn.Module) -> Preprocessing:
                          interpolation=interp if interp in _INTERPOLATIONS else "bicubic")
 
 
-class OpenClipTextEncoder(TextEncoder):
+class OpenClipTextEncoder(BatchedTextEncoder):
     """``encode_text`` of an open_clip model with its own tokenizer (projected, not normalised)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, name: str, batch_size: int = 64):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, f"{name}#text", batch_size
-        self._fp: str | None = None
 
-    @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        device = next(self.model.parameters()).device
-        out = [self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(device))
-               for i in range(0, len(texts), self.batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fp is None:
-            self._fp = params_digest(self.model, {"tower": "text", "name": self.name})
-        return self._fp
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
 def _register_config(path: str) -> None:

@@ -76,7 +76,38 @@ def check_text_model(path: str, trust_remote_code: bool = False) -> None:
         raise MedrepError(f"{config.model_type!r} is not a text encoder (an image model?)", where=path)
 
 
-class HFTextEncoder(TextEncoder):
+class BatchedTextEncoder(TextEncoder):
+    """Shared plumbing for encoders around a torch ``model``: batches of ``batch_size`` strings without
+    gradients, and a fingerprint from the model's weights plus ``_fingerprint_settings()``."""
+
+    model: nn.Module
+    batch_size: int = 64
+    _fp: str | None = None
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fingerprint_settings(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = [self._encode_batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = params_digest(self.model, self._fingerprint_settings())
+        return self._fp
+
+
+class HFTextEncoder(BatchedTextEncoder):
     """A Hugging Face encoder with mean pooling over tokens (the sentence-transformers recipe for MiniLM)."""
 
     def __init__(self, path: str, name: str, trust_remote_code: bool = False, max_length: int = 128, batch_size: int = 64):
@@ -92,24 +123,15 @@ class HFTextEncoder(TextEncoder):
         self.name, self.path, self.max_length, self.batch_size = name, path, max_length, batch_size
         self._fp: str | None = None
 
-    @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        if isinstance(texts, str):
-            texts = [texts]
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            tok = self.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(self.model.device)
-            hidden = self.model(**tok).last_hidden_state
-            m = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9))
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size)
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt").to(self.device)
+        hidden = self.model(**tok).last_hidden_state
+        m = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fp is None:
-            self._fp = params_digest(self.model, {"pool": "mean", "max_length": self.max_length})
-        return self._fp
+    def _fingerprint_settings(self) -> dict[str, Any]:
+        return {"pool": "mean", "max_length": self.max_length}
 
 
 def minilm_path() -> str:
