@@ -103,12 +103,17 @@ def test_content_digest_follows_file_bytes(class_tree):
 
 
 def test_missing_and_malformed_roots(tmp_path):
+    with pytest.raises(MedrepError, match=r"nothing_here: no such file or directory"):
+        load_dataset(str(tmp_path / "nothing_here"))
     with pytest.raises(BadInputError, match=r"nothing_here: no such directory"):
         load_class_tree(tmp_path / "nothing_here")
     (tmp_path / "flat").mkdir()
     save_png(tmp_path / "flat" / "x.png", ramp(3, 3, 0))
     with pytest.raises(MedrepError, match=r"flat: no class folders"):
         load_class_tree(tmp_path / "flat")
+    save_png(tmp_path / "flat" / "cls" / "y.png", ramp(3, 3, 1))
+    with pytest.warns(UserWarning, match=r"flat: 1 image file\(s\) outside any class folder are ignored \(e\.g\. x\.png\)"):
+        assert load_class_tree(tmp_path / "flat").ids == ["cls/y.png"]
     (tmp_path / "emptycls" / "a").mkdir(parents=True)
     with pytest.raises(MedrepError, match=r"emptycls: no images found"):
         load_class_tree(tmp_path / "emptycls")

@@ -11,6 +11,7 @@ Options: ``masks=DIR``, and for DICOM ``frame=N``, ``frames=all``, ``window=c,w|
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from medrep.data.base import ImageDataset, SkipLog, SplitDataset
@@ -64,6 +65,10 @@ def load_class_tree(
     top = _subdirs(root)
     if not top:
         raise MedrepError("no class folders (expected ROOT/<class>/<images>, optionally ROOT/<split>/<class>/…)", where=where)
+    stray = [c for c in root.iterdir() if c.is_file() and is_image_file(c)]
+    if stray:
+        # Files beside the class folders have no label; say so instead of dropping them silently.
+        warnings.warn(f"{where}: {len(stray)} image file(s) outside any class folder are ignored (e.g. {show_path(stray[0].name)})", stacklevel=2)
     split_level = all(d.name.lower() in SPLIT_NAMES for d in top)
     groups = {d.name: _subdirs(d) for d in top} if split_level else {None: top}
     classes = sorted({c.name for dirs in groups.values() for c in dirs})

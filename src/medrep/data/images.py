@@ -6,7 +6,7 @@ are handed to :mod:`medrep.data.dicom`.  Every failure is a :class:`BadInputErro
 Rules (documented here because users hit them):
 - grayscale stays one channel; palette, RGBA, CMYK, LA… become RGB or L (alpha is dropped);
 - 8-bit files are divided by 255, 16-bit files (PNG/TIFF ``I;16``) by 65535 — the container's bit
-  depth, never the image's own maximum — and a 16-bit file that only uses 0..255 triggers a warning;
+  depth, never the image's own maximum — and a 16-bit file that only uses 0..255 or 0..4095 triggers a warning;
 - float images (TIFF ``F``) already in [0, 1] are kept; outside it they are min–max rescaled, with a warning;
 - masks: PNG/TIFF/… nonzero = lesion (any colour channel); NPY bool/integer nonzero = lesion, float
   ≥ 0.5 = lesion (float values must lie in [0, 1]).  An all-zero mask is valid and means "no lesion"
@@ -15,6 +15,7 @@ Rules (documented here because users hit them):
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,9 @@ def _to_unit(raw: np.ndarray, where: str) -> np.ndarray:
             raise BadInputError(f"integer image values in [{raw.min()}, {raw.max()}] exceed the 16-bit range", where=where)
         raw16 = raw.astype(np.uint16)  # PIL's mode "I" holds 16-bit data in int32
         warn_if_misnormalised(raw16, where)
+        hi = int(raw16.max())
+        if 255 < hi <= 4095:  # 10/12-bit detector data in a 16-bit container: divided by 65535 it is nearly black
+            warnings.warn(f"{where}: 16-bit image uses only 12 bits (max {hi}); scaled by 65535 it will look dark", stacklevel=3)
         return raw16.astype(np.float32) / 65535.0
     if raw.dtype.kind == "f":
         if not np.isfinite(raw).all():
