@@ -1,0 +1,64 @@
+"""Open an HTML file in real headless Chromium: console errors, sections, image natural sizes, screenshot.
+
+The report forbids scripts through its Content-Security-Policy; the check runs on a copy whose policy
+admits one nonce'd script (everything else in the policy stays as shipped), so CSP violations by the
+report itself still surface as console errors.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+NONCE = "medrepcheck"
+_PROBE = """<script nonce="%s">
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e.type)); }, true);
+document.addEventListener('securitypolicyviolation', function (e) { window.__errors.push('CSP: ' + e.violatedDirective); });
+var _ce = console.error; console.error = function () { window.__errors.push(Array.prototype.join.call(arguments, ' ')); _ce.apply(console, arguments); };
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.map.call(document.images, function (i) { return [i.alt, i.naturalWidth, i.naturalHeight]; });
+  var secs = Array.prototype.map.call(document.querySelectorAll('section'), function (s) { return s.id; });
+  var pre = document.createElement('pre'); pre.id = 'medrep-check';
+  pre.textContent = JSON.stringify({errors: window.__errors, images: imgs, sections: secs, title: document.title});
+  document.body.appendChild(pre);
+});
+</script>""" % NONCE
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def check_in_browser(report: Path, screenshot: Path | None = None, timeout: int = 120) -> dict:
+    exe = chromium_path()
+    if exe is None:
+        raise RuntimeError("no chromium on PATH (make test installs Debian's chromium package)")
+    text = report.read_text(encoding="utf-8")
+    text = text.replace("default-src 'none';", f"default-src 'none'; script-src 'nonce-{NONCE}';", 1)
+    text = text.replace("<head>", "<head>" + _PROBE, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.html"
+        probe.write_text(text, encoding="utf-8")
+        profile = Path(tmp) / "profile"
+        proc = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                               "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=timeout)
+        m = re.search(r'<pre id="medrep-check">(.*?)</pre>', proc.stdout, re.S)
+        if not m:
+            raise RuntimeError(f"chromium did not run the probe (rc {proc.returncode}): {proc.stderr[-2000:]}")
+        result = json.loads(html.unescape(m.group(1)))
+        result["console"] = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and "probe.html" in l]
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}-shot", "--window-size=1280,2400",
+                            f"--screenshot={screenshot}", report.resolve().as_uri()],
+                           capture_output=True, text=True, timeout=timeout)
+    return result

@@ -1,0 +1,131 @@
+"""Self-contained HTML: figures embedded as data URIs, inline CSS, no scripts, no network.
+
+Every string that comes from data or configs (labels, file names, spec strings) passes through
+``html.escape``; the template itself holds no analysis code — it only lays out Sections.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from medrep.io import write_bytes_atomic
+
+
+@dataclass
+class Figure:
+    path: str | Path
+    caption: str = ""
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[dict[str, Any]]
+    note: str = ""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    reading: str = ""  # a short plain-language reading of the figures
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    error: str | None = None  # an analysis that failed: its message is shown, the rest of the report stands
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:1.4rem 2rem}header h1{margin:0 0 .3rem;font-size:1.6rem}
+header p{margin:0;opacity:.85}main{padding:1rem 2rem 3rem;max-width:1200px}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:1rem 1.5rem;margin:1.2rem 0}
+h2{margin-top:.2rem;color:#1d3557}h3{margin-bottom:.4rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
+th,td{border-bottom:1px solid #e3e6eb;padding:.3rem .7rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:.8rem 0;display:inline-block;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
+figcaption{font-size:.85rem;color:#555}.reading{background:#f0f6ff;border-left:4px solid #457b9d;padding:.5rem .9rem}
+.error{background:#fff0f0;border-left:4px solid #c0392b;padding:.5rem .9rem}
+nav a{margin-right:1rem;color:#fff}pre{white-space:pre-wrap;font-size:.8rem;background:#f4f4f4;padding:.6rem}
+.ci{color:#666;font-size:.85em}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def format_value(value: Any) -> str:
+    """Metric dicts (value, low, high, n) read as 'v [low, high]'; floats with 3 significant decimals."""
+    if isinstance(value, dict) and "value" in value:
+        v = value.get("value")
+        low, high = value.get("low"), value.get("high")
+        text = format_value(v)
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+            return f"{text} <span class='ci'>[{format_value(low)}, {format_value(high)}]</span>"
+        return text
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
+    if value is None:
+        return "–"
+    return _esc(value)
+
+
+def _table(t: Table) -> str:
+    if not t.rows:
+        return ""
+    cols: list[str] = []
+    for row in t.rows:
+        cols += [c for c in row if c not in cols]
+    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
+    body = []
+    for row in t.rows:
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            cls = " class='num'" if isinstance(v, (int, float, dict)) and not isinstance(v, bool) else ""
+            cells.append(f"<td{cls}>{format_value(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    note = f"<p class='ci'>{_esc(t.note)}</p>" if t.note else ""
+    return f"<h3>{_esc(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
+
+
+def _figure(f: Figure) -> str:
+    path = Path(f.path)
+    if not path.exists():
+        return ""
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}.get(path.suffix.lower(), "image/png")
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<figure><img alt='{_esc(f.caption or path.stem)}' src='data:{mime};base64,{data}'><figcaption>{_esc(f.caption)}</figcaption></figure>"
+
+
+def render_report(title: str, subtitle: str, sections: Sequence[Section], manifest: dict[str, Any] | None = None) -> str:
+    nav = "".join(f"<a href='#{_esc(s.id)}'>{_esc(s.title)}</a>" for s in sections)
+    parts = []
+    for s in sections:
+        inner = [f"<h2>{_esc(s.title)}</h2>"]
+        if s.error:
+            inner.append(f"<p class='error'>This analysis did not complete: {_esc(s.error)}</p>")
+        if s.reading:
+            inner.append("<div class='reading'>" + "".join(f"<p>{_esc(p)}</p>" for p in s.reading.split("\n\n") if p.strip()) + "</div>")
+        inner += [_table(t) for t in s.tables]
+        inner += [_figure(f) for f in s.figures]
+        parts.append(f"<section id='{_esc(s.id)}'>{''.join(inner)}</section>")
+    if manifest is not None:
+        parts.append("<section id='manifest'><h2>Run manifest</h2><pre>"
+                     + _esc(json.dumps(manifest, indent=2, sort_keys=True, default=str)) + "</pre></section>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_esc(title)}</title><style>{_CSS}</style></head>"
+            f"<body><header><h1>{_esc(title)}</h1><p>{_esc(subtitle)}</p><nav>{nav}</nav></header><main>{''.join(parts)}</main></body></html>")
+
+
+def write_report(path: str | Path, title: str, subtitle: str, sections: Sequence[Section], manifest: dict[str, Any] | None = None) -> Path:
+    return write_bytes_atomic(path, render_report(title, subtitle, sections, manifest).encode("utf-8"))
