@@ -178,3 +178,24 @@ def test_remote_code_never_runs_without_the_flag(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "modules"))
     load_hf_config(str(folder), trust_remote_code=True)
     assert flag.exists()
+
+
+@pytest.mark.parametrize("cls_name, prefix", [("CLIPVisionModel", 1), ("CLIPVisionModelWithProjection", 1),
+                                              ("SiglipVisionModel", 0)])
+def test_vision_only_towers(tmp_path, pixels, cls_name, prefix):
+    import transformers
+
+    family = "Siglip" if cls_name.startswith("Siglip") else "CLIP"
+    config = getattr(transformers, f"{family}VisionConfig")(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                            intermediate_size=64, image_size=32, patch_size=8,
+                                                            projection_dim=8)
+    torch.manual_seed(6)
+    ref = getattr(transformers, cls_name)(config).eval()
+    ref.save_pretrained(tmp_path / "tower")
+    enc = load_encoder(f"hf:{tmp_path / 'tower'}")
+    assert not enc.dual and enc.text_encoder is None and enc.token_grid.num_prefix_tokens == prefix
+    with torch.no_grad():
+        out = ref(pixel_values=enc.preprocess(pixels))
+        pooled = out.image_embeds if cls_name.endswith("WithProjection") else out.pooler_output
+        torch.testing.assert_close(enc.embed(pixels), pooled, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(enc.embed(pixels, pool="patches"), out.last_hidden_state[:, prefix:], atol=1e-5, rtol=1e-5)

@@ -98,3 +98,19 @@ def test_bad_open_clip_specs(open_clip_files, tmp_path):
     assert info.value.where == str(other)
     with pytest.raises(MedrepError, match="unknown open_clip option"):
         load_encoder("open_clip:tiny-clip?colour=red")
+
+
+def test_timm_trunk_towers_take_grid_and_layer_from_timm(tmp_path, pixels):
+    """BiomedCLIP-style models: the image tower is a timm ViT (``visual.trunk``) plus a linear projection."""
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 160, "timm_model_name": "test_vit", "timm_model_pretrained": False,
+                                           "timm_pool": "token", "timm_proj": "linear"},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+    path = tmp_path / "tiny-timm-clip.json"
+    path.write_text(json.dumps(cfg))
+    enc = load_encoder(f"open_clip:tiny-timm-clip?config={path}")
+    assert enc.default_layer == "visual.trunk.norm"
+    assert (enc.token_grid.height, enc.token_grid.width, enc.token_grid.num_prefix_tokens) == (10, 10, 1)
+    with torch.no_grad():
+        x = enc.preprocess(pixels)
+        torch.testing.assert_close(enc.embed(pixels, pool="patches"), enc.module.visual.trunk.forward_features(x)[:, 1:])
+        torch.testing.assert_close(enc.embed(pixels), enc.module.visual.head(enc.module.visual.trunk(x)))

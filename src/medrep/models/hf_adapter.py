@@ -147,14 +147,22 @@ def _token_grid(module: nn.Module, family: str) -> TokenGrid | None:
                      num_register_tokens=registers, has_cls=has_cls)
 
 
+# Token-level output each family's embeddings come from, with and without a wrapping attribute.  SigLIP
+# normalises every token (post_layernorm); CLIP only the pooled CLS, so its tokens are the encoder's.
+_TOKEN_LAYERS = {
+    "vit": ("layernorm", "vit.layernorm"),
+    "dinov2": ("layernorm", "dinov2.layernorm"),
+    "clip": ("vision_model.encoder", "encoder"),
+    "siglip": ("vision_model.post_layernorm", "post_layernorm"),
+}
+
+
 def _default_layer(module: nn.Module, family: str) -> str:
     names = {n for n, _ in module.named_modules()}
-    # SigLIP normalises every token (post_layernorm); CLIP only the pooled CLS, so its tokens are the encoder's.
-    tower = "vision_model.post_layernorm" if family == "siglip" else "vision_model.encoder"
-    for candidate in ("layernorm", "vit.layernorm", "dinov2.layernorm", tower):
+    for candidate in _TOKEN_LAYERS.get(family, ()):
         if candidate in names:
             return candidate
-    # Generic model: the last top-level norm, else the whole model's output (its last_hidden_state).
+    # Generic model: the last shallow LayerNorm, else the whole model's output (its last_hidden_state).
     norms = [n for n, m in module.named_modules() if n.count(".") <= 1 and isinstance(m, nn.LayerNorm)]
     return norms[-1] if norms else ""
 
