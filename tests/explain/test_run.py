@@ -1,0 +1,83 @@
+"""Dataset-level runs: only masked images are scored, the summary matches the per-image values, outputs exist."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medrep.errors import MedrepError
+from medrep.explain.run import run_explain, write_explain_outputs
+
+
+@pytest.fixture(scope="module")
+def vit64():
+    from medrep.models import load_encoder
+
+    torch.manual_seed(0)
+    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=64&patch_size=16&depth=2&num_classes=3")
+
+
+def test_run_explain_scores_masked_images_and_summarises_them(vit64, small_phantoms, tmp_path):
+    data = small_phantoms.split("test")
+    res = run_explain(vit64, data, methods=["chefer", "gradcam"], metrics=["pointing", "iou", "mass", "deletion"],
+                      limit=7, seed=1, batch_size=4, steps=4, topk=(10, 40), n_boot=200, gallery_size=3)
+    assert res.methods == ["chefer", "gradcam", "random", "center"]  # baselines always beside the methods
+    assert len(res.ids) == 7
+    masked = {data[i].id: data[i] for i in range(len(data)) if data[i].mask.any()}
+    assert set(res.ids) <= set(masked)
+    areas = [float(masked[i].mask.float().mean()) for i in res.ids]
+    assert res.mask_area["mean"] == pytest.approx(np.mean(areas))
+    assert res.mask_area["n_without_mask"] == sum(1 for i in range(len(data)) if not data[i].mask.any())
+    for method in res.methods:
+        for key in ("pointing", "iou_box@10", "iou_pixel@40", "mass", "deletion_auc"):
+            m = res.metrics[method][key]
+            assert m.value == pytest.approx(res.per_image[method][key].mean())
+            assert m.low <= m.value <= m.high and m.n == 7
+    d = res.to_dict()
+    assert {"metrics", "mask_area", "methods", "baselines", "higher_is_better", "settings", "n_images"} <= set(d)
+    assert d["higher_is_better"]["deletion_auc"] is False and d["baselines"] == ["random", "center"]
+    paths = write_explain_outputs(res, tmp_path)
+    assert json.loads(paths["results"].read_text())["metrics"]["chefer"]["pointing"]["n"] == 7
+    rows = list(csv.DictReader(paths["table"].open()))
+    assert [r["method"] for r in rows] == res.methods and "iou_box@10_low" in rows[0]
+    assert paths["gallery"].stat().st_size > 10_000
+
+
+def test_embedding_target_for_a_headless_encoder(small_phantoms):
+    from medrep.models import load_encoder
+
+    torch.manual_seed(0)
+    enc = load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=64&patch_size=16&depth=2&num_classes=0")
+    data = small_phantoms.split("test")
+    with pytest.raises(MedrepError, match="--target"):
+        run_explain(enc, data, methods=["chefer"], metrics=["pointing"], limit=2)
+    res = run_explain(enc, data, methods=["chefer", "chefer-lrp"], metrics=["pointing", "insertion"], target="embedding",
+                      limit=4, batch_size=4, steps=2, n_boot=50)
+    assert res.target == "embedding" and np.isfinite(res.per_image["chefer-lrp"]["insertion_auc"]).all()
+
+
+def test_bad_options_name_the_option(vit64, small_phantoms):
+    data = small_phantoms.split("test")
+    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "--methods"),
+                          (dict(target="text"), "--target"), (dict(upsampling="cubic"), "--upsample")):
+        with pytest.raises(MedrepError, match=where):
+            run_explain(vit64, data, **{"methods": ["attention"], "metrics": ["pointing"], "limit": 2, **kwargs})
+
+
+def test_cli_on_the_demo_cnn(tmp_path, capsys):
+    from medrep.cli import main
+
+    out = tmp_path / "ex"
+    rc = main(["explain", "--model", "demo-cnn", "--methods", "gradcam,ig", "--metrics", "pointing,mass", "--limit", "6",
+               "--ig-steps", "4", "--batch-size", "6", "--out", str(out), "--quiet", "--no-cache"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "gradcam" in table and "center" in table
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_images"] == 6 and set(res["metrics"]) == {"gradcam", "ig", "random", "center"}
+    assert (out / "gallery.png").exists() and (out / "explain_table.csv").exists()
+    assert main(["explain", "--model", "demo-cnn", "--methods", "attention", "--limit", "2", "--out", str(out), "--quiet"]) != 0
+    assert "demo-cnn" in capsys.readouterr().err
