@@ -142,7 +142,7 @@ def test_cli_attack(tmp_path, capsys):
     from medrep.cli import main
 
     spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
-    rc = main(["attack", "--model", spec, "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
+    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
                "--noise-draws", "2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
     assert rc == 0
     d = json.loads((tmp_path / "results.json").read_text())

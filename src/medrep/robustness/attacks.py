@@ -62,7 +62,10 @@ class GradientAttack:
     def resolve_step_size(self, eps: float) -> float:
         return float(self.step_size) if self.step_size is not None else self.relative_step * eps / self.steps
 
-    def run(self, loss_fn: LossFn, x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> AttackOutput:
+    def run(self, loss_fn: LossFn, x: torch.Tensor, eps: float, generator: torch.Generator | None = None,
+            final_loss: bool = True) -> AttackOutput:
+        """Attack ``x``; ``final_loss=False`` skips the extra forward pass for the last row of the loss history
+        (left NaN) when the caller evaluates the final iterate anyway."""
         check_eps(eps)
         x = x.detach()
         alpha = self.resolve_step_size(eps)
@@ -93,8 +96,11 @@ class GradientAttack:
             last = t
             if self.early_stop is not None and not bool(active.any()):
                 break
-        with torch.no_grad():
-            final = loss_fn(x + delta).float()
+        if final_loss:
+            with torch.no_grad():
+                final = loss_fn(x + delta).float()
+        else:
+            final = torch.full((b,), float("nan"), device=x.device)
         # Rows after an early stop repeat the frozen loss, so per-step means stay comparable.
         history[last + 1:] = final
         return AttackOutput((x + delta).detach(), history, taken)

@@ -1,0 +1,123 @@
+"""Throughput of medrep's representation attack against torchattacks' PGD and ART's FeatureAdversaries.
+
+Same model, batch, number of steps and L∞ budget for all three:
+- medrep: ``LinfPGD`` on the collide loss ½‖f(x′) − f(x_tg)‖² (representation = the encoder's default);
+- torchattacks: ``PGD`` on the logits' cross-entropy (its only loss), no random start;
+- ART: ``FeatureAdversariesPyTorch`` (plain PGD mode) pulling the same representation onto the guide images.
+
+    python benchmarks/attack.py [--model demo-vit] [--batch 32] [--steps 10] [--repeats 3] [--threads 2]
+
+Prints images·steps per second and the ratio of medrep's throughput to each peer's (best of the repeats).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import medrep  # noqa: E402,F401  (repairs torchvision before timm is imported)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class _Logits(nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder.logits(x)
+
+
+class _Embed(nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder.embed(x)
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model spec (default: demo-vit if its weights exist, else demo-cnn)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--eps", type=float, default=4 / 255)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from medrep.data import load_dataset
+    from medrep.models import load_encoder
+    from medrep.models.demo import weights_path
+    from medrep.robustness import Collide, LinfPGD, Representation, representation_loss
+
+    spec = args.model
+    if spec is None:
+        try:
+            spec = "demo-vit" if weights_path("demo-vit").exists() else "demo-cnn"
+        except Exception:
+            spec = "demo-cnn"
+    enc = load_encoder(spec)
+    test = load_dataset(f"demo?n_train=0&n_val=0&n_test={2 * args.batch}").split("test")
+    imgs = torch.stack([test[i].image for i in range(2 * args.batch)]).to(enc.device)
+    x, guide = imgs[: args.batch], imgs[args.batch:]
+    y = torch.as_tensor(test.labels[: args.batch], device=enc.device)
+    alpha = 2.5 * args.eps / args.steps
+    with torch.no_grad():
+        target = enc.embed(guide)
+    work = args.batch * args.steps
+    print(f"model {enc.name}, batch {args.batch}, {args.steps} steps, eps {args.eps * 255:g}/255 L∞, "
+          f"{torch.get_num_threads()} threads, device {enc.device}")
+
+    attack = LinfPGD(steps=args.steps, step_size=alpha)
+    loss_fn = representation_loss(enc, Representation(), Collide(), target)
+    t_medrep = _best(lambda: attack.run(loss_fn, x, args.eps, final_loss=False), args.repeats)
+
+    rows = [("medrep LinfPGD (collide, representation)", t_medrep)]
+    if enc.has_head:
+        import torchattacks
+
+        ta = torchattacks.PGD(_Logits(enc).eval(), eps=args.eps, alpha=alpha, steps=args.steps, random_start=False)
+        rows.append(("torchattacks PGD (logit cross-entropy)", _best(lambda: ta(x, y), args.repeats)))
+    else:
+        print("(model has no head: torchattacks needs logits, skipped)")
+
+    from art.attacks.evasion import FeatureAdversariesPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = nn.Sequential(_Embed(enc)).eval()  # layer 0 = the representation
+        est = PyTorchClassifier(net, loss=nn.MSELoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(target.shape[1]),
+                                clip_values=(0.0, 1.0), device_type="gpu" if enc.device.type == "cuda" else "cpu")
+        fa = FeatureAdversariesPyTorch(est, delta=args.eps, layer=0, max_iter=args.steps, step_size=alpha,
+                                       batch_size=args.batch, verbose=False)
+        xn, gn = x.cpu().numpy(), guide.cpu().numpy()
+        rows.append(("ART FeatureAdversariesPyTorch (PGD mode)", _best(lambda: fa.generate(xn, gn), args.repeats)))
+
+    print(f"{'attack':<44}{'time s':>9}{'img·steps/s':>13}{'medrep ×':>10}")
+    for name, t in rows:
+        print(f"{name:<44}{t:>9.3f}{work / t:>13.1f}{t / t_medrep:>10.2f}")
+    print("medrep × = that attack's time / medrep's time (goal: ≥ 1.0 vs torchattacks, ≥ 3 vs ART)")
+    _ = np  # numpy is ART's interface
+
+
+if __name__ == "__main__":
+    main()
