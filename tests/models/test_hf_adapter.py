@@ -199,3 +199,15 @@ def test_vision_only_towers(tmp_path, pixels, cls_name, prefix):
         pooled = out.image_embeds if cls_name.endswith("WithProjection") else out.pooler_output
         torch.testing.assert_close(enc.embed(pixels), pooled, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(enc.embed(pixels, pool="patches"), out.last_hidden_state[:, prefix:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec, where", [
+    ("hf:microsoft/rad-dino", "microsoft/rad-dino"),
+    ("open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+     "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"),
+])
+def test_hub_names_take_the_hub_path_and_fail_cleanly_offline(spec, where):
+    # With internet these load the real models; offline (tests, CI) the hub path must end in a clear error.
+    with pytest.raises(MedrepError) as info:
+        load_encoder(spec)
+    assert info.value.where == where

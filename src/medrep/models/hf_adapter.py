@@ -51,11 +51,14 @@ _KNOWN_CLASSES = ("ViTModel", "Dinov2Model", "Dinov2WithRegistersModel", "CLIPMo
 _OPTIONS = ("revision",)
 
 
+# Exact model types only: look-alikes (vit_mae masks patches, deit adds a distillation token, siglip2 has
+# variable resolution) go the generic way, which measures the token layout instead of assuming it.
+_FAMILIES = {"vit": "vit", "vit_msn": "vit", "dinov2": "dinov2", "dinov2_with_registers": "dinov2", "clip": "clip",
+             "clip_vision_model": "clip", "siglip": "siglip", "siglip_vision_model": "siglip"}
+
+
 def _family(model_type: str) -> str:
-    for fam in ("dinov2", "siglip", "clip", "vit"):
-        if model_type.startswith(fam):
-            return fam
-    return "other"
+    return _FAMILIES.get(model_type, "other")
 
 
 def _vision_config(config: Any) -> Any:
@@ -224,8 +227,12 @@ def _read_processor_config(path: str, revision: str | None) -> dict[str, Any] | 
 
 
 def _check_location(path: str) -> None:
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
-    if looks_local and not Path(path).expanduser().is_dir():
+    p = Path(path).expanduser()
+    if p.is_file():
+        raise MedrepError("hf: takes a model folder (save_pretrained); for a weights file use PATH?arch=timm:NAME",
+                          where=path)
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1
+    if looks_local and not p.is_dir():
         raise MedrepError("no such Hugging Face model directory", where=path)
 
 

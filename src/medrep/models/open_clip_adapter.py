@@ -139,11 +139,14 @@ def load_open_clip(arch: str, weights: str | None = None, options: dict[str, str
         raise MedrepError(f"could not build open_clip model ({err})", where=f"open_clip:{arch}" + (f"@{weights}" if weights else "")) from err
     if local:
         _load_local_weights(model, weights)
-    tokenizer = open_clip.get_tokenizer(arch)
     name = f"open_clip:{arch}"
     enc = OpenClipEncoder(model, preprocessing_from_open_clip(model.visual), name,
-                          source={"spec": name, "weights": weights, **{k: v for k, v in options.items()}})
-    enc.text_encoder = OpenClipTextEncoder(model, tokenizer, name)
+                          source={"spec": name, "weights": weights, **options})
+    try:
+        enc.text_encoder = OpenClipTextEncoder(model, open_clip.get_tokenizer(arch), name)
+    except (OSError, RuntimeError, ValueError) as err:
+        # An HF tokenizer that cannot be fetched must not cost the user the image tower.
+        logging.getLogger(__name__).warning("%s: no tokenizer (%s); text tower unavailable", name, err)
     return enc
 
 
@@ -189,5 +192,6 @@ def _open_clip(spec: Spec, trust_remote_code: bool) -> OpenClipEncoder:
 @register_text_scheme("open_clip")
 def _open_clip_text(spec: Spec, trust_remote_code: bool) -> TextEncoder:
     enc = load_open_clip(spec.name, spec.weights, spec.options)
-    assert enc.text_encoder is not None
+    if enc.text_encoder is None:
+        raise MedrepError("its tokenizer could not be loaded, so the text tower is unusable", where=spec.raw)
     return enc.text_encoder
