@@ -1,0 +1,112 @@
+"""Benchmark: fitting Procrustes (ortho) on 10k × 1024 anchors — medrep vs latentis vs scipy.
+
+    python benchmarks/align.py [--n 10000] [--dim 1024] [--target-dim 768] [--repeats 3] [--out FILE.json]
+
+latentis is optional: it is used when importable (``pip install -c constraints.txt latentis`` keeps the
+pinned CPU torch, but pulls lightning, faiss-cpu and GitPython, so it is not a medrep dependency; it also
+works from a side directory: ``pip install --no-deps --target DIR latentis GitPython gitdb smmap
+python-dotenv`` then ``--latentis-path DIR``).  Without it the comparison is scipy's
+``orthogonal_procrustes`` on the same scaled, padded anchors.  Every fit is checked against the others.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import medrep  # noqa: F401  (repairs torchvision before anything imports it)
+import numpy as np
+import torch
+
+
+def _time(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), min(times), out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--dim", type=int, default=1024)
+    p.add_argument("--target-dim", type=int, default=768, help="target width (padding is part of the work)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--latentis-path", default=os.environ.get("LATENTIS_PATH"), help="extra sys.path entry holding latentis")
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from medrep.align import Procrustes, Translator
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.n, args.dim)).astype(np.float32) * rng.uniform(0.5, 2, args.dim).astype(np.float32)
+    q = np.linalg.qr(rng.standard_normal((args.dim, args.dim)))[0].astype(np.float32)
+    y = (x @ q)[:, : args.target_dim] + 0.1 * rng.standard_normal((args.n, args.target_dim)).astype(np.float32)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    print(f"anchors {args.n} × {args.dim} → {args.target_dim}, torch threads {torch.get_num_threads()}, "
+          f"{args.repeats} repeats (median shown)")
+    rows = {}
+
+    med, best, t32 = _time(lambda: Procrustes().fit(xt, yt), args.repeats)  # float32 input → float32 fit at this size
+    rows["medrep ortho (default: float32 here)"] = (med, best)
+    med, best, t64 = _time(lambda: Translator("ortho", dtype=torch.float64).fit(xt, yt), args.repeats)
+    rows["medrep ortho (float64)"] = (med, best)
+    ref = t64.transform(xt[:2000]).double()
+    checks = {"medrep float32 vs float64, max |Δ| on 2000 mapped rows": float((t32.transform(xt[:2000]).double() - ref).abs().max())}
+
+    # scipy on the same standardised, zero-padded anchors (the independent reference)
+    from scipy.linalg import orthogonal_procrustes
+
+    def scipy_fit():
+        xs = (x - x.mean(0)) / x.std(0, ddof=1)
+        ys = (y - y.mean(0)) / y.std(0, ddof=1)
+        ys = np.pad(ys, ((0, 0), (0, args.dim - args.target_dim)))
+        return orthogonal_procrustes(xs, ys)[0]
+
+    med, best, r_scipy = _time(scipy_fit, args.repeats)
+    rows["scipy orthogonal_procrustes (+ numpy scaling/padding)"] = (med, best)
+    # R is unique only on the unpadded output columns (padded ones have zero singular values): compare maps
+    xs = (x[:2000] - x.mean(0)) / x.std(0, ddof=1)
+    mapped = (xs.astype(np.float64) @ r_scipy[:, : args.target_dim]) * y.std(0, ddof=1) + y.mean(0)
+    checks["medrep vs scipy, max |Δ| on 2000 mapped rows"] = float(np.abs(ref.numpy() - mapped).max())
+
+    if args.latentis_path:
+        sys.path.insert(0, args.latentis_path)
+    try:
+        from latentis.transform.translate import Procrustes as LatentisProcrustes
+        import latentis
+
+        med, best, lat = _time(lambda: LatentisProcrustes().fit(xt, yt), args.repeats)
+        rows[f"latentis {getattr(latentis, '__version__', '?')} Procrustes (float32)"] = (med, best)
+        checks["medrep vs latentis, max |Δ| on 2000 mapped rows"] = float((lat.transform(xt[:2000])[0].double() - ref).abs().max())
+    except ImportError as err:
+        print(f"latentis not importable ({err}); comparing with scipy only")
+
+    width = max(len(k) for k in rows)
+    for k, (med, best) in rows.items():
+        print(f"  {k:<{width}}  {med:7.3f} s  (best {best:.3f} s)")
+    for k, v in checks.items():
+        print(f"  check: {k} = {v:.2e}")
+    load = os.getloadavg()[0]
+    verdict = rows["medrep ortho (default: float32 here)"][1] < 2.0
+    print(f"target < 2 s (best of {args.repeats}) for medrep ortho: {'met' if verdict else 'NOT met'}; "
+          f"1-min load average {load:.1f} on {os.cpu_count()} CPUs (contention inflates every row alike)")
+    if args.out:
+        from medrep.io import write_json_atomic
+
+        write_json_atomic(args.out, {"n": args.n, "dim": args.dim, "target_dim": args.target_dim,
+                                     "threads": torch.get_num_threads(),
+                                     "seconds": {k: {"median": m, "best": b} for k, (m, b) in rows.items()},
+                                     "checks": checks, "load_average": os.getloadavg()[0]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
