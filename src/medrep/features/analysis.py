@@ -19,7 +19,7 @@ from medrep.features.separability import (calinski_harabasz, centroid_cosine_mat
                                           pairwise_distances, silhouette_samples_from_distances)
 from medrep.features.similarity import PairSimilarity, compare_spaces
 from medrep.progress import progress_bar
-from medrep.results import Metric, Result, bootstrap_paired
+from medrep.results import Metric, Result
 
 # the keys every model gets in results.json (few-shot keys are added per shot count)
 MODEL_METRICS = ("knn_accuracy", "linear_probe_accuracy", "linear_probe_auc", "silhouette", "davies_bouldin",
@@ -174,11 +174,16 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
     metrics["silhouette"] = half_sample_interval(
         lambda i: _finite_or_nan(lambda: silhouette_samples_from_distances(dist[np.ix_(i, i)], ys[i]).mean()),
         len(sub), n_draws=n_boot, seed=seed)
-    for key, fn in (("davies_bouldin", davies_bouldin), ("calinski_harabasz", calinski_harabasz)):
-        metrics[key] = bootstrap_paired(lambda i, fn=fn: _finite_or_nan(lambda: fn(xn[i], y[i])), len(y), n_boot=n_boot,
-                                        seed=seed)
-    # duplicated rows make the within-class scatter look tighter, so no with-replacement resampling here
-    metrics["fisher_ratio"] = half_sample_interval(lambda i: _finite_or_nan(lambda: fisher_ratio(xn[i], y[i])), len(y),
+    # Geometry intervals by half-sampling without replacement: a with-replacement bootstrap puts
+    # duplicate rows (zero distances) in every resample, which biases these statistics.
+    n, k_cls = len(y), len(np.unique(y))
+    metrics["davies_bouldin"] = half_sample_interval(lambda i: _finite_or_nan(lambda: davies_bouldin(xn[i], y[i])), n,
+                                                     n_draws=n_boot, seed=seed)
+    # CH grows with N through (N − K); rescale half-sample values to N so their spread is comparable
+    metrics["calinski_harabasz"] = half_sample_interval(
+        lambda i: _finite_or_nan(lambda: calinski_harabasz(xn[i], y[i])) * (n - k_cls) / max(len(i) - k_cls, 1), n,
+        n_draws=n_boot, seed=seed)
+    metrics["fisher_ratio"] = half_sample_interval(lambda i: _finite_or_nan(lambda: fisher_ratio(xn[i], y[i])), n,
                                                    n_draws=n_boot, seed=seed)
     return metrics, centroid_cosine_matrix(xn, y)
 
@@ -217,8 +222,8 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
         "shots": list(shots), "few_shot_draws": n_draws, "n_boot": n_boot, "n_permutations": n_permutations,
         "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
         "geometry": "L2-normalised test embeddings",
-        "intervals": "95%: bootstrap over items (accuracies, AUC, Davies-Bouldin, Calinski-Harabasz, mutual kNN), "
-                     "over draws (few-shot), delete-half jackknife (silhouette, Fisher, CKA)"})
+        "intervals": "95%: bootstrap over items (accuracies, AUC, mutual kNN), over draws (few-shot), "
+                     "delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher, CKA)"})
     n_pairs = len(reps) * (len(reps) - 1) // 2
     with progress_bar("features analysis", len(reps) + n_pairs) as bar:
         for rep in reps:

@@ -265,7 +265,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
                 zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None = None,
                 targets: Mapping[str, str] | None = None, font: str | None = None, size: float = 0.25,
                 position: str | tuple[float, float] = "center", colour: float | tuple[float, float, float] = 1.0,
-                opacity: float = 1.0, fit: bool = True, prompt_template: str = "a medical image showing {}", train_split: str = "train",
+                opacity: float = 1.0, fit: bool = True, margin: float = 0.03, prompt_template: str = "a medical image showing {}", train_split: str = "train",
                 test_split: str = "test", limit: int | None = None, k: int = 20, n_boot: int = 1000,
                 batch_size: int = 64, cache=None, seed: int = 0) -> OverlayResult:
     """Overlay each of ``words`` (default: the class names) on the test images and compare with the clean ones.
@@ -291,7 +291,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
         if targets and w in targets and t.lower() not in lower:
             raise MedrepError(f"target class {t!r} for {w!r} is not a class (classes: {', '.join(classes)})", where="--target")
         target_of[w] = lower.get(t.lower())
-    overlays = [TextOverlay(w, font=font, size=size, position=position, colour=colour, opacity=opacity, fit=fit) for w in words]
+    overlays = [TextOverlay(w, font=font, size=size, position=position, colour=colour, opacity=opacity, fit=fit, margin=margin) for w in words]
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
     _check_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))

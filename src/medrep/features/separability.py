@@ -30,7 +30,7 @@ def pairwise_distances(x: np.ndarray, metric: str = "euclidean") -> np.ndarray:
         d2.fill_diagonal_(0)
         return d2.sqrt_().numpy()
     if metric == "cosine":
-        xn = torch.from_numpy(l2_normalise(x).astype(np.float64))
+        xn = xt / xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
         d = (1 - xn @ xn.T).clamp_min_(0)
         d.fill_diagonal_(0)
         return d.numpy()

@@ -1,0 +1,77 @@
+"""`medrep features`: probes, separability, projections and cross-model similarity (CKA, mutual
+kNN with permutation nulls) for one or more models on the same data, from cached embeddings."""
+from __future__ import annotations
+
+import argparse
+
+from medrep.commands.common import add_data_arguments, arguments_of, make_cache, out_dir
+from medrep.commands.overlay import add_overlay_arguments, load_models, load_split_data, overlay_options
+from medrep.errors import MedrepError
+
+NAME = "features"
+HELP = "feature-distribution analysis: kNN / linear / few-shot probes, separability, t-SNE / UMAP, CKA across models"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", required=True, help="model spec (repeat to compare models)")
+    add_data_arguments(p, split_default=None)
+    p.add_argument("--train-split", default="train", help="split the probes are fitted on")
+    p.add_argument("--test-split", default="test", help="split everything is measured on")
+    p.add_argument("--layer", action="append", default=None,
+                   help="module to embed at (repeat to compare layers; default: the model's representation)")
+    p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
+    p.add_argument("--k", type=int, default=20, help="neighbours for the kNN classifier")
+    p.add_argument("--mutual-k", type=int, default=10, help="neighbours for mutual-kNN alignment")
+    p.add_argument("--shots", default="1,5,10", help="few-shot sizes per class, comma-separated")
+    p.add_argument("--draws", type=int, default=10, help="repeated draws per few-shot size")
+    p.add_argument("--n-boot", type=int, default=200, help="resamples for the 95%% intervals")
+    p.add_argument("--permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
+    p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
+    p.add_argument("--projection", action="append", choices=["tsne", "umap", "none"], default=None,
+                   help="2-D pictures to draw (default: tsne and umap)")
+    add_overlay_arguments(p, words_flag="--overlay")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrep.features.analysis import format_model_table, run_features, write_features_outputs
+    from medrep.manifest import build_manifest, write_manifest
+
+    try:
+        shots = [int(s) for s in args.shots.split(",") if s.strip()]
+    except ValueError as err:
+        raise MedrepError(f"expected whole numbers separated by commas, got {args.shots!r}", where="--shots") from err
+    if any(s < 1 for s in shots):
+        raise MedrepError("shot counts must be at least 1", where="--shots")
+    projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
+    out = out_dir(args.out)
+    data = load_split_data(args)
+    encoders = load_models(args)
+    cache = make_cache(args)
+    result = run_features(encoders, data, layers=args.layer, pool=args.pool, train_split=args.train_split,
+                          test_split=args.test_split, limit=args.limit, k=args.k, mutual_k=args.mutual_k, shots=shots,
+                          n_draws=args.draws, n_boot=args.n_boot, n_permutations=args.permutations,
+                          cka_estimator=args.cka, projections=projections, batch_size=args.batch_size, cache=cache,
+                          seed=args.seed)
+    figures = write_features_outputs(result, out)
+    print(format_model_table(result))
+    cache_keys = {f"{n}/{s}": k for n, m in result.models.items() for s, k in m["cache_keys"].items()}
+    if args.overlay:
+        from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
+
+        text_encoder = None
+        if args.text_model:
+            from medrep.models import load_text_encoder
+
+            text_encoder = load_text_encoder(args.text_model)
+        ov = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
+                         test_split=args.test_split, limit=args.limit, k=args.k, batch_size=args.batch_size,
+                         cache=cache, seed=args.seed, **overlay_options(args, words_attr="overlay"))
+        figures.update(write_overlay_outputs(ov, out / "overlay", data))
+        print(format_overlay_table(ov))
+    write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,
+                                       output={"results": "results.json",
+                                               "figures": {k: str(v.relative_to(out)) for k, v in figures.items()}}))
+    print(f"wrote results.json, models.csv, pairs.csv and {len(figures)} figure(s) to {out}")
+    return 0

@@ -1,0 +1,108 @@
+"""`medrep overlay`: write words onto the test images; report embedding shift, probe / kNN flips and
+zero-shot shift toward the written class, per model."""
+from __future__ import annotations
+
+import argparse
+
+from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
+from medrep.errors import MedrepError
+
+NAME = "overlay"
+HELP = "text-overlay test: how much written words move each model's representation and predictions"
+
+
+def add_overlay_arguments(p: argparse.ArgumentParser, words_flag: str = "--words") -> None:
+    g = p.add_argument_group("text overlay")
+    g.add_argument(words_flag, default=None, help="comma-separated words to write (default: the class names)")
+    g.add_argument("--target", action="append", default=[], metavar="WORD=CLASS",
+                   help="class a word stands for when it is not a class name (e.g. R=malignant for the confounder tag)")
+    g.add_argument("--font", default=None, help="a .ttf file (default: DejaVu Sans, shipped with matplotlib)")
+    g.add_argument("--font-size", type=float, default=0.25, help="share of the image height (≤ 1) or pixels (> 1)")
+    g.add_argument("--position", default="center", help="center, top-left, top-right, bottom-left, bottom-right, top, bottom, or X,Y fractions")
+    g.add_argument("--colour", default="1.0", help="grey level or R,G,B in [0, 1]")
+    g.add_argument("--opacity", type=float, default=1.0, help="1 = opaque text")
+    g.add_argument("--no-fit", action="store_true", help="do not shrink text that is wider than the image")
+    g.add_argument("--prompt", default="a medical image showing {}", help="zero-shot prompt template ({} = class name)")
+    g.add_argument("--text-model", default=None, help="text encoder sharing the image space (e.g. a CLIP text tower) for zero-shot")
+
+
+def _floats(text: str, where: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as err:
+        raise MedrepError(f"expected numbers separated by commas, got {text!r}", where=where) from err
+
+
+def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict:
+    """run_overlay keyword arguments from the parsed overlay flags."""
+    raw = getattr(args, words_attr)
+    words = [w.strip() for w in raw.split(",") if w.strip()] if raw else None
+    targets = {}
+    for spec in args.target:
+        if "=" not in spec:
+            raise MedrepError(f"expected WORD=CLASS, got {spec!r}", where="--target")
+        w, c = spec.split("=", 1)
+        targets[w.strip()] = c.strip()
+    colour = _floats(args.colour, "--colour")
+    if len(colour) not in (1, 3):
+        raise MedrepError("give one grey level or three R,G,B values", where="--colour")
+    position = args.position
+    if "," in position:
+        position = _floats(position, "--position")
+    return {"words": words, "targets": targets or None, "font": args.font, "size": args.font_size,
+            "position": position, "colour": colour[0] if len(colour) == 1 else colour, "opacity": args.opacity,
+            "fit": not args.no_fit, "prompt_template": args.prompt}
+
+
+def load_models(args: argparse.Namespace) -> list:
+    specs = args.model
+    dupes = sorted({s for s in specs if specs.count(s) > 1})
+    if dupes:
+        raise MedrepError(f"listed more than once: {', '.join(dupes)}", where="--model")
+    return [load_model(s, args) for s in specs]
+
+
+def load_split_data(args: argparse.Namespace):
+    from medrep.data import load_dataset
+
+    if args.skip_bad:
+        raise MedrepError("not supported here: every model must see the same items (fix or remove the bad files)",
+                          where="--skip-bad")
+    return load_dataset(args.data)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", required=True, help="model spec (repeat for several models)")
+    add_data_arguments(p, split_default=None)
+    p.add_argument("--train-split", default="train", help="split the probe and kNN are fitted on")
+    p.add_argument("--test-split", default="test", help="split the overlays are written onto")
+    p.add_argument("--k", type=int, default=20, help="neighbours for the kNN classifier")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
+    add_overlay_arguments(p)
+    p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
+    from medrep.manifest import build_manifest, write_manifest
+
+    out = out_dir(args.out)
+    data = load_split_data(args)
+    encoders = load_models(args)
+    text_encoder = None
+    if args.text_model:
+        from medrep.models import load_text_encoder
+
+        text_encoder = load_text_encoder(args.text_model)
+    result = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
+                         test_split=args.test_split, limit=args.limit, k=args.k, n_boot=args.n_boot,
+                         batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **overlay_options(args))
+    figures = write_overlay_outputs(result, out, data)
+    write_manifest(out, build_manifest("overlay", arguments_of(args), seeds={"seed": args.seed},
+                                       cache_keys={f"{m}/{w}": e["cache_key"] for m, r in result.models.items()
+                                                   for w, e in r["words"].items()},
+                                       output={"results": "results.json", "figures": {k: v.name for k, v in figures.items()}}))
+    print(format_overlay_table(result))
+    print(f"wrote results.json, overlay.csv and {len(figures)} figure(s) to {out}")
+    return 0

@@ -1,0 +1,29 @@
+"""`medrep features` and `medrep overlay` from the command line on a few phantoms."""
+import json
+
+from medrep.cli import main
+
+TINY = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
+
+
+def test_features_command_with_overlay(tmp_path, capsys):
+    out = tmp_path / "f"
+    rc = main(["features", "--model", TINY, "--layer", "blocks.0", "--layer", "blocks.1", "--pool", "cls",
+               "--data", "demo?n_train=30&n_val=0&n_test=24&size=32", "--limit", "36", "--shots", "1", "--draws", "2", "--n-boot", "10",
+               "--permutations", "20", "--k", "3", "--mutual-k", "3", "--projection", "none",
+               "--overlay", "malignant", "--font-size", "0.3", "--out", str(out), "--quiet"])
+    assert rc == 0
+    d = json.loads((out / "results.json").read_text())
+    assert len(d["models"]) == 2 and len(d["pairs"]) == 1
+    ov = json.loads((out / "overlay" / "results.json").read_text())
+    (model,) = ov["models"].values()
+    assert "probe_to_target_rate" in model["words"]["malignant"]
+    assert (out / "manifest.json").exists() and (out / "overlay" / "overlay_examples.png").exists()
+    assert "kNN acc" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["features", "--model", "demo-cnn", "--model", "demo-cnn", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--model: listed more than once: demo-cnn" in capsys.readouterr().err
+    assert main(["overlay", "--model", TINY, "--position", "middle", "--data", "demo?n_train=30&n_val=0&n_test=24&size=32", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--position" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""Text overlays: rendering parameters, the overlay report against independent computations, and the
+confounder shortcut made visible."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medrep.data.base import SplitDataset, TensorDataset
+from medrep.errors import MedrepError
+from medrep.features.overlay import OverlayDataset, TextOverlay, default_font, run_overlay, softmax
+from medrep.models import load_encoder
+from medrep.models.base import Preprocessing
+
+
+def test_default_font_ships_with_matplotlib():
+    assert default_font().endswith("DejaVuSans.ttf")
+
+
+def test_overlay_parameters():
+    img = torch.full((1, 64, 64), 0.2)
+    opaque = TextOverlay("R", size=0.4, position="top-right", colour=1.0, opacity=1.0).apply(img)
+    mask = TextOverlay("R", size=0.4, position="top-right").mask(64, 64)
+    assert mask.max() == pytest.approx(1.0)
+    # all ink in the top-right quadrant, and where coverage is full the pixel is the colour
+    assert mask[32:].sum() == 0 and mask[:, :32].sum() == 0
+    assert torch.allclose(opaque[0][torch.from_numpy(mask == 1.0)], torch.tensor(1.0))
+    half = TextOverlay("R", size=0.4, position="top-right", colour=1.0, opacity=0.5).apply(img)
+    assert torch.allclose(half - img, 0.5 * (opaque - img), atol=1e-6)
+    assert torch.equal(TextOverlay("R", opacity=0.0).apply(img), img)
+    # RGB colour on a grey image uses its luminance; on RGB images each channel its own value
+    red = TextOverlay("R", size=0.4, colour=(1.0, 0.0, 0.0))
+    full = torch.from_numpy(red.mask(64, 64) == 1.0)
+    assert red.apply(img)[0][full].mean().item() == pytest.approx(0.299, abs=1e-6)
+    rgb = red.apply(torch.full((3, 64, 64), 0.2))
+    assert rgb[0][full].mean().item() == pytest.approx(1.0) and rgb[1][full].mean().item() == pytest.approx(0.0)
+    # a long word is shrunk to fit inside the margins
+    wide = TextOverlay("malignant", size=0.5).mask(64, 64)
+    cols = np.flatnonzero(wide.sum(0) > 0)
+    assert cols.min() >= 1 and cols.max() <= 62
+    unfit = TextOverlay("malignant", size=0.5, fit=False).mask(64, 64)
+    assert unfit.sum() > 2 * wide.sum() and unfit[:, [0, -1]].sum() > 0  # bigger, and runs off the edges
+
+
+@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "--opacity"), ({"position": "middle"}, "--position"),
+                                           ({"colour": (1, 0)}, "--colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
+                                           ({"size": 0}, "--font-size")])
+def test_bad_overlay_options_name_the_option(kwargs, where):
+    with pytest.raises(MedrepError) as err:
+        TextOverlay("x", **kwargs)
+    assert err.value.where == where
+
+
+def _corner_encoder(name, use_corner):
+    class Features(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # a distinct weight, so the two encoders get distinct fingerprints (cache keys)
+            self.scale = nn.Parameter(torch.tensor(2.0 if use_corner else 1.0))
+
+        def forward(self, x):
+            centre = x[:, 0, 16:48, 16:48].flatten(1)
+            feats = [centre.mean(1), centre.std(1), centre.amax(1)]
+            if use_corner:
+                feats.append(4 * x[:, 0, :12, 52:].flatten(1).amax(1))  # where the confounder tag sits
+            return self.scale * torch.stack(feats, 1)
+
+    return load_encoder(Features(), preprocessing=Preprocessing((64, 64), (0.0,), (1.0,), 1), name=name)
+
+
+@pytest.fixture(scope="module")
+def confounded():
+    from medrep.data.phantoms import PhantomConfig, load_phantoms
+
+    return load_phantoms(PhantomConfig(n_train=150, n_val=0, n_test=60, seed=5, confounder_rate=0.95))
+
+
+def test_overlay_reveals_the_confounder_shortcut(confounded):
+    shortcut, honest = _corner_encoder("corner-reader", True), _corner_encoder("centre-only", False)
+    res = run_overlay([shortcut, honest], confounded, words=["R"], targets={"R": "malignant"}, size=0.16,
+                      position="top-right", margin=0.02, k=5, n_boot=200)
+    s, h = res.models["corner-reader"]["words"]["R"], res.models["centre-only"]["words"]["R"]
+    # the corner-reading model's probe learned "tag ⇒ malignant": writing the tag moves predictions there
+    assert s["target_class"] == "malignant"
+    assert s["metrics"]["probe_to_target_rate"].value > 0.5
+    assert s["probe_flips_to"]["malignant"] == sum(s["probe_flips_to"].values())
+    # the model that never looks at the corner does not move at all
+    assert h["metrics"]["cosine_shift"].value == pytest.approx(0.0, abs=1e-6)
+    assert h["metrics"]["probe_flip_rate"].value == 0.0
+    d = res.to_dict()
+    assert d["models"]["corner-reader"]["words"]["R"]["probe_to_target_rate"]["value"] > 0.5
+
+
+def _tiny_split_data():
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.rand(60, 1, 32, 32, generator=g) * 0.5
+    labels = np.arange(60) % 3
+    imgs[labels == 1, :, 8:24, 8:24] += 0.4  # class 1 brighter in the middle, class 2 darker
+    imgs[labels == 2, :, 8:24, 8:24] *= 0.3
+    parts = {"train": TensorDataset(imgs[:40], labels[:40], ["normal", "benign", "malignant"], name="t-train"),
+             "test": TensorDataset(imgs[40:], labels[40:], ["normal", "benign", "malignant"], name="t-test")}
+    return SplitDataset(parts, "tiny")
+
+
+def test_zero_shot_shift_with_hand_made_scorer(tiny_vit):
+    ds = _tiny_split_data()
+    w = np.random.default_rng(0).normal(size=(tiny_vit.embed_dim, 3)) * 0.2
+
+    def scorer(e):
+        return e @ w
+
+    res = run_overlay([tiny_vit], ds, words=["benign"], zero_shot=scorer, size=0.3, k=3, n_boot=100)
+    m = res.models[tiny_vit.name]["words"]["benign"]["metrics"]
+    # independent computation: overlay the pixels directly, embed, score
+    test = ds.split("test")
+    clean = torch.stack([test[i].image for i in range(len(test))])
+    over = TextOverlay("benign", size=0.3).apply(clean)
+    with torch.inference_mode():
+        e_clean, e_over = tiny_vit.embed(clean).numpy(), tiny_vit.embed(over).numpy()
+    p_clean, p_over = softmax(e_clean @ w), softmax(e_over @ w)
+    assert m["zero_shot_shift"].value == pytest.approx(float(np.mean(p_over[:, 1] - p_clean[:, 1])), abs=1e-5)
+    cos = (e_clean * e_over).sum(1) / np.linalg.norm(e_clean, axis=1) / np.linalg.norm(e_over, axis=1)
+    assert m["cosine_shift"].value == pytest.approx(float(np.mean(1 - cos)), abs=1e-5)
+    assert res.models[tiny_vit.name]["zero_shot"] == "given scorer"
+    # a scorer of the wrong shape is refused with a message naming it
+    with pytest.raises(MedrepError, match="zero-shot"):
+        run_overlay([tiny_vit], ds, words=["benign"], zero_shot=lambda e: e[:, :2], k=3, n_boot=10)
+
+
+def test_overlay_dataset_has_its_own_cache_identity():
+    base = _tiny_split_data().split("test")
+    a, b = OverlayDataset(base, TextOverlay("x")), OverlayDataset(base, TextOverlay("y"))
+    assert a.content_digest() != b.content_digest() != base.content_digest()
+    assert a.ids == base.ids and (a.labels == base.labels).all()
+    assert not torch.equal(a[0].image, base[0].image)
