@@ -99,3 +99,31 @@ def test_prompts_default_file_and_templates(tmp_path):
         class_prompts(["a", "b", "c"], prompts=str(f))
     with pytest.raises(MedrepError, match="--template"):
         class_prompts(["a"], templates=["no placeholder"])
+
+
+def test_native_zero_shot_uses_the_models_own_text_tower():
+    from types import SimpleNamespace
+
+    import torch
+
+    from medrep.align.api import AlignResult, _native_zero_shot
+
+    protos = np.eye(3, 8) * 5
+
+    class Tower:
+        name, fingerprint = "stub-tower", "stub-tower-v1"
+
+        def encode_text(self, texts):  # each prompt names its class index
+            return torch.as_tensor(np.stack([protos[int(t[-1])] for t in texts]), dtype=torch.float32)
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    img = protos[y] + rng.standard_normal((50, 8)) * 0.5
+    prompts = {c: [f"p{i}"] for i, c in enumerate("abc")}
+    res = AlignResult("s", None, "t", "ortho", "random", 0, [10])
+    boot = lambda v: __import__("medrep.results").results.bootstrap_metric(v, n_boot=20)  # noqa: E731
+    m = _native_zero_shot(SimpleNamespace(text_encoder=Tower()), img, y, prompts, list("abc"), boot, res)
+    assert m.value == 1.0
+    assert _native_zero_shot(SimpleNamespace(text_encoder=Tower()), img[:, :5], y, prompts, list("abc"), boot, res) is None
+    assert "native zero-shot skipped" in res.notes[0]
+    assert _native_zero_shot(SimpleNamespace(), img, y, prompts, list("abc"), boot, res) is None

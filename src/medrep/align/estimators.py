@@ -86,12 +86,18 @@ class Aligner(_Fitted):
     def min_anchors(self, source_dim: int) -> int:
         return 2
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "Aligner":  # pragma: no cover - abstract
+    def solve(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover
+        """(matrix, bias or None) from scaled, padded anchor pairs: the one thing each aligner defines."""
         raise NotImplementedError
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "Aligner":
+        self.matrix, self.bias = self.solve(x, y)
+        self._fitted = True
+        return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         self._require_fit()
-        return x @ self.matrix + (self.bias if getattr(self, "bias", None) is not None else 0)
+        return x @ self.matrix if self.bias is None else x @ self.matrix + self.bias
 
 
 class Orthogonal(Aligner):
@@ -102,10 +108,8 @@ class Orthogonal(Aligner):
             raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where="--ridge")
         super().__init__(0.0)
 
-    def fit(self, x, y):
-        self.matrix, self.bias = AF.procrustes(x, y), None
-        self._fitted = True
-        return self
+    def solve(self, x, y):
+        return AF.procrustes(x, y), None
 
 
 class LeastSquares(Aligner):
@@ -115,19 +119,15 @@ class LeastSquares(Aligner):
         # fewer anchors than source dimensions leaves T underdetermined (it interpolates the anchors)
         return 2 if self.ridge > 0 else source_dim
 
-    def fit(self, x, y):
-        self.matrix, self.bias = AF.least_squares(x, y, self.ridge), None
-        self._fitted = True
-        return self
+    def solve(self, x, y):
+        return AF.least_squares(x, y, self.ridge), None
 
 
 class LeastSquaresOrtho(LeastSquares):
     name = "lortho"
 
-    def fit(self, x, y):
-        self.matrix, self.bias = AF.lstsq_ortho(x, y, self.ridge), None
-        self._fitted = True
-        return self
+    def solve(self, x, y):
+        return AF.lstsq_ortho(x, y, self.ridge), None
 
 
 class Affine(Aligner):
@@ -142,13 +142,10 @@ class Affine(Aligner):
     def min_anchors(self, source_dim: int) -> int:
         return 2 if self.ridge > 0 or self.solver == "gd" else source_dim + 1
 
-    def fit(self, x, y):
+    def solve(self, x, y):
         if self.solver == "closed":
-            self.matrix, self.bias = AF.affine_closed_form(x, y, self.ridge)
-        else:
-            self.matrix, self.bias = AF.affine_gradient_descent(x, y, self.steps, self.lr, self.seed, self.ridge)
-        self._fitted = True
-        return self
+            return AF.affine_closed_form(x, y, self.ridge)
+        return AF.affine_gradient_descent(x, y, self.steps, self.lr, self.seed, self.ridge)
 
 
 def make_aligner(name: str, ridge: float = 0.0, **options: Any) -> Aligner:
