@@ -16,6 +16,7 @@ import torch
 
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
+from medrep.explain.attention import find_attention_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc
 from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
@@ -28,6 +29,7 @@ from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
 TARGETS = ("class", "predicted", "embedding")
+ATTENTION_METHODS = ("attention", "rollout", "chefer", "chefer-lrp")
 # which direction is better, for readers of the table
 HIGHER_IS_BETTER = {"pointing": True, "iou": True, "mass": True, "deletion": False, "insertion": True}
 
@@ -172,6 +174,8 @@ def run_explain(
     if target in ("class", "predicted") and not encoder.has_head:
         raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
     method_options = dict(method_options or {})
+    if any(m in ATTENTION_METHODS for m in methods):
+        find_attention_sites(encoder)  # fail before any work when the model has no attention to read
 
     indices, n_empty = _masked_indices(dataset)
     if limit is not None and limit < len(indices):
