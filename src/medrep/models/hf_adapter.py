@@ -326,6 +326,3 @@ def _hf_text_tower(spec: Spec, trust_remote_code: bool) -> TextEncoder:
     assert enc.text_encoder is not None
     return enc.text_encoder
 
-
-# The registry imports only builtin/hf/open_clip/text; this import registers the `file` scheme (bare paths).
-import medrep.models.file_adapter  # noqa: E402,F401

@@ -59,6 +59,8 @@ def load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = Fals
     if parsed.scheme is None:
         if parsed.name in _NAMED:
             return _NAMED[parsed.name](parsed, trust_remote_code)
+        if parsed.name in _TEXT:
+            raise SpecError(f"{parsed.name!r} is a text encoder; use it with --text (e.g. for zero-shot alignment)", where="--model")
         from pathlib import Path
 
         if Path(parsed.name).exists() and "file" in _IMAGE:
@@ -99,7 +101,8 @@ def _load_builtin_adapters() -> None:
     _LOADED = True
     import importlib
 
-    for mod in ("medrep.models.builtin", "medrep.models.hf_adapter", "medrep.models.open_clip_adapter", "medrep.models.text"):
+    for mod in ("medrep.models.builtin", "medrep.models.hf_adapter", "medrep.models.open_clip_adapter", "medrep.models.text",
+                "medrep.models.file_adapter"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:

@@ -91,10 +91,10 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
         kwargs["global_pool"] = options.pop("global_pool")
     pretrained = str(options.pop("pretrained", "true" if weights is None else "true")).lower() not in ("0", "false", "no")
     if weights is not None:
-        from medrep.models.checkpoints import check_weights_file
+        from medrep.models.checkpoints import load_state_dict
 
-        check_weights_file(weights)
-        overlay: dict[str, Any] = {"file": str(weights)}
+        # medrep's safe loader reads the file (safetensors or weights_only), so errors name the file.
+        overlay: dict[str, Any] = {"state_dict": load_state_dict(weights)}
         if "num_classes" in kwargs:
             overlay["num_classes"] = kwargs["num_classes"]  # or timm silently re-initialises the head
         kwargs["pretrained_cfg_overlay"] = overlay

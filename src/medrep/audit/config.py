@@ -1,0 +1,181 @@
+"""The audit configuration: plain data (YAML via safe_load — no tags, no eval, no imports), validated on
+load.  Unknown keys and wrong types are refused with the key's path, before any work starts."""
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medrep.errors import MedrepError
+
+
+@dataclass(frozen=True)
+class Field:
+    types: tuple[type, ...]
+    default: Any = None
+    list_of: tuple[type, ...] | None = None  # element types when the field is a list
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+
+def _f(types, default=None, list_of=None, choices=None, help=""):
+    types = types if isinstance(types, tuple) else (types,)
+    list_of = (list_of if isinstance(list_of, tuple) else (list_of,)) if list_of is not None else None
+    return Field(types, default, list_of, choices, help)
+
+
+NUM = (int, float)
+SCHEMA: dict[str, Any] = {
+    "title": _f(str, "medrep audit"),
+    "data": _f(str, "demo", help="data spec (demo, a folder, a CSV manifest, DICOM, medmnist:FILE.npz)"),
+    "train_split": _f(str, "train"),
+    "test_split": _f(str, "test"),
+    "models": _f(list, ["demo-vit", "demo-cnn"], list_of=str),
+    "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
+    "seed": _f(int, 0),
+    "batch_size": _f(int, 64),
+    "analyses": {
+        "robustness": {
+            "enabled": _f(bool, True),
+            "models": _f((list, type(None)), None, list_of=str, help="subset of models (default: all)"),
+            "objectives": _f(list, ["collide", "push"], list_of=str, choices=("collide", "push")),
+            "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
+            "norm": _f(str, "linf", choices=("linf", "l2")),
+            "steps": _f(int, 20),
+            "step_size": _f((float, int, type(None)), None),
+            "random_start": _f((bool, type(None)), None),
+            "target": _f(str, "image", choices=("image", "centroid")),
+            "limit": _f((int, type(None)), 96, help="number of source images (pairs)"),
+        },
+        "explain": {
+            "enabled": _f(bool, True),
+            "models": _f((list, type(None)), None, list_of=str),
+            "methods": _f(list, ["attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig"], list_of=str),
+            "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
+            "target": _f(str, "class", choices=("class", "predicted", "embedding")),
+            "limit": _f((int, type(None)), 48),
+            "steps": _f(int, 16),
+        },
+        "features": {
+            "enabled": _f(bool, True),
+            "k": _f(int, 20),
+            "shots": _f(list, [1, 5, 10], list_of=int),
+            "projections": _f(list, ["tsne", "umap"], list_of=str, choices=("tsne", "umap")),
+            "n_permutations": _f(int, 200),
+            "limit": _f((int, type(None)), None),
+        },
+        "overlay": {
+            "enabled": _f(bool, True),
+            "words": _f((list, type(None)), None, list_of=str, help="default: the class names"),
+            "size": _f(NUM, 0.25),
+            "position": _f(str, "center"),
+            "opacity": _f(NUM, 1.0),
+            "limit": _f((int, type(None)), 300),
+        },
+        "alignment": {
+            "enabled": _f(bool, True),
+            "anchors": _f(list, [10, 25, 50, 100, 250, 500, 1000], list_of=int),
+            "estimator": _f(str, "ortho", choices=("ortho", "linear", "lortho", "affine")),
+            "anchor_selection": _f(str, "random", choices=("random", "balanced", "kmeans")),
+            "stitching": _f(bool, True),
+            "zero_shot": _f(bool, True),
+        },
+    },
+}
+
+
+def _check(value: Any, spec: Any, path: str) -> Any:
+    if isinstance(spec, dict):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise MedrepError(f"expected a mapping, got {type(value).__name__}", where=path)
+        out = {}
+        for key in value:
+            if not isinstance(key, str) or key not in spec:
+                close = difflib.get_close_matches(str(key), list(spec), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(spec)})"
+                raise MedrepError(f"unknown key{hint}", where=f"{path}.{key}" if path else str(key))
+        for key, sub in spec.items():
+            out[key] = _check(value.get(key, _MISSING), sub, f"{path}.{key}" if path else key)
+        return out
+    field: Field = spec
+    if value is _MISSING:
+        return copy.deepcopy(field.default)
+    if isinstance(value, bool) and bool not in field.types:
+        raise MedrepError(f"expected {_names(field.types)}, got a boolean", where=path)
+    if not isinstance(value, field.types):
+        if float in field.types and isinstance(value, int):
+            value = float(value)
+        else:
+            raise MedrepError(f"expected {_names(field.types)}, got {type(value).__name__} ({value!r})", where=path)
+    if isinstance(value, list) and field.list_of is not None:
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, field.list_of):
+                raise MedrepError(f"expected {_names(field.list_of)}, got {type(v).__name__} ({v!r})", where=f"{path}[{i}]")
+            if field.choices is not None and v not in field.choices:
+                raise MedrepError(f"{v!r} is not one of {', '.join(map(str, field.choices))}", where=f"{path}[{i}]")
+    elif field.choices is not None and value not in field.choices:
+        raise MedrepError(f"{value!r} is not one of {', '.join(map(str, field.choices))}", where=path)
+    return value
+
+
+_MISSING = object()
+
+
+def _names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+             type(None): "null", dict: "a mapping"}
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+
+
+def validate_config(raw: Any) -> dict[str, Any]:
+    """Raw mapping → complete config with defaults; raises MedrepError naming the key path."""
+    config = _check(raw, SCHEMA, "")
+    if not config["models"]:
+        raise MedrepError("name at least one model", where="models")
+    if len(set(config["models"])) != len(config["models"]):
+        raise MedrepError("a model is listed twice", where="models")
+    for name in ("robustness", "explain"):
+        subset = config["analyses"][name]["models"]
+        for i, m in enumerate(subset or []):
+            if m not in config["models"]:
+                raise MedrepError(f"{m!r} is not one of the audit's models", where=f"analyses.{name}.models[{i}]")
+    for i, e in enumerate(config["analyses"]["robustness"]["eps"]):
+        if not 0 < e <= 1:
+            raise MedrepError("ε must lie in (0, 1] (pixel units: 4/255 = 0.0157)", where=f"analyses.robustness.eps[{i}]")
+    for key in ("seed",):
+        if config[key] < 0:
+            raise MedrepError("must be non-negative", where=key)
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise MedrepError("config file not found", where=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise MedrepError(f"not valid YAML ({err})", where=str(p)) from None
+    try:
+        return validate_config(raw)
+    except MedrepError as err:
+        raise MedrepError(str(err), where=str(p)) from None
+
+
+def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
+    """The embedded default audit: phantoms, demo-vit, demo-cnn, minilm."""
+    config = validate_config({"title": "medrep demo audit: lesion phantoms", "seed": seed})
+    if fast:
+        a = config["analyses"]
+        a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)
+        a["explain"].update(limit=16)
+        a["features"].update(projections=["tsne"], n_permutations=50)
+        a["overlay"].update(limit=100)
+        a["alignment"].update(anchors=[25, 100, 500])
+    return config
