@@ -81,3 +81,28 @@ def test_cli_on_the_demo_cnn(tmp_path, capsys):
     assert (out / "gallery.png").exists() and (out / "explain_table.csv").exists()
     assert main(["explain", "--model", "demo-cnn", "--methods", "attention", "--limit", "2", "--out", str(out), "--quiet"]) != 0
     assert "demo-cnn" in capsys.readouterr().err
+
+
+def test_text_prompt_references_come_from_the_text_tower(open_clip_tiny, x32):
+    from medrep.explain.methods import explain
+    from medrep.explain.run import text_references
+    from medrep.explain.targets import Target
+
+    with pytest.raises(MedrepError, match="open-clip-tiny has no text tower"):
+        text_references(open_clip_tiny, ["benign"], "a {} lesion")
+
+    class Tower:
+        def encode_text(self, texts):
+            return torch.stack([torch.full((16,), float(len(t))) for t in texts])
+
+    enc = open_clip_tiny
+    enc.text_encoder = Tower()
+    try:
+        refs = text_references(enc, ["a", "bbb"], "x {} y")
+        assert refs[:, 0].tolist() == [5.0, 7.0]
+        with pytest.raises(MedrepError, match="--prompt"):
+            text_references(enc, ["a"], "no placeholder")
+        maps = explain(enc, x32[:2], "chefer", Target("embedding", references=refs))
+        assert maps.shape == (2, 32, 32)
+    finally:
+        enc.text_encoder = None

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
     p.add_argument("--target", default="class", choices=TARGETS,
                    help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--prompt", default=None, metavar="TEMPLATE",
+                   help="with --target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
+                        "formatted with each class name (e.g. 'a scan showing a {} lesion') instead of the class centroid")
     p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
     p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
@@ -45,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
     out = out_dir(args.out)
     data = _data_without_limit(args)
     encoder = load_model(args.model, args)
+    references = None
+    if args.prompt is not None:
+        from medrep.errors import MedrepError
+        from medrep.explain.run import text_references
+
+        if args.target != "embedding":
+            raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
+        references = text_references(encoder, data.classes, args.prompt)
     options = {
         "attention": {"block": args.block, "head_fusion": args.head_fusion},
         "rollout": {"head_fusion": args.head_fusion, "discard_ratio": args.discard_ratio},
@@ -54,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
                          steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
-                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args))
+                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references)
     paths = write_explain_outputs(result, out)
     write_manifest(out, build_manifest(
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),

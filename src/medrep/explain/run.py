@@ -129,6 +129,17 @@ def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 6
     return cents
 
 
+def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{}") -> torch.Tensor:
+    """(K, D) text embeddings of ``template.format(class name)`` from the encoder's own text tower."""
+    tower = getattr(encoder, "text_encoder", None)
+    if tower is None:
+        raise MedrepError(f"model {encoder.name} has no text tower; use --target embedding without --prompt", where="--prompt")
+    if "{}" not in template:
+        raise MedrepError("the prompt template needs a {} where the class name goes", where="--prompt")
+    with torch.no_grad():
+        return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
+
+
 def run_explain(
     encoder: Encoder,
     dataset: ImageDataset,
