@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from medrep.commands.common import add_data_arguments, arguments_of, make_cache, out_dir
-from medrep.commands.overlay import add_overlay_arguments, load_models, load_split_data, overlay_options
+from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, load_models, load_split_data,
+                                     overlay_options)
 from medrep.errors import MedrepError
 
 NAME = "features"
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if any(s < 1 for s in shots):
         raise MedrepError("shot counts must be at least 1", where="--shots")
     projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
+    check_model_specs(args)
+    options = overlay_options(args, words_attr="overlay") if args.overlay else None
     out = out_dir(args.out)
     data = load_split_data(args)
     encoders = load_models(args)
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             text_encoder = load_text_encoder(args.text_model)
         ov = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
                          test_split=args.test_split, limit=args.limit, k=args.k, batch_size=args.batch_size,
-                         cache=cache, seed=args.seed, **overlay_options(args, words_attr="overlay"))
+                         cache=cache, seed=args.seed, **options)
         figures.update(write_overlay_outputs(ov, out / "overlay", data))
         print(format_overlay_table(ov))
     write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,

@@ -54,12 +54,16 @@ def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict
             "fit": not args.no_fit, "prompt_template": args.prompt}
 
 
-def load_models(args: argparse.Namespace) -> list:
+def check_model_specs(args: argparse.Namespace) -> None:
     specs = args.model
     dupes = sorted({s for s in specs if specs.count(s) > 1})
     if dupes:
         raise MedrepError(f"listed more than once: {', '.join(dupes)}", where="--model")
-    return [load_model(s, args) for s in specs]
+
+
+def load_models(args: argparse.Namespace) -> list:
+    check_model_specs(args)
+    return [load_model(s, args) for s in args.model]
 
 
 def load_split_data(args: argparse.Namespace):
@@ -87,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
     from medrep.manifest import build_manifest, write_manifest
 
+    # cheap checks first: a typo should not cost a dataset load and a model load
+    check_model_specs(args)
+    options = overlay_options(args)
+    from medrep.features.overlay import TextOverlay
+
+    for w in options["words"] or ["x"]:
+        TextOverlay(w, font=options["font"], size=options["size"], position=options["position"],
+                    colour=options["colour"], opacity=options["opacity"])
     out = out_dir(args.out)
     data = load_split_data(args)
     encoders = load_models(args)
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         text_encoder = load_text_encoder(args.text_model)
     result = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
                          test_split=args.test_split, limit=args.limit, k=args.k, n_boot=args.n_boot,
-                         batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **overlay_options(args))
+                         batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **options)
     figures = write_overlay_outputs(result, out, data)
     write_manifest(out, build_manifest("overlay", arguments_of(args), seeds={"seed": args.seed},
                                        cache_keys={f"{m}/{w}": e["cache_key"] for m, r in result.models.items()

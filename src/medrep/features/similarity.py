@@ -47,38 +47,37 @@ class LinearCKA:
         self._shift: tuple[np.ndarray, np.ndarray] | None = None
 
     def update(self, x: np.ndarray, y: np.ndarray) -> "LinearCKA":
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float32)
         if self._shift is None:
             # Both estimators are translation invariant; shifting by the first batch's mean keeps
             # the float32 products and the later subtractions well conditioned.
-            self._shift = (x.mean(0), y.mean(0))
+            self._shift = (x.mean(0, dtype=np.float64).astype(np.float32), y.mean(0, dtype=np.float64).astype(np.float32))
             dx, dy = x.shape[1], y.shape[1]
             self.sx, self.sy = np.zeros(dx), np.zeros(dy)
             self.xy, self.xx, self.yy = np.zeros((dx, dy)), np.zeros((dx, dx)), np.zeros((dy, dy))
             self.sa = self.sb = self.sab = self.saa = self.sbb = 0.0
             self.ax, self.ay, self.bx, self.by = np.zeros(dx), np.zeros(dy), np.zeros(dx), np.zeros(dy)
-        xs = (x - self._shift[0]).astype(np.float32)
-        ys = (y - self._shift[1]).astype(np.float32)
-        tx, ty = torch.from_numpy(xs), torch.from_numpy(ys)
+        xs = x - self._shift[0]
+        ys = y - self._shift[1]
         # float32 BLAS per batch (fast), float64 accumulation across batches (accurate)
-        self.xy += (tx.T @ ty).double().numpy()
-        self.xx += (tx.T @ tx).double().numpy()
-        self.yy += (ty.T @ ty).double().numpy()
-        xs64, ys64 = xs.astype(np.float64), ys.astype(np.float64)
-        self.sx += xs64.sum(0)
-        self.sy += ys64.sum(0)
+        self.xy += xs.T @ ys
+        self.xx += xs.T @ xs
+        self.yy += ys.T @ ys
+        self.sx += xs.sum(0, dtype=np.float64)
+        self.sy += ys.sum(0, dtype=np.float64)
         if self.unbiased:
-            a, b = (xs64 ** 2).sum(1), (ys64 ** 2).sum(1)
+            a = np.einsum("ij,ij->i", xs, xs, dtype=np.float64)
+            b = np.einsum("ij,ij->i", ys, ys, dtype=np.float64)
             self.sa += a.sum()
             self.sb += b.sum()
             self.sab += (a * b).sum()
             self.saa += (a * a).sum()
             self.sbb += (b * b).sum()
-            self.ax += a @ xs64
-            self.ay += a @ ys64
-            self.bx += b @ xs64
-            self.by += b @ ys64
+            self.ax += a.astype(np.float32) @ xs
+            self.ay += a.astype(np.float32) @ ys
+            self.bx += b.astype(np.float32) @ xs
+            self.by += b.astype(np.float32) @ ys
         self.n += x.shape[0]
         return self
 
