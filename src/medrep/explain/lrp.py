@@ -14,15 +14,16 @@ then propagated from the output back to block ``start_block`` with these rules (
 * ``A @ V`` and ``q @ kᵀ``: gradient×input on both operands, each halved.
 * CLS pooling puts the head's relevance on token 0; average pooling spreads it as x_i / (N · x̄).
 
-Attribution: per block Ā = E_h[(∇A ⊙ R_A)⁺], then rollout with the identity, Ā_s+I → (Ā_L+I)⋯(Ā_s+I),
-CLS row over the patch tokens.
+Attribution: per block Ā = E_h[(∇A ⊙ R_A)⁺], then rollout with the identity, rownorm(Ā_l + I) multiplied
+from block ``start_block`` up, CLS row over the patch tokens.
 
 Deviations from the CVPR code (documented because users compare): (1) batched — the residual rule's
 sums are per sample (the original sums over the whole batch, i.e. assumes batch 1); (2) for an
 embedding target (no head) the starting relevance is gradient×input at the final norm's output tokens
 of the cosine with the embedding norm held fixed, R = t ⊙ ∂(f·r̂/‖f‖)/∂t (it sums to the cosine),
-instead of a one-hot logit; (3) row normalisation of the rollout is optional
-(``normalize_rows``), off by default as in the released code.
+instead of a one-hot logit; (3) the rollout rows are normalised after adding the identity
+(``normalize_rows=True``, as the study this reproduces describes; Chefer's released ``ViT_LRP.py``
+leaves that line commented out — pass ``normalize_rows=False`` for it).
 """
 from __future__ import annotations
 
@@ -221,7 +222,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
 
 
 def transformer_attribution(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,
-                            normalize_rows: bool = False) -> torch.Tensor:
+                            normalize_rows: bool = True) -> torch.Tensor:
     """(B, h, w) Chefer CVPR-2021 transformer attribution (see the module docstring)."""
     grid = require_grid(encoder)
     state = lrp_state(encoder, pixels, target, start_block)

@@ -126,7 +126,7 @@ def chefer(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torch.Tens
 
 @register_method("chefer-lrp")
 def chefer_lrp(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,
-               normalize_rows: bool = False) -> torch.Tensor:
+               normalize_rows: bool = True) -> torch.Tensor:
     from medrep.explain.lrp import transformer_attribution
 
     return transformer_attribution(encoder, pixels, target, start_block=start_block, normalize_rows=normalize_rows)
