@@ -9,10 +9,10 @@ import torch
 
 from medrep.data.base import TensorDataset
 from medrep.errors import MedrepError
-from medrep.robustness import (AttackInterrupted, detector_auc, draw_pairs, image_quality, noise_inconsistency,
+from medrep.robustness import (AttackInterrupted, detector_auc, detector_auc_bootstrap, draw_pairs, image_quality, noise_inconsistency,
                                run_attack, write_attack_outputs)
 
-FAST = dict(steps=3, eps=[4 / 255, 8 / 255], noise_draws=3, n_boot=50)
+FAST = dict(steps=3, eps=[4 / 255, 8 / 255], noise_sigma=0.01, noise_draws=2, n_boot=50)
 
 
 def test_pairs_are_other_class_and_seeded():
@@ -68,6 +68,14 @@ def test_noise_detector_and_auc():
     a, b = np.array([0.1, 0.4, 0.4, 0.0]), np.array([0.4, 0.9, 0.2])
     mw = np.mean([(bj > ai) + 0.5 * (bj == ai) for ai in a for bj in b])
     assert detector_auc(a, b) == pytest.approx(mw)
+    # the vectorised bootstrap uses the rank form: its resamples must agree with scikit-learn's AUC
+    rng = np.random.default_rng(0)
+    c, d = rng.integers(0, 4, 30) / 4, rng.integers(1, 5, 30) / 4  # many ties, like real share-of-flips scores
+    m = detector_auc_bootstrap(c, d, n_boot=400, seed=1)
+    idx = np.random.default_rng(1).integers(0, 30, size=(400, 30))
+    boots = [detector_auc(c[i], d[i]) for i in idx]
+    assert m.value == pytest.approx(detector_auc(c, d))
+    assert (m.low, m.high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])))
 
 
 def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
@@ -97,8 +105,9 @@ def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
 
 
 def test_resume_is_byte_identical(tiny_encoder, small_phantoms, tmp_path):
-    test = small_phantoms.split("test").limit(10, seed=2)
-    kw = dict(objective="push", batch_size=4, seed=11, **FAST)  # push: random start + detector noise exercised
+    test = small_phantoms.split("test").limit(8, seed=2)
+    # push + L2: random start in the ball and detector noise are all exercised
+    kw = dict(objective="push", norm="l2", eps=[0.25, 0.5], steps=2, batch_size=4, seed=11, noise_sigma=[0.01, 0.03], noise_draws=2, n_boot=50)
     full = run_attack(tiny_encoder, test, out_dir=tmp_path / "a", **kw)
     write_attack_outputs(full, tmp_path / "a", figures=False)
     with pytest.raises(AttackInterrupted):
@@ -127,7 +136,7 @@ def test_headless_model_uses_probe_and_knn(tiny_headless, small_phantoms):
 
     train, test = small_phantoms.split("train"), small_phantoms.split("test").limit(8, seed=0)
     r = run_attack(tiny_headless, test, train, objective="collide", eps=[4 / 255], steps=2, batch_size=8,
-                   noise_draws=2, n_boot=50)
+                   noise_sigma=0.01, noise_draws=2, n_boot=50)
     assert r.classifiers == ["probe", "knn"]
     with torch.no_grad():
         ztr = tiny_headless.embed(torch.stack([it.image for it in train])).numpy()
@@ -143,7 +152,7 @@ def test_cli_attack(tmp_path, capsys):
 
     spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
     rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
-               "--noise-draws", "2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
+               "--noise-draws", "2", "--noise-sigma", "0.01", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
     assert rc == 0
     d = json.loads((tmp_path / "results.json").read_text())
     assert [s["eps_255"] for s in d["results"]] == [2.0, 4.0]

@@ -10,7 +10,7 @@ NAME = "attack"
 HELP = "attack a model's representation (collide with another class / push away) and measure the damage"
 
 
-def parse_eps(text: str) -> list[float]:
+def parse_eps(text: str, where: str = "--eps") -> list[float]:
     """'4/255,0.03' → [0.01569, 0.03]; fractions keep ε readable in the usual 1/255 units."""
     out = []
     for part in str(text).split(","):
@@ -24,9 +24,9 @@ def parse_eps(text: str) -> list[float]:
             else:
                 out.append(float(part))
         except (ValueError, ZeroDivisionError):
-            raise MedrepError(f"not a number or fraction: {part!r}", where="--eps") from None
+            raise MedrepError(f"not a number or fraction: {part!r}", where=where) from None
     if not out:
-        raise MedrepError("give at least one ε, e.g. 4/255 or 2/255,4/255,8/255", where="--eps")
+        raise MedrepError("give at least one value, e.g. 4/255 or 2/255,4/255,8/255", where=where)
     return out
 
 
@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stop", action="store_true", help="freeze an item once it is classified as the target (collide) / misclassified (push)")
     g.add_argument("--train-split", default="train", help="split whose clean representations fit the probe / kNN / centroids")
     d = p.add_argument_group("detector")
-    d.add_argument("--noise-sigma", type=float, default=0.03, help="σ of the Gaussian noise of the label-consistency check")
+    d.add_argument("--noise-sigma", default="0.005,0.01,0.03",
+                   help="σ value(s) of the Gaussian noise of the label-consistency check, comma-separated (one AUC each)")
     d.add_argument("--noise-draws", type=int, default=8, help="noisy copies per image")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from medrep.robustness.attacks import check_eps, make_attack
 
     eps = [check_eps(e) for e in parse_eps(args.eps)]
+    sigmas = parse_eps(args.noise_sigma, where="--noise-sigma")
     make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
     if args.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_attack(
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.steps,
         step_size=args.step_size, random_start=args.random_start, target=args.target, layer=args.layer, pool=args.pool,
-        classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=args.noise_sigma,
+        classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
         noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args))
     paths = write_attack_outputs(result, out)
     write_manifest(out, build_manifest(
@@ -96,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
         output={k: p.name for k, p in paths.items()}))
     print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.steps} steps ({args.norm}), "
           f"classifier: {result.primary}")
-    print(f"{'eps':>8} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6} {'det AUC':>8}")
+    print(f"{'eps':>8} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6} {'best det AUC':>13}")
     for s in result.summaries:
         m = s["metrics"]
         v = lambda k: m[k]["value"]  # noqa: E731
         cos = f"{v('cosine_to_target_before'):.2f}→{v('cosine_to_target_after'):.2f}" if v("cosine_to_target_after") is not None else "-"
         match = f"{v('match_success_rate'):.1%}" if v("match_success_rate") is not None else "-"
-        auc = s["detector"]["roc_auc"]["value"]
+        auc = max((d["roc_auc"]["value"] or 0.0) for d in s["detector"]["by_sigma"])
         print(f"{s['eps_255']:>6g}/255 {v('clean_accuracy'):>10.1%} {v('attacked_accuracy'):>10.1%} {match:>7} {cos:>13} "
-              f"{v('psnr_mean'):>8.1f} {v('ssim_mean'):>6.3f} {auc if auc is None else f'{auc:.3f}':>8}")
+              f"{v('psnr_mean'):>8.1f} {v('ssim_mean'):>6.3f} {auc:>13.3f}")
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     return 0

@@ -136,7 +136,7 @@ def load_representations(encoders, train, test, layers: Sequence[str | None] = (
     return reps
 
 
-def _check_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[str], where: str) -> None:
+def check_split_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[str], where: str) -> None:
     tr = np.unique(train_y)
     if tr.size < 2:
         raise MedrepError(f"the train split holds only one class ({classes[int(tr[0])] if tr.size else 'none'}); "
@@ -215,7 +215,7 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
     check_unique_encoders(encoders)
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     classes = list(dataset.classes)
-    _check_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
+    check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
     reps = load_representations(encoders, train, test, layers, pool=pool, batch_size=batch_size, cache=cache)
     result = FeaturesResult(classes=classes, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,

@@ -15,10 +15,11 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def cosine_topk(query: np.ndarray, base: np.ndarray, k: int, exclude_self: bool = False,
-                chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                chunk_size: int | None = None, max_block_bytes: int = 256 << 20) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar rows of ``base`` for each row of ``query``: (sims, indices), each (Nq, k).
 
-    Works in query chunks of ``chunk_size`` rows, so peak memory is chunk_size × len(base) floats.
+    Works in query chunks of ``chunk_size`` rows (default: as many as keep one chunk × len(base)
+    similarity block under ``max_block_bytes``), so the N×N matrix never exists.
     With ``exclude_self`` (query is base) each row's own index is left out — for leave-one-out kNN.
     """
     if k < 1:
@@ -27,6 +28,8 @@ def cosine_topk(query: np.ndarray, base: np.ndarray, k: int, exclude_self: bool 
     k_eff = k + 1 if exclude_self else k
     if k_eff > n_base:
         raise MedrepError(f"k={k} neighbours asked for but only {n_base - int(exclude_self)} candidates exist", where="k")
+    if chunk_size is None:
+        chunk_size = max(1, min(8192, max_block_bytes // (4 * n_base)))
     q = torch.from_numpy(l2_normalise(query))
     b = torch.from_numpy(l2_normalise(base))
     sims_out = np.empty((q.shape[0], k), dtype=np.float32)

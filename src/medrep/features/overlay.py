@@ -275,7 +275,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     confounder tag).  ``zero_shot`` is a scorer ``embeddings (N, D) → scores (N, K)`` over the classes
     (treated as logits), or a dict of them by model name; models with a text tower use their own.
     """
-    from medrep.features.analysis import _check_labels, check_unique_encoders, train_test_splits
+    from medrep.features.analysis import check_split_labels, check_unique_encoders, train_test_splits
 
     if not encoders:
         raise MedrepError("no model given", where="--model")
@@ -294,7 +294,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     overlays = [TextOverlay(w, font=font, size=size, position=position, colour=colour, opacity=opacity, fit=fit, margin=margin) for w in words]
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
-    _check_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))
+    check_split_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))
     result = OverlayResult(classes=classes, overlays=overlays, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "n_boot": n_boot, "seed": seed,
         "prompt_template": prompt_template, "targets": {w: (classes[t] if t is not None else None) for w, t in target_of.items()},

@@ -38,7 +38,7 @@ def knn_vote(neighbour_labels: np.ndarray, neighbour_sims: np.ndarray, n_classes
 class KNNClassifier:
     """Cosine kNN over a stored train set; chunked so the N×N similarity matrix never exists."""
 
-    def __init__(self, k: int = 20, chunk_size: int = 2048):
+    def __init__(self, k: int = 20, chunk_size: int | None = None):
         if k < 1:
             raise MedrepError("must be at least 1", where="--k")
         self.k, self.chunk_size = k, chunk_size

@@ -72,3 +72,25 @@ def detector_auc(clean_scores: np.ndarray, attacked_scores: np.ndarray) -> float
     if len(np.unique(y)) < 2:
         return float("nan")
     return float(roc_auc_score(y, s))
+
+
+def detector_auc_bootstrap(clean_scores: np.ndarray, attacked_scores: np.ndarray, n_boot: int = 200,
+                           confidence: float = 0.95, seed: int = 0):
+    """AUC (scikit-learn) with a percentile interval from resampling items (each item gives a clean and
+    an attacked score).  Resamples use the rank form of the AUC (Mann–Whitney U / n²), vectorised, since
+    hundreds of ``roc_auc_score`` calls dominate small runs."""
+    from scipy.stats import rankdata
+
+    from medrep.results import Metric
+
+    c, a = np.asarray(clean_scores, np.float64), np.asarray(attacked_scores, np.float64)
+    n = len(c)
+    if n == 0:
+        return Metric(float("nan"), None, None, 0)
+    point = detector_auc(c, a)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    ranks = rankdata(np.concatenate([c[idx], a[idx]], axis=1), axis=1)  # ties get average ranks
+    boots = (ranks[:, n:].sum(1) - n * (n + 1) / 2) / (n * n)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(point, float(low), float(high), n)

@@ -21,7 +21,7 @@ from medrep.errors import MedrepError
 from medrep.io import digest_json, load_array_checked, save_array_checked, write_json_atomic
 from medrep.models.base import Encoder, evaluation
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, bootstrap_paired
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
 from medrep.robustness import metrics as M
 from medrep.robustness.attacks import DEFAULT_RELATIVE_STEP, check_eps, make_attack
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
@@ -30,8 +30,9 @@ from medrep.robustness.criteria import Misclassified, TargetMatched
 from medrep.robustness.objectives import Objective, Representation, make_objective, representation_loss
 
 BASE_COLUMNS = ("label", "target_label", "cosine_to_target_before", "cosine_to_target_after", "cosine_to_source_after",
-                "relative_change", "psnr", "ssim", "linf", "l2", "final_loss", "steps_taken",
-                "detector_score_clean", "detector_score_attacked")
+                "relative_change", "psnr", "ssim", "linf", "l2", "final_loss", "steps_taken")
+#: Noise levels of the label-consistency detector: the useful σ depends on the model (the paper gives none).
+DEFAULT_NOISE_SIGMAS = (0.005, 0.01, 0.03)
 TARGET_MODES = ("image", "centroid")
 
 
@@ -106,7 +107,7 @@ def run_attack(
     classifiers: Sequence[str] | str | None = "auto",
     batch_size: int = 32,
     seed: int = 0,
-    noise_sigma: float = 0.03,
+    noise_sigma: float | Sequence[float] = DEFAULT_NOISE_SIGMAS,
     noise_draws: int = 8,
     early_stop: bool = False,
     gallery_size: int = 6,
@@ -136,6 +137,10 @@ def run_attack(
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     names = resolve_classifiers(classifiers, encoder)
+    sigmas = [float(noise_sigma)] if isinstance(noise_sigma, (int, float)) else [float(v) for v in noise_sigma]
+    if not sigmas or any(not v > 0 for v in sigmas) or noise_draws < 1:
+        raise MedrepError(f"needs positive σ values and at least one draw (got σ={sigmas}, draws={noise_draws})",
+                          where="--noise-sigma")
     needs_train = any(n in ("probe", "knn") for n in names) or (obj.uses_target and target == "centroid")
     if needs_train and train_dataset is None:
         raise MedrepError("probe / kNN classifiers and centroid targets need a training split", where="train_dataset")
@@ -172,14 +177,15 @@ def run_attack(
     clf: dict[str, Classifier] = {
         nm: HeadClassifier(encoder) if nm == "head" else EmbeddingClassifier(encoder, rep, fitted[nm]) for nm in names}
     primary = clf[names[0]]
-    columns = list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
+    columns = (list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
+               + [f"detector_{w}_sigma{k}" for k in range(len(sigmas)) for w in ("clean", "attacked")])
 
     config = {
         "objective": obj.name, "eps": eps_list, "norm": str(norm).lower(), "steps": int(steps),
         "step_size": step_size, "step_size_rule": None if step_size is not None else f"{relative_step}*eps/steps",
         "random_start": random_start, "target": target if obj.uses_target else None,
         "representation": rep.describe(), "classifiers": names, "batch_size": int(batch_size), "seed": int(seed),
-        "noise_sigma": float(noise_sigma), "noise_draws": int(noise_draws), "early_stop": bool(early_stop),
+        "noise_sigma": sigmas, "noise_draws": int(noise_draws), "early_stop": bool(early_stop),
         "n_boot": int(n_boot), "psnr_cap_db": M.PSNR_CAP_DB,
     }
     model = {"name": encoder.name, "fingerprint": encoder.fingerprint, "has_head": encoder.has_head}
@@ -222,8 +228,8 @@ def run_attack(
                 else:
                     zt, xt = None, None
                 clean_preds = {nm: c.predict(x, z if nm != "head" else None) for nm, c in clf.items()}
-                det_clean = M.noise_inconsistency(primary.predict, x, noise_sigma, noise_draws,
-                                                  _generator(seed, b, 0))
+                gen0 = _generator(seed, b, 0)
+                det_clean = [M.noise_inconsistency(primary.predict, x, sg, noise_draws, gen0) for sg in sigmas]
             reference = obj.reference(z, zt)
             loss_fn = representation_loss(encoder, rep, obj, reference)
             stop = None
@@ -242,7 +248,7 @@ def run_attack(
                     # the attack left the rows after its last step to us: f(x′) is computed here anyway
                     hist = out.loss_history
                     out.loss_history = torch.where(torch.isnan(hist), final.unsqueeze(0), hist)
-                    det_adv = M.noise_inconsistency(primary.predict, xa, noise_sigma, noise_draws, gen)
+                    det_adv = [M.noise_inconsistency(primary.predict, xa, sg, noise_draws, gen) for sg in sigmas]
                     adv_preds = {nm: c.predict(xa, za if nm != "head" else None) for nm, c in clf.items()}
                 psnr, ssim = M.image_quality(x, xa)
                 linf, l2 = M.perturbation_norms(x, xa)
@@ -255,8 +261,10 @@ def run_attack(
                     "relative_change": M.relative_change(za, z),
                     "psnr": psnr, "ssim": ssim, "linf": linf, "l2": l2,
                     "final_loss": out.loss_history[-1].cpu().numpy(), "steps_taken": out.steps_taken.cpu().numpy(),
-                    "detector_score_clean": det_clean, "detector_score_attacked": det_adv,
                 }
+                for k in range(len(sigmas)):
+                    cols[f"detector_clean_sigma{k}"] = det_clean[k]
+                    cols[f"detector_attacked_sigma{k}"] = det_adv[k]
                 for nm in names:
                     cols[f"{nm}_clean_pred"] = clean_preds[nm]
                     cols[f"{nm}_attacked_pred"] = adv_preds[nm]
@@ -287,7 +295,7 @@ def run_attack(
     gt = [p["gallery_target"] for p in first if "gallery_target" in p]
     result = AttackResult(config, model, data, names, list(ids), target_ids, per_eps,
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
-    result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, noise_sigma, noise_draws) for r in per_eps]
+    result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws) for r in per_eps]
     return result
 
 
@@ -308,7 +316,7 @@ def draw_pairs(labels: np.ndarray, seed: int, need_other_class: bool, n_classes:
 
 
 def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_boot: int,
-              sigma: float, draws: int) -> dict[str, Any]:
+              sigmas: Sequence[float], draws: int) -> dict[str, Any]:
     """Aggregate one ε from its per-item columns (bootstrap 95% intervals, seeded)."""
     boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed).to_dict()  # noqa: E731
     null = Metric(float("nan"), None, None, 0).to_dict()
@@ -324,7 +332,6 @@ def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_bo
             "flip_rate": boot(adv != clean),
         }
     main = per_clf[names[0]]
-    dc, da = r.column("detector_score_clean"), r.column("detector_score_attacked")
     metrics = {
         **main,
         "cosine_to_target_before": boot(r.column("cosine_to_target_before")) if uses_target else null,
@@ -337,7 +344,12 @@ def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_bo
         "l2_mean": boot(r.column("l2")),
         "steps_taken_mean": boot(r.column("steps_taken")),
     }
-    auc = bootstrap_paired(lambda i: M.detector_auc(dc[i], da[i]), len(dc), n_boot=min(n_boot, 200), seed=seed)
+    detector = []
+    for k, sg in enumerate(sigmas):
+        dc, da = r.column(f"detector_clean_sigma{k}"), r.column(f"detector_attacked_sigma{k}")
+        auc = M.detector_auc_bootstrap(dc, da, n_boot=n_boot, seed=seed)
+        detector.append({"sigma": sg, "roc_auc": auc.to_dict(), "score_clean_mean": float(dc.mean()),
+                         "score_attacked_mean": float(da.mean())})
     return {
         "eps": r.eps,
         "eps_255": round(r.eps * 255, 4),
@@ -346,8 +358,8 @@ def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_bo
         "metrics": metrics,
         "classifiers": per_clf,
         "loss_per_step": [float(v) for v in r.loss_history.mean(0)],
-        "detector": {"method": "gaussian-noise label consistency", "sigma": sigma, "draws": draws,
-                     "roc_auc": auc.to_dict(), "score_clean_mean": float(dc.mean()), "score_attacked_mean": float(da.mean())},
+        "detector": {"method": "gaussian-noise label consistency: score = share of noisy copies whose label changes",
+                     "classifier": names[0], "draws": draws, "by_sigma": detector},
     }
 
 
