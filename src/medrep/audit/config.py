@@ -36,6 +36,7 @@ SCHEMA: dict[str, Any] = {
     "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
     "seed": _f(int, 0),
     "batch_size": _f(int, 64),
+    "n_boot": _f((int, type(None)), None, help="bootstrap resamples behind every 95% interval (null: each analysis's default)"),
     "analyses": {
         "robustness": {
             "enabled": _f(bool, True),
@@ -149,6 +150,10 @@ def validate_config(raw: Any) -> dict[str, Any]:
     for key in ("seed",):
         if config[key] < 0:
             raise MedrepError("must be non-negative", where=key)
+    if config["batch_size"] < 1:
+        raise MedrepError("must be at least 1", where="batch_size")
+    if config["n_boot"] is not None and config["n_boot"] < 10:
+        raise MedrepError("use at least 10 bootstrap resamples (or null for the defaults)", where="n_boot")
     return config
 
 

@@ -8,7 +8,10 @@ failure is shown in its section; everything already computed stays on disk).
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
+import json
+import math
 import time
 import traceback
 from pathlib import Path
@@ -23,18 +26,46 @@ from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
 ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
-_FMT = lambda m: "–" if not m or m.get("value") is None else f"{m['value']:.3f}"  # noqa: E731
+# Stage key → section title (the same title whether the stage succeeds or fails).
+TITLES = {
+    "robustness": "1 · Robustness of the representation",
+    "explain": "2 · Do the explanations point at the lesion?",
+    "features": "3 · Are the features discriminative?",
+    "alignment": "4 · Can it be aligned with another model?",
+}
+QUESTIONS = {  # scorecard key → (question, headline figure)
+    "robustness": ("1 · robustness", "accuracy under the strongest attack"),
+    "explanations": ("2 · explanations", "pointing game of the best method"),
+    "features": ("3 · features", "linear-probe accuracy"),
+    "stitching": ("4 · alignment: stitching", "stitched accuracy"),
+    "zero-shot": ("4 · alignment: zero-shot", "zero-shot accuracy"),
+}
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+def _FMT(m: Any) -> str:  # noqa: N802 - a metric dict as "0.123" ("–" when absent)
+    v = m.get("value") if isinstance(m, dict) else m
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _safe(name: str, width: int = 60) -> str:
+    """A file-name-safe slug; a lossy or truncated one gets a short digest so that distinct names stay distinct."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
+    if slug == name and len(slug) <= width:
+        return slug
+    return f"{slug[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
+def _markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _log(msg: str) -> None:
     if not is_quiet():
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold blue]audit[/] {msg}")
+        Console(stderr=True, highlight=False).print(f"[bold blue]audit[/] {msg}")
 
 
 class Audit:
@@ -64,6 +95,12 @@ class Audit:
         for spec in self.config["models"]:
             self._encoders[spec] = load_encoder(spec).to(device)
             self.scorecard[spec] = {"model": spec}
+        # Two specs of one architecture (timm:vit…?depth=2 and ?depth=4) share an encoder name; the analyses
+        # key their results by name, so such models are renamed to their full spec.
+        names = [e.name for e in self._encoders.values()]
+        for spec, enc in self._encoders.items():
+            if names.count(enc.name) > 1:
+                enc.name = spec
 
     @property
     def text_encoder(self):
@@ -73,10 +110,11 @@ class Audit:
             self._text = load_text_encoder(self.config["text"])
         return self._text
 
-    def stage(self, key: str, title: str, fn: Callable[[Path], Section]) -> None:
+    def stage(self, key: str, fn: Callable[[Path], Section], number: int = 1, total: int = 1) -> None:
         """Run one analysis; a failure becomes an error section and the audit goes on."""
+        title = TITLES[key]
         stage_dir = self.out / key
-        _log(f"{title} …")
+        _log(f"\\[{number}/{total}] {title} …")
         t0 = time.time()
         try:
             section = fn(stage_dir)
@@ -88,7 +126,11 @@ class Audit:
             self.results[key] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=8)}
         self.timings[key] = round(time.time() - t0, 1)
         self.sections.append(section)
-        _log(f"{title}: {'failed: ' + section.error if section.error else 'done'} ({self.timings[key]} s)")
+        status = f"[red]failed[/]: {_markup_escape(section.error)}" if section.error else "[green]done[/]"
+        _log(f"\\[{number}/{total}] {title}: {status} ({self.timings[key]} s)")
+
+    def n_boot(self, default: int) -> int:
+        return self.config["n_boot"] or default
 
     def models_for(self, analysis: str) -> list[str]:
         return self.config["analyses"][analysis].get("models") or self.config["models"]
@@ -107,7 +149,7 @@ class Audit:
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
                                     target=cfg["target"], batch_size=min(self.config["batch_size"], 32),
-                                    seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=500)
+                                    seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500))
                 d = out / f"{_safe(spec)}-{objective}"
                 paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()
@@ -142,7 +184,7 @@ class Audit:
                    "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
                    "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
                    "representation is not semantically stable.\n\n" + "\n\n".join(readings))
-        return Section("robustness", "1 · Robustness of the representation", reading, figures, tables)
+        return Section("robustness", TITLES["robustness"], reading, figures, tables)
 
     def explain(self, out: Path) -> Section:
         from medrep.explain.run import run_explain, write_explain_outputs
@@ -154,7 +196,7 @@ class Audit:
             methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=500)
+                                 gallery_size=4, n_boot=self.n_boot(500))
             d = out / _safe(spec)
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
@@ -170,11 +212,11 @@ class Audit:
             if real:
                 best = max(real, key=real.get)
                 self.scorecard[spec]["explanations"] = {
-                    "text": f"{best}: pointing {real[best]:.3f} (random {pointing.get('random') or float('nan'):.3f}, "
-                            f"centre {pointing.get('center') or float('nan'):.3f})", "metric": rd["metrics"][best]["pointing"]}
+                    "text": f"{best}: pointing {real[best]:.3f} (random {_FMT(pointing.get('random'))}, "
+                            f"centre {_FMT(pointing.get('center'))})", "metric": rd["metrics"][best]["pointing"]}
                 readings.append(f"{spec}: the best method on the pointing game is {best} ({real[best]:.3f}); the random map "
-                                f"scores {pointing.get('random') or float('nan'):.3f} and the centre prior "
-                                f"{pointing.get('center') or float('nan'):.3f}. A method is only informative where it beats both.")
+                                f"scores {_FMT(pointing.get('random'))} and the centre prior "
+                                f"{_FMT(pointing.get('center'))}. A method is only informative where it beats both.")
         self.results["explain"] = res
         area = next(iter(res.values()), {}).get("mask_area", {})
         reading = ("Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
@@ -182,7 +224,7 @@ class Audit:
                    "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."
                    + (f" Lesions cover {area.get('mean', float('nan')):.1%} of the image on average, so a centre-biased map is "
                       "a real competitor." if isinstance(area.get("mean"), float) else "") + "\n\n" + "\n\n".join(readings))
-        return Section("explain", "2 · Do the explanations point at the lesion?", reading, figures, tables)
+        return Section("explain", TITLES["explain"], reading, figures, tables)
 
     def features(self, out: Path) -> Section:
         from medrep.features.analysis import run_features, write_features_outputs
@@ -191,9 +233,10 @@ class Audit:
         encs = [self._encoders[s] for s in self.config["models"]]
         result = run_features(encs, self.dataset, train_split=self.config["train_split"], test_split=self.config["test_split"],
                               limit=cfg["limit"], k=cfg["k"], shots=cfg["shots"], projections=cfg["projections"],
-                              n_permutations=cfg["n_permutations"], batch_size=self.config["batch_size"], cache=self.cache,
+                              n_permutations=cfg["n_permutations"], n_boot=self.n_boot(200),
+                              batch_size=self.config["batch_size"], cache=self.cache,
                               seed=self.config["seed"])
-        figs = write_features_outputs(result, out / "features")
+        figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
         tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"])]
@@ -207,13 +250,21 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
-        section = Section("features", "3 · Are the features discriminative?",
+        section = Section("features", TITLES["features"],
                           "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
                           "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
                           "high scores from model size alone are not read as agreement).\n\n" + "\n\n".join(readings),
                           [Figure(p, _caption(k)) for k, p in figs.items()], tables)
         if self.config["analyses"]["overlay"]["enabled"]:
-            self._overlay(out / "overlay", section)
+            try:
+                self._overlay(out / "overlay", section)
+            except Exception as err:  # noqa: BLE001 - the features results stand without the overlay test
+                message = str(err) if isinstance(err, MedrepError) else f"{type(err).__name__}: {err}"
+                self.results["overlay"] = {"error": message}
+                if not isinstance(err, MedrepError):
+                    self.results["overlay"]["traceback"] = traceback.format_exc(limit=8)
+                section.reading += f"\n\nThe text-overlay test did not complete: {message}"
+                _log(f"text-overlay test failed: {_markup_escape(message)}")
         return section
 
     def _overlay(self, out: Path, section: Section) -> None:
@@ -222,7 +273,9 @@ class Audit:
         cfg = self.config["analyses"]["overlay"]
         encs = [self._encoders[s] for s in self.config["models"]]
         result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["size"], position=cfg["position"],
-                             opacity=cfg["opacity"], limit=cfg["limit"], cache=self.cache, seed=self.config["seed"],
+                             opacity=cfg["opacity"], limit=cfg["limit"], k=self.config["analyses"]["features"]["k"],
+                             batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache,
+                             seed=self.config["seed"],
                              train_split=self.config["train_split"], test_split=self.config["test_split"])
         figs = write_overlay_outputs(result, out, dataset=self.test)
         rd = result.to_dict()
@@ -246,13 +299,21 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        top = str(max(cfg["anchors"]))
+        anchors = sorted({n for n in cfg["anchors"] if n <= len(self.train)})
+        if not anchors:
+            raise MedrepError(f"every anchor count exceeds the {len(self.train)} items of the "
+                              f"{self.config['train_split']!r} split", where="analyses.alignment.anchors")
+        dropped = sorted(set(cfg["anchors"]) - set(anchors))
+        if dropped:
+            readings.append(f"Anchor counts {', '.join(map(str, dropped))} exceed the {len(self.train)} training items "
+                            "and were left out.")
+        top = str(max(anchors))
         for src, tgt, text in jobs:
             result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
-                                   text_encoder=self.text_encoder if text else None, anchors=cfg["anchors"],
+                                   text_encoder=self.text_encoder if text else None, anchors=anchors,
                                    estimator=cfg["estimator"], anchor_selection=cfg["anchor_selection"], seed=self.config["seed"],
                                    train_split=self.config["train_split"], eval_split=self.config["test_split"],
-                                   batch_size=self.config["batch_size"], cache=self.cache)
+                                   batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
             paths = write_align_outputs(result, out / _safe(name.replace(" → ", "-to-")))
             rd = result.to_dict()
@@ -278,18 +339,45 @@ class Audit:
                    "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
                    "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
                    "through the anchors.\n\n" + "\n\n".join(readings))
-        return Section("alignment", "4 · Can it be aligned with another model?", reading, figures, tables)
+        return Section("alignment", TITLES["alignment"], reading, figures, tables)
 
     # -- the report ------------------------------------------------------------------------------
     def scorecard_section(self) -> Section:
-        rows = []
+        """One table per model: each question's headline figure with its 95% interval, and its context."""
+        tables = []
         for spec, card in self.scorecard.items():
-            rows.append({"model": spec, **{k: card[k]["text"] for k in ("robustness", "explanations", "features", "stitching", "zero-shot")
-                                           if k in card}})
-        return Section("scorecard", "Scorecard", "One headline figure per question and model (details and intervals below): "
-                       "accuracy before → after the strongest attack; the best explanation method's pointing game beside the "
-                       "random and centre baselines; the linear-probe and kNN accuracy of the frozen features; stitching into the "
-                       "other model and zero-shot through the text encoder.", tables=[Table("Per model", rows)])
+            rows = []
+            for key, (question, headline) in QUESTIONS.items():
+                if key in ("stitching", "zero-shot") and key not in card and self._skipped_alignment(key):
+                    continue
+                entry = card.get(key)
+                rows.append({"question": question, "headline figure": headline,
+                             "value [95% CI]": entry.get("metric") if entry else None,
+                             "context": entry["text"] if entry else self._missing(spec, key)})
+            tables.append(Table(spec, rows))
+        reading = ("One headline figure per question and model, with its 95% bootstrap interval (details in the sections "
+                   "below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
+                   "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
+                   "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
+                   "this model's embeddings after alignment (stitching), and zero-shot through the text encoder. "
+                   "Intervals that overlap a baseline mean the difference is not established on this many images.")
+        return Section("scorecard", "Scorecard", reading, tables=tables)
+
+    def _missing(self, spec: str, key: str) -> str:
+        stage = {"explanations": "explain", "stitching": "alignment", "zero-shot": "alignment"}.get(key, key)
+        if not self.config["analyses"][stage]["enabled"]:
+            return "not run (disabled in the config)"
+        if "error" in self.results.get(stage, {}):
+            return "not available: the analysis failed (see its section)"
+        if stage in ("robustness", "explain") and spec not in self.models_for(stage):
+            return f"not run for this model (not in analyses.{stage}.models)"
+        return "not available"
+
+    def _skipped_alignment(self, key: str) -> bool:
+        cfg = self.config["analyses"]["alignment"]
+        if key == "stitching":
+            return not cfg["stitching"] or len(self.config["models"]) < 2
+        return not cfg["zero_shot"] or not self.config["text"]
 
 
 def _caption(key: str) -> str:
@@ -298,6 +386,9 @@ def _caption(key: str) -> str:
 
 def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = None, use_cache: bool = True,
               device: str = "auto", arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the enabled analyses and write report.html, results.json, scorecard.csv, tables/*.csv and manifest.json
+    into ``out``; returns the results (the content of results.json)."""
+    from medrep import __version__
     from medrep.features.cache import EmbeddingCache
 
     config = validate_config(config)
@@ -305,26 +396,27 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     audit = Audit(config, out, EmbeddingCache(cache_dir, enabled=use_cache), device)
+    _log(f"loading data and {len(config['models'])} model(s) …")
     audit.load()
     analyses = config["analyses"]
-    if analyses["features"]["enabled"]:
-        audit.stage("features", "Feature distributions", audit.features)
-    if analyses["robustness"]["enabled"]:
-        audit.stage("robustness", "Robustness (representation attacks)", audit.robustness)
-    if analyses["explain"]["enabled"]:
-        audit.stage("explain", "Explanation maps", audit.explain)
-    if analyses["alignment"]["enabled"]:
-        audit.stage("alignment", "Alignment", audit.alignment)
+    # Features first: it fills the embedding cache that the other analyses read.
+    run = [k for k in ("features", "robustness", "explain", "alignment") if analyses[k]["enabled"]]
+    for i, key in enumerate(run, 1):
+        audit.stage(key, getattr(audit, key), i, len(run))
     order = {"robustness": 0, "explain": 1, "features": 2, "alignment": 3}
     audit.sections.sort(key=lambda s: order.get(s.id, 9))
     sections = [audit.scorecard_section(), *audit.sections]
+    table_index = write_table_csvs(out / "tables", sections)
     manifest = build_manifest("audit", arguments or {}, seeds={"seed": config["seed"]},
                               data=audit.dataset.describe(), models={s: e.describe() for s, e in audit._encoders.items()},
                               text=getattr(audit.text_encoder, "name", None), timings=audit.timings,
                               total_seconds=round(time.time() - t0, 1), config=config)
-    results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "config": config,
+    results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "medrep_version": __version__,
+               "title": config["title"], "config": config,
+               "sections": [{"id": s.id, "title": s.title, "error": s.error} for s in audit.sections],
                "scorecard": {s: {k: v.get("metric") if isinstance(v, dict) else v for k, v in card.items()}
                              for s, card in audit.scorecard.items()},
+               "tables": table_index, "timings": audit.timings,
                **audit.results}
     write_json_atomic(out / "results.json", results)
     _write_scorecard_csv(out / "scorecard.csv", audit.scorecard)
@@ -332,17 +424,82 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     report = write_report(out / "report.html", config["title"],
                           f"data: {config['data']} · models: {', '.join(config['models'])} · text: {config['text'] or 'none'}",
                           sections, manifest)
-    _log(f"report: {report} ({manifest['total_seconds']} s)")
+    _log(f"report: {_markup_escape(str(report))} ({manifest['total_seconds']} s)")
     return results
 
 
-def _write_scorecard_csv(path: Path, scorecard: dict[str, dict[str, Any]]) -> None:
-    keys = ["robustness", "explanations", "features", "stitching", "zero-shot"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value  # a label such as "=HYPERLINK(…)" must not run as a spreadsheet formula
+    return value
+
+
+def _csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Metric cells {value, low, high, n} become four columns: name, name_low, name_high, name_n."""
+    flat = []
+    for row in rows:
+        f: dict[str, Any] = {}
+        for col, v in row.items():
+            if isinstance(v, dict) and "value" in v:
+                f[col] = v.get("value")
+                for part in ("low", "high", "n"):
+                    f[f"{col}_{part}"] = v.get(part)
+            else:
+                f[col] = v
+        flat.append(f)
+    cols: list[str] = []
+    for f in flat:
+        cols += [c for c in f if c not in cols]
+    return cols, [[_csv_cell(f.get(c)) for c in cols] for f in flat]
+
+
+def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, Any]]:
+    """One CSV per table shown in the report, ``<section>-<n>-<slug>.csv`` (n counts from 1 within a section);
+    each Table learns its file name (the report prints it under the table).  Returns the index for results.json."""
+    index = []
+    for s in sections:
+        for n, t in enumerate(s.tables, 1):
+            if not t.rows:
+                continue
+            name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
+            cols, rows = _csv_rows(t.rows)
+
+            def w(tmp: str, cols=cols, rows=rows) -> None:
+                with open(tmp, "w", newline="", encoding="utf-8") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(cols)
+                    writer.writerows(rows)
+
+            atomic_write(folder / name, w)
+            t.csv = f"{folder.name}/{name}"
+            index.append({"section": s.id, "title": t.title, "csv": t.csv, "rows": len(rows), "columns": cols})
+    return index
+
+
+def _write_scorecard_csv(path: Path, scorecard: dict[str, dict[str, Any]]) -> None:
+    """Long format: one row per model and question (value, 95% interval, n, context)."""
     def w(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["model", *keys])
+            writer.writerow(["model", "question", "headline", "value", "low", "high", "n", "context"])
             for spec, card in scorecard.items():
-                writer.writerow([spec, *[card.get(k, {}).get("text", "") for k in keys]])
+                for key, (_, headline) in QUESTIONS.items():
+                    entry = card.get(key)
+                    if not entry:
+                        continue
+                    m = entry.get("metric") if isinstance(entry.get("metric"), dict) else {"value": entry.get("metric")}
+                    writer.writerow([_csv_cell(spec), key, headline, *[_csv_cell(m.get(k)) for k in ("value", "low", "high", "n")],
+                                     _csv_cell(entry.get("text"))])
     atomic_write(path, w)

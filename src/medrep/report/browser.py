@@ -19,7 +19,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-dev-shm-usage", "--hide-scrollbars"]
 NONCE = "medrepcheck"
 _PROBE = """<script nonce="%s">
-window.__errors = [];
+window.__errors = []; window.__alerts = [];
+window.alert = window.confirm = window.prompt = function (m) { window.__alerts.push(String(m)); };
 window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e.type)); }, true);
 document.addEventListener('securitypolicyviolation', function (e) { window.__errors.push('CSP: ' + e.violatedDirective); });
 var _ce = console.error; console.error = function () { window.__errors.push(Array.prototype.join.call(arguments, ' ')); _ce.apply(console, arguments); };
@@ -27,7 +28,7 @@ window.addEventListener('load', function () {
   var imgs = Array.prototype.map.call(document.images, function (i) { return [i.alt, i.naturalWidth, i.naturalHeight]; });
   var secs = Array.prototype.map.call(document.querySelectorAll('section'), function (s) { return s.id; });
   var pre = document.createElement('pre'); pre.id = 'medrep-check';
-  pre.textContent = JSON.stringify({errors: window.__errors, images: imgs, sections: secs, title: document.title});
+  pre.textContent = JSON.stringify({errors: window.__errors, alerts: window.__alerts, images: imgs, sections: secs, title: document.title});
   document.body.appendChild(pre);
 });
 </script>""" % NONCE

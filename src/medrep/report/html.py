@@ -27,6 +27,7 @@ class Table:
     title: str
     rows: list[dict[str, Any]]
     note: str = ""
+    csv: str | None = None  # the table's CSV file, relative to the report (set when it is written)
 
 
 @dataclass
@@ -94,6 +95,8 @@ def _table(t: Table) -> str:
             cells.append(f"<td{cls}>{format_value(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f"<p class='ci'>{_esc(t.note)}</p>" if t.note else ""
+    if t.csv:
+        note += f"<p class='ci'>as CSV: {_esc(t.csv)}</p>"
     return f"<h3>{_esc(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
 
 
