@@ -18,12 +18,13 @@ class Field:
     list_of: tuple[type, ...] | None = None  # element types when the field is a list
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    minimum: float | None = None  # smallest allowed number (for a list: of each element)
 
 
-def _f(types, default=None, list_of=None, choices=None, help=""):
+def _f(types, default=None, list_of=None, choices=None, help="", minimum=None):
     types = types if isinstance(types, tuple) else (types,)
     list_of = (list_of if isinstance(list_of, tuple) else (list_of,)) if list_of is not None else None
-    return Field(types, default, list_of, choices, help)
+    return Field(types, default, list_of, choices, help, minimum)
 
 
 NUM = (int, float)
@@ -35,7 +36,7 @@ SCHEMA: dict[str, Any] = {
     "models": _f(list, ["demo-vit", "demo-cnn"], list_of=str),
     "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
     "seed": _f(int, 0),
-    "batch_size": _f(int, 64),
+    "batch_size": _f(int, 64, minimum=1),
     "n_boot": _f((int, type(None)), None, help="bootstrap resamples behind every 95% interval (null: each analysis's default)"),
     "analyses": {
         "robustness": {
@@ -44,11 +45,11 @@ SCHEMA: dict[str, Any] = {
             "objectives": _f(list, ["collide", "push"], list_of=str, choices=("collide", "push")),
             "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
             "norm": _f(str, "linf", choices=("linf", "l2")),
-            "steps": _f(int, 20),
+            "steps": _f(int, 20, minimum=1),
             "step_size": _f((float, int, type(None)), None),
             "random_start": _f((bool, type(None)), None),
             "target": _f(str, "image", choices=("image", "centroid")),
-            "limit": _f((int, type(None)), 96, help="number of source images (pairs)"),
+            "limit": _f((int, type(None)), 96, help="number of source images (pairs)", minimum=1),
         },
         "explain": {
             "enabled": _f(bool, True),
@@ -56,16 +57,16 @@ SCHEMA: dict[str, Any] = {
             "methods": _f(list, ["attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig"], list_of=str),
             "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
             "target": _f(str, "class", choices=("class", "predicted", "embedding")),
-            "limit": _f((int, type(None)), 48),
-            "steps": _f(int, 16),
+            "limit": _f((int, type(None)), 48, minimum=1),
+            "steps": _f(int, 16, minimum=1),
         },
         "features": {
             "enabled": _f(bool, True),
-            "k": _f(int, 20),
-            "shots": _f(list, [1, 5, 10], list_of=int),
+            "k": _f(int, 20, minimum=1),
+            "shots": _f(list, [1, 5, 10], list_of=int, minimum=1),
             "projections": _f(list, ["tsne", "umap"], list_of=str, choices=("tsne", "umap")),
-            "n_permutations": _f(int, 200),
-            "limit": _f((int, type(None)), None),
+            "n_permutations": _f(int, 200, minimum=0),
+            "limit": _f((int, type(None)), None, minimum=1),
         },
         "overlay": {
             "enabled": _f(bool, True),
@@ -73,11 +74,11 @@ SCHEMA: dict[str, Any] = {
             "size": _f(NUM, 0.25),
             "position": _f(str, "center"),
             "opacity": _f(NUM, 1.0),
-            "limit": _f((int, type(None)), 300),
+            "limit": _f((int, type(None)), 300, minimum=1),
         },
         "alignment": {
             "enabled": _f(bool, True),
-            "anchors": _f(list, [10, 25, 50, 100, 250, 500, 1000], list_of=int),
+            "anchors": _f(list, [10, 25, 50, 100, 250, 500, 1000], list_of=int, minimum=1),
             "estimator": _f(str, "ortho", choices=("ortho", "linear", "lortho", "affine")),
             "anchor_selection": _f(str, "random", choices=("random", "balanced", "kmeans")),
             "stitching": _f(bool, True),
@@ -89,7 +90,7 @@ SCHEMA: dict[str, Any] = {
 
 def _check(value: Any, spec: Any, path: str) -> Any:
     if isinstance(spec, dict):
-        if value is None:
+        if value is None or value is _MISSING:  # an omitted section takes every default
             value = {}
         if not isinstance(value, dict):
             raise MedrepError(f"expected a mapping, got {type(value).__name__}", where=path)
@@ -118,8 +119,12 @@ def _check(value: Any, spec: Any, path: str) -> Any:
                 raise MedrepError(f"expected {_names(field.list_of)}, got {type(v).__name__} ({v!r})", where=f"{path}[{i}]")
             if field.choices is not None and v not in field.choices:
                 raise MedrepError(f"{v!r} is not one of {', '.join(map(str, field.choices))}", where=f"{path}[{i}]")
+            if field.minimum is not None and v < field.minimum:
+                raise MedrepError(f"must be at least {field.minimum:g}, got {v!r}", where=f"{path}[{i}]")
     elif field.choices is not None and value not in field.choices:
         raise MedrepError(f"{value!r} is not one of {', '.join(map(str, field.choices))}", where=path)
+    elif field.minimum is not None and isinstance(value, (int, float)) and value < field.minimum:
+        raise MedrepError(f"must be at least {field.minimum:g}, got {value!r}", where=path)
     return value
 
 
@@ -150,8 +155,6 @@ def validate_config(raw: Any) -> dict[str, Any]:
     for key in ("seed",):
         if config[key] < 0:
             raise MedrepError("must be non-negative", where=key)
-    if config["batch_size"] < 1:
-        raise MedrepError("must be at least 1", where="batch_size")
     if config["n_boot"] is not None and config["n_boot"] < 10:
         raise MedrepError("use at least 10 bootstrap resamples (or null for the defaults)", where="n_boot")
     return config
@@ -165,12 +168,21 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise MedrepError("config file not found", where=str(p))
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise MedrepError(f"not valid YAML ({err})", where=str(p)) from None
+    except UnicodeDecodeError as err:
+        raise MedrepError(f"not UTF-8 text (byte {err.start})", where=str(p)) from None
+    except yaml.YAMLError as err:
+        raise MedrepError(f"not valid YAML ({_yaml_problem(err)})", where=str(p)) from None
     try:
         return validate_config(raw)
     except MedrepError as err:
         raise MedrepError(str(err), where=str(p)) from None
+
+
+def _yaml_problem(err) -> str:
+    """PyYAML's multi-line message as one line: problem, line and column (1-based)."""
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
