@@ -48,7 +48,7 @@ section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);p
 h2{margin-top:.2rem;color:#1d3557}h3{margin-bottom:.4rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border-bottom:1px solid #e3e6eb;padding:.3rem .7rem;text-align:left;vertical-align:top}
-th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 figure{margin:.8rem 0;display:inline-block;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
 figcaption{font-size:.85rem;color:#555}.reading{background:#f0f6ff;border-left:4px solid #457b9d;padding:.5rem .9rem}
 .error{background:#fff0f0;border-left:4px solid #c0392b;padding:.5rem .9rem}
