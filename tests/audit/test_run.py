@@ -5,6 +5,7 @@ import csv
 import json
 import re
 
+import pytest
 import yaml
 
 from medrep.results import RESULTS_SCHEMA_VERSION
@@ -22,7 +23,7 @@ def _section(page: str, sid: str) -> str:
 def test_every_analysis_completes_and_results_json_is_versioned(tiny_audit):
     out, results, _, seconds = tiny_audit
     print(f"tiny audit: {seconds:.1f} s")
-    on_disk = json.loads((out / "results.json").read_text())
+    on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
     assert on_disk["schema_version"] == RESULTS_SCHEMA_VERSION and on_disk["kind"] == "audit"
     assert [s["id"] for s in on_disk["sections"]] == list(STAGES)
     assert all(s["error"] is None for s in on_disk["sections"]), on_disk["sections"]

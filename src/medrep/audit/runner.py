@@ -418,6 +418,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
                              for s, card in audit.scorecard.items()},
                "tables": table_index, "timings": audit.timings,
                **audit.results}
+    results = _strict(results)
     write_json_atomic(out / "results.json", results)
     _write_scorecard_csv(out / "scorecard.csv", audit.scorecard)
     write_manifest(out, manifest)
@@ -426,6 +427,17 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
                           sections, manifest)
     _log(f"report: {_markup_escape(str(report))} ({manifest['total_seconds']} s)")
     return results
+
+
+def _strict(obj: Any) -> Any:
+    """NaN and ±inf → null, so that results.json is strict JSON (JavaScript and jq reject NaN)."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0 and obj.dtype.kind == "f"):
+        return float(obj) if math.isfinite(float(obj)) else None
+    return obj
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
