@@ -123,3 +123,27 @@ def test_quiet_silences_progress(tmp_path, make_config, capfd, one_thread, progr
     assert quiet.err == ""
     assert quiet.out == f"wrote {tmp_path / 'quiet' / 'report.html'}\n"
     assert (tmp_path / "quiet" / "report.html").exists()
+
+
+def test_models_are_seeded_and_named_apart(tmp_path):
+    """Two random-weight ViTs of one architecture: reproducible weights, distinct names, distinct output folders."""
+    import torch
+
+    from medrep.audit import validate_config
+    from medrep.audit.runner import Audit, _safe
+    from medrep.features.cache import EmbeddingCache
+
+    vit = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&num_classes=3&depth="
+    config = validate_config({"data": "demo?n_train=6&n_val=0&n_test=6&size=32", "models": [vit + "1", vit + "2"], "seed": 3})
+    runs = []
+    for outer_seed in (1, 2):
+        torch.manual_seed(outer_seed)
+        audit = Audit(config, tmp_path, EmbeddingCache(None, enabled=False), "cpu")
+        audit.load()
+        runs.append({s: (e.name, e.fingerprint) for s, e in audit._encoders.items()})
+        assert torch.initial_seed() == outer_seed  # the caller's generator is left alone
+    assert runs[0] == runs[1]
+    assert [name for name, _ in runs[0].values()] == config["models"]
+    long = [vit + "1" + "&x" * 40, vit + "1" + "&y" * 40]
+    assert len({_safe(s) for s in [*config["models"], *long]}) == 4 and all(len(_safe(s)) <= 60 for s in long)
+    assert _safe("demo-cnn") == "demo-cnn"

@@ -91,9 +91,15 @@ class Audit:
                                   where="train_split/test_split")
         self.train = self.dataset.split(self.config["train_split"])
         self.test = self.dataset.split(self.config["test_split"])
+        import torch
+
         device = resolve_device(self.device)
         for spec in self.config["models"]:
-            self._encoders[spec] = load_encoder(spec).to(device)
+            # A model with random weights (timm:…?pretrained=false) is the same model in every run with this seed,
+            # so its cache entries are reused; the caller's global generator is left as it was.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config["seed"])
+                self._encoders[spec] = load_encoder(spec).to(device)
             self.scorecard[spec] = {"model": spec}
         # Two specs of one architecture (timm:vit…?depth=2 and ?depth=4) share an encoder name; the analyses
         # key their results by name, so such models are renamed to their full spec.
