@@ -97,3 +97,13 @@ def test_defaults_fill_in_and_validation_is_idempotent(tmp_path):
     with pytest.raises(MedrepError, match=r"^analyses\.robustness\.eps\[1\]: ε must lie in"):
         validate_config({"analyses": {"robustness": {"eps": [0.01, 4]}}})
     assert yaml.safe_load(yaml.safe_dump(default_config())) == default_config()
+
+
+def test_data_without_the_splits_is_refused_in_one_line(tmp_path, capsys):
+    from medrep.cli import main
+
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text("data: demo?n_train=6&n_val=0&n_test=6&size=32\nmodels: [demo-cnn]\ntest_split: holdout\n")
+    assert main(["audit", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "test_split: the data has no 'holdout' split (available: train, test)" in err, err

@@ -87,8 +87,10 @@ class Audit:
         self.dataset = load_dataset(self.config["data"])
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
-                raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'})",
-                                  where="train_split/test_split")
+                raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "
+                                  "the audit fits probes on one split and tests on another: give a CSV manifest a "
+                                  "split column, or use ROOT/train/<class>/… and ROOT/test/<class>/… folders",
+                                  where="train_split" if split == self.config["train_split"] else "test_split")
         self.train = self.dataset.split(self.config["train_split"])
         self.test = self.dataset.split(self.config["test_split"])
         import torch
