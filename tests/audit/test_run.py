@@ -147,3 +147,25 @@ def test_models_are_seeded_and_named_apart(tmp_path):
     long = [vit + "1" + "&x" * 40, vit + "1" + "&y" * 40]
     assert len({_safe(s) for s in [*config["models"], *long]}) == 4 and all(len(_safe(s)) <= 60 for s in long)
     assert _safe("demo-cnn") == "demo-cnn"
+
+
+def test_a_failing_analysis_becomes_an_error_section(tmp_path, make_config, monkeypatch, one_thread):
+    from medrep.audit import run_audit
+    from medrep.audit.runner import Audit
+
+    def broken(self, out):
+        raise RuntimeError("simulated bug <b>here</b>")
+
+    monkeypatch.setattr(Audit, "robustness", broken)
+    config = yaml.safe_load(_features_only(tmp_path, make_config).read_text())
+    config["analyses"]["robustness"] = {"enabled": True}
+    results = run_audit(config, tmp_path / "out", cache_dir=str(tmp_path / "c"), device="cpu")
+    assert results["robustness"]["error"] == "RuntimeError: simulated bug <b>here</b>"
+    assert "Traceback" in results["robustness"]["traceback"]
+    assert [(s["id"], s["error"] is None) for s in results["sections"]] == [("robustness", False), ("features", True)]
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    body = _section(page, "robustness")
+    assert "<h2>1 · Robustness of the representation</h2>" in body and "class='error'" in body
+    assert "simulated bug &lt;b&gt;here&lt;/b&gt;" in body
+    assert "not available: the analysis failed (see its section)" in _section(page, "scorecard")
+    assert "not run (disabled in the config)" in _section(page, "scorecard")
