@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, load_data, load_model, make_cache, out_dir
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_data, load_model,
+                                   make_backend, make_cache, out_dir)
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -58,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--noise-draws", type=int, default=8, help="noisy copies per image")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
+    add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
     if args.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
+    backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     data = load_data(args, skipped=skipped)
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.steps,
         step_size=args.step_size, random_start=args.random_start, target=args.target, layer=args.layer, pool=args.pool,
         classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
-        noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args))
+        noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args),
+        backend=backend)
     paths = write_attack_outputs(result, out)
     write_manifest(out, build_manifest(
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},

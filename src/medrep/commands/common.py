@@ -21,6 +21,29 @@ def add_data_arguments(p: argparse.ArgumentParser, split_default: str | None = "
     g.add_argument("--batch-size", type=int, default=64)
 
 
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: this process (default); ray: shard the work over Ray workers, each loading the model "
+                        "once (needs pip install 'medrep[ray]')")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto, or ray://HOST:10001); default: start a local one")
+    g.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="Ray workers (default: one per GPU of the cluster, else one per CPU)")
+
+
+def make_backend(args: argparse.Namespace):
+    """The backend the command's options name (local unless --backend ray); fails early without Ray."""
+    from medrep.backends import get_backend
+
+    name = getattr(args, "backend", "local") or "local"
+    address = getattr(args, "ray_address", None)
+    workers = getattr(args, "ray_workers", None)
+    if name == "local" and workers is not None:
+        raise MedrepError("a number of Ray workers needs --backend ray", where="--ray-workers")
+    return get_backend(name, address=address, workers=workers, device=getattr(args, "device", "auto"))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():

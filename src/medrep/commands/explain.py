@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
+                                   make_cache, out_dir)
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
@@ -39,12 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--out", required=True, help="output directory")
+    add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
+    backend = make_backend(args)
     out = out_dir(args.out)
     data = _data_without_limit(args)
     encoder = load_model(args.model, args)
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
                          steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
-                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references)
+                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
+                         backend=backend)
     paths = write_explain_outputs(result, out)
     write_manifest(out, build_manifest(
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),

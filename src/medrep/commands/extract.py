@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, load_data, load_model, make_cache, out_dir
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_data, load_model,
+                                   make_backend, make_cache, out_dir)
 
 NAME = "extract"
 HELP = "embed a dataset with a model (cached) and write embeddings.parquet"
@@ -19,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished chunks are always reused from the cache)")
     p.add_argument("--out", required=True, help="output directory")
+    add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,13 +28,14 @@ def run(args: argparse.Namespace) -> int:
     from medrep.features.extract import extract_embeddings
     from medrep.manifest import build_manifest, write_manifest
 
+    backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     data = load_data(args, skipped=skipped)
     encoder = load_model(args.model, args)
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
                              cache=make_cache(args), num_workers=args.workers, dtype=args.dtype,
-                             skip_bad=args.skip_bad, skipped=skipped)
+                             skip_bad=args.skip_bad, skipped=skipped, backend=backend)
     emb.check_finite()
     emb.to_parquet(out / "embeddings.parquet")
     write_manifest(out, build_manifest(

@@ -114,11 +114,13 @@ def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
     return keep, empty
 
 
-def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 64, cache: Any = None) -> torch.Tensor:
+def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 64, cache: Any = None,
+                    backend: Any = None) -> torch.Tensor:
     """(K, D) mean embedding of each class of ``dataset`` (served from the embedding cache)."""
     from medrep.features.extract import extract_embeddings
 
-    emb = extract_embeddings(encoder, dataset, batch_size=batch_size, cache=cache, description="class centroids")
+    emb = extract_embeddings(encoder, dataset, batch_size=batch_size, cache=cache, description="class centroids",
+                             backend=backend)
     vecs, labels = torch.as_tensor(emb.vectors, dtype=torch.float32), torch.as_tensor(emb.labels)
     k = len(dataset.classes)
     cents = torch.zeros(k, vecs.shape[1])
@@ -140,6 +142,70 @@ def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{
         return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
 
 
+@dataclass
+class ExplainJob:
+    """One explanation batch per unit (its index): maps of every method, scored.  What the backends run.
+
+    The random baseline's seed depends on the batch index only, so a batch gives the same maps wherever
+    it runs; the gallery takes the first ``gallery_size`` scored images, whichever batches hold them.
+    """
+
+    indices: list[int]
+    methods: list[str]
+    metrics: list[str]
+    target: str
+    references: torch.Tensor | None
+    method_options: dict[str, dict[str, Any]]
+    upsampling: str
+    topk: list[float]
+    steps: int
+    perturbation_baseline: str
+    batch_size: int
+    seed: int
+    gallery_size: int
+
+    def unit_size(self, bi: int) -> int:
+        return len(self.methods)
+
+    def run(self, encoder: Encoder, dataset: ImageDataset, bi: int, progress: Any = None) -> dict[str, Any]:
+        start = bi * self.batch_size
+        with evaluation(encoder):
+            batch = collate([dataset[i] for i in self.indices[start:start + self.batch_size]])
+            pixels = batch["image"].to(encoder.device, encoder.dtype)
+            masks = batch["mask"].to(encoder.device)
+            if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):
+                raise MedrepError(f"mask {tuple(masks.shape[-2:])} and image {tuple(pixels.shape[-2:])} sizes differ",
+                                  where=batch["id"][0])
+            if self.target == "embedding":
+                refs = self.references.to(encoder.device)
+                tgt = Target("embedding", references=refs[batch["label"].to(encoder.device)])
+            elif self.target == "class":
+                tgt = Target("class", classes=batch["label"].to(encoder.device))
+            else:
+                with torch.no_grad():
+                    tgt = Target("class", classes=encoder.logits(pixels).argmax(-1))
+            take = max(0, min(len(batch["id"]), self.gallery_size - start))
+            out: dict[str, Any] = {"ids": list(batch["id"]), "areas": mask_area(masks).cpu().numpy(),
+                                   "labels": batch["label"].numpy(), "scores": {}, "seconds": {}, "gallery": None}
+            if take:
+                out["gallery"] = {"images": batch["image"][:take].numpy(), "masks": batch["mask"][:take].numpy(),
+                                  "ids": list(batch["id"][:take]), "maps": {}}
+            for method in self.methods:
+                opts = dict(self.method_options.get(method, {}))
+                if method == "random":
+                    opts.setdefault("seed", self.seed * 100_003 + bi)  # a fresh draw per batch, reproducible
+                t0 = time.perf_counter()
+                maps = explain(encoder, pixels, method, tgt, upsampling=self.upsampling, **opts)
+                out["seconds"][method] = time.perf_counter() - t0
+                out["scores"][method] = _score(encoder, pixels, maps, masks, tgt, self.metrics, self.topk, self.steps,
+                                               self.perturbation_baseline, self.batch_size)
+                if take:
+                    out["gallery"]["maps"][method] = maps[:take].cpu().numpy()
+                if progress is not None:
+                    progress.advance(1)
+        return out
+
+
 def run_explain(
     encoder: Encoder,
     dataset: ImageDataset,
@@ -159,13 +225,19 @@ def run_explain(
     gallery_size: int = 6,
     n_boot: int = 1000,
     cache: Any = None,
+    backend: Any = None,
 ) -> ExplainResult:
     """Maps of every method for the images with a non-empty mask, scored against the masks.
 
     ``target``: ``class`` (the item's label), ``predicted`` (the model's top class) or ``embedding``
     (cosine similarity to ``references`` (K, D) indexed by label, default the class centroids of
     ``dataset``).  The random and centre baselines are always added unless ``add_baselines=False``.
+    ``backend`` (default: the current one, see :mod:`medrep.backends`) runs the batches (Ray: sharded
+    over workers); the results are gathered in batch order, so they do not depend on who ran what.
     """
+    from medrep.backends import resolve_backend
+
+    backend = resolve_backend(backend)
     methods = list(dict.fromkeys(methods))
     for m in methods:
         get_method(m)
@@ -195,53 +267,40 @@ def run_explain(
         rng = np.random.default_rng(seed)
         indices = sorted(rng.choice(indices, size=limit, replace=False).tolist())
     if target == "embedding" and references is None:
-        references = class_centroids(encoder, dataset, batch_size=max(batch_size, 32), cache=cache)
+        references = class_centroids(encoder, dataset, batch_size=max(batch_size, 32), cache=cache, backend=backend)
 
     keys = metric_keys(metrics, topk)
+    job = ExplainJob(indices=indices, methods=methods, metrics=list(metrics), target=target,
+                     references=references.detach().float().cpu() if references is not None else None,
+                     method_options=method_options, upsampling=upsampling, topk=list(topk), steps=steps,
+                     perturbation_baseline=perturbation_baseline, batch_size=batch_size, seed=seed,
+                     gallery_size=gallery_size)
+    n_batches = (len(indices) + batch_size - 1) // batch_size
+    outs: dict[int, dict[str, Any]] = {}
+    with evaluation(encoder), progress_bar(f"explain {encoder.name}", n_batches * len(methods)) as bar:
+        for bi, out in backend.map(job, encoder, dataset, list(range(n_batches)), progress=bar):
+            outs[bi] = out
     per_image: dict[str, dict[str, list[np.ndarray]]] = {m: {k: [] for k in keys} for m in methods}
     seconds = {m: 0.0 for m in methods}
     ids: list[str] = []
     areas: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     gallery: dict[str, Any] = {"maps": {m: [] for m in methods}, "images": [], "masks": [], "ids": []}
-    n_batches = (len(indices) + batch_size - 1) // batch_size
-    with evaluation(encoder), progress_bar(f"explain {encoder.name}", n_batches * len(methods)) as bar:
-        for bi, start in enumerate(range(0, len(indices), batch_size)):
-            batch = collate([dataset[i] for i in indices[start:start + batch_size]])
-            pixels = batch["image"].to(encoder.device, encoder.dtype)
-            masks = batch["mask"].to(encoder.device)
-            if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):
-                raise MedrepError(f"mask {tuple(masks.shape[-2:])} and image {tuple(pixels.shape[-2:])} sizes differ",
-                                  where=batch["id"][0])
-            if target == "embedding":
-                tgt = Target("embedding", references=references.to(encoder.device)[batch["label"].to(encoder.device)])
-            elif target == "class":
-                tgt = Target("class", classes=batch["label"].to(encoder.device))
-            else:
-                with torch.no_grad():
-                    tgt = Target("class", classes=encoder.logits(pixels).argmax(-1))
-            ids += batch["id"]
-            areas.append(mask_area(masks).cpu().numpy())
-            labels.append(batch["label"].numpy())
-            need_gallery = len(gallery["ids"]) < gallery_size
-            if need_gallery:
-                take = gallery_size - len(gallery["ids"])
-                gallery["images"].append(batch["image"][:take].numpy())
-                gallery["masks"].append(batch["mask"][:take].numpy())
-                gallery["ids"] += batch["id"][:take]
+    for bi in range(n_batches):  # batch order, whatever order the backend finished them in
+        out = outs.pop(bi)
+        ids += out["ids"]
+        areas.append(out["areas"])
+        labels.append(out["labels"])
+        for method in methods:
+            seconds[method] += out["seconds"][method]
+            for k, v in out["scores"][method].items():
+                per_image[method][k].append(v)
+        if out["gallery"] is not None:
+            gallery["images"].append(out["gallery"]["images"])
+            gallery["masks"].append(out["gallery"]["masks"])
+            gallery["ids"] += out["gallery"]["ids"]
             for method in methods:
-                opts = dict(method_options.get(method, {}))
-                if method == "random":
-                    opts.setdefault("seed", seed * 100_003 + bi)  # a fresh draw per batch, reproducible
-                t0 = time.perf_counter()
-                maps = explain(encoder, pixels, method, tgt, upsampling=upsampling, **opts)
-                seconds[method] += time.perf_counter() - t0
-                scores = _score(encoder, pixels, maps, masks, tgt, metrics, topk, steps, perturbation_baseline, batch_size)
-                for k, v in scores.items():
-                    per_image[method][k].append(v)
-                if need_gallery:
-                    gallery["maps"][method].append(maps[:take].cpu().numpy())
-                bar.advance(1)
+                gallery["maps"][method].append(out["gallery"]["maps"][method])
 
     n = len(ids)
     values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}

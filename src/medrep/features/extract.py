@@ -96,6 +96,49 @@ def _collate_keep_bad(items):
     return (collate(good) if good else None), bad
 
 
+@dataclass
+class ExtractJob:
+    """One embedding chunk per unit: what the backends run (picklable; the encoder comes from the worker)."""
+
+    layer: str | None
+    pool: str
+    dtype: str
+    batch_size: int
+    chunk_size: int
+    n: int
+    num_workers: int = 0
+    skip_bad: bool = False
+
+    def unit_size(self, chunk: int) -> int:
+        return min(self.n, (chunk + 1) * self.chunk_size) - chunk * self.chunk_size
+
+    def run(self, encoder: Encoder, dataset: ImageDataset, chunk: int, progress: Any = None
+            ) -> tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]:
+        """(embeddings, ids, labels, [(item, problem) left out]) of one chunk, batch by batch."""
+        idx = list(range(chunk * self.chunk_size, min(self.n, (chunk + 1) * self.chunk_size)))
+        view = _TorchView(dataset, idx, encoder.preprocessing.size, encoder.preprocessing.interpolation, self.skip_bad)
+        loader = DataLoader(view, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=_collate_keep_bad,
+                            persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
+        torch_dtype = _DTYPES[self.dtype]
+        device = encoder.device
+        out, c_ids, c_labels, bad_items = [], [], [], []
+        with torch.inference_mode():
+            for batch, bad in loader:
+                bad_items += [(where, why) for _, where, why in bad]
+                if batch is not None:
+                    x = batch["image"].to(device)
+                    with torch.autocast(device.type, dtype=torch_dtype, enabled=torch_dtype != torch.float32):
+                        emb = encoder.embed(x, layer=self.layer, pool=self.pool)
+                    out.append(emb.float().cpu().numpy())
+                    c_ids += batch["id"]
+                    c_labels.append(batch["label"].numpy())
+                if progress is not None:
+                    progress.advance(len(bad) + (len(batch["id"]) if batch is not None else 0))
+        if not out:
+            return None, [], np.zeros(0, np.int64), bad_items
+        return np.concatenate(out).astype(np.float32, copy=False), c_ids, np.concatenate(c_labels), bad_items
+
+
 def extract_embeddings(
     encoder: Encoder,
     dataset: ImageDataset,
@@ -109,16 +152,22 @@ def extract_embeddings(
     skip_bad: bool = False,
     skipped: SkipLog | None = None,
     description: str | None = None,
+    backend: Any = None,
 ) -> Embeddings:
     """Embed every item of ``dataset`` (inference mode, batched), served from / written to ``cache``.
 
     With ``skip_bad`` unreadable items are left out and listed in ``skipped``; otherwise the first bad
-    item raises, and every chunk finished before it stays in the cache.
+    item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
+    current one, see :mod:`medrep.backends`) computes the missing chunks; the Ray backend shards them
+    over its workers, and every finished chunk lands in the cache as it arrives, whichever computed it.
     """
+    from medrep.backends import resolve_backend
+
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if dtype not in _DTYPES:
         raise MedrepError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})", where="--dtype")
+    backend = resolve_backend(backend)
     pool = pool or encoder.default_pool
     cache = cache if cache is not None else EmbeddingCache()
     n = len(dataset)
@@ -127,55 +176,46 @@ def extract_embeddings(
     key = cache_key(encoder.fingerprint, layer, pool, dtype, dataset.content_digest())
     entry = cache.entry(key)
     meta = {"encoder": encoder.name, "layer": layer, "pool": pool, "dtype": dtype, "cache_key": key}
-    if cache.enabled and not skip_bad:
+    use_cache = cache.enabled and not skip_bad
+    if use_cache:
         hit = entry.load_complete(ids)
         if hit is not None:
             return Embeddings(ids, labels, hit, key, {**meta, "from_cache": True})
     n_chunks = max(1, -(-n // chunk_size))
     if num_workers is None:
         num_workers = 0 if isinstance(getattr(dataset, "images", None), torch.Tensor) or hasattr(dataset, "parts") else 1
+    if getattr(backend, "distributed", False):
+        num_workers = 0  # a Ray worker is one process on one core: no DataLoader processes inside it
     skipped = skipped if skipped is not None else SkipLog()
-    parts, kept_ids, kept_labels = [], [], []
-    torch_dtype = _DTYPES[dtype]
-    device = encoder.device
-    with progress_bar(description or f"embedding with {encoder.name}", n) as bar, torch.inference_mode():
+    job = ExtractJob(layer, pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad)
+    results: dict[int, tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]] = {}
+    with progress_bar(description or f"embedding with {encoder.name}", n) as bar:
+        todo = []
         for c in range(n_chunks):
-            idx = list(range(c * chunk_size, min(n, (c + 1) * chunk_size)))
-            chunk_ids = [ids[i] for i in idx]
-            if cache.enabled and not skip_bad:
-                done = entry.read_chunk(c, chunk_ids)
-                if done is not None:
-                    parts.append(done)
-                    kept_ids += chunk_ids
-                    kept_labels.append(labels[idx])
-                    bar.advance(len(idx))
-                    continue
-            view = _TorchView(dataset, idx, encoder.preprocessing.size, encoder.preprocessing.interpolation, skip_bad)
-            loader = DataLoader(view, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_keep_bad,
-                                persistent_workers=False, prefetch_factor=2 if num_workers else None)
-            out, c_ids, c_labels = [], [], []
-            for batch, bad in loader:
-                for _, where, why in bad:
-                    skipped.add(where, why)
-                if batch is not None:
-                    x = batch["image"].to(device)
-                    with torch.autocast(device.type, dtype=torch_dtype, enabled=torch_dtype != torch.float32):
-                        emb = encoder.embed(x, layer=layer, pool=pool)
-                    out.append(emb.float().cpu().numpy())
-                    c_ids += batch["id"]
-                    c_labels.append(batch["label"].numpy())
-                bar.advance(len(bad) + (len(batch["id"]) if batch is not None else 0))
-            if not out:
-                continue
-            array = np.concatenate(out).astype(np.float32, copy=False)
-            if cache.enabled and not skip_bad:
-                entry.write_chunk(c, array, c_ids)
+            chunk_ids = ids[c * chunk_size : (c + 1) * chunk_size]
+            done = entry.read_chunk(c, chunk_ids) if use_cache else None
+            if done is not None:
+                results[c] = (done, chunk_ids, labels[c * chunk_size : (c + 1) * chunk_size], [])
+                bar.advance(len(chunk_ids))
+            else:
+                todo.append(c)
+        for c, (array, c_ids, c_labels, bad) in backend.map(job, encoder, dataset, todo, progress=bar):
+            if array is not None and use_cache:
+                entry.write_chunk(c, array, c_ids)  # lands as soon as it is computed: resumable
+            results[c] = (array, c_ids, c_labels, bad)
+    parts, kept_ids, kept_labels = [], [], []
+    for c in range(n_chunks):  # chunk order, whatever order the backend finished them in
+        array, c_ids, c_labels, bad = results[c]
+        for where, why in bad:
+            skipped.add(where, why)
+        if array is not None:
             parts.append(array)
             kept_ids += c_ids
-            kept_labels.append(np.concatenate(c_labels))
+            kept_labels.append(c_labels)
     if not parts:
         raise MedrepError("no item could be embedded", where=dataset.name)
     vectors = np.concatenate(parts)
-    if cache.enabled and not skip_bad:
+    if use_cache:
         entry.finalise(n_chunks, vectors.shape[0], {"chunk_size": chunk_size, **meta})
-    return Embeddings(kept_ids, np.concatenate(kept_labels), vectors, key, {**meta, "from_cache": False, "skipped": skipped.skipped})
+    return Embeddings(kept_ids, np.concatenate(kept_labels), vectors, key,
+                      {**meta, "from_cache": False, "skipped": skipped.skipped, "backend": backend.name})

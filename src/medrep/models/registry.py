@@ -47,7 +47,18 @@ def _schemes() -> tuple[str, ...]:
 
 
 def load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = False, **module_kwargs: Any) -> Encoder:
-    """Spec string or Python object → Encoder.  A bare ``nn.Module`` needs ``preprocessing=Preprocessing(...)``."""
+    """Spec string or Python object → Encoder.  A bare ``nn.Module`` needs ``preprocessing=Preprocessing(...)``.
+
+    An encoder loaded from a spec string remembers it (``encoder.load_spec``), so distributed workers can
+    re-create it themselves instead of receiving its weights.
+    """
+    encoder = _load_encoder(spec, trust_remote_code, **module_kwargs)
+    if isinstance(spec, str):
+        encoder.load_spec = {"spec": spec, "trust_remote_code": bool(trust_remote_code)}
+    return encoder
+
+
+def _load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = False, **module_kwargs: Any) -> Encoder:
     if isinstance(spec, Encoder):
         return spec
     if isinstance(spec, nn.Module):

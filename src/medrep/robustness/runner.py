@@ -89,6 +89,124 @@ class AttackResult:
         }
 
 
+@dataclass
+class AttackJob:
+    """Everything one attack batch needs besides the encoder and the data: what the backends run.
+
+    A unit is ``(batch index, ε indices still to do)``; its result maps each ε index to the arrays of that
+    (batch, ε) partial.  Every random draw comes from generators seeded by (seed, batch, ε slot), never
+    by the worker, so a batch gives the same numbers wherever it runs.
+    """
+
+    obj: Objective
+    rep: Representation
+    names: list[str]
+    fitted: dict[str, Any]
+    centroids: dict[int, np.ndarray] | None
+    labels: np.ndarray
+    target_idx: np.ndarray
+    target_labels: np.ndarray
+    eps: list[float]
+    norm: str
+    steps: int
+    step_size: float | None
+    relative_step: float
+    random_start: bool
+    early_stop: bool
+    seed: int
+    sigmas: list[float]
+    noise_draws: int
+    batch_size: int
+    gallery: int
+    columns: list[str]
+
+    def unit_size(self, unit: tuple[int, tuple[int, ...]]) -> int:
+        b, todo = unit
+        return (min(len(self.labels), (b + 1) * self.batch_size) - b * self.batch_size) * len(todo)
+
+    def run(self, encoder: Encoder, dataset: ImageDataset, unit: tuple[int, tuple[int, ...]], progress: Any = None
+            ) -> dict[int, dict[str, np.ndarray]]:
+        b, todo = unit
+        obj, rep, names, sigmas = self.obj, self.rep, self.names, self.sigmas
+        n = len(self.labels)
+        lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+        clf: dict[str, Classifier] = {
+            nm: HeadClassifier(encoder) if nm == "head" else EmbeddingClassifier(encoder, rep, self.fitted[nm])
+            for nm in names}
+        primary = clf[names[0]]
+        device = encoder.device
+        out_units: dict[int, dict[str, np.ndarray]] = {}
+        with evaluation(encoder):
+            batch = collate([dataset[i] for i in range(lo, hi)])
+            x = batch["image"].to(device)
+            y = self.labels[lo:hi]
+            ty = self.target_labels[lo:hi]
+            with torch.no_grad():
+                z = rep(encoder, x)
+                if obj.uses_target:
+                    if self.centroids is not None:
+                        zt = torch.as_tensor(np.stack([self.centroids[int(t)] for t in ty]), dtype=z.dtype, device=device)
+                        xt = None
+                    else:
+                        xt = collate([dataset[int(j)] for j in self.target_idx[lo:hi]])["image"].to(device)
+                        zt = rep(encoder, xt)
+                else:
+                    zt, xt = None, None
+                clean_preds = {nm: c.predict(x, z if nm != "head" else None) for nm, c in clf.items()}
+                gen0 = _generator(self.seed, b, 0)
+                det_clean = [M.noise_inconsistency(primary.predict, x, sg, self.noise_draws, gen0) for sg in sigmas]
+            reference = obj.reference(z, zt)
+            loss_fn = representation_loss(encoder, rep, obj, reference)
+            stop = None
+            if self.early_stop:
+                stop = TargetMatched(primary, ty) if obj.uses_target else Misclassified(primary, y)
+            for e in todo:
+                eps_v = self.eps[e]
+                gen = _generator(self.seed, b, e + 1)
+                attack = make_attack(self.norm, steps=self.steps, step_size=self.step_size,
+                                     relative_step=self.relative_step, random_start=self.random_start, early_stop=stop)
+                out = attack.run(loss_fn, x, eps_v, gen, final_loss=False)
+                xa = out.x_adv
+                with torch.no_grad():
+                    za = rep(encoder, xa)
+                    final = obj.loss(za, reference).float()
+                    # the attack left the rows after its last step to us: f(x′) is computed here anyway
+                    hist = out.loss_history
+                    out.loss_history = torch.where(torch.isnan(hist), final.unsqueeze(0), hist)
+                    det_adv = [M.noise_inconsistency(primary.predict, xa, sg, self.noise_draws, gen) for sg in sigmas]
+                    adv_preds = {nm: c.predict(xa, za if nm != "head" else None) for nm, c in clf.items()}
+                psnr, ssim = M.image_quality(x, xa)
+                linf, l2 = M.perturbation_norms(x, xa)
+                nan = np.full(hi - lo, np.nan)
+                cols = {
+                    "label": y, "target_label": ty,
+                    "cosine_to_target_before": M.cosine(z, zt) if zt is not None else nan,
+                    "cosine_to_target_after": M.cosine(za, zt) if zt is not None else nan,
+                    "cosine_to_source_after": M.cosine(za, z),
+                    "relative_change": M.relative_change(za, z),
+                    "psnr": psnr, "ssim": ssim, "linf": linf, "l2": l2,
+                    "final_loss": out.loss_history[-1].cpu().numpy(), "steps_taken": out.steps_taken.cpu().numpy(),
+                }
+                for k in range(len(sigmas)):
+                    cols[f"detector_clean_sigma{k}"] = det_clean[k]
+                    cols[f"detector_attacked_sigma{k}"] = det_adv[k]
+                for nm in names:
+                    cols[f"{nm}_clean_pred"] = clean_preds[nm]
+                    cols[f"{nm}_attacked_pred"] = adv_preds[nm]
+                arrays = {"values": np.stack([np.asarray(cols[c], dtype=np.float64) for c in self.columns], axis=1),
+                          "loss": out.loss_history.T.cpu().numpy().astype(np.float64)}
+                if lo < self.gallery:  # gallery pictures come from the first items
+                    k = min(self.gallery, hi) - lo
+                    arrays["gallery_adv"] = xa[:k].cpu().numpy().astype(np.float32)
+                    arrays["gallery_source"] = x[:k].cpu().numpy().astype(np.float32)
+                    if xt is not None:
+                        arrays["gallery_target"] = xt[:k].cpu().numpy().astype(np.float32)
+                out_units[e] = arrays
+                if progress is not None:
+                    progress.advance(hi - lo)
+        return out_units
+
+
 def run_attack(
     encoder: Encoder,
     dataset: ImageDataset,
@@ -116,13 +234,20 @@ def run_attack(
     resume: bool = False,
     cache=None,
     stop_after_batches: int | None = None,
+    backend: Any = None,
 ) -> AttackResult:
     """Attack every item of ``dataset`` (normally the test split) at each ε and measure the damage.
 
     ``step_size`` defaults to ``relative_step·ε/steps`` (2.5·ε/steps, Madry et al.).  ``random_start``
     defaults to the objective's preference (off for collide, on for push, whose gradient vanishes at δ=0).
-    Probe / kNN classifiers are fitted on ``train_dataset``'s clean representations.
+    Probe / kNN classifiers are fitted on ``train_dataset``'s clean representations.  ``backend`` (default:
+    the current one, see :mod:`medrep.backends`) runs the batches; with Ray they are sharded over workers,
+    and every finished (batch, ε) unit is written to ``OUT/partial/`` here as it arrives, so resuming works
+    the same whichever backend ran the interrupted run.
     """
+    from medrep.backends import resolve_backend
+
+    backend = resolve_backend(backend)
     # -- validate everything before any work ----------------------------------------------------------
     eps_list = [check_eps(float(e)) for e in ([eps] if isinstance(eps, (int, float)) else list(eps))]
     if not eps_list:
@@ -157,7 +282,7 @@ def run_attack(
     centroids = None
     fitted: dict[str, Any] = {}
     if needs_train:
-        train_z, train_y = _train_representations(encoder, rep, train_dataset, batch_size, cache)
+        train_z, train_y = _train_representations(encoder, rep, train_dataset, batch_size, cache, backend)
         if "probe" in names:
             fitted["probe"] = fit_probe(train_z, train_y, seed)
         if "knn" in names:
@@ -174,9 +299,6 @@ def run_attack(
         target_ids = [f"centroid:{dataset.classes[t] if t < len(dataset.classes) else t}" for t in target_labels]
     else:
         target_ids = [ids[j] for j in target_idx]
-    clf: dict[str, Classifier] = {
-        nm: HeadClassifier(encoder) if nm == "head" else EmbeddingClassifier(encoder, rep, fitted[nm]) for nm in names}
-    primary = clf[names[0]]
     columns = (list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
                + [f"detector_{w}_sigma{k}" for k in range(len(sigmas)) for w in ("clean", "attacked")])
 
@@ -198,87 +320,27 @@ def run_attack(
     n_batches = -(-n // batch_size)
     g = min(gallery_size, n)
     units: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    device = encoder.device
+    job = AttackJob(obj=obj, rep=rep, names=names, fitted=fitted, centroids=centroids, labels=labels,
+                    target_idx=target_idx, target_labels=target_labels, eps=eps_list, norm=norm, steps=steps,
+                    step_size=step_size, relative_step=relative_step, random_start=random_start, early_stop=early_stop,
+                    seed=seed, sigmas=sigmas, noise_draws=noise_draws, batch_size=batch_size, gallery=g, columns=columns)
+    todo = []
     with evaluation(encoder), progress_bar(f"{obj.name} attack on {encoder.name}", n * len(eps_list)) as bar:
         for b in range(n_batches):
-            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-            todo = []
+            missing = []
             for e in range(len(eps_list)):
                 got = store.load(b, e)
                 if got is None:
-                    todo.append(e)
+                    missing.append(e)
                 else:
                     units[(b, e)] = got
-                    bar.advance(hi - lo)
-            if not todo:
-                continue
-            batch = collate([dataset[i] for i in range(lo, hi)])
-            x = batch["image"].to(device)
-            y = labels[lo:hi]
-            ty = target_labels[lo:hi]
-            with torch.no_grad():
-                z = rep(encoder, x)
-                if obj.uses_target:
-                    if centroids is not None:
-                        zt = torch.as_tensor(np.stack([centroids[int(t)] for t in ty]), dtype=z.dtype, device=device)
-                        xt = None
-                    else:
-                        xt = collate([dataset[int(j)] for j in target_idx[lo:hi]])["image"].to(device)
-                        zt = rep(encoder, xt)
-                else:
-                    zt, xt = None, None
-                clean_preds = {nm: c.predict(x, z if nm != "head" else None) for nm, c in clf.items()}
-                gen0 = _generator(seed, b, 0)
-                det_clean = [M.noise_inconsistency(primary.predict, x, sg, noise_draws, gen0) for sg in sigmas]
-            reference = obj.reference(z, zt)
-            loss_fn = representation_loss(encoder, rep, obj, reference)
-            stop = None
-            if early_stop:
-                stop = TargetMatched(primary, ty) if obj.uses_target else Misclassified(primary, y)
-            for e in todo:
-                eps_v = eps_list[e]
-                gen = _generator(seed, b, e + 1)
-                attack = make_attack(norm, steps=steps, step_size=step_size, relative_step=relative_step,
-                                     random_start=random_start, early_stop=stop)
-                out = attack.run(loss_fn, x, eps_v, gen, final_loss=False)
-                xa = out.x_adv
-                with torch.no_grad():
-                    za = rep(encoder, xa)
-                    final = obj.loss(za, reference).float()
-                    # the attack left the rows after its last step to us: f(x′) is computed here anyway
-                    hist = out.loss_history
-                    out.loss_history = torch.where(torch.isnan(hist), final.unsqueeze(0), hist)
-                    det_adv = [M.noise_inconsistency(primary.predict, xa, sg, noise_draws, gen) for sg in sigmas]
-                    adv_preds = {nm: c.predict(xa, za if nm != "head" else None) for nm, c in clf.items()}
-                psnr, ssim = M.image_quality(x, xa)
-                linf, l2 = M.perturbation_norms(x, xa)
-                nan = np.full(hi - lo, np.nan)
-                cols = {
-                    "label": y, "target_label": ty,
-                    "cosine_to_target_before": M.cosine(z, zt) if zt is not None else nan,
-                    "cosine_to_target_after": M.cosine(za, zt) if zt is not None else nan,
-                    "cosine_to_source_after": M.cosine(za, z),
-                    "relative_change": M.relative_change(za, z),
-                    "psnr": psnr, "ssim": ssim, "linf": linf, "l2": l2,
-                    "final_loss": out.loss_history[-1].cpu().numpy(), "steps_taken": out.steps_taken.cpu().numpy(),
-                }
-                for k in range(len(sigmas)):
-                    cols[f"detector_clean_sigma{k}"] = det_clean[k]
-                    cols[f"detector_attacked_sigma{k}"] = det_adv[k]
-                for nm in names:
-                    cols[f"{nm}_clean_pred"] = clean_preds[nm]
-                    cols[f"{nm}_attacked_pred"] = adv_preds[nm]
-                arrays = {"values": np.stack([np.asarray(cols[c], dtype=np.float64) for c in columns], axis=1),
-                          "loss": out.loss_history.T.cpu().numpy().astype(np.float64)}
-                if lo < g:  # gallery pictures come from the first items
-                    k = min(g, hi) - lo
-                    arrays["gallery_adv"] = xa[:k].cpu().numpy().astype(np.float32)
-                    arrays["gallery_source"] = x[:k].cpu().numpy().astype(np.float32)
-                    if xt is not None:
-                        arrays["gallery_target"] = xt[:k].cpu().numpy().astype(np.float32)
-                store.save(b, e, arrays)
+                    bar.advance(min(n, (b + 1) * batch_size) - b * batch_size)
+            if missing:
+                todo.append((b, tuple(missing)))
+        for (b, _), arrays_by_eps in backend.map(job, encoder, dataset, todo, progress=bar):
+            for e, arrays in arrays_by_eps.items():
+                store.save(b, e, arrays)  # the caller writes every partial, whichever worker computed it
                 units[(b, e)] = arrays
-                bar.advance(hi - lo)
             if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
                 raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
 
@@ -368,13 +430,14 @@ def _generator(seed: int, batch: int, slot: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
 
-def _train_representations(encoder: Encoder, rep: Representation, train: ImageDataset, batch_size: int, cache
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def _train_representations(encoder: Encoder, rep: Representation, train: ImageDataset, batch_size: int, cache,
+                           backend: Any = None) -> tuple[np.ndarray, np.ndarray]:
     if rep.fn is None:
         from medrep.features.extract import extract_embeddings
 
         emb = extract_embeddings(encoder, train, layer=rep.layer, pool=rep.pool, batch_size=max(batch_size, 64),
-                                 cache=cache, description="clean training representations").check_finite()
+                                 cache=cache, description="clean training representations",
+                                 backend=backend).check_finite()
         return emb.vectors.reshape(len(emb), -1), np.asarray(emb.labels)
     out = []  # a user callable cannot be keyed in the content cache: embed directly
     with progress_bar("clean training representations", len(train)) as bar, torch.no_grad():
