@@ -26,6 +26,22 @@ class Metric:
         return f"{self.value:.4g} [{self.low:.4g}, {self.high:.4g}]"
 
 
+#: Resample indices drawn per block: memory stays bounded (≈ 8 MiB of indices) whatever the number of items.
+BOOTSTRAP_BLOCK_ELEMENTS = 1 << 20
+
+
+def bootstrap_blocks(rng: np.random.Generator, n: int, n_boot: int, width: int = 1):
+    """Yield (first replicate, (rows, n) resample indices) blocks of ``rng.integers(0, n, (n_boot, n))``.
+
+    Drawn block by block, the values are exactly those of the one big array (the generator's stream is
+    consumed in the same order), so results do not change, but memory no longer grows as n_boot · n.
+    ``width``: how many (rows, n)-sized arrays the caller builds per block (to keep their sum bounded).
+    """
+    rows = max(1, BOOTSTRAP_BLOCK_ELEMENTS // max(1, n * width))
+    for lo in range(0, n_boot, rows):
+        yield lo, rng.integers(0, n, size=(min(rows, n_boot - lo), n))
+
+
 def bootstrap_metric(
     values: Sequence[float] | np.ndarray,
     statistic: Callable[[np.ndarray], float] = np.mean,
@@ -40,11 +56,12 @@ def bootstrap_metric(
         return Metric(float("nan"), None, None, 0)
     point = float(statistic(v))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    if statistic is np.mean:
-        boots = v[idx].mean(axis=1)
-    else:
-        boots = np.array([statistic(v[i]) for i in idx])
+    boots = np.empty(n_boot, dtype=np.float64)
+    for lo, idx in bootstrap_blocks(rng, n, n_boot):  # bounded memory; the same draws as one (n_boot, n) array
+        if statistic is np.mean:
+            boots[lo:lo + len(idx)] = v[idx].mean(axis=1)
+        else:
+            boots[lo:lo + len(idx)] = [statistic(v[i]) for i in idx]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
     return Metric(point, float(low), float(high), n)
