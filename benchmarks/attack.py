@@ -51,6 +51,73 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
+def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int = 3, eps: float = 4 / 255,
+        verbose: bool = True) -> dict:
+    """Best-of-``repeats`` seconds of each attack and medrep's speed-up over each peer (their time / ours)."""
+    from medrep.data import load_dataset
+    from medrep.models import load_encoder
+    from medrep.models.demo import weights_path
+    from medrep.robustness import Collide, LinfPGD, Representation, representation_loss
+
+    spec = model
+    if spec is None:
+        try:
+            spec = "demo-vit" if weights_path("demo-vit").exists() else "demo-cnn"
+        except Exception:
+            spec = "demo-cnn"
+    enc = load_encoder(spec)
+    test = load_dataset(f"demo?n_train=0&n_val=0&n_test={2 * batch}").split("test")
+    imgs = torch.stack([test[i].image for i in range(2 * batch)]).to(enc.device)
+    x, guide = imgs[:batch], imgs[batch:]
+    y = torch.as_tensor(test.labels[:batch], device=enc.device)
+    alpha = 2.5 * eps / steps
+    with torch.no_grad():
+        target = enc.embed(guide)
+    work = batch * steps
+    header = (f"model {enc.name}, batch {batch}, {steps} steps, eps {eps * 255:g}/255 L∞, "
+              f"{torch.get_num_threads()} threads, device {enc.device}")
+    if verbose:
+        print(header)
+
+    attack = LinfPGD(steps=steps, step_size=alpha)
+    loss_fn = representation_loss(enc, Representation(), Collide(), target)
+    t_medrep = _best(lambda: attack.run(loss_fn, x, eps, final_loss=False), repeats)
+
+    rows = [("medrep LinfPGD (collide, representation)", t_medrep)]
+    times = {"medrep": t_medrep}
+    if enc.has_head:
+        import torchattacks
+
+        ta = torchattacks.PGD(_Logits(enc).eval(), eps=eps, alpha=alpha, steps=steps, random_start=False)
+        times["torchattacks"] = _best(lambda: ta(x, y), repeats)
+        rows.append(("torchattacks PGD (logit cross-entropy)", times["torchattacks"]))
+    elif verbose:
+        print("(model has no head: torchattacks needs logits, skipped)")
+
+    from art.attacks.evasion import FeatureAdversariesPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = nn.Sequential(_Embed(enc)).eval()  # layer 0 = the representation
+        est = PyTorchClassifier(net, loss=nn.MSELoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(target.shape[1]),
+                                clip_values=(0.0, 1.0), device_type="gpu" if enc.device.type == "cuda" else "cpu")
+        fa = FeatureAdversariesPyTorch(est, delta=eps, layer=0, max_iter=steps, step_size=alpha,
+                                       batch_size=batch, verbose=False)
+        xn, gn = x.cpu().numpy(), guide.cpu().numpy()
+        times["art"] = _best(lambda: fa.generate(xn, gn), repeats)
+        rows.append(("ART FeatureAdversariesPyTorch (PGD mode)", times["art"]))
+
+    if verbose:
+        print(f"{'attack':<44}{'time s':>9}{'img·steps/s':>13}{'medrep ×':>10}")
+        for name, t in rows:
+            print(f"{name:<44}{t:>9.3f}{work / t:>13.1f}{t / t_medrep:>10.2f}")
+        print("medrep × = that attack's time / medrep's time (goal: ≥ 1.0 vs torchattacks, ≥ 3 vs ART)")
+    _ = np  # numpy is ART's interface
+    return {"model": enc.name, "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "seconds": times,
+            "ratios": {k: v / t_medrep for k, v in times.items() if k != "medrep"}, "setting": header}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model spec (default: demo-vit if its weights exist, else demo-cnn)")
@@ -62,61 +129,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from medrep.data import load_dataset
-    from medrep.models import load_encoder
-    from medrep.models.demo import weights_path
-    from medrep.robustness import Collide, LinfPGD, Representation, representation_loss
-
-    spec = args.model
-    if spec is None:
-        try:
-            spec = "demo-vit" if weights_path("demo-vit").exists() else "demo-cnn"
-        except Exception:
-            spec = "demo-cnn"
-    enc = load_encoder(spec)
-    test = load_dataset(f"demo?n_train=0&n_val=0&n_test={2 * args.batch}").split("test")
-    imgs = torch.stack([test[i].image for i in range(2 * args.batch)]).to(enc.device)
-    x, guide = imgs[: args.batch], imgs[args.batch:]
-    y = torch.as_tensor(test.labels[: args.batch], device=enc.device)
-    alpha = 2.5 * args.eps / args.steps
-    with torch.no_grad():
-        target = enc.embed(guide)
-    work = args.batch * args.steps
-    print(f"model {enc.name}, batch {args.batch}, {args.steps} steps, eps {args.eps * 255:g}/255 L∞, "
-          f"{torch.get_num_threads()} threads, device {enc.device}")
-
-    attack = LinfPGD(steps=args.steps, step_size=alpha)
-    loss_fn = representation_loss(enc, Representation(), Collide(), target)
-    t_medrep = _best(lambda: attack.run(loss_fn, x, args.eps, final_loss=False), args.repeats)
-
-    rows = [("medrep LinfPGD (collide, representation)", t_medrep)]
-    if enc.has_head:
-        import torchattacks
-
-        ta = torchattacks.PGD(_Logits(enc).eval(), eps=args.eps, alpha=alpha, steps=args.steps, random_start=False)
-        rows.append(("torchattacks PGD (logit cross-entropy)", _best(lambda: ta(x, y), args.repeats)))
-    else:
-        print("(model has no head: torchattacks needs logits, skipped)")
-
-    from art.attacks.evasion import FeatureAdversariesPyTorch
-    from art.estimators.classification import PyTorchClassifier
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = nn.Sequential(_Embed(enc)).eval()  # layer 0 = the representation
-        est = PyTorchClassifier(net, loss=nn.MSELoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(target.shape[1]),
-                                clip_values=(0.0, 1.0), device_type="gpu" if enc.device.type == "cuda" else "cpu")
-        fa = FeatureAdversariesPyTorch(est, delta=args.eps, layer=0, max_iter=args.steps, step_size=alpha,
-                                       batch_size=args.batch, verbose=False)
-        xn, gn = x.cpu().numpy(), guide.cpu().numpy()
-        rows.append(("ART FeatureAdversariesPyTorch (PGD mode)", _best(lambda: fa.generate(xn, gn), args.repeats)))
-
-    print(f"{'attack':<44}{'time s':>9}{'img·steps/s':>13}{'medrep ×':>10}")
-    for name, t in rows:
-        print(f"{name:<44}{t:>9.3f}{work / t:>13.1f}{t / t_medrep:>10.2f}")
-    print("medrep × = that attack's time / medrep's time (goal: ≥ 1.0 vs torchattacks, ≥ 3 vs ART)")
-    _ = np  # numpy is ART's interface
+    run(args.model, args.batch, args.steps, args.repeats, args.eps)
 
 
 if __name__ == "__main__":
