@@ -54,14 +54,21 @@ class CacheEntry:
         meta_path = self._progress_path(index)
         if not meta_path.exists() or not self.chunk_path(index).exists():
             return None
+        bad = meta_path  # the file named in the warning: the record until it parses, then the array
         try:
             meta = json.loads(meta_path.read_text())
-            array = load_array_checked(self.chunk_path(index), meta["digest"])
+            if not isinstance(meta, dict):
+                raise ValueError("not a chunk record")
+            bad = self.chunk_path(index)
+            array = load_array_checked(bad, meta["digest"])
             if meta.get("ids") != expected_ids or array.shape[0] != meta["rows"]:
-                raise MedrepError("chunk does not hold the expected items", where=str(self.chunk_path(index)))
+                raise ValueError("chunk does not hold the expected items")
             return array
-        except (MedrepError, ValueError, KeyError) as err:
-            warnings.warn(f"embedding cache: discarding damaged chunk ({err}); it will be recomputed", stacklevel=2)
+        except (MedrepError, ValueError, KeyError, TypeError, OSError) as err:
+            why = str(err).removeprefix(f"{err.where}: ") if isinstance(err, MedrepError) and err.where else str(err)
+            named = str(bad) if bad == meta_path else f"{bad} (checked against its record {meta_path})"
+            warnings.warn(f"embedding cache: discarding damaged chunk {named}: {why or type(err).__name__}; "
+                          "it will be recomputed", stacklevel=2)
             for p in (meta_path, self.chunk_path(index)):
                 p.unlink(missing_ok=True)
             return None
@@ -76,13 +83,14 @@ class CacheEntry:
             return None
         try:
             meta = json.loads(marker.read_text())
-        except ValueError:
+        except (ValueError, OSError):
             meta = None
         parts = []
-        chunk_size = meta.get("chunk_size") if meta else None
-        if meta is None or not chunk_size:
-            self.discard("unreadable completion record")
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) and meta[k] > 0 for k in ("chunk_size", "chunks")) \
+                or not isinstance(meta.get("rows"), int):
+            self.discard(f"unreadable completion record {marker}")
             return None
+        chunk_size = meta["chunk_size"]
         for i in range(meta["chunks"]):
             chunk = self.read_chunk(i, expected_ids[i * chunk_size : (i + 1) * chunk_size])
             if chunk is None:
@@ -91,7 +99,7 @@ class CacheEntry:
             parts.append(chunk)
         array = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         if array.shape[0] != meta["rows"] or array.shape[0] != len(expected_ids):
-            self.discard(f"row count {array.shape[0]} does not match the record ({meta['rows']})")
+            self.discard(f"row count {array.shape[0]} does not match the record {marker} ({meta['rows']})")
             return None
         return array
 
