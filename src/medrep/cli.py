@@ -63,10 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     set_quiet(args.quiet)
-    if args.threads:
-        import torch
+    import torch
 
+    if args.threads:
         torch.set_num_threads(args.threads)
+    # Seed torch's global generator: a model built with random weights (``timm:NAME?pretrained=false``)
+    # is then the same model in every run, so its cache keys, --resume and results.json are reproducible.
+    torch.manual_seed(int(getattr(args, "seed", 0) or 0))
     if not args.debug:
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)

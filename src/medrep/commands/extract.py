@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--chunk-size", type=int, default=1024,
+                   help="items per cache chunk: an interrupted run loses at most one chunk of work")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished chunks are always reused from the cache)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
@@ -28,13 +30,17 @@ def run(args: argparse.Namespace) -> int:
     from medrep.features.extract import extract_embeddings
     from medrep.manifest import build_manifest, write_manifest
 
+    if args.chunk_size < 1:
+        from medrep.errors import MedrepError
+
+        raise MedrepError("must be at least 1", where="--chunk-size")
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     data = load_data(args, skipped=skipped)
     encoder = load_model(args.model, args)
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
-                             cache=make_cache(args), num_workers=args.workers, dtype=args.dtype,
+                             cache=make_cache(args), chunk_size=args.chunk_size, num_workers=args.workers, dtype=args.dtype,
                              skip_bad=args.skip_bad, skipped=skipped, backend=backend)
     emb.check_finite()
     emb.to_parquet(out / "embeddings.parquet")
