@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_explain_outputs(result, out)
     write_manifest(out, build_manifest(
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
-        data=data.describe(), output={k: str(v.name) for k, v in paths.items()}))
+        data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
+        timing={"seconds_per_image": result.seconds_per_image}))
     print(result.format_table())
     print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

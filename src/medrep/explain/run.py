@@ -58,7 +58,7 @@ class ExplainResult:
     ids: list[str]
     mask_area: dict[str, float]
     settings: dict[str, Any]
-    seconds_per_image: dict[str, float] = field(default_factory=dict)
+    seconds_per_image: dict[str, float] = field(default_factory=dict)  # wall-clock: the manifest's, not results.json's
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
 
     def table(self) -> list[dict[str, Any]]:
@@ -84,7 +84,6 @@ class ExplainResult:
             "mask_area": self.mask_area,
             "n_images": len(self.ids),
             "ids": self.ids,
-            "seconds_per_image": self.seconds_per_image,
             "settings": self.settings,
         }
 
