@@ -140,7 +140,11 @@ def _decode(ds, index: int | None, where: str) -> np.ndarray:
     from pydicom.pixels import get_decoder, pixel_array
 
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if ts is not None and ts.is_compressed:
+    try:
+        compressed = ts is not None and ts.is_compressed
+    except ValueError:  # pydicom: "UID is not a transfer syntax"
+        raise BadInputError(f"file meta names {str(ts)!r} as its transfer syntax, which is not one", where=where) from None
+    if compressed:
         try:
             decoder = get_decoder(ts)
         except NotImplementedError:
