@@ -110,6 +110,8 @@ class LinearCKA:
         denom = np.sqrt(max(xx, 0.0) * max(yy, 0.0))
         if denom == 0:
             return float("nan")  # a constant space: similarity is undefined
+        if not self.unbiased:  # in [0, 1] by Cauchy–Schwarz; only rounding can step outside (1 + 7e-8 seen)
+            return float(min(max(xy / denom, 0.0), 1.0))
         return float(xy / denom)
 
 
