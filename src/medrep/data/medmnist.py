@@ -73,7 +73,10 @@ def _labels(arr: np.ndarray, key: str, n: int, label_column: int | None, where: 
     return arr
 
 
-def load_medmnist(path, options: dict[str, str] | None = None) -> ImageDataset:
+def load_medmnist(path, options: dict[str, str] | None = None, skip_bad: bool = False,
+                  skipped: SkipLog | None = None) -> ImageDataset:
+    """``skip_bad``: images holding NaN / infinite values are left out (listed in ``skipped``) instead of
+    failing the whole file; every other problem is a problem of the file and still raises."""
     p = as_path(path)
     where = show_path(p)
     opts = dict(options or {})
@@ -96,12 +99,25 @@ def load_medmnist(path, options: dict[str, str] | None = None) -> ImageDataset:
     present = [s for s in SPLITS if f"{s}_images" in data]
     if not present:
         raise MedrepError(f"no train_images / val_images / test_images arrays (found: {', '.join(sorted(data)) or 'none'})", where=where)
-    images, labels = {}, {}
+    images, labels, kept = {}, {}, {}
     for s in present:
         if f"{s}_labels" not in data:
             raise MedrepError(f"{s}_images has no matching {s}_labels array", where=where)
-        images[s] = _images(data[f"{s}_images"], f"{s}_images", where)
-        labels[s] = _labels(data[f"{s}_labels"], f"{s}_labels", images[s].shape[0], label_column, where)
+        raw = data[f"{s}_images"]
+        if skip_bad and raw.dtype.kind == "f" and raw.ndim >= 3:
+            finite = np.isfinite(raw.reshape(raw.shape[0], -1)).all(axis=1)
+            if not finite.all():
+                if not finite.any():
+                    raise BadInputError(f"every image of {s}_images contains NaN or infinite values", where=where)
+                for i in np.flatnonzero(~finite):
+                    (skipped if skipped is not None else SkipLog()).add(
+                        f"{s}/{i:06d}", f"{where}: {s}_images[{i}] contains NaN or infinite values")
+                kept[s] = np.flatnonzero(finite)
+        keep = kept.get(s)
+        images[s] = _images(raw if keep is None else raw[keep], f"{s}_images", where)
+        labels[s] = _labels(data[f"{s}_labels"], f"{s}_labels", raw.shape[0] if raw.ndim else 0, label_column, where)
+        if keep is not None:
+            labels[s] = labels[s][keep]
     shapes = {images[s].shape[1:] for s in present}
     if len(shapes) > 1:
         raise BadInputError(f"splits differ in image shape {sorted(shapes)}", where=where)
@@ -117,13 +133,14 @@ def load_medmnist(path, options: dict[str, str] | None = None) -> ImageDataset:
             images=images[s],
             labels=labels[s],
             classes=classes,
-            ids=[f"{s}/{i:06d}" for i in range(len(labels[s]))],
+            ids=[f"{s}/{i:06d}" for i in (kept[s] if s in kept else range(len(labels[s])))],
             name=f"{where}:{s}",
-            digest=digest_json({"npz": file_digest, "split": s, "label_column": label_column, "classes": classes}),
+            digest=digest_json({"npz": file_digest, "split": s, "label_column": label_column, "classes": classes,
+                                **({"kept": kept[s].tolist()} if s in kept else {})}),
         )
     return SplitDataset(parts, name=where)
 
 
 @register_data_scheme("medmnist", detect=lambda p: p.lower().endswith(".npz") and Path(p).is_file())
 def _load(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
-    return load_medmnist(spec.name, spec.options)
+    return load_medmnist(spec.name, spec.options, skip_bad=skip_bad, skipped=skipped)
