@@ -54,6 +54,8 @@ class EncoderRecipe:
             encoder = load_encoder(self.spec["spec"], trust_remote_code=self.spec.get("trust_remote_code", False))
         if self.device == "auto":
             device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
+        elif str(self.device).startswith("cuda"):
+            device = torch.device("cuda")  # the GPU Ray gave this actor (it sees only that one)
         else:
             device = torch.device(self.device)
         encoder = encoder.to(device)
@@ -165,6 +167,8 @@ class RayBackend:
     def _pool_shape(self) -> tuple[int, float]:
         res = ray.cluster_resources()
         gpus = float(res.get("GPU", 0)) if not str(self.device).startswith("cpu") else 0.0
+        if str(self.device).startswith("cuda") and gpus <= 0:
+            raise MedrepError("the Ray cluster has no GPUs; use --device auto or cpu with --backend ray", where="--device")
         if self.workers is not None:
             n = self.workers
         elif gpus >= 1:
