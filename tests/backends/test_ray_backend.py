@@ -151,3 +151,16 @@ def test_explain_ray_matches_local(backend, demo_cnn_small):
         for key, values in local.per_image[method].items():
             np.testing.assert_allclose(remote.per_image[method][key], values, atol=1e-5)
         np.testing.assert_allclose(remote.gallery["maps"][method], local.gallery["maps"][method], atol=1e-5)
+
+
+def test_audit_runs_its_analyses_on_the_chosen_backend(monkeypatch, tmp_path):
+    import medrep.audit
+    from medrep.backends import current_backend
+    from medrep.cli import main
+
+    seen = []
+    monkeypatch.setattr(medrep.audit, "load_config", lambda path: {"config": path})
+    monkeypatch.setattr(medrep.audit, "run_audit", lambda config, out, **kw: seen.append(current_backend()))
+    assert main(["audit", "cfg.yaml", "--out", str(tmp_path / "a"), "--backend", "ray", "--ray-workers", "1"]) == 0
+    assert seen[0].name == "ray" and seen[0].workers == 1  # no cluster is needed until work is sent
+    assert current_backend().name == "local"  # only inside the audit
