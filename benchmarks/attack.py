@@ -83,6 +83,12 @@ def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int
     loss_fn = representation_loss(enc, Representation(), Collide(), target)
     t_medrep = _best(lambda: attack.run(loss_fn, x, eps, final_loss=False), repeats)
 
+    def floor():  # the network alone: one forward + backward of the same loss per step, nothing else
+        for _ in range(steps):
+            xx = x.detach().clone().requires_grad_(True)
+            torch.autograd.grad(loss_fn(xx).sum(), xx)
+
+    t_floor = _best(floor, repeats)
     rows = [("medrep LinfPGD (collide, representation)", t_medrep)]
     times = {"medrep": t_medrep}
     if enc.has_head:
@@ -113,9 +119,12 @@ def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int
         for name, t in rows:
             print(f"{name:<44}{t:>9.3f}{work / t:>13.1f}{t / t_medrep:>10.2f}")
         print("medrep × = that attack's time / medrep's time (goal: ≥ 1.0 vs torchattacks, ≥ 3 vs ART)")
+        print(f"network floor (forward + backward per step, nothing else): {t_floor:.3f} s = "
+              f"{t_floor / t_medrep:.0%} of medrep's time")
     _ = np  # numpy is ART's interface
     return {"model": enc.name, "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "seconds": times,
-            "ratios": {k: v / t_medrep for k, v in times.items() if k != "medrep"}, "setting": header}
+            "ratios": {k: v / t_medrep for k, v in times.items() if k != "medrep"}, "setting": header,
+            "floor": t_floor}
 
 
 def main() -> None:
