@@ -160,3 +160,38 @@ def test_cli_attack(tmp_path, capsys):
     assert "2/255" in capsys.readouterr().out
     assert main(["attack", "--model", spec, "--eps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--eps" in capsys.readouterr().err
+
+
+class _MixedSizes(TensorDataset):
+    """Every other item at 48 px instead of the phantoms' 64 px (as in a DICOM set of CT and MR slices)."""
+
+    def _load(self, index):
+        item = super()._load(index)
+        if index % 2:
+            big = torch.nn.functional.interpolate(item.image[None], size=(48, 48), mode="bilinear", align_corners=False)[0]
+            mask = None if item.mask is None else (
+                torch.nn.functional.interpolate(item.mask[None, None].float(), size=(48, 48), mode="nearest")[0, 0] > 0.5)
+            item = type(item)(item.id, big, item.label, mask, item.caption)
+        return item
+
+
+def test_mixed_size_data_is_attacked_and_explained_at_the_models_size(tiny_encoder, small_phantoms):
+    from medrep.data.base import collate, resize_item
+    from medrep.explain.run import run_explain
+
+    test = small_phantoms.split("test").limit(6, seed=0)
+    items = [test[i] for i in range(len(test))]
+    mixed = _MixedSizes(torch.stack([it.image for it in items]), [it.label for it in items], small_phantoms.classes,
+                        ids=[it.id for it in items], masks=torch.stack([it.mask for it in items]))
+    assert {tuple(mixed[i].image.shape) for i in range(6)} == {(1, 64, 64), (1, 48, 48)}  # neither is the model's 32 px
+    with pytest.raises(MedrepError, match="differ in shape"):
+        collate([mixed[0], mixed[1]])
+    batch = collate([mixed[0], mixed[1]], size=(32, 32))
+    assert batch["image"].shape == (2, 1, 32, 32) and batch["mask"].dtype == torch.bool
+    # the resize is the encoder's own: same bilinear + antialias as its preprocessing
+    ref = torch.nn.functional.interpolate(mixed[1].image[None], size=(32, 32), mode="bilinear", align_corners=False, antialias=True)[0]
+    assert torch.allclose(resize_item(mixed[1], (32, 32)).image, ref.clamp(0, 1))
+    r = run_attack(tiny_encoder, mixed, objective="push", eps=[4 / 255], steps=2, batch_size=6, noise_sigma=0.01, noise_draws=2, n_boot=50)
+    assert r.summaries[0]["metrics"]["psnr_mean"]["n"] == 6
+    e = run_explain(tiny_encoder, mixed, methods=["gradcam", "random"], metrics=["pointing"], batch_size=6, n_boot=50)
+    assert e.to_dict()["n_images"] == 6

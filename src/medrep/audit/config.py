@@ -50,6 +50,9 @@ SCHEMA: dict[str, Any] = {
             "random_start": _f((bool, type(None)), None),
             "target": _f(str, "image", choices=("image", "centroid")),
             "limit": _f((int, type(None)), 96, help="number of source images (pairs)", minimum=1),
+            "batch_size": _f(int, 32, minimum=1, help="images attacked together"),
+            "noise_sigma": _f(list, [0.005, 0.01, 0.03], list_of=NUM, help="σ values of the noise-consistency detector"),
+            "noise_draws": _f(int, 8, minimum=1, help="noisy copies per image for the detector"),
         },
         "explain": {
             "enabled": _f(bool, True),
@@ -188,6 +191,10 @@ def _yaml_problem(err) -> str:
 def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     """The embedded default audit: phantoms, demo-vit, demo-cnn, minilm."""
     config = validate_config({"title": "medrep demo audit: lesion phantoms", "seed": seed})
+    # Sized so the whole demo stays within a few minutes on 2 CPU cores; the attacks' fuller settings
+    # (200 pairs, 50 steps) are a `medrep attack` call away.
+    config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], steps=10,
+                                            noise_sigma=[0.01, 0.03], noise_draws=4)
     if fast:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)

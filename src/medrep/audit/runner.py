@@ -156,8 +156,8 @@ class Audit:
                 enc = self._encoders[spec]
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                                    target=cfg["target"], batch_size=min(self.config["batch_size"], 32),
-                                    seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500))
+                                    target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
+                                    noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500))
                 d = out / f"{_safe(spec)}-{objective}"
                 paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()

@@ -5,6 +5,7 @@ Normalisation belongs to the Encoder, so attacks and overlays act on what the us
 from __future__ import annotations
 
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -255,8 +256,28 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def collate(items: Sequence[Item]) -> dict[str, Any]:
-    """Stack items of one size into a batch; differing sizes are an input problem named by id."""
+def resize_item(item: Item, size: Sequence[int], interpolation: str = "bilinear") -> Item:
+    """The item at ``size`` (H, W): image with ``interpolation``, mask with nearest neighbour (stays binary)."""
+    size = tuple(int(v) for v in size)
+    if tuple(item.image.shape[-2:]) == size:
+        return item
+    import torch.nn.functional as F
+
+    kw = {"align_corners": False, "antialias": True} if interpolation in ("bilinear", "bicubic") else {}
+    image = F.interpolate(item.image[None].float(), size=size, mode=interpolation, **kw)[0].clamp(0, 1)
+    mask = None
+    if item.mask is not None:
+        m = torch.as_tensor(item.mask)
+        mask = F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].to(m.dtype)
+    return dataclasses.replace(item, image=image, mask=mask)
+
+
+def collate(items: Sequence[Item], size: Sequence[int] | None = None, interpolation: str = "bilinear") -> dict[str, Any]:
+    """Stack items into a batch.  With ``size`` (the model's input size) items of other sizes are resized
+    first, so mixed-size data (e.g. DICOM series) batch; without it, differing sizes are an input
+    problem named by id."""
+    if size is not None:
+        items = [resize_item(it, size, interpolation) for it in items]
     shapes = {tuple(it.image.shape) for it in items}
     if len(shapes) > 1:
         raise BadInputError(

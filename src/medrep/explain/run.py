@@ -169,7 +169,9 @@ class ExplainJob:
     def run(self, encoder: Encoder, dataset: ImageDataset, bi: int, progress: Any = None) -> dict[str, Any]:
         start = bi * self.batch_size
         with evaluation(encoder):
-            batch = collate([dataset[i] for i in self.indices[start:start + self.batch_size]])
+            # maps and masks at the model's input size, so mixed-size data batches
+            batch = collate([dataset[i] for i in self.indices[start:start + self.batch_size]],
+                            size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
             pixels = batch["image"].to(encoder.device, encoder.dtype)
             masks = batch["mask"].to(encoder.device)
             if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):

@@ -137,7 +137,9 @@ class AttackJob:
         device = encoder.device
         out_units: dict[int, dict[str, np.ndarray]] = {}
         with evaluation(encoder):
-            batch = collate([dataset[i] for i in range(lo, hi)])
+            # at the model's input size: mixed-size data batches, and ε is measured on the pixels the model sees
+            fit = dict(size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
+            batch = collate([dataset[i] for i in range(lo, hi)], **fit)
             x = batch["image"].to(device)
             y = self.labels[lo:hi]
             ty = self.target_labels[lo:hi]
@@ -148,7 +150,7 @@ class AttackJob:
                         zt = torch.as_tensor(np.stack([self.centroids[int(t)] for t in ty]), dtype=z.dtype, device=device)
                         xt = None
                     else:
-                        xt = collate([dataset[int(j)] for j in self.target_idx[lo:hi]])["image"].to(device)
+                        xt = collate([dataset[int(j)] for j in self.target_idx[lo:hi]], **fit)["image"].to(device)
                         zt = rep(encoder, xt)
                 else:
                     zt, xt = None, None
@@ -442,7 +444,8 @@ def _train_representations(encoder: Encoder, rep: Representation, train: ImageDa
     out = []  # a user callable cannot be keyed in the content cache: embed directly
     with progress_bar("clean training representations", len(train)) as bar, torch.no_grad():
         for lo in range(0, len(train), batch_size):
-            batch = collate([train[i] for i in range(lo, min(len(train), lo + batch_size))])
+            batch = collate([train[i] for i in range(lo, min(len(train), lo + batch_size))],
+                            size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
             out.append(rep(encoder, batch["image"].to(encoder.device)).float().cpu().numpy())
             bar.advance(len(batch["id"]))
     return np.concatenate(out), np.asarray(train.labels)
