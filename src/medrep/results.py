@@ -30,6 +30,13 @@ class Metric:
 BOOTSTRAP_BLOCK_ELEMENTS = 1 << 20
 
 
+def metric_rows(group: str, metrics: dict[Any, dict[str, "Metric"]]) -> list[dict[str, Any]]:
+    """Long-format rows (group, metric, value, low, high, n) from {group value: {metric name: Metric}} —
+    the CSV every analysis writes beside its results.json."""
+    return [{group: g, "metric": name, "value": m.value, "low": m.low, "high": m.high, "n": m.n}
+            for g, ms in metrics.items() for name, m in ms.items()]
+
+
 def bootstrap_blocks(rng: np.random.Generator, n: int, n_boot: int, width: int = 1):
     """Yield (first replicate, (rows, n) resample indices) blocks of ``rng.integers(0, n, (n_boot, n))``.
 

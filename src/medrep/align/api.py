@@ -13,7 +13,7 @@ from medrep.align.anchors import parse_anchor_counts, select_anchors
 from medrep.align.estimators import ESTIMATORS, Translator
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.errors import MedrepError
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
 METRIC_HELP = {
@@ -63,11 +63,7 @@ class AlignResult:
         return self.by_anchors[max(self.by_anchors)] if self.by_anchors else {}
 
     def table(self) -> list[dict[str, Any]]:
-        rows = []
-        for n in sorted(self.by_anchors):
-            for name, m in self.by_anchors[n].items():
-                rows.append({"anchors": n, "metric": name, "value": m.value, "low": m.low, "high": m.high, "n": m.n})
-        return rows
+        return metric_rows("anchors", {n: self.by_anchors[n] for n in sorted(self.by_anchors)})
 
     def to_dict(self) -> dict[str, Any]:
         return {

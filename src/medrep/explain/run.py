@@ -24,7 +24,7 @@ from medrep.explain.scores import TOPK_PERCENTS, iou_topk, mask_area, pointing_g
 from medrep.explain.targets import Target
 from medrep.models.base import Encoder, evaluation
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
@@ -63,11 +63,7 @@ class ExplainResult:
 
     def table(self) -> list[dict[str, Any]]:
         """Rows (method, metric, value, low, high, n) — the CSV and the report's table."""
-        rows = []
-        for method in self.methods:
-            for key, m in self.metrics[method].items():
-                rows.append({"method": method, "metric": key, "value": m.value, "low": m.low, "high": m.high, "n": m.n})
-        return rows
+        return metric_rows("method", {method: self.metrics[method] for method in self.methods})
 
     def to_dict(self) -> dict[str, Any]:
         return {
