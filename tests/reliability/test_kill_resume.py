@@ -84,3 +84,64 @@ def test_killed_attack_resumes_to_identical_results(cli, reference_attack, tmp_p
     # results.json holds no timings or paths (those live in manifest.json): byte-identical
     assert (out / "results.json").read_bytes() == reference_attack
     assert json.loads(reference_attack)["results"][1]["metrics"]["relative_change"]["value"] > 0
+
+
+EXPLAIN_BATCH = 3  # explain: 8 batches of the masked test images
+
+
+def explain_args(cli, out, cache):
+    return ["explain", "--model", cli.TINY, "--data", cli.DATA, "--split", "test", "--batch-size", str(EXPLAIN_BATCH),
+            "--methods", "rollout,gradcam", "--metrics", "pointing,iou,deletion", "--steps", "4", "--limit", "24",
+            "--seed", "5", "--out", str(out), "--cache-dir", str(cache), "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reference_explain(cli, tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain-ref")
+    assert cli.in_process(explain_args(cli, root / "out", root / "cache")) == 0
+    return (root / "out" / "results.json").read_bytes()
+
+
+@pytest.mark.parametrize("unit, delay", kill_points(4, k=1))
+def test_killed_explain_resumes_to_identical_results(cli, reference_explain, tmp_path, capsys, unit, delay):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rc, err = cli.run_and_kill(explain_args(cli, out, cache), out / "partial", f"b{unit:05d}.json", delay)
+    assert rc == -signal.SIGKILL, f"the run ended on its own (rc={rc}) before it could be killed: {err[-2000:]}"
+    capsys.readouterr()
+    assert cli.in_process(explain_args(cli, out, cache)) == 2  # partial results are never silently reused
+    assert "--resume" in capsys.readouterr().err
+    done = cli.subprocess(explain_args(cli, out, cache) + ["--resume"])
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.json").read_bytes() == reference_explain
+    assert json.loads(reference_explain)["n_images"] > 0
+
+
+def _audit_config(cli, path):
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "title": "killed audit", "data": cli.DATA, "models": [cli.TINY], "text": None, "seed": 3, "n_boot": 50,
+        "analyses": {
+            "robustness": {"objectives": ["push"], "eps": [4 / 255], "steps": 3, "limit": 16, "batch_size": 4,
+                           "noise_sigma": [0.01], "noise_draws": 2},
+            "explain": {"methods": ["gradcam"], "metrics": ["pointing"], "limit": 8, "steps": 4},
+            "features": {"enabled": False}, "overlay": {"enabled": False}, "alignment": {"enabled": False},
+        }}))
+    return path
+
+
+def test_killed_audit_resumes_to_identical_results(cli, tmp_path, capsys):
+    config = _audit_config(cli, tmp_path / "audit.yaml")
+    ref, out, cache = tmp_path / "ref", tmp_path / "out", tmp_path / "cache"
+    assert cli.in_process(["audit", str(config), "--out", str(ref), "--cache-dir", str(cache), "--quiet"]) == 0
+    assert not list(ref.rglob("partial"))  # a finished audit keeps no partial results
+
+    argv = ["audit", str(config), "--out", str(out), "--cache-dir", str(tmp_path / "cache2"), "--quiet"]
+    rc, err = cli.run_and_kill(argv, out, "b00001_e00.json", 0.0)
+    assert rc == -signal.SIGKILL, f"the audit ended on its own (rc={rc}): {err[-2000:]}"
+    capsys.readouterr()
+    assert cli.in_process(argv) == 2  # refused without --resume, before any work
+    assert "--resume" in capsys.readouterr().err
+    assert cli.in_process(argv + ["--resume"]) == 0
+    assert (out / "results.json").read_bytes() == (ref / "results.json").read_bytes()
+    assert not list(out.rglob("partial"))

@@ -21,6 +21,7 @@ from medrep.audit.config import validate_config
 from medrep.errors import MedrepError
 from medrep.io import atomic_write, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
+from medrep.partial import discard_partials
 from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
@@ -69,8 +70,8 @@ def _log(msg: str) -> None:
 
 
 class Audit:
-    def __init__(self, config: dict[str, Any], out: Path, cache, device: str):
-        self.config, self.out, self.cache, self.device = config, out, cache, device
+    def __init__(self, config: dict[str, Any], out: Path, cache, device: str, resume: bool = False):
+        self.config, self.out, self.cache, self.device, self.resume = config, out, cache, device, resume
         self.results: dict[str, Any] = {}
         self.sections: list[Section] = []
         self.scorecard: dict[str, dict[str, Any]] = {}
@@ -157,7 +158,8 @@ class Audit:
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
                                     target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
-                                    noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500))
+                                    noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
+                                    out_dir=out / f"{_safe(spec)}-{objective}", resume=self.resume)
                 d = out / f"{_safe(spec)}-{objective}"
                 paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()
@@ -204,7 +206,7 @@ class Audit:
             methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500))
+                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=out / _safe(spec), resume=self.resume)
             d = out / _safe(spec)
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
@@ -393,17 +395,25 @@ def _caption(key: str) -> str:
 
 
 def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = None, use_cache: bool = True,
-              device: str = "auto", arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+              device: str = "auto", arguments: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
     """Run the enabled analyses and write report.html, results.json, scorecard.csv, tables/*.csv and manifest.json
-    into ``out``; returns the results (the content of results.json)."""
+    into ``out``; returns the results (the content of results.json).
+
+    Attacks and explanations keep every finished batch under ``out/<stage>/…/partial/`` (embeddings live
+    in the cache): after an interruption ``resume=True`` continues from them and gives the results of an
+    uninterrupted run.  They are removed once the report is written."""
     from medrep import __version__
     from medrep.features.cache import EmbeddingCache
 
     config = validate_config(config)
     out = Path(out)
+    earlier = sorted(out.rglob("partial/run.json")) if out.exists() else []
+    if earlier and not resume:
+        raise MedrepError(f"holds the unfinished work of an earlier audit ({len(earlier)} partial result set(s)); pass "
+                          "--resume to continue it, or choose another --out", where=str(out))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    audit = Audit(config, out, EmbeddingCache(cache_dir, enabled=use_cache), device)
+    audit = Audit(config, out, EmbeddingCache(cache_dir, enabled=use_cache), device, resume=resume)
     _log(f"loading data and {len(config['models'])} model(s) …")
     audit.load()
     analyses = config["analyses"]
@@ -424,7 +434,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
                "sections": [{"id": s.id, "title": s.title, "error": s.error} for s in audit.sections],
                "scorecard": {s: {k: v.get("metric") if isinstance(v, dict) else v for k, v in card.items()}
                              for s, card in audit.scorecard.items()},
-               "tables": table_index, "timings": audit.timings,
+               "tables": table_index,
                **audit.results}
     results = _strict(results)
     write_json_atomic(out / "results.json", results)
@@ -433,6 +443,8 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     report = write_report(out / "report.html", config["title"],
                           f"data: {config['data']} · models: {', '.join(config['models'])} · text: {config['text'] or 'none'}",
                           sections, manifest)
+    for marker in out.rglob("partial/run.json"):
+        discard_partials(marker.parent.parent)
     _log(f"report: {_markup_escape(str(report))} ({manifest['total_seconds']} s)")
     return results
 

@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrep.partial import discard_partials
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args),
         backend=backend)
     paths = write_attack_outputs(result, out)
+    discard_partials(out)
     write_manifest(out, build_manifest(
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
         skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),

@@ -9,6 +9,7 @@ HELP = "run the analyses named in a YAML config and write report.html, results.j
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML file: data, models, text encoder, analyses and their parameters")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted audit in the same --out")
     p.add_argument("--out", default="audit-out", help="output directory (default: audit-out)")
     from medrep.commands.common import add_backend_arguments
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     with use_backend(backend):  # every extraction, attack and explanation of the audit runs there
-        run_audit(config, out, cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
+        run_audit(config, out, cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device, resume=args.resume,
                   arguments=arguments_of(args))
     print(f"wrote {out / 'report.html'}")
     return 0

@@ -13,6 +13,7 @@ HELP = "run the audit on the embedded default: lesion phantoms, demo-vit, demo-c
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue an interrupted audit in the same --out")
     p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast", action="store_true", help="smaller settings (fewer attack pairs and explanation images)")
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         return _summary(args, out)
     run_audit(default_config(seed=args.seed, fast=args.fast), out, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-              device=args.device)
+              device=args.device, resume=args.resume)
     return 0
 
 

@@ -39,11 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrep.partial import discard_partials
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
@@ -69,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
                          steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
                          method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
-                         backend=backend)
+                         backend=backend, out_dir=out, resume=args.resume)
     paths = write_explain_outputs(result, out)
+    discard_partials(out)
     write_manifest(out, build_manifest(
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},

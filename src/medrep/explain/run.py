@@ -22,7 +22,9 @@ from medrep.explain.faithfulness import deletion_auc, insertion_auc
 from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
 from medrep.explain.scores import TOPK_PERCENTS, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target
+from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
+from medrep.partial import PartialStore
 from medrep.progress import progress_bar
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
@@ -223,6 +225,8 @@ def run_explain(
     n_boot: int = 1000,
     cache: Any = None,
     backend: Any = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> ExplainResult:
     """Maps of every method for the images with a non-empty mask, scored against the masks.
 
@@ -231,6 +235,8 @@ def run_explain(
     ``dataset``).  The random and centre baselines are always added unless ``add_baselines=False``.
     ``backend`` (default: the current one, see :mod:`medrep.backends`) runs the batches (Ray: sharded
     over workers); the results are gathered in batch order, so they do not depend on who ran what.
+    With ``out_dir`` every finished batch is kept in ``OUT/partial/``; ``resume=True`` reuses them, and
+    the result equals an uninterrupted run's.
     """
     from medrep.backends import resolve_backend
 
@@ -273,9 +279,23 @@ def run_explain(
                      perturbation_baseline=perturbation_baseline, batch_size=batch_size, seed=seed,
                      gallery_size=gallery_size)
     n_batches = (len(indices) + batch_size - 1) // batch_size
+    store = PartialStore(out_dir, digest_json({
+        "model": encoder.fingerprint, "data": dataset.content_digest(), "indices": indices, "methods": methods,
+        "metrics": list(metrics), "target": target, "topk": list(topk), "steps": steps, "upsampling": upsampling,
+        "baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "gallery_size": gallery_size,
+        "method_options": method_options,
+        "references": None if references is None else digest_bytes(references.detach().float().cpu().numpy().tobytes()),
+    }), resume)
     outs: dict[int, dict[str, Any]] = {}
     with evaluation(encoder), progress_bar(f"explain {encoder.name}", n_batches * len(methods)) as bar:
-        for bi, out in backend.map(job, encoder, dataset, list(range(n_batches)), progress=bar):
+        for bi in range(n_batches):
+            got = store.load(f"b{bi:05d}")
+            if got is not None:
+                outs[bi] = _unpack_batch(*got, methods)
+                bar.advance(len(methods))
+        todo = [bi for bi in range(n_batches) if bi not in outs]
+        for bi, out in backend.map(job, encoder, dataset, todo, progress=bar):
+            store.save(f"b{bi:05d}", *_pack_batch(out))  # the caller writes every partial, whichever worker ran it
             outs[bi] = out
     per_image: dict[str, dict[str, list[np.ndarray]]] = {m: {k: [] for k in keys} for m in methods}
     seconds = {m: 0.0 for m in methods}
@@ -323,6 +343,33 @@ def run_explain(
         model=encoder.name, data=data_desc, target=target, methods=methods, metric_names=keys, metrics=summary,
         per_image=values, ids=ids, mask_area=area_stats, settings=settings,
         seconds_per_image={m: s / max(n, 1) for m, s in seconds.items()}, gallery=gal)
+
+
+def _pack_batch(out: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One batch's output as named arrays plus a small JSON record (for OUT/partial/)."""
+    arrays = {"areas": out["areas"], "labels": out["labels"]}
+    for method, scores in out["scores"].items():
+        for key, v in scores.items():
+            arrays[f"score__{method}__{key}"] = v
+    extra: dict[str, Any] = {"ids": out["ids"], "seconds": out["seconds"], "score_keys": {m: list(v) for m, v in out["scores"].items()},
+                             "gallery_ids": None}
+    if out["gallery"] is not None:
+        g = out["gallery"]
+        arrays["gallery_images"], arrays["gallery_masks"] = g["images"], g["masks"]
+        for method, m in g["maps"].items():
+            arrays[f"gallery_map__{method}"] = m
+        extra["gallery_ids"] = g["ids"]
+    return arrays, extra
+
+
+def _unpack_batch(arrays: dict[str, np.ndarray], extra: dict[str, Any], methods: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"ids": extra["ids"], "seconds": extra["seconds"], "areas": arrays["areas"], "labels": arrays["labels"],
+                           "scores": {m: {k: arrays[f"score__{m}__{k}"] for k in extra["score_keys"][m]} for m in methods},
+                           "gallery": None}
+    if extra["gallery_ids"] is not None:
+        out["gallery"] = {"ids": extra["gallery_ids"], "images": arrays["gallery_images"], "masks": arrays["gallery_masks"],
+                          "maps": {m: arrays[f"gallery_map__{m}"] for m in methods}}
+    return out
 
 
 def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: torch.Tensor, target: Target,

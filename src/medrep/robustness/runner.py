@@ -7,8 +7,6 @@ alone, so an interrupted-then-resumed run reproduces the uninterrupted one bit f
 """
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,8 +16,9 @@ import torch
 
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
-from medrep.io import digest_json, load_array_checked, save_array_checked, write_json_atomic
+from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
+from medrep.partial import PartialStore
 from medrep.progress import progress_bar
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
 from medrep.robustness import metrics as M
@@ -451,53 +450,16 @@ def _train_representations(encoder: Encoder, rep: Representation, train: ImageDa
     return np.concatenate(out), np.asarray(train.labels)
 
 
-class _UnitStore:
-    """OUT/partial/: one JSON + checksummed .npy files per finished (batch, ε) unit."""
+class _UnitStore(PartialStore):
+    """One partial per finished (batch, ε) unit."""
 
-    def __init__(self, out_dir: str | Path | None, config_digest: str, resume: bool):
-        self.dir = Path(out_dir) / "partial" if out_dir is not None else None
-        self.digest = config_digest
-        self.resume = resume
-        if self.dir is None:
-            if resume:
-                raise MedrepError("resuming needs the output directory of the interrupted run", where="--resume")
-            return
-        marker = self.dir / "run.json"
-        if marker.exists():
-            try:
-                old = json.loads(marker.read_text()).get("config_digest")
-            except (OSError, ValueError) as err:
-                raise MedrepError(f"unreadable ({err}); delete {self.dir} to start over", where=str(marker)) from err
-            if not resume:
-                raise MedrepError("holds partial results of an earlier run; pass --resume to continue it or choose "
-                                  "another --out", where=str(self.dir))
-            if old != config_digest:
-                raise MedrepError("partial results come from a different model, data or settings; resume with the "
-                                  "same arguments or choose another --out", where=str(self.dir))
-        else:
-            write_json_atomic(marker, {"config_digest": config_digest})
-
-    def _stem(self, b: int, e: int) -> str:
+    @staticmethod
+    def _stem(b: int, e: int) -> str:
         return f"b{b:05d}_e{e:02d}"
 
-    def load(self, b: int, e: int) -> dict[str, np.ndarray] | None:
-        if self.dir is None or not self.resume:
-            return None
-        meta_path = self.dir / f"{self._stem(b, e)}.json"
-        if not meta_path.exists():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("config_digest") != self.digest:
-                raise MedrepError("written under other settings", where=str(meta_path))
-            return {k: load_array_checked(self.dir / f"{self._stem(b, e)}.{k}.npy", d) for k, d in meta["arrays"].items()}
-        except (MedrepError, OSError, ValueError, KeyError) as err:
-            warnings.warn(f"recomputing damaged partial result {meta_path.name}: {err}", stacklevel=2)
-            return None
+    def load(self, b: int, e: int) -> dict[str, np.ndarray] | None:  # type: ignore[override]
+        got = super().load(self._stem(b, e))
+        return None if got is None else got[0]
 
-    def save(self, b: int, e: int, arrays: dict[str, np.ndarray]) -> None:
-        if self.dir is None:
-            return
-        digests = {k: save_array_checked(self.dir / f"{self._stem(b, e)}.{k}.npy", v) for k, v in arrays.items()}
-        # The JSON goes last: a unit counts as done only once all its arrays are in place.
-        write_json_atomic(self.dir / f"{self._stem(b, e)}.json", {"config_digest": self.digest, "arrays": digests})
+    def save(self, b: int, e: int, arrays: dict[str, np.ndarray]) -> None:  # type: ignore[override]
+        super().save(self._stem(b, e), arrays)
