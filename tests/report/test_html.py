@@ -50,3 +50,12 @@ def test_report_loads_cleanly_in_headless_chromium(tmp_path, figure):
     assert result["sections"] == ["one", "two"]
     assert result["images"] and all(w > 0 and h > 0 for _, w, h in result["images"])
     assert (tmp_path / "shot.png").stat().st_size > 1000
+
+
+def test_flat_interval_columns_read_as_one_metric_cell():
+    from medrep.report.html import Table, _table
+
+    html_text = _table(Table("t", [{"model": "a", "cka": 0.9577, "cka_low": 0.95, "cka_high": 0.96, "cka_n": 600, "p_low": 1}]))
+    assert "<th>cka</th>" in html_text and "cka_low" not in html_text and "cka_n" not in html_text
+    assert "0.958 <span class='ci'>[0.950, 0.960]</span>" in html_text
+    assert "<th>p_low</th>" in html_text  # a lone *_low column without its value column stays

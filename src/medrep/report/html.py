@@ -46,7 +46,7 @@ header{background:#1d3557;color:#fff;padding:1.4rem 2rem}header h1{margin:0 0 .3
 header p{margin:0;opacity:.85}main{padding:1rem 2rem 3rem;max-width:1200px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:1rem 1.5rem;margin:1.2rem 0}
 h2{margin-top:.2rem;color:#1d3557}h3{margin-bottom:.4rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}.scroll{overflow-x:auto;max-width:100%}
 th,td{border-bottom:1px solid #e3e6eb;padding:.3rem .7rem;text-align:left;vertical-align:top}
 th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 figure{margin:.8rem 0;display:inline-block;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
@@ -79,15 +79,28 @@ def format_value(value: Any) -> str:
     return _esc(value)
 
 
+def _fold_intervals(row: dict[str, Any]) -> dict[str, Any]:
+    """Flat rows (``x``, ``x_low``, ``x_high``[, ``x_n``]) read like metric cells: one 'v [low, high]' column."""
+    out: dict[str, Any] = {}
+    for c, v in row.items():
+        if c.endswith(("_low", "_high", "_n")) and c.rsplit("_", 1)[0] in row and f"{c.rsplit('_', 1)[0]}_high" in row:
+            continue
+        if f"{c}_low" in row and f"{c}_high" in row and not isinstance(v, dict):
+            v = {"value": v, "low": row[f"{c}_low"], "high": row[f"{c}_high"]}
+        out[c] = v
+    return out
+
+
 def _table(t: Table) -> str:
     if not t.rows:
         return ""
+    rows = [_fold_intervals(r) for r in t.rows]
     cols: list[str] = []
-    for row in t.rows:
+    for row in rows:
         cols += [c for c in row if c not in cols]
     head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
     body = []
-    for row in t.rows:
+    for row in rows:
         cells = []
         for c in cols:
             v = row.get(c)
@@ -97,7 +110,8 @@ def _table(t: Table) -> str:
     note = f"<p class='ci'>{_esc(t.note)}</p>" if t.note else ""
     if t.csv:
         note += f"<p class='ci'>as CSV: {_esc(t.csv)}</p>"
-    return f"<h3>{_esc(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
+    return (f"<h3>{_esc(t.title)}</h3><div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>{note}")
 
 
 def _figure(f: Figure) -> str:
