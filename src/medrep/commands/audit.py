@@ -27,5 +27,21 @@ def run(args: argparse.Namespace) -> int:
     with use_backend(backend):  # every extraction, attack and explanation of the audit runs there
         run_audit(config, out, cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device, resume=args.resume,
                   arguments=arguments_of(args))
-    print(f"wrote {out / 'report.html'}")
+    print_scorecard(out)
     return 0
+
+
+def print_scorecard(out) -> None:
+    """The scorecard (one headline figure per model and question) on stdout, then where the report is."""
+    import csv
+
+    path = out / "scorecard.csv"
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        width = max((len(r["model"]) for r in rows), default=5)
+        for r in rows:
+            interval = f" [{float(r['low']):.3f}, {float(r['high']):.3f}]" if r.get("low") and r.get("high") else ""
+            value = f"{float(r['value']):.3f}{interval}" if r.get("value") else "–"
+            print(f"{r['model']:<{width}}  {r['question']:<13} {r['headline']:<36} {value:<24} {r.get('context', '')}")
+    print(f"wrote {out / 'report.html'}")
