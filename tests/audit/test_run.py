@@ -121,7 +121,9 @@ def test_quiet_silences_progress(tmp_path, make_config, capfd, one_thread, progr
         set_quiet(False)
     assert "[1/1] 3 · Are the features discriminative?" in loud.err and "done" in loud.err
     assert quiet.err == ""
-    assert quiet.out == f"wrote {tmp_path / 'quiet' / 'report.html'}\n"
+    # --quiet silences progress, not the answer: the scorecard and the report's path stay on stdout
+    assert quiet.out.endswith(f"wrote {tmp_path / 'quiet' / 'report.html'}\n")
+    assert "linear-probe accuracy" in quiet.out and quiet.out == loud.out.replace("/loud/", "/quiet/")
     assert (tmp_path / "quiet" / "report.html").exists()
 
 
