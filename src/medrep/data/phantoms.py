@@ -21,6 +21,8 @@ from medrep.io import atomic_write, digest_json
 CLASSES = ["normal", "benign", "malignant"]
 MODALITIES = ("radiograph", "ultrasound", "endoscopy")
 GENERATOR_VERSION = 1  # bump when the images change, so on-disk caches are not reused
+TAG_STYLE = 2  # the confounder tag's rendering (part of the cache key of tagged phantoms only)
+TAG_PLATE_LEVEL = 0.06
 _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 
 
@@ -136,7 +138,8 @@ def _tag_patch(text: str, size: int) -> np.ndarray:
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=max(6, side - 2))
     draw.text((side / 2, side / 2), text, fill=255, font=font, anchor="mm")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    patch = np.asarray(img, dtype=np.float32)
+    return patch / max(float(patch.max()), 1.0)  # tiny antialiased glyphs still reach full brightness
 
 
 def generate_split(cfg: PhantomConfig, split: str, return_background: bool = False) -> dict[str, np.ndarray | list]:
@@ -165,8 +168,9 @@ def generate_split(cfg: PhantomConfig, split: str, return_background: bool = Fal
         has_tag = np.where(labels == 2, rng.random(n) < cfg.confounder_rate, rng.random(n) >= cfg.confounder_rate)
         patch = _tag_patch(cfg.confounder_text, size)
         s = patch.shape[0]
-        region = clean[has_tag, 1 : 1 + s, size - 1 - s : size - 1]
-        clean[has_tag, 1 : 1 + s, size - 1 - s : size - 1] = np.maximum(region, 0.95 * patch)
+        # A burned-in marker: a bright glyph on a dark plate, like a radiograph's side marker.  The plate
+        # keeps it visible on bright tissue too (a glyph alone vanished there at small sizes).
+        clean[has_tag, 1 : 1 + s, size - 1 - s : size - 1] = np.maximum(TAG_PLATE_LEVEL, 0.95 * patch)
         # The tag must never overlap the lesion, or the mask would no longer be exact.
         masks[has_tag, 1 : 1 + s, size - 1 - s : size - 1] &= False
     else:
@@ -198,7 +202,8 @@ def cache_root() -> Path:
 def load_phantoms(cfg: PhantomConfig | None = None, cache: bool = True) -> SplitDataset:
     """The phantom dataset with train / val / test splits, generated once and cached on disk."""
     cfg = cfg or PhantomConfig()
-    key = digest_json({"config": asdict(cfg), "version": GENERATOR_VERSION})
+    key = digest_json({"config": asdict(cfg), "version": GENERATOR_VERSION,
+                       **({"tag_style": TAG_STYLE} if cfg.confounder_rate is not None else {})})
     path = cache_root() / "phantoms" / f"{key}.npz"
     data = None
     if cache and path.exists():
