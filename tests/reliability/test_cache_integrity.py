@@ -41,6 +41,8 @@ DAMAGE = {
     "flipped chunk header": ("chunk-000003.npy", lambda p: _flip(p, 12, 0x01)),  # a key of the .npy header dict
     "garbage chunk record": ("chunk-000000.json", lambda p: p.write_bytes(b"\x00\xff{not json")),
     "truncated completion record": ("complete.json", lambda p: p.write_bytes(p.read_bytes()[:7])),
+    "deleted chunk array": ("chunk-000001.npy", lambda p: p.unlink()),
+    "deleted chunk record": ("chunk-000002.json", lambda p: p.unlink()),
 }
 
 

@@ -52,7 +52,12 @@ class CacheEntry:
     def read_chunk(self, index: int, expected_ids: list[str]) -> np.ndarray | None:
         """A finished chunk whose checksum and ids verify, else None (damaged chunks are removed)."""
         meta_path = self._progress_path(index)
+        if not meta_path.exists() and not self.chunk_path(index).exists():
+            return None  # not computed yet
         if not meta_path.exists() or not self.chunk_path(index).exists():
+            present, missing = (meta_path, self.chunk_path(index)) if meta_path.exists() else (self.chunk_path(index), meta_path)
+            warnings.warn(f"embedding cache: {missing} is missing beside {present}; the chunk will be recomputed", stacklevel=2)
+            present.unlink(missing_ok=True)
             return None
         bad = meta_path  # the file named in the warning: the record until it parses, then the array
         try:
@@ -92,6 +97,9 @@ class CacheEntry:
             return None
         chunk_size = meta["chunk_size"]
         for i in range(meta["chunks"]):
+            if not self._progress_path(i).exists() and not self.chunk_path(i).exists():
+                warnings.warn(f"embedding cache: chunk {i} of the complete entry {self.path} was deleted; "
+                              "it will be recomputed", stacklevel=2)
             chunk = self.read_chunk(i, expected_ids[i * chunk_size : (i + 1) * chunk_size])
             if chunk is None:
                 marker.unlink(missing_ok=True)
