@@ -164,3 +164,23 @@ def test_audit_runs_its_analyses_on_the_chosen_backend(monkeypatch, tmp_path):
     assert main(["audit", "cfg.yaml", "--out", str(tmp_path / "a"), "--backend", "ray", "--ray-workers", "1"]) == 0
     assert seen[0].name == "ray" and seen[0].workers == 1  # no cluster is needed until work is sent
     assert current_backend().name == "local"  # only inside the audit
+
+
+def test_a_real_audit_on_ray_equals_the_local_audit(backend, tmp_path):
+    """Not just dispatch: attacks, explanations and embeddings of one small audit run on the Ray actors."""
+    from medrep.audit import run_audit
+    from medrep.backends import use_backend
+
+    config = {"title": "ray audit", "data": "demo?n_train=40&n_val=0&n_test=16&seed=4&size=32", "models": ["demo-cnn"],
+              "text": None, "seed": 2, "n_boot": 50,
+              "analyses": {"robustness": {"objectives": ["collide"], "eps": [4 / 255], "steps": 2, "limit": 8, "batch_size": 4,
+                                          "noise_sigma": [0.01], "noise_draws": 2},
+                           "explain": {"methods": ["gradcam"], "metrics": ["pointing", "mass"], "limit": 8},
+                           "features": {"k": 5, "shots": [1], "projections": ["tsne"], "n_permutations": 10},
+                           "overlay": {"enabled": False}, "alignment": {"enabled": False}}}
+    local = run_audit(config, tmp_path / "local", cache_dir=str(tmp_path / "c1"))
+    with use_backend(backend):
+        on_ray = run_audit(config, tmp_path / "ray", cache_dir=str(tmp_path / "c2"))
+    assert [s["error"] for s in on_ray["sections"]] == [None] * 3
+    assert (tmp_path / "ray" / "results.json").read_bytes() == (tmp_path / "local" / "results.json").read_bytes()
+    assert local["scorecard"] == on_ray["scorecard"]
