@@ -89,7 +89,8 @@ def test_extract_sharded_over_both_workers_and_resumes(backend, demo_cnn_small, 
     entry = cache.entry(got.key)
     (entry.path / "complete.json").unlink()
     entry.chunk_path(2).unlink()
-    again = extract_embeddings(enc, ds, batch_size=4, chunk_size=8, cache=cache, backend=backend)
+    with pytest.warns(UserWarning, match="chunk-000002.npy is missing"):
+        again = extract_embeddings(enc, ds, batch_size=4, chunk_size=8, cache=cache, backend=backend)
     assert backend.stats["units"] == 1 and not again.meta["from_cache"]
     assert np.array_equal(again.vectors, got.vectors)
 
