@@ -295,7 +295,7 @@ class Audit:
         section.figures += [Figure(p, _caption(k)) for k, p in figs.items()]
         section.reading += ("\n\nText-overlay test: each class name is rendered onto the test images; the cosine shift of the "
                             "embedding and how often the clean-trained probe and kNN change their answer show whether written "
-                            "text sways the model.")
+                            "text sways the model.\n\n" + "\n\n".join(result.readings()))
 
     def alignment(self, out: Path) -> Section:
         from medrep.align.api import run_alignment, write_align_outputs

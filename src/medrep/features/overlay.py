@@ -237,6 +237,40 @@ class OverlayResult(Result):
                 rows.append(row)
         return rows
 
+    def readings(self, dominant_share: float = 0.8, negligible_rate: float = 0.05) -> list[str]:
+        """One plain-language line per model: does written text sway it, and does it follow the word's meaning
+        or only its presence?"""
+        lines = []
+        for name, m in self.models.items():
+            words = m["words"]
+            rates = {w: v["metrics"]["probe_flip_rate"].value for w, v in words.items() if "probe_flip_rate" in v["metrics"]}
+            if not rates:
+                continue
+            lo, hi = min(rates.values()), max(rates.values())
+            span = f"{lo:.0%}" if abs(hi - lo) < 0.005 else f"{lo:.0%}–{hi:.0%}"
+            if hi < negligible_rate:
+                lines.append(f"{name}: written words barely move its answers (probe flip rate at most {hi:.0%}).")
+                continue
+            to_class: dict[str, int] = {}
+            for v in words.values():
+                for c, k in v["probe_flips_to"].items():
+                    to_class[c] = to_class.get(c, 0) + int(k)
+            total = sum(to_class.values())
+            top = max(to_class, key=to_class.get) if total else None
+            follows = [w for w, v in words.items() if v.get("target_class") is not None
+                       and v["metrics"].get("probe_to_target_rate") is not None
+                       and v["metrics"]["probe_to_target_rate"].value >= dominant_share]
+            if top is not None and to_class[top] >= dominant_share * total and len(words) > 1 and len(follows) < len(words):
+                lines.append(f"{name}: writing a word flips {span} of the probe's answers, {to_class[top] / total:.0%} of "
+                             f"them to '{top}' whatever the word says — the presence of text, not its meaning, sways "
+                             "the model.")
+            elif follows and len(follows) == len(words):
+                lines.append(f"{name}: writing a class name flips {span} of the probe's answers toward the written class — "
+                             "the model reads the text (a typographic attack works on it).")
+            else:
+                lines.append(f"{name}: writing a word flips {span} of the probe's answers, with no single destination.")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         self.metrics = {f"{name}/{word}/{k}": v for name, m in self.models.items() for word, w in m["words"].items()
                         for k, v in w["metrics"].items()}
@@ -416,4 +450,4 @@ def format_overlay_table(result: OverlayResult) -> str:
             if "zero_shot_shift" in ms:
                 parts.append(f"zero-shot Δp({w['target_class']}) {ms['zero_shot_shift']}")
             lines.append(f"  '{word}': " + "; ".join(parts))
-    return "\n".join(lines)
+    return "\n".join(lines + result.readings())
