@@ -380,10 +380,9 @@ WHY = {
             "only save ART's time above that network floor (numpy round trips, per-step bookkeeping), and the note "
             "gives the most that saving could ever be worth here, under 3×. With a model this cheap per image the "
             "goal is out of reach for any implementation; it assumed a larger share of overhead in ART."),
-    "chefer": ("this run uses one torch thread (other jobs share the machine's two cores). Chefer's cost is a "
-               "forward and a backward pass plus per-block products, and the note shows the network's own "
-               "forward + backward gains under 2× from batching on one thread: batching saves per-call overhead, "
-               "not arithmetic, so 4× would need idle cores that a batch can use and a batch of one cannot."),
+    "chefer": ("Chefer's cost is a forward and a backward pass plus per-block products, and the note shows how "
+               "much the network's own forward + backward gains from batch 16 over batch 1 on this CPU: batching saves "
+               "per-call overhead, not arithmetic, so 4× needs a device where per-call overhead dominates (a GPU)."),
     "quantus": ("both sides are bound by the same model forward passes (the note: they alone take nearly all of "
                 "medrep's time), and Quantus 0.6's PixelFlipping batches them too, with no per-pixel Python loop "
                 "left to beat; 10× would need ten times fewer forward passes, i.e. a different metric, not a "
@@ -414,10 +413,9 @@ def write_report(path: Path, table: Table, store: dict, mach: list[tuple[str, st
     lines += [f"| {k} | {v} |" for k, v in mach]
     if args.threads:
         lines = [ln.replace(f"| torch threads | {args.threads} |",
-                            f"| torch threads | {args.threads} (set by --threads: other jobs share this machine's cores, "
-                            "and more threads per process made timings slower and erratic) |") for ln in lines]
+                            f"| torch threads | {args.threads} (set by --threads) |") for ln in lines]
     lines += [f"| load average (1 min) | {started['load0']:.1f} at the start, {started['load1']:.1f} at the end "
-              f"(other jobs share these cores: every timing here is inflated and noisy) |", ""]
+              f"(above this run's own threads, other work shared the cores and inflated the timings) |", ""]
 
     lines += ["## Ratios against their goals", "",
               "| comparison | medrep | reference | ratio | goal | verdict | note |", "|---|---|---|---|---|---|---|"]
