@@ -37,3 +37,19 @@ def parse_spec(raw: str, schemes: tuple[str, ...]) -> Spec:
     if not text:
         raise SpecError("spec names nothing after its scheme", where=raw)
     return Spec(raw=raw, scheme=scheme, name=text, weights=weights or None, options=options)
+
+
+def take_int_option(options: dict[str, str], key: str, what: str = "an integer") -> int | None:
+    """Pop ``key`` from spec options as an int (None when absent); a non-integer is a SpecError at ``?key``."""
+    if key not in options:
+        return None
+    raw = options.pop(key)
+    try:
+        return int(raw)
+    except ValueError:
+        raise SpecError(f"{key} must be {what}, got {raw!r}", where=f"?{key}") from None
+
+
+def take_list_option(options: dict[str, str], key: str) -> list[str] | None:
+    """Pop ``key`` from spec options as a comma-separated list of stripped names (None when absent)."""
+    return [v.strip() for v in options.pop(key).split(",")] if key in options else None

@@ -15,6 +15,7 @@ from medrep.data.base import ImageDataset, Item, SkipLog, validate_item
 from medrep.data.images import MASK_SUFFIXES, check_readable, is_dicom_file, read_image, read_mask, show_path
 from medrep.errors import BadInputError, SpecError
 from medrep.io import digest_file, digest_json
+from medrep.specs import take_int_option
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,9 @@ def take_read_options(options: dict[str, str]) -> ReadOptions:
     """Pop ``frame``, ``frames`` and ``window`` from spec options (the caller rejects what remains)."""
     from medrep.data.dicom import parse_window
 
-    frame = None
-    if "frame" in options:
-        raw = options.pop("frame")
-        try:
-            frame = int(raw)
-        except ValueError:
-            raise SpecError(f"frame must be a 0-based integer, got {raw!r}", where="?frame") from None
-        if frame < 0:
-            raise SpecError(f"frame must be ≥ 0, got {frame}", where="?frame")
+    frame = take_int_option(options, "frame", "a 0-based integer")
+    if frame is not None and frame < 0:
+        raise SpecError(f"frame must be ≥ 0, got {frame}", where="?frame")
     all_frames = False
     if "frames" in options:
         raw = options.pop("frames")

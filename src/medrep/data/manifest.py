@@ -18,7 +18,7 @@ from medrep.data.files import FileEntry, build_file_dataset, take_read_options
 from medrep.data.images import as_path, check_readable, show_path
 from medrep.data.registry import register_data_scheme
 from medrep.errors import BadInputError, MedrepError, SpecError
-from medrep.specs import Spec
+from medrep.specs import Spec, take_list_option
 
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
@@ -77,7 +77,7 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
     skipped = skipped if skipped is not None else SkipLog()
     opts = dict(options or {})
     read = take_read_options(opts)
-    fixed = [c.strip() for c in opts.pop("classes").split(",")] if "classes" in opts else None
+    fixed = take_list_option(opts, "classes")
     if opts:
         raise SpecError(f"unknown option {sorted(opts)[0]!r} for csv: (known: classes, frame, frames, window)", where="--data")
     cols, rows = read_manifest_rows(csv_path)

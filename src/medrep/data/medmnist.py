@@ -16,7 +16,7 @@ from medrep.data.images import as_path, check_readable, show_path
 from medrep.data.registry import register_data_scheme
 from medrep.errors import BadInputError, MedrepError, SpecError
 from medrep.io import digest_file, digest_json
-from medrep.specs import Spec
+from medrep.specs import Spec, take_int_option, take_list_option
 
 SPLITS = ("train", "val", "test")
 
@@ -80,14 +80,8 @@ def load_medmnist(path, options: dict[str, str] | None = None, skip_bad: bool = 
     p = as_path(path)
     where = show_path(p)
     opts = dict(options or {})
-    label_column = None
-    if "label_column" in opts:
-        raw = opts.pop("label_column")
-        try:
-            label_column = int(raw)
-        except ValueError:
-            raise SpecError(f"label_column must be an integer, got {raw!r}", where="?label_column") from None
-    classes = [c.strip() for c in opts.pop("classes").split(",")] if "classes" in opts else None
+    label_column = take_int_option(opts, "label_column")
+    classes = take_list_option(opts, "classes")
     if opts:
         raise SpecError(f"unknown option {sorted(opts)[0]!r} for medmnist: (known: classes, label_column)", where="--data")
     check_readable(p)
