@@ -47,16 +47,18 @@ def relative_change(z_adv: torch.Tensor, z: torch.Tensor) -> np.ndarray:
 
 
 def noise_inconsistency(classify, pixels: torch.Tensor, sigma: float, draws: int,
-                        generator: torch.Generator | None = None) -> np.ndarray:
+                        generator: torch.Generator | None = None, base: np.ndarray | None = None) -> np.ndarray:
     """Share of ``draws`` Gaussian-noise copies (σ, clipped to [0, 1]) whose label differs from the input's.
 
     The paper's proposed defence: attacked inputs sit close to a decision boundary they were pushed
     across, so noise flips their label more often than it flips a clean image's.  Batched: all copies
-    of the batch go through the classifier together.
+    of the batch go through the classifier together.  ``base``: the input's labels when the caller
+    already has them (``classify(pixels)``), so they are not predicted again.
     """
     if sigma <= 0 or draws < 1:
         raise MedrepError(f"needs σ > 0 and at least one draw (got σ={sigma}, draws={draws})", where="--noise-sigma")
-    base = classify(pixels)
+    if base is None:
+        base = classify(pixels)
     noise = torch.randn((draws, *pixels.shape), generator=generator, dtype=pixels.dtype, device="cpu").to(pixels.device)
     noisy = (pixels.unsqueeze(0) + sigma * noise).clamp_(0, 1).flatten(0, 1)
     labels = classify(noisy).reshape(draws, pixels.shape[0])

@@ -155,7 +155,8 @@ class AttackJob:
                     zt, xt = None, None
                 clean_preds = {nm: c.predict(x, z if nm != "head" else None) for nm, c in clf.items()}
                 gen0 = _generator(self.seed, b, 0)
-                det_clean = [M.noise_inconsistency(primary.predict, x, sg, self.noise_draws, gen0) for sg in sigmas]
+                det_clean = [M.noise_inconsistency(primary.predict, x, sg, self.noise_draws, gen0,
+                                                   base=clean_preds[names[0]]) for sg in sigmas]
             reference = obj.reference(z, zt)
             loss_fn = representation_loss(encoder, rep, obj, reference)
             stop = None
@@ -174,8 +175,9 @@ class AttackJob:
                     # the attack left the rows after its last step to us: f(x′) is computed here anyway
                     hist = out.loss_history
                     out.loss_history = torch.where(torch.isnan(hist), final.unsqueeze(0), hist)
-                    det_adv = [M.noise_inconsistency(primary.predict, xa, sg, self.noise_draws, gen) for sg in sigmas]
                     adv_preds = {nm: c.predict(xa, za if nm != "head" else None) for nm, c in clf.items()}
+                    det_adv = [M.noise_inconsistency(primary.predict, xa, sg, self.noise_draws, gen,
+                                                     base=adv_preds[names[0]]) for sg in sigmas]
                 psnr, ssim = M.image_quality(x, xa)
                 linf, l2 = M.perturbation_norms(x, xa)
                 nan = np.full(hi - lo, np.nan)
@@ -314,9 +316,9 @@ def run_attack(
     model = {"name": encoder.name, "fingerprint": encoder.fingerprint, "has_head": encoder.has_head}
     data = {"name": getattr(dataset, "name", "dataset"), "n": n, "classes": list(dataset.classes),
             "digest": dataset.content_digest()}
-    store = _UnitStore(out_dir, digest_json({"config": config, "model": model, "data": data,
-                                             "train": train_dataset.content_digest() if needs_train else None}),
-                       resume)
+    store = PartialStore(out_dir, digest_json({"config": config, "model": model, "data": data,
+                                               "train": train_dataset.content_digest() if needs_train else None}),
+                         resume)
 
     n_batches = -(-n // batch_size)
     g = min(gallery_size, n)
@@ -330,17 +332,17 @@ def run_attack(
         for b in range(n_batches):
             missing = []
             for e in range(len(eps_list)):
-                got = store.load(b, e)
+                got = store.load(_unit_name(b, e))
                 if got is None:
                     missing.append(e)
                 else:
-                    units[(b, e)] = got
+                    units[(b, e)] = got[0]
                     bar.advance(min(n, (b + 1) * batch_size) - b * batch_size)
             if missing:
                 todo.append((b, tuple(missing)))
         for (b, _), arrays_by_eps in backend.map(job, encoder, dataset, todo, progress=bar):
             for e, arrays in arrays_by_eps.items():
-                store.save(b, e, arrays)  # the caller writes every partial, whichever worker computed it
+                store.save(_unit_name(b, e), arrays)  # the caller writes every partial, whichever worker computed it
                 units[(b, e)] = arrays
             if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
                 raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
@@ -450,16 +452,6 @@ def _train_representations(encoder: Encoder, rep: Representation, train: ImageDa
     return np.concatenate(out), np.asarray(train.labels)
 
 
-class _UnitStore(PartialStore):
-    """One partial per finished (batch, ε) unit."""
-
-    @staticmethod
-    def _stem(b: int, e: int) -> str:
-        return f"b{b:05d}_e{e:02d}"
-
-    def load(self, b: int, e: int) -> dict[str, np.ndarray] | None:  # type: ignore[override]
-        got = super().load(self._stem(b, e))
-        return None if got is None else got[0]
-
-    def save(self, b: int, e: int, arrays: dict[str, np.ndarray]) -> None:  # type: ignore[override]
-        super().save(self._stem(b, e), arrays)
+def _unit_name(b: int, e: int) -> str:
+    """The OUT/partial/ name of the (batch, ε) unit."""
+    return f"b{b:05d}_e{e:02d}"
