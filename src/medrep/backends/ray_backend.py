@@ -245,14 +245,17 @@ class RayBackend:
             raise
 
     @staticmethod
-    def _get(ref):
+    def _unwrap(err: "ray.exceptions.RayTaskError") -> BaseException:
+        """The error a task raised, as the caller should see it (a MedrepError as itself)."""
+        cause = getattr(err, "cause", None)
+        return cause if isinstance(cause, MedrepError) else err.as_instanceof_cause()
+
+    @classmethod
+    def _get(cls, ref):
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, MedrepError):
-                raise cause from None
-            raise err.as_instanceof_cause() from None
+            raise cls._unwrap(err) from None
 
     def map(self, job: Any, encoder: Any, dataset: Any, units: Sequence[Any], progress: Any = None
             ) -> Iterator[tuple[Any, Any]]:
@@ -302,9 +305,7 @@ class RayBackend:
                     queue.appendleft(k)
                     submit(slot)
                     continue
-                if isinstance(cause, MedrepError):
-                    raise cause from None
-                raise err.as_instanceof_cause() from None
+                raise self._unwrap(err) from None
             except ray.exceptions.RayError as err:  # the worker died for good, or its node went away
                 attempts[k] += 1
                 if attempts[k] >= self.max_attempts:

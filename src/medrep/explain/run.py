@@ -21,7 +21,7 @@ from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc
 from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
 from medrep.explain.scores import TOPK_PERCENTS, iou_topk, mask_area, pointing_game, relevance_mass
-from medrep.explain.targets import Target
+from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
@@ -180,9 +180,8 @@ class ExplainJob:
                 tgt = Target("embedding", references=refs[batch["label"].to(encoder.device)])
             elif self.target == "class":
                 tgt = Target("class", classes=batch["label"].to(encoder.device))
-            else:
-                with torch.no_grad():
-                    tgt = Target("class", classes=encoder.logits(pixels).argmax(-1))
+            else:  # the predicted class, fixed once so every method explains the same one
+                tgt = resolve_classes(encoder, pixels, Target("class"))
             take = max(0, min(len(batch["id"]), self.gallery_size - start))
             out: dict[str, Any] = {"ids": list(batch["id"]), "areas": mask_area(masks).cpu().numpy(),
                                    "labels": batch["label"].numpy(), "scores": {}, "seconds": {}, "gallery": None}
