@@ -14,7 +14,7 @@ from pathlib import Path
 
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder
-from medrep.models.checkpoints import check_weights_file, load_state_dict
+from medrep.models.checkpoints import check_weights_file
 from medrep.models.registry import register_image_scheme
 from medrep.specs import Spec, parse_spec
 
@@ -55,7 +55,6 @@ def load_file(path: str, options: dict[str, str], trust_remote_code: bool = Fals
     if target.scheme == "timm":
         from medrep.models.timm_adapter import load_timm
 
-        load_state_dict(p)  # vet the file with medrep's own safe reader first, so a refusal names the file
         return load_timm(target.name, str(p), {"pretrained": "false", **options})
     from medrep.models.open_clip_adapter import load_open_clip
 
