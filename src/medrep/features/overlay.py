@@ -349,19 +349,21 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
         if z_clean is not None:
             clean["zero_shot_accuracy"] = bootstrap_metric(z_clean.argmax(1) == te.labels, n_boot=n_boot, seed=seed)
         entry: dict[str, Any] = {"zero_shot": zs_note, "clean": clean, "words": {}}
+        clean_unit = l2_normalise(te.vectors)  # the same for every word
         with progress_bar(f"{enc.name}: overlays", len(overlays)) as bar:
             for ov in overlays:
                 od = extract_embeddings(enc, OverlayDataset(test, ov), batch_size=batch_size, cache=cache,
                                         description=f"{enc.name}: '{ov.text}'").check_finite()
                 if od.ids != te.ids:
                     raise MedrepError("overlaid and clean embeddings cover different items", where=ov.text)
-                cos = (l2_normalise(te.vectors) * l2_normalise(od.vectors)).sum(1)
+                cos = (clean_unit * l2_normalise(od.vectors)).sum(1)
                 p_over, k_over = probe.predict(od.vectors), knn.predict(od.vectors)
+                flipped_p, flipped_k = p_over != p_clean, k_over != k_clean
                 target = target_of[ov.text]
                 m: dict[str, Metric] = {
                     "cosine_shift": bootstrap_metric(1.0 - cos, n_boot=n_boot, seed=seed),
-                    "probe_flip_rate": bootstrap_metric(p_over != p_clean, n_boot=n_boot, seed=seed),
-                    "knn_flip_rate": bootstrap_metric(k_over != k_clean, n_boot=n_boot, seed=seed),
+                    "probe_flip_rate": bootstrap_metric(flipped_p, n_boot=n_boot, seed=seed),
+                    "knn_flip_rate": bootstrap_metric(flipped_k, n_boot=n_boot, seed=seed),
                     "linear_probe_accuracy": bootstrap_metric(p_over == te.labels, n_boot=n_boot, seed=seed),
                 }
                 if target is not None:
@@ -374,7 +376,6 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
                         # how much probability the written word pulls onto its own class
                         m["zero_shot_shift"] = bootstrap_metric(z_over[:, target] - z_clean[:, target], n_boot=n_boot, seed=seed)
                         m["zero_shot_to_target_rate"] = _toward(z_clean.argmax(1), z_over.argmax(1), target, n_boot, seed)
-                flipped_p, flipped_k = p_over != p_clean, k_over != k_clean
                 entry["words"][ov.text] = {
                     "metrics": m, "target_class": classes[target] if target is not None else None,
                     "probe_flips_to": {c: int((p_over[flipped_p] == i).sum()) for i, c in enumerate(classes)},

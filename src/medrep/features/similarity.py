@@ -231,16 +231,20 @@ def mutual_knn_permutation_test(x: np.ndarray, y: np.ndarray, k: int = 10, n_per
     """Null for mutual kNN by relabelling the items of ``y``: no neighbour search is repeated,
     since item i's neighbours under a permutation π are π⁻¹(N_y(π(i)))."""
     x, y = _check_pair(x, y)
-    nx, ny = knn_sets(x, k), knn_sets(y, k)
+    return _mutual_knn_null(knn_sets(x, k), knn_sets(y, k), n_permutations, seed)
+
+
+def _mutual_knn_null(nx: np.ndarray, ny: np.ndarray, n_permutations: int, seed: int) -> PermutationTest:
+    """The permutation test from the two spaces' (N, k) neighbour sets, found once by the caller."""
     observed = float(neighbour_overlap(nx, ny).mean())
     rng = np.random.default_rng(seed)
     null = np.empty(n_permutations)
     for b in range(n_permutations):
-        perm = rng.permutation(len(x))
+        perm = rng.permutation(len(nx))
         inv = np.argsort(perm)
         null[b] = neighbour_overlap(nx, inv[ny[perm]]).mean()
     return PermutationTest(observed, _p_value(observed, null), float(null.mean()), float(np.quantile(null, 0.95)),
-                           n_permutations, len(x))
+                           n_permutations, len(nx))
 
 
 @dataclass
@@ -282,9 +286,9 @@ def compare_spaces(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", k: 
                                 seed=seed)
     cka_metric = Metric(value, boot.low, boot.high, len(x))
     perm = cka_permutation_test(x, y, n_permutations=n_permutations, seed=seed, max_items=max_items, unbiased=unbiased)
-    per_item = mutual_knn_scores(x, y, k)
-    mknn = bootstrap_metric(per_item, n_boot=max(n_boot, 1000), seed=seed)
-    mperm = mutual_knn_permutation_test(x, y, k=k, n_permutations=n_permutations, seed=seed)
+    nx, ny = knn_sets(x, k), knn_sets(y, k)  # one neighbour search per space serves the score and its null
+    mknn = bootstrap_metric(neighbour_overlap(nx, ny), n_boot=max(n_boot, 1000), seed=seed)
+    mperm = _mutual_knn_null(nx, ny, n_permutations, seed)
     return PairSimilarity(a, b, cka_metric, perm.p_value, perm.null_mean, mknn, mperm.p_value, mperm.null_mean,
                           unbiased, k, {"n_permutations": n_permutations, "cka_null_q95": perm.null_q95,
                                         "mutual_knn_null_q95": mperm.null_q95})
