@@ -109,13 +109,17 @@ class ExtractJob:
     num_workers: int = 0
     skip_bad: bool = False
 
+    def rows(self, chunk: int) -> range:
+        """The dataset indices of one chunk."""
+        return range(chunk * self.chunk_size, min(self.n, (chunk + 1) * self.chunk_size))
+
     def unit_size(self, chunk: int) -> int:
-        return min(self.n, (chunk + 1) * self.chunk_size) - chunk * self.chunk_size
+        return len(self.rows(chunk))
 
     def run(self, encoder: Encoder, dataset: ImageDataset, chunk: int, progress: Any = None
             ) -> tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]:
         """(embeddings, ids, labels, [(item, problem) left out]) of one chunk, batch by batch."""
-        idx = list(range(chunk * self.chunk_size, min(self.n, (chunk + 1) * self.chunk_size)))
+        idx = list(self.rows(chunk))
         view = _TorchView(dataset, idx, encoder.preprocessing.size, encoder.preprocessing.interpolation, self.skip_bad)
         loader = DataLoader(view, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=_collate_keep_bad,
                             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)

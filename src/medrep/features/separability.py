@@ -21,6 +21,11 @@ def _groups(labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     return classes, codes
 
 
+def _centroids(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """(K, D) class means for labels recoded to 0..K-1."""
+    return np.stack([x[codes == c].mean(0) for c in range(k)])
+
+
 def pairwise_distances(x: np.ndarray, metric: str = "euclidean") -> np.ndarray:
     """Full N×N distance matrix (float64); only for the moderate N the silhouette is computed on."""
     xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
@@ -65,7 +70,7 @@ def davies_bouldin(x: np.ndarray, labels: np.ndarray) -> float:
     _, codes = _groups(labels, "davies_bouldin labels")
     x = np.asarray(x, dtype=np.float64)
     k = codes.max() + 1
-    centroids = np.stack([x[codes == c].mean(0) for c in range(k)])
+    centroids = _centroids(x, codes, k)
     scatter = np.array([np.linalg.norm(x[codes == c] - centroids[c], axis=1).mean() for c in range(k)])
     sep = np.linalg.norm(centroids[:, None] - centroids[None], axis=2)
     if np.allclose(scatter, 0) or np.allclose(sep, 0):
@@ -77,26 +82,12 @@ def davies_bouldin(x: np.ndarray, labels: np.ndarray) -> float:
     return float(r.max(1).mean())
 
 
-def _scatter(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(between, within) scatter matrices divided by N, and the centroids, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    k = codes.max() + 1
-    mean = x.mean(0)
-    centroids = np.stack([x[codes == c].mean(0) for c in range(k)])
-    counts = np.bincount(codes, minlength=k).astype(np.float64)
-    diff = centroids - mean
-    between = (diff * counts[:, None]).T @ diff / len(x)
-    centred = x - centroids[codes]
-    within = centred.T @ centred / len(x)
-    return between, within, centroids
-
-
 def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float:
     """tr(B) / tr(W) · (N − K) / (K − 1); higher is better."""
     _, codes = _groups(labels, "calinski_harabasz labels")
     n, k = len(codes), codes.max() + 1
     x = np.asarray(x, dtype=np.float64)
-    centroids = np.stack([x[codes == c].mean(0) for c in range(k)])
+    centroids = _centroids(x, codes, k)
     counts = np.bincount(codes, minlength=k)
     tr_b = float((counts * ((centroids - x.mean(0)) ** 2).sum(1)).sum())
     tr_w = float(((x - centroids[codes]) ** 2).sum())
@@ -117,7 +108,7 @@ def fisher_ratio(x: np.ndarray, labels: np.ndarray, shrinkage: float | str = "au
     n, d = x.shape
     k = codes.max() + 1
     counts = np.bincount(codes, minlength=k).astype(np.float64)
-    centroids = np.stack([x[codes == c].mean(0) for c in range(k)])
+    centroids = _centroids(x, codes, k)
     m = (centroids - x.mean(0)).T * np.sqrt(counts / n)  # S_B = M Mᵀ, M is D×K
     c = x - centroids[codes]  # S_W = CᵀC / N
     if shrinkage == "auto":
@@ -146,5 +137,5 @@ def centroid_cosine_matrix(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     _, codes = _groups(labels, "centroid labels")
     xn = l2_normalise(x).astype(np.float64)
     k = codes.max() + 1
-    c = l2_normalise(np.stack([xn[codes == i].mean(0) for i in range(k)])).astype(np.float64)
+    c = l2_normalise(_centroids(xn, codes, k)).astype(np.float64)
     return c @ c.T
