@@ -10,7 +10,7 @@ import numpy as np
 
 from medrep.align.analysis import default_factory, fit_probe, stitch, zero_shot, zero_shot_predict, class_embeddings
 from medrep.align.anchors import parse_anchor_counts, select_anchors
-from medrep.align.estimators import ESTIMATORS, Translator
+from medrep.align.estimators import ESTIMATORS
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.errors import MedrepError
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
@@ -133,7 +133,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
         raise MedrepError(f"unknown estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
     counts = parse_anchor_counts(anchors)
     factory = default_factory(estimator, ridge=ridge, scale=scale, **({"solver": affine_solver, "seed": seed} if estimator == "affine" else {}))
-    factory()  # validates ridge / solver before any embedding work
+    check = factory()  # validates ridge / solver before any embedding work; checks the anchor counts below
     source = load_encoder(source_encoder)
     target = load_encoder(target_encoder) if target_encoder is not None else None
     text = load_text_encoder(text_encoder) if text_encoder is not None else None
@@ -144,12 +144,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     notes = [split_note] if split_note else []
 
     def emb(enc, ds, what):
-        e = extract_embeddings(enc, ds, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
-                               description=f"embedding {what} with {enc.name}").check_finite()
-        return e
+        return extract_embeddings(enc, ds, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
+                                  description=f"embedding {what} with {enc.name}").check_finite()
 
     s_train, s_test = emb(source, train, "train"), emb(source, test, "test")
-    check = Translator(factory().aligner)
     for n in counts:  # fail before the expensive parts when a count cannot work
         check.check_anchor_count(n, s_train.vectors.shape[1])
         if n > len(train):

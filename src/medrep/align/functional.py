@@ -58,8 +58,7 @@ def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check_pair(x, y)
     if x.shape[1] != y.shape[1]:
         raise MedrepError(f"Procrustes needs equal widths ({x.shape[1]} vs {y.shape[1]}); zero-pad first", where="ortho")
-    u, _, vh = torch.linalg.svd(x.T @ y, full_matrices=False)
-    return u @ vh
+    return orthogonalize(x.T @ y)
 
 
 def orthogonalize(w: torch.Tensor) -> torch.Tensor:
