@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_data, load_model,
-                                   make_backend, make_cache, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
+                                   make_cache, out_dir, pick_data)
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -64,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medrep.partial import discard_partials
+    from medrep.data import load_dataset
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
@@ -79,14 +80,12 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
-    data = load_data(args, skipped=skipped)
+    full = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)  # loaded once: the train split comes from it too
+    data = pick_data(full, args)
     encoder = load_model(args.model, args)
     names = resolve_classifiers(args.classifiers, encoder)
     train = None
     if any(n in ("probe", "knn") for n in names) or (args.objective == "collide" and args.target == "centroid"):
-        from medrep.data import load_dataset
-
-        full = load_dataset(args.data, skip_bad=args.skip_bad)
         if not full.splits:
             raise MedrepError("this dataset has no splits; probe / kNN / centroids need a training split", where="--data")
         train = full.split(args.train_split)

@@ -67,7 +67,11 @@ def load_model(spec: str, args: argparse.Namespace):
 def load_data(args: argparse.Namespace, split: str | None = None, skipped: SkipLog | None = None) -> ImageDataset:
     from medrep.data import load_dataset
 
-    ds = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)
+    return pick_data(load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped), args, split)
+
+
+def pick_data(ds: ImageDataset, args: argparse.Namespace, split: str | None = None) -> ImageDataset:
+    """The split (``split`` or --split) and --limit the command works on, out of a loaded dataset."""
     split = split if split is not None else args.split
     if split not in (None, "all") and not ds.splits:
         split = None  # single-split sources (a plain folder) are used whole
