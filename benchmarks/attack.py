@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,32 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-
-class _Logits(nn.Module):
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x):
-        return self.encoder.logits(x)
-
-
-class _Embed(nn.Module):
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x):
-        return self.encoder.embed(x)
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _common import EncoderCall, best_of  # noqa: E402
 
 
 def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int = 3, eps: float = 4 / 255,
@@ -81,21 +55,21 @@ def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int
 
     attack = LinfPGD(steps=steps, step_size=alpha)
     loss_fn = representation_loss(enc, Representation(), Collide(), target)
-    t_medrep = _best(lambda: attack.run(loss_fn, x, eps, final_loss=False), repeats)
+    t_medrep = best_of(lambda: attack.run(loss_fn, x, eps, final_loss=False), repeats)
 
     def floor():  # the network alone: one forward + backward of the same loss per step, nothing else
         for _ in range(steps):
             xx = x.detach().clone().requires_grad_(True)
             torch.autograd.grad(loss_fn(xx).sum(), xx)
 
-    t_floor = _best(floor, repeats)
+    t_floor = best_of(floor, repeats)
     rows = [("medrep LinfPGD (collide, representation)", t_medrep)]
     times = {"medrep": t_medrep}
     if enc.has_head:
         import torchattacks
 
-        ta = torchattacks.PGD(_Logits(enc).eval(), eps=eps, alpha=alpha, steps=steps, random_start=False)
-        times["torchattacks"] = _best(lambda: ta(x, y), repeats)
+        ta = torchattacks.PGD(EncoderCall(enc).eval(), eps=eps, alpha=alpha, steps=steps, random_start=False)
+        times["torchattacks"] = best_of(lambda: ta(x, y), repeats)
         rows.append(("torchattacks PGD (logit cross-entropy)", times["torchattacks"]))
     elif verbose:
         print("(model has no head: torchattacks needs logits, skipped)")
@@ -105,13 +79,13 @@ def run(model: str | None = None, batch: int = 32, steps: int = 10, repeats: int
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = nn.Sequential(_Embed(enc)).eval()  # layer 0 = the representation
+        net = nn.Sequential(EncoderCall(enc, "embed")).eval()  # layer 0 = the representation
         est = PyTorchClassifier(net, loss=nn.MSELoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(target.shape[1]),
                                 clip_values=(0.0, 1.0), device_type="gpu" if enc.device.type == "cuda" else "cpu")
         fa = FeatureAdversariesPyTorch(est, delta=eps, layer=0, max_iter=steps, step_size=alpha,
                                        batch_size=batch, verbose=False)
         xn, gn = x.cpu().numpy(), guide.cpu().numpy()
-        times["art"] = _best(lambda: fa.generate(xn, gn), repeats)
+        times["art"] = best_of(lambda: fa.generate(xn, gn), repeats)
         rows.append(("ART FeatureAdversariesPyTorch (PGD mode)", times["art"]))
 
     if verbose:

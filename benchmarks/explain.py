@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,24 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import medrep  # noqa: E402,F401  (repairs torchvision before timm / pytorch-grad-cam are imported)
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-class Logits(torch.nn.Module):
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x):
-        return self.encoder.logits(x)
+from _common import EncoderCall, best_of  # noqa: E402
 
 
 def load_model(spec: str):
@@ -87,7 +69,7 @@ def run(model: str = "demo-vit", batch: int = 16, maps: int = 256, steps: int = 
         ours = lambda: explain(enc, x, "gradcam", target)  # noqa: E731
 
         def theirs():
-            with GradCAM(model=Logits(enc), target_layers=[layer], reshape_transform=reshape) as cam:
+            with GradCAM(model=EncoderCall(enc), target_layers=[layer], reshape_transform=reshape) as cam:
                 cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(int(c)) for c in y])
 
         t_ours, t_ref = best_of(ours, repeats), best_of(theirs, repeats)
@@ -126,7 +108,7 @@ def run(model: str = "demo-vit", batch: int = 16, maps: int = 256, steps: int = 
 
         ibs = 4 * batch
         ours = lambda: integrated_gradients(enc, x, target, steps=ig_steps, internal_batch_size=ibs)  # noqa: E731
-        ig_ref = IntegratedGradients(Logits(enc).eval())
+        ig_ref = IntegratedGradients(EncoderCall(enc).eval())
         theirs = lambda: ig_ref.attribute(x, baselines=0.0, target=y, n_steps=ig_steps,  # noqa: E731
                                           method="gausslegendre", internal_batch_size=ibs)
         diff = float((ours() - theirs()).abs().max())
@@ -164,7 +146,7 @@ def _quantus(enc, x_all, y_all, s_all, n: int, steps: int, repeats: int) -> dict
                 for lo in range(0, n, 64):
                     enc.logits(xs[lo:lo + 64])
 
-    model = Logits(enc).eval()
+    model = EncoderCall(enc).eval()
     xn, yn, an, sn = xs.numpy(), ys.numpy(), maps[:, None].numpy(), ss[:, None].numpy().astype(float)
 
     def quantus3():
