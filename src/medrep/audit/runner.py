@@ -155,12 +155,12 @@ class Audit:
         for spec in self.models_for("robustness"):
             for objective in cfg["objectives"]:
                 enc = self._encoders[spec]
+                d = out / f"{_safe(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
                                     target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
                                     noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
-                                    out_dir=out / f"{_safe(spec)}-{objective}", resume=self.resume)
-                d = out / f"{_safe(spec)}-{objective}"
+                                    out_dir=d, resume=self.resume)
                 paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 rows = []
@@ -190,11 +190,10 @@ class Audit:
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
                        if objective == "collide" else "."))
         self.results["robustness"] = res
-        reading = ("Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
-                   "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
-                   "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
-                   "representation is not semantically stable.\n\n" + "\n\n".join(readings))
-        return Section("robustness", TITLES["robustness"], reading, figures, tables)
+        return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
+                                      "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
+                                      "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
+                                      "representation is not semantically stable.", readings, figures, tables)
 
     def explain(self, out: Path) -> Section:
         from medrep.explain.run import run_explain, write_explain_outputs
@@ -204,10 +203,10 @@ class Audit:
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
             methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
+            d = out / _safe(spec)
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=out / _safe(spec), resume=self.resume)
-            d = out / _safe(spec)
+                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
             res[spec] = rd
@@ -229,12 +228,11 @@ class Audit:
                                 f"{_FMT(pointing.get('center'))}. A method is only informative where it beats both.")
         self.results["explain"] = res
         area = next(iter(res.values()), {}).get("mask_area", {})
-        reading = ("Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
-                   "inside the lesion), IoU of the top-k% pixels (enclosing-box mode as in the paper, and plain pixel IoU), the "
-                   "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."
-                   + (f" Lesions cover {area.get('mean', float('nan')):.1%} of the image on average, so a centre-biased map is "
-                      "a real competitor." if isinstance(area.get("mean"), float) else "") + "\n\n" + "\n\n".join(readings))
-        return Section("explain", TITLES["explain"], reading, figures, tables)
+        return _section("explain", "Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
+                                   "inside the lesion), IoU of the top-k% pixels (enclosing-box mode as in the paper, and plain pixel IoU), the "
+                                   "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."
+                                   + (f" Lesions cover {area.get('mean', float('nan')):.1%} of the image on average, so a centre-biased map is "
+                                      "a real competitor." if isinstance(area.get("mean"), float) else ""), readings, figures, tables)
 
     def features(self, out: Path) -> Section:
         from medrep.features.analysis import run_features, write_features_outputs
@@ -260,11 +258,11 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
-        section = Section("features", TITLES["features"],
-                          "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
-                          "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
-                          "high scores from model size alone are not read as agreement).\n\n" + "\n\n".join(readings),
-                          [Figure(p, _caption(k)) for k, p in figs.items()], tables)
+        section = _section("features",
+                           "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
+                           "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
+                           "high scores from model size alone are not read as agreement).", readings,
+                           [Figure(p, _caption(k)) for k, p in figs.items()], tables)
         if self.config["analyses"]["overlay"]["enabled"]:
             try:
                 self._overlay(out / "overlay", section)
@@ -345,11 +343,10 @@ class Audit:
                                 f"{_FMT(m.get('target_accuracy'))}; naive stitch {_FMT(m.get('naive_accuracy'))}, wrong (shuffled) "
                                 f"pairs {_FMT(m.get('shuffled_accuracy'))} — with {top} anchors, {cfg['estimator']} estimator.")
         self.results["alignment"] = res
-        reading = ("A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
-                   "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
-                   "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
-                   "through the anchors.\n\n" + "\n\n".join(readings))
-        return Section("alignment", TITLES["alignment"], reading, figures, tables)
+        return _section("alignment", "A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
+                                     "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
+                                     "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
+                                     "through the anchors.", readings, figures, tables)
 
     # -- the report ------------------------------------------------------------------------------
     def scorecard_section(self) -> Section:
@@ -388,6 +385,11 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["zero_shot"] or not self.config["text"]
+
+
+def _section(key: str, intro: str, readings: list[str], figures: list[Figure], tables: list[Table]) -> Section:
+    """A stage's section: its title, the stage's general reading followed by one paragraph per model or pair."""
+    return Section(key, TITLES[key], intro + "\n\n" + "\n\n".join(readings), figures, tables)
 
 
 def _caption(key: str) -> str:
