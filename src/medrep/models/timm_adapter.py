@@ -89,7 +89,7 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
             kwargs[key] = int(options.pop(key))
     if "global_pool" in options:
         kwargs["global_pool"] = options.pop("global_pool")
-    pretrained = str(options.pop("pretrained", "true" if weights is None else "true")).lower() not in ("0", "false", "no")
+    pretrained = str(options.pop("pretrained", "true")).lower() not in ("0", "false", "no")
     if weights is not None:
         from medrep.models.checkpoints import load_state_dict
 
