@@ -215,7 +215,7 @@ def _zero_shot_part(result, source, text, train, test, img_train, img_test, y_te
     if txt_test is not None:
         c0 = cap_vecs[anchor_sets[max(anchor_sets)]].mean(0) if center_text else None
         ceiling = boot(zero_shot_predict(txt_test, class_embeddings(prompt_vecs, c0), c0) == y_test)
-    native = _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result)
+    native = _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result, text_cache)
     from medrep.progress import progress_bar
 
     with progress_bar("zero-shot over anchor counts", len(anchor_sets)) as bar:
@@ -235,11 +235,11 @@ def _zero_shot_part(result, source, text, train, test, img_train, img_test, y_te
     result.notes.append(FEWSHOT_NOTE)
 
 
-def _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result) -> Metric | None:
+def _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result, text_cache: bool = True) -> Metric | None:
     tower = getattr(source, "text_encoder", None)
     if tower is None:
         return None
-    vecs = [encode_texts_cached(tower, per_class[c]) for c in classes]
+    vecs = [encode_texts_cached(tower, per_class[c], cache=text_cache) for c in classes]  # honours --no-cache too
     if vecs[0].shape[1] != img_test.shape[1]:
         result.notes.append(f"native zero-shot skipped: text tower width {vecs[0].shape[1]} ≠ image embedding width {img_test.shape[1]}")
         return None
