@@ -19,6 +19,11 @@ from medrep.io import digest_bytes, digest_json
 
 POOLS = ("cls", "mean", "patches", "map")
 
+# Normalisation statistics the adapters fall back on when a checkpoint does not state its own.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -108,9 +113,10 @@ class Encoder(nn.Module):
         default_pool: str = "cls",
         class_names: Sequence[str] | None = None,
         source: dict[str, Any] | None = None,
+        owns_module: bool = True,
     ):
         super().__init__()
-        self.module = module.eval()
+        self.module = module
         self.preprocessing = preprocessing
         self.name = name
         self.token_grid = token_grid
@@ -118,8 +124,36 @@ class Encoder(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.source = source or {}
         self._weights_digest: str | None = None
-        for p in self.module.parameters():
-            p.requires_grad_(False)  # analyses differentiate w.r.t. pixels, never parameters
+        # A module medrep built itself is put in eval mode and frozen for good (analyses differentiate
+        # w.r.t. pixels, never parameters).  A user's own module is only borrowed: it gets that state for
+        # the duration of each call (``analysis_state``) and keeps its training mode and requires_grad flags.
+        self.owns_module = bool(owns_module)
+        self._borrow_depth = 0
+        if self.owns_module:
+            self.module.eval()
+            for p in self.module.parameters():
+                p.requires_grad_(False)
+
+    @contextmanager
+    def analysis_state(self) -> Iterator[None]:
+        """Eval mode and frozen parameters for one call on a borrowed module, restored exactly afterwards."""
+        if self.owns_module or self._borrow_depth:
+            yield
+            return
+        modes = [(m, m.training) for m in self.modules()]
+        flags = [(p, p.requires_grad) for p in self.parameters()]
+        self.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        self._borrow_depth += 1
+        try:
+            yield
+        finally:
+            self._borrow_depth -= 1
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
     # -- the interface -------------------------------------------------------------------------
     def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -130,16 +164,18 @@ class Encoder(nn.Module):
         pool = pool or self.default_pool
         if pool not in POOLS:
             raise MedrepError(f"unknown pooling {pool!r} (choose from {', '.join(POOLS)})", where="--pool")
-        x = self.preprocess(pixels)
-        if layer is None and pool == self.default_pool:
-            return self._forward_default(x)
-        out = self.forward_layer(x, layer or self.default_layer)
-        return self.pool(out, pool, layer or self.default_layer)
+        with self.analysis_state():
+            x = self.preprocess(pixels)
+            if layer is None and pool == self.default_pool:
+                return self._forward_default(x)
+            out = self.forward_layer(x, layer or self.default_layer)
+            return self.pool(out, pool, layer or self.default_layer)
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         if not self.has_head:
             raise MedrepError(f"model {self.name} has no classification head", where="--model")
-        return self._logits(self.preprocess(pixels))
+        with self.analysis_state():
+            return self._logits(self.preprocess(pixels))
 
     @property
     def has_head(self) -> bool:
@@ -195,7 +231,8 @@ class Encoder(nn.Module):
 
         handle = target.register_forward_hook(hook)
         try:
-            self._run_for_capture(x)
+            with self.analysis_state():
+                self._run_for_capture(x)
         except _StopForward:
             pass
         finally:
@@ -283,8 +320,9 @@ class ModuleEncoder(Encoder):
     """Any ``torch.nn.Module`` from Python.
 
     ``embed_fn(module, x)`` gives the representation (default: the module's output); ``head`` (a module or
-    callable on that representation) makes ``logits`` available.  ``pool_fn`` lets a user plug in e.g. a
-    MIL-style pooling of patch tokens.
+    callable on that representation) makes ``logits`` available; an ``embed_fn`` that pools patch tokens
+    gives e.g. a MIL-style representation.  The module is borrowed unless ``owns_module``: medrep leaves its
+    training mode and requires_grad flags as the user set them, outside each call.
     """
 
     kind = "module"
@@ -301,11 +339,13 @@ class ModuleEncoder(Encoder):
         default_layer: str | None = None,
         class_names: Sequence[str] | None = None,
         source: dict[str, Any] | None = None,
+        owns_module: bool = False,
     ):
-        super().__init__(module, preprocessing, name, token_grid, default_pool, class_names, source)
+        super().__init__(module, preprocessing, name, token_grid, default_pool, class_names, source, owns_module)
         self._embed_fn = embed_fn
-        self.head = head
-        if isinstance(head, nn.Module):
+        self.head = head  # an nn.Module head becomes a submodule: frozen or borrowed along with the module
+        if isinstance(head, nn.Module) and self.owns_module:
+            head.eval()
             for p in head.parameters():
                 p.requires_grad_(False)
         self._default_layer = default_layer

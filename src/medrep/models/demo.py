@@ -109,4 +109,5 @@ def demo_encoder(name: str):
     return ModuleEncoder(
         module, DEMO_PREPROCESSING, name=name, embed_fn=lambda m, x: m.forward_features(x), head=module.head,
         default_pool="mean", default_layer="features.3", class_names=CLASSES, source=source,
+        owns_module=True,
     )

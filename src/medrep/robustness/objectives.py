@@ -26,7 +26,11 @@ class Representation:
     fn: EmbedFn | None = None
 
     def __call__(self, encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
-        z = self.fn(encoder, pixels) if self.fn is not None else encoder.embed(pixels, layer=self.layer, pool=self.pool)
+        if self.fn is not None:
+            with encoder.analysis_state():  # a custom fn may call the module directly
+                z = self.fn(encoder, pixels)
+        else:
+            z = encoder.embed(pixels, layer=self.layer, pool=self.pool)
         if z.ndim != 2:
             # Token / map outputs are flattened so the distance covers every coordinate.
             z = z.flatten(1)
