@@ -31,14 +31,12 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
-from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.models.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD, Encoder, Preprocessing,
+                                TokenGrid)
 from medrep.models.registry import register_image_scheme, register_text_scheme
 from medrep.models.text import BatchedTextEncoder, TextEncoder, no_transformers_bars
 from medrep.specs import Spec
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 # Statistics each family's image processor uses when a checkpoint ships no preprocessor_config.json.
 _FAMILY_STATS = {"vit": (HALF, HALF), "dinov2": (IMAGENET_MEAN, IMAGENET_STD),
                  "dinov2_with_registers": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD),

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
-from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.models.base import CLIP_MEAN, CLIP_STD, Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
 from medrep.models.text import BatchedTextEncoder, TextEncoder
 from medrep.specs import Spec
@@ -80,8 +80,8 @@ def preprocessing_from_open_clip(visual: nn.Module) -> Preprocessing:
     cfg = dict(getattr(visual, "preprocess_cfg", None) or {})
     size = cfg.get("size") or getattr(visual, "image_size", 224)
     size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
-    mean = tuple(float(m) for m in (cfg.get("mean") or getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)))
-    std = tuple(float(s) for s in (cfg.get("std") or getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)))
+    mean = tuple(float(m) for m in (cfg.get("mean") or getattr(visual, "image_mean", None) or CLIP_MEAN))
+    std = tuple(float(s) for s in (cfg.get("std") or getattr(visual, "image_std", None) or CLIP_STD))
     interp = cfg.get("interpolation", "bicubic")
     return Preprocessing(size=size, mean=mean, std=std, channels=len(mean),
                          interpolation=interp if interp in _INTERPOLATIONS else "bicubic")

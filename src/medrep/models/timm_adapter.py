@@ -8,6 +8,7 @@ from torch import nn
 
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.specs import take_int_option
 
 
 def _token_grid(module: nn.Module) -> TokenGrid | None:
@@ -85,8 +86,9 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
     options = dict(options or {})
     kwargs: dict[str, Any] = {}
     for key in ("num_classes", "img_size", "in_chans", "patch_size", "embed_dim", "depth", "num_heads", "reg_tokens"):
-        if key in options:
-            kwargs[key] = int(options.pop(key))
+        value = take_int_option(options, key)
+        if value is not None:
+            kwargs[key] = value
     if "global_pool" in options:
         kwargs["global_pool"] = options.pop("global_pool")
     pretrained = str(options.pop("pretrained", "true")).lower() not in ("0", "false", "no")
