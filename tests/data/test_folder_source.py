@@ -127,3 +127,24 @@ def test_non_utf8_file_name_gets_a_printable_id(tmp_path):
     assert ds.ids == ["a/r\\xe9sum\\xe9.png"]
     ds.ids[0].encode("utf-8")
     assert tuple(ds[0].image.shape) == (1, 3, 3)
+
+
+def test_has_lesion_reads_the_mask_alone(class_tree, tmp_path, monkeypatch):
+    """Choosing the images to explain must not decode every image of the split (a --limit run reads few)."""
+    root, arrays = class_tree
+    blank = np.zeros((12, 10), dtype=np.uint8)
+    save_png(root / "benign" / "img9.png", ramp(12, 10, seed=9))
+    save_png(tmp_path / "tree_masks" / "benign" / "img9.png", blank)  # a lesion-free image
+    ds = load_dataset(str(root))
+    expected = [bool(ds[i].mask.any()) for i in range(len(ds))]
+    assert expected.count(False) == 1
+
+    import medrep.data.files as files
+
+    def no_images(*_a, **_k):
+        raise AssertionError("an image was decoded to check its mask")
+
+    monkeypatch.setattr(files, "read_image", no_images)
+    assert [ds.has_lesion(i) for i in range(len(ds))] == expected
+    sub = ds.subset([4, 0, 2])
+    assert [sub.has_lesion(i) for i in range(3)] == [expected[4], expected[0], expected[2]]

@@ -41,6 +41,17 @@ def test_normal_images_have_empty_masks_and_lesions_nonempty():
     assert (areas[out["labels"] > 0] > 0).all()
 
 
+def test_has_lesion_agrees_with_the_masks_through_splits_and_subsets(small_phantoms):
+    test = small_phantoms.split("test")
+    expected = [bool(test[i].mask.any()) for i in range(len(test))]
+    assert [test.has_lesion(i) for i in range(len(test))] == expected
+    assert expected == (test.labels > 0).tolist()
+    whole = [small_phantoms.has_lesion(i) for i in range(len(small_phantoms))]
+    assert whole == [bool(small_phantoms[i].mask.any()) for i in range(len(small_phantoms))]
+    sub = test.subset([3, 1])
+    assert [sub.has_lesion(0), sub.has_lesion(1)] == [expected[3], expected[1]]
+
+
 def test_class_balance_roughly_even():
     labels = generate_split(PhantomConfig(n_train=900, n_val=0, n_test=0, size=16, seed=3), "train")["labels"]
     counts = np.bincount(labels, minlength=3)

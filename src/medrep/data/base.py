@@ -70,6 +70,11 @@ class ImageDataset:
     def item_id(self, index: int) -> str:
         return self._load(index).id
 
+    def has_lesion(self, index: int) -> bool:
+        """Whether item ``index`` has a non-empty mask (subclasses read the mask alone, not the image)."""
+        mask = self._load(index).mask
+        return mask is not None and bool(mask.any())
+
     @property
     def labels(self) -> np.ndarray:
         return np.array([self[i].label for i in range(len(self))], dtype=np.int64)
@@ -132,6 +137,9 @@ class Subset(ImageDataset):
 
     def item_id(self, index: int) -> str:
         return self.parent.item_id(self.indices[index])
+
+    def has_lesion(self, index: int) -> bool:
+        return self.parent.has_lesion(self.indices[index])
 
     @property
     def labels(self) -> np.ndarray:
@@ -199,6 +207,9 @@ class TensorDataset(ImageDataset):
 
     def item_id(self, index: int) -> str:
         return self._ids[index]
+
+    def has_lesion(self, index: int) -> bool:
+        return self.masks is not None and bool(self.masks[index].any())
 
     @property
     def labels(self) -> np.ndarray:
@@ -342,6 +353,10 @@ class SplitDataset(ImageDataset):
     def item_id(self, index: int) -> str:
         part, j = self._locate(index)
         return part.item_id(j)
+
+    def has_lesion(self, index: int) -> bool:
+        part, j = self._locate(index)
+        return part.has_lesion(j)
 
     @property
     def labels(self) -> np.ndarray:

@@ -94,6 +94,17 @@ class FileDataset(ImageDataset):
     def item_id(self, index: int) -> str:
         return self.entries[index].id
 
+    def has_lesion(self, index: int) -> bool:
+        e = self.entries[index]
+        if e.mask is None:
+            return False
+        try:  # the mask file alone: the image is decoded only if it is explained
+            return bool(read_mask(e.mask).any())
+        except BadInputError as err:
+            if e.origin is None:
+                raise
+            raise BadInputError(str(err), where=e.origin) from None
+
     @property
     def labels(self) -> np.ndarray:
         return self._labels

@@ -101,8 +101,7 @@ def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
         raise MedrepError(f"dataset {dataset.name} has no lesion masks; explanation scores need them", where="--data")
     keep, empty = [], 0
     for i in range(len(dataset)):
-        m = dataset[i].mask
-        if m is not None and bool(m.any()):
+        if dataset.has_lesion(i):
             keep.append(i)
         else:
             empty += 1
