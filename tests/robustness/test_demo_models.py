@@ -23,6 +23,18 @@ def test_collide_breaks_demo_vit_imperceptibly(demo_vit, phantoms):
     assert m["cosine_to_target_after"]["value"] > m["cosine_to_target_before"]["value"] + 0.2
 
 
+def test_push_breaks_demo_vit_imperceptibly(demo_vit, phantoms):
+    test = phantoms.split("test").limit(32, seed=0)
+    # README: push on the 200 pairs, ε = 4/255, 50 steps: 100% → 6.5%, PSNR 38.1 dB, SSIM 0.961
+    r = run_attack(demo_vit, test, objective="push", eps=[4 / 255], steps=50, batch_size=32, seed=0, noise_sigma=0.01,
+                   noise_draws=2, n_boot=200)
+    m = r.summaries[0]["metrics"]
+    assert m["clean_accuracy"]["value"] - m["attacked_accuracy"]["value"] >= 0.75
+    assert m["attacked_accuracy"]["value"] <= 0.2
+    assert m["psnr_mean"]["value"] >= 35.0 and m["ssim_mean"]["value"] >= 0.95
+    assert m["relative_change"]["value"] > 0.5
+
+
 @pytest.mark.parametrize("name", ["demo_vit", "demo_cnn"])
 def test_demo_head_accuracy_on_the_phantom_test_split(name, request):
     enc = request.getfixturevalue(name)
