@@ -1,0 +1,25 @@
+"""The README's alignment figures on the shipped demo models (phantoms, 500 random train anchors, ortho,
+the whole 600-image test split): stitching both ways and zero-shot of the ViT through MiniLM."""
+from __future__ import annotations
+
+from medrep.align.api import run_alignment
+
+
+def test_stitching_both_ways_keeps_the_targets_accuracy(demo_vit, demo_cnn, phantoms):
+    vit_to_cnn = run_alignment(demo_vit, phantoms, target_encoder=demo_cnn, anchors=[500], n_boot=200).metrics
+    cnn_to_vit = run_alignment(demo_cnn, phantoms, target_encoder=demo_vit, anchors=[500], n_boot=200).metrics
+    # README: 0.996 (target's own 1.000) and 1.000 (0.998); the issue asks for ≥ 90% of the target's own
+    for m in (vit_to_cnn, cnn_to_vit):
+        assert m["stitched_accuracy"].value >= 0.98
+        assert m["stitched_accuracy"].value >= 0.9 * m["target_accuracy"].value
+        assert m["shuffled_accuracy"].value <= 0.45  # anchors paired at random carry no meaning
+    # the naive stitch (identity, zero-padded) is worse than chance one way and at chance the other
+    assert vit_to_cnn["naive_accuracy"].value <= 0.1
+    assert cnn_to_vit["naive_accuracy"].value <= 0.45
+
+
+def test_zero_shot_of_the_vit_through_minilm(demo_vit, phantoms):
+    m = run_alignment(demo_vit, phantoms, text_encoder="minilm", anchors=[500], n_boot=200).metrics
+    assert m["zero_shot_accuracy"].value >= 0.95  # README: 0.998 (chance 0.333; the captions name the class)
+    assert m["zero_shot_naive_accuracy"].value <= 0.5
+    assert abs(m["chance_accuracy"].value - 1 / 3) < 1e-9
