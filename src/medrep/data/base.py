@@ -267,28 +267,30 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def resize_item(item: Item, size: Sequence[int], interpolation: str = "bilinear") -> Item:
-    """The item at ``size`` (H, W): image with ``interpolation``, mask with nearest neighbour (stays binary)."""
+def resize_item(item: Item, size: Sequence[int], interpolation: str = "bilinear", resize: str = "stretch",
+                crop_pct: float = 1.0) -> Item:
+    """The item at ``size`` (H, W) by ``resize`` mode (see :mod:`medrep.geometry`): the image with
+    ``interpolation``, the mask through the same geometry with nearest neighbour (it stays binary and aligned)."""
     size = tuple(int(v) for v in size)
     if tuple(item.image.shape[-2:]) == size:
         return item
-    import torch.nn.functional as F
+    from medrep.geometry import fit_to_size
 
-    kw = {"align_corners": False, "antialias": True} if interpolation in ("bilinear", "bicubic") else {}
-    image = F.interpolate(item.image[None].float(), size=size, mode=interpolation, **kw)[0].clamp(0, 1)
+    image = fit_to_size(item.image[None].float(), size, interpolation, resize, crop_pct)[0].clamp(0, 1)
     mask = None
     if item.mask is not None:
         m = torch.as_tensor(item.mask)
-        mask = F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].to(m.dtype)
+        mask = fit_to_size(m[None, None].float(), size, "nearest", resize, crop_pct)[0, 0].to(m.dtype)
     return dataclasses.replace(item, image=image, mask=mask)
 
 
-def collate(items: Sequence[Item], size: Sequence[int] | None = None, interpolation: str = "bilinear") -> dict[str, Any]:
-    """Stack items into a batch.  With ``size`` (the model's input size) items of other sizes are resized
-    first, so mixed-size data (e.g. DICOM series) batch; without it, differing sizes are an input
-    problem named by id."""
+def collate(items: Sequence[Item], size: Sequence[int] | None = None, interpolation: str = "bilinear",
+            resize: str = "stretch", crop_pct: float = 1.0) -> dict[str, Any]:
+    """Stack items into a batch.  With ``size`` (the model's input size; pass an encoder's
+    ``preprocessing.fit_kwargs()``) items of other sizes are brought to it first, so mixed-size data (e.g.
+    DICOM series) batch; without it, differing sizes are an input problem named by id."""
     if size is not None:
-        items = [resize_item(it, size, interpolation) for it in items]
+        items = [resize_item(it, size, interpolation, resize, crop_pct) for it in items]
     shapes = {tuple(it.image.shape) for it in items}
     if len(shapes) > 1:
         raise BadInputError(

@@ -168,7 +168,7 @@ class ExplainJob:
         with evaluation(encoder):
             # maps and masks at the model's input size, so mixed-size data batches
             batch = collate([dataset[i] for i in self.indices[start:start + self.batch_size]],
-                            size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
+                            **encoder.preprocessing.fit_kwargs())
             pixels = batch["image"].to(encoder.device, encoder.dtype)
             masks = batch["mask"].to(encoder.device)
             if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):

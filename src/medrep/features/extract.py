@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from medrep.data.base import ImageDataset, SkipLog, collate
 from medrep.errors import BadInputError, MedrepError
 from medrep.features.cache import EmbeddingCache, cache_key
+from medrep.geometry import fit_to_size
 from medrep.models.base import Encoder
 from medrep.progress import progress_bar
 
@@ -69,9 +69,8 @@ class Embeddings:
 class _TorchView(Dataset):
     """Items of one chunk for a DataLoader; resized to the model's size so mixed-size datasets batch."""
 
-    def __init__(self, dataset: ImageDataset, indices: list[int], size: tuple[int, int], interpolation: str,
-                 skip_bad: bool):
-        self.dataset, self.indices, self.size, self.interp, self.skip_bad = dataset, indices, size, interpolation, skip_bad
+    def __init__(self, dataset: ImageDataset, indices: list[int], fit: dict[str, Any], skip_bad: bool):
+        self.dataset, self.indices, self.fit, self.skip_bad = dataset, indices, fit, skip_bad
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -83,9 +82,8 @@ class _TorchView(Dataset):
             if not self.skip_bad:
                 raise
             return ("bad", self.dataset.item_id(self.indices[i]) if hasattr(self.dataset, "item_id") else str(i), str(err))
-        if tuple(item.image.shape[-2:]) != tuple(self.size):
-            kw = {"align_corners": False, "antialias": True} if self.interp in ("bilinear", "bicubic") else {}
-            item.image = F.interpolate(item.image[None], size=self.size, mode=self.interp, **kw)[0]
+        if tuple(item.image.shape[-2:]) != tuple(self.fit["size"]):
+            item.image = fit_to_size(item.image[None], **self.fit)[0]
             item.mask = None
         return item
 
@@ -120,7 +118,7 @@ class ExtractJob:
             ) -> tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]:
         """(embeddings, ids, labels, [(item, problem) left out]) of one chunk, batch by batch."""
         idx = list(self.rows(chunk))
-        view = _TorchView(dataset, idx, encoder.preprocessing.size, encoder.preprocessing.interpolation, self.skip_bad)
+        view = _TorchView(dataset, idx, encoder.preprocessing.fit_kwargs(), self.skip_bad)
         loader = DataLoader(view, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=_collate_keep_bad,
                             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
         torch_dtype = _DTYPES[self.dtype]

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medrep.errors import MedrepError
+from medrep.geometry import INTERPOLATIONS, check_resize, fit_to_size
 from medrep.io import digest_bytes, digest_json
 
 POOLS = ("cls", "mean", "patches", "map")
@@ -32,27 +32,36 @@ class Preprocessing:
     std: tuple[float, ...]
     channels: int = 3
     interpolation: str = "bilinear"  # bilinear | bicubic | nearest | area
+    resize: str = "stretch"  # stretch | crop (see medrep.geometry)
+    crop_pct: float = 1.0  # crop mode: resize to size / crop_pct, then centre-crop size
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise MedrepError(f"mean/std must have {self.channels} entries", where="preprocessing")
-        if self.interpolation not in ("bilinear", "bicubic", "nearest", "area"):
+        if self.interpolation not in INTERPOLATIONS:
             raise MedrepError(f"unknown interpolation {self.interpolation!r}", where="preprocessing")
+        check_resize(self.resize, self.crop_pct)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw [0, 1] pixels (B×C×H×W) → the model's input.  Differentiable."""
         if pixels.ndim != 4:
             raise MedrepError(f"expected a batch B×C×H×W, got shape {tuple(pixels.shape)}", where="pixels")
-        x = match_channels(pixels, self.channels)
-        if tuple(x.shape[-2:]) != tuple(self.size):
-            kw = {"align_corners": False, "antialias": True} if self.interpolation in ("bilinear", "bicubic") else {}
-            x = F.interpolate(x, size=tuple(self.size), mode=self.interpolation, **kw)
+        x = fit_to_size(match_channels(pixels, self.channels), **self.fit_kwargs())
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
+    def fit_kwargs(self) -> dict[str, Any]:
+        """How images reach the input size: the keyword arguments of ``geometry.fit_to_size`` and ``collate``."""
+        return {"size": tuple(self.size), "interpolation": self.interpolation, "resize": self.resize,
+                "crop_pct": self.crop_pct}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.resize == "stretch":  # the default geometry leaves the dict (and every cache key) as it was
+            d.pop("resize")
+            d.pop("crop_pct")
+        return d
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -103,6 +112,8 @@ class Encoder(nn.Module):
     """
 
     kind: str = "module"
+    #: The crop_pct of the model's own evaluation transform, used by ``?resize=crop`` (adapters that know it set it).
+    eval_crop_pct: float = 1.0
 
     def __init__(
         self,

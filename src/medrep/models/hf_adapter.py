@@ -204,6 +204,18 @@ def _processor_size(processor: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def processor_crop_pct(processor: dict[str, Any] | None) -> float:
+    """crop_size / shortest_edge of an image processor that resizes then centre-crops (else 1.0)."""
+    if not processor or not processor.get("do_center_crop", False):
+        return 1.0
+    crop, size = processor.get("crop_size"), processor.get("size")
+    crop = crop.get("height") if isinstance(crop, dict) else crop
+    size = size.get("shortest_edge", size.get("height")) if isinstance(size, dict) else size
+    if isinstance(crop, (int, float)) and isinstance(size, (int, float)) and 0 < crop <= size:
+        return float(crop) / float(size)
+    return 1.0
+
+
 def _read_processor_config(path: str, revision: str | None) -> dict[str, Any] | None:
     local = Path(path)
     if local.is_dir():
@@ -273,9 +285,11 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
                                          attn_implementation="eager")
     except (OSError, ValueError) as err:
         raise MedrepError(f"cannot load the model weights ({err})", where=path) from err
-    prep = preprocessing_from_hf(config, _read_processor_config(path, revision))
+    processor = _read_processor_config(path, revision)
+    prep = preprocessing_from_hf(config, processor)
     enc = HFEncoder(module, prep, name=f"hf:{path}", source={"spec": f"hf:{path}", "class": type(module).__name__,
                                                             "revision": revision})
+    enc.eval_crop_pct = processor_crop_pct(processor)
     if enc.dual:
         enc.text_encoder = HFTowerTextEncoder(module, _load_tokenizer(path, trust_remote_code, revision), enc.name)
     return enc

@@ -66,7 +66,50 @@ def _load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = Fal
         if prep is None:
             raise SpecError("a torch.nn.Module needs preprocessing=Preprocessing(size, mean, std, channels)", where="load_encoder")
         return ModuleEncoder(spec, prep, **module_kwargs)
-    parsed = parse_spec(spec, _schemes())
+    parsed, fit = _take_fit_options(parse_spec(spec, _schemes()))
+    return _with_fit(_load_parsed(spec, parsed, trust_remote_code), fit)
+
+
+#: Spec options every image scheme understands: how images reach the input size (see medrep.geometry).
+FIT_OPTIONS = ("resize", "crop_pct")
+
+
+def _take_fit_options(parsed: Spec) -> tuple[Spec, dict[str, Any]]:
+    import dataclasses
+
+    options = dict(parsed.options)
+    fit: dict[str, Any] = {}
+    if "resize" in options:
+        fit["resize"] = options.pop("resize").strip().lower()
+    if "crop_pct" in options:
+        raw = options.pop("crop_pct")
+        try:
+            fit["crop_pct"] = float(raw)
+        except ValueError:
+            raise SpecError(f"crop_pct must be a number in (0, 1], got {raw!r}", where="?crop_pct") from None
+    return dataclasses.replace(parsed, options=options), fit
+
+
+def _with_fit(encoder: Encoder, fit: dict[str, Any]) -> Encoder:
+    """``?resize=crop`` takes the model's own evaluation crop_pct unless ``?crop_pct=`` says otherwise."""
+    if not fit:
+        return encoder
+    import dataclasses
+    import math
+
+    from medrep.geometry import RESIZE_MODES
+
+    resize = fit.get("resize", encoder.preprocessing.resize)
+    if resize not in RESIZE_MODES:
+        raise SpecError(f"unknown resize mode {resize!r} (choose from {', '.join(RESIZE_MODES)})", where="?resize")
+    crop_pct = fit.get("crop_pct", encoder.eval_crop_pct if resize == "crop" else encoder.preprocessing.crop_pct)
+    if math.isnan(crop_pct) or not 0 < crop_pct <= 1:
+        raise SpecError(f"crop_pct must lie in (0, 1], got {crop_pct:g}", where="?crop_pct")
+    encoder.preprocessing = dataclasses.replace(encoder.preprocessing, resize=resize, crop_pct=float(crop_pct))
+    return encoder
+
+
+def _load_parsed(spec: str, parsed: Spec, trust_remote_code: bool) -> Encoder:
     if parsed.scheme is None:
         if parsed.name in _NAMED:
             return _NAMED[parsed.name](parsed, trust_remote_code)

@@ -62,6 +62,13 @@ class TimmEncoder(Encoder):
         return self.module(x)
 
 
+def timm_crop_pct(module: nn.Module) -> float:
+    """timm's evaluation crop_pct for ``module`` (1.0 when its pretrained config does not say)."""
+    cfg = getattr(module, "pretrained_cfg", None) or {}
+    pct = cfg.get("crop_pct") if isinstance(cfg, dict) else None
+    return float(pct) if isinstance(pct, (int, float)) and 0 < pct <= 1 else 1.0
+
+
 def preprocessing_from_timm(module: nn.Module, overrides: dict[str, Any] | None = None) -> Preprocessing:
     from timm.data import resolve_data_config
 
@@ -110,4 +117,6 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
     except (OSError, RuntimeError, ValueError) as err:
         raise MedrepError(f"could not build timm model {name!r}: {err}", where="--model") from err
     prep = preprocessing_from_timm(module, {"img_size": kwargs.get("img_size")})
-    return TimmEncoder(module, prep, name=f"timm:{name}", source={"spec": f"timm:{name}", "weights": weights, "pretrained": pretrained})
+    enc = TimmEncoder(module, prep, name=f"timm:{name}", source={"spec": f"timm:{name}", "weights": weights, "pretrained": pretrained})
+    enc.eval_crop_pct = timm_crop_pct(module)
+    return enc

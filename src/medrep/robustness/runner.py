@@ -137,7 +137,7 @@ class AttackJob:
         out_units: dict[int, dict[str, np.ndarray]] = {}
         with evaluation(encoder):
             # at the model's input size: mixed-size data batches, and ε is measured on the pixels the model sees
-            fit = dict(size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
+            fit = encoder.preprocessing.fit_kwargs()
             batch = collate([dataset[i] for i in range(lo, hi)], **fit)
             x = batch["image"].to(device)
             y = self.labels[lo:hi]
@@ -446,7 +446,7 @@ def _train_representations(encoder: Encoder, rep: Representation, train: ImageDa
     with progress_bar("clean training representations", len(train)) as bar, torch.no_grad():
         for lo in range(0, len(train), batch_size):
             batch = collate([train[i] for i in range(lo, min(len(train), lo + batch_size))],
-                            size=encoder.preprocessing.size, interpolation=encoder.preprocessing.interpolation)
+                            **encoder.preprocessing.fit_kwargs())
             out.append(rep(encoder, batch["image"].to(encoder.device)).float().cpu().numpy())
             bar.advance(len(batch["id"]))
     return np.concatenate(out), np.asarray(train.labels)
