@@ -536,7 +536,7 @@ def main(argv=None) -> int:
     ap.add_argument("--extract-repeats", type=int, default=3)
     ap.add_argument("--extract-models", nargs="+", default=["demo-vit", "timm"], choices=["demo-vit", "timm"],
                     help="demo-vit at 64 px (--extract-n images) and timm vit_small at 224 px (a quarter as many)")
-    ap.add_argument("--attack-batch", type=int, default=8)
+    ap.add_argument("--attack-batch", type=int, default=32, help="the batch `medrep attack` uses by default")
     ap.add_argument("--attack-steps", type=int, default=10)
     ap.add_argument("--maps", type=int, default=256, help="maps for the pointing + deletion comparison with Quantus")
     ap.add_argument("--scaling-sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
