@@ -90,3 +90,19 @@ def test_errors_one_class_duplicates_nan(tiny_vit):
     bad = load_encoder(NaNNet(), preprocessing=Preprocessing((32, 32), (0.0,), (1.0,), 1), name="nan-net")
     with pytest.raises(MedrepError, match="NaN"):
         run_features([bad], _data(), projections=())
+
+
+def test_pair_table_and_terminal_line_name_the_cka_subsample():
+    from medrep.features.analysis import FeaturesResult, format_model_table
+    from medrep.features.similarity import compare_spaces
+    from medrep.report.html import Table, _table
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    res = FeaturesResult(pairs=[compare_spaces(x, y, "m1", "m2", k=5, n_permutations=10, n_boot=10, max_items=200)])
+    (row,) = res.pair_table()
+    assert row["n"] == 600 and row["cka_rows"] == 200
+    assert row["cka_all_rows"] == pytest.approx(res.pairs[0].extra["cka_all_rows"]) and row["cka_all_rows"] < row["cka"]
+    assert "on 200 of 600 items, all items" in format_model_table(res)
+    html = _table(Table("Between models", [row]))
+    assert "<th>cka_all_rows</th>" in html and "<th>cka_rows</th>" in html

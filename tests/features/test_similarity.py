@@ -118,6 +118,32 @@ def test_compare_spaces_interval_contains_value(spaces):
     assert {"cka", "cka_p_value", "mutual_knn", "mutual_knn_p_value"} <= set(d)
 
 
+def test_compare_spaces_subsample_gives_value_interval_and_null_together():
+    # independent spaces: biased CKA on 3000 rows (~0.02) is far below its value on 400 rows (~0.14),
+    # so a value from all rows next to an interval / null from 400 rows excluded its own interval
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3000, 64)).astype("f4"), rng.normal(size=(3000, 64)).astype("f4")
+    p = compare_spaces(x, y, k=5, n_permutations=20, n_boot=20, max_items=400)
+    assert p.cka.n == 400 and p.extra["cka_rows_used"] == 400
+    assert p.cka.low <= p.cka.value <= p.cka.high
+    assert p.cka.value == pytest.approx(0.141, abs=0.005)
+    assert p.extra["cka_all_rows"] == pytest.approx(linear_cka(x, y), abs=1e-9)
+    assert p.extra["cka_all_rows"] == pytest.approx(0.021, abs=0.002)
+    # the null is of the same 400 rows: unrelated spaces sit at chance, not 6x below it
+    assert p.cka_null_mean == pytest.approx(p.cka.value, rel=0.1) and p.cka_p_value > 0.05
+    # mutual kNN keeps every row for its value, interval and null
+    assert p.mutual_knn.n == 3000
+    d = p.to_dict()
+    assert d["cka"]["n"] == 400 and d["cka_all_rows"] == p.extra["cka_all_rows"]
+
+
+def test_compare_spaces_below_max_items_uses_every_row(spaces):
+    x, y = spaces
+    p = compare_spaces(x, y, n_permutations=20, n_boot=20, max_items=2000)
+    assert p.cka.n == 120 and p.cka.value == pytest.approx(linear_cka(x, y), abs=1e-9)
+    assert "cka_all_rows" not in p.extra
+
+
 def test_bad_inputs():
     x = np.random.default_rng(0).normal(size=(10, 3))
     with pytest.raises(MedrepError, match="different items"):

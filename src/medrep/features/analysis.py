@@ -63,7 +63,9 @@ class FeaturesResult(Result):
                          "cka_p_value": p.cka_p_value, "cka_null_mean": p.cka_null_mean,
                          "mutual_knn": p.mutual_knn.value, "mutual_knn_low": p.mutual_knn.low,
                          "mutual_knn_high": p.mutual_knn.high, "mutual_knn_p_value": p.mutual_knn_p_value,
-                         "mutual_knn_null_mean": p.mutual_knn_null_mean, "n": p.cka.n})
+                         "mutual_knn_null_mean": p.mutual_knn_null_mean, "n": p.mutual_knn.n, "cka_rows": p.cka.n,
+                         # above compare_spaces' max_items, CKA and its interval / null are of a subsample
+                         **({"cka_all_rows": p.extra["cka_all_rows"]} if "cka_all_rows" in p.extra else {})})
         return rows
 
     def cka_matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -323,6 +325,8 @@ def format_model_table(result: FeaturesResult) -> str:
     header = " ".join([f"{'metric':<14}"] + [f"{n:>32}" for n in result.models])
     out = [header, *lines]
     for p in result.pairs:
-        out.append(f"{p.a} vs {p.b}: CKA {p.cka} (p = {p.cka_p_value:.3g}, null mean {p.cka_null_mean:.3f}); "
+        rows = (f" on {p.cka.n} of {p.mutual_knn.n} items, all items {p.extra['cka_all_rows']:.4g}"
+                if "cka_all_rows" in p.extra else "")
+        out.append(f"{p.a} vs {p.b}: CKA {p.cka} (p = {p.cka_p_value:.3g}, null mean {p.cka_null_mean:.3f}{rows}); "
                    f"mutual kNN@{p.k} {p.mutual_knn} (p = {p.mutual_knn_p_value:.3g}, null mean {p.mutual_knn_null_mean:.3f})")
     return "\n".join(out)

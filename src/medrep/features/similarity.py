@@ -274,21 +274,30 @@ def compare_spaces(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", k: 
                    n_permutations: int = 200, n_boot: int = 100, seed: int = 0, max_items: int = 2000) -> PairSimilarity:
     """CKA and mutual kNN with 95% intervals and permutation p-values for one pair.
 
-    CKA is computed on all rows; its interval (delete-half jackknife) and null use at most
-    ``max_items`` rows.  Mutual kNN's interval is a bootstrap over the per-item overlaps.
+    CKA's value, interval (delete-half jackknife), null and p-value all come from the same rows: at
+    most ``max_items``, a seeded subsample above that (``extra`` then holds the all-rows value as
+    ``cka_all_rows`` and the rows used as ``cka_rows_used``).  Mutual kNN uses every row for its
+    value, its interval (a bootstrap over the per-item overlaps) and its null.
     """
     x, y = _check_pair(x, y)
-    value = linear_cka(x, y, unbiased=unbiased)
-    rng = np.random.default_rng(seed)
-    sub = np.sort(rng.choice(len(x), size=max_items, replace=False)) if len(x) > max_items else np.arange(len(x))
-    xs, ys = x[sub], y[sub]
-    boot = half_sample_interval(lambda i: linear_cka(xs[i], ys[i], unbiased=unbiased), len(sub), n_draws=n_boot,
+    extra: dict = {"n_permutations": n_permutations}
+    if len(x) > max_items:
+        # Biased CKA's chance level rises as N falls, so a value from all rows next to an
+        # interval and null from a subsample can disagree outright; report the subsample's.
+        rng = np.random.default_rng(seed)
+        sub = np.sort(rng.choice(len(x), size=max_items, replace=False))
+        extra.update(cka_all_rows=linear_cka(x, y, unbiased=unbiased), cka_rows_used=max_items)
+        xs, ys = x[sub], y[sub]
+    else:
+        xs, ys = x, y
+    value = linear_cka(xs, ys, unbiased=unbiased)
+    boot = half_sample_interval(lambda i: linear_cka(xs[i], ys[i], unbiased=unbiased), len(xs), n_draws=n_boot,
                                 seed=seed)
-    cka_metric = Metric(value, boot.low, boot.high, len(x))
-    perm = cka_permutation_test(x, y, n_permutations=n_permutations, seed=seed, max_items=max_items, unbiased=unbiased)
+    cka_metric = Metric(value, boot.low, boot.high, len(xs))
+    perm = cka_permutation_test(xs, ys, n_permutations=n_permutations, seed=seed, max_items=max_items, unbiased=unbiased)
     nx, ny = knn_sets(x, k), knn_sets(y, k)  # one neighbour search per space serves the score and its null
     mknn = bootstrap_metric(neighbour_overlap(nx, ny), n_boot=max(n_boot, 1000), seed=seed)
     mperm = _mutual_knn_null(nx, ny, n_permutations, seed)
+    extra.update(cka_null_q95=perm.null_q95, mutual_knn_null_q95=mperm.null_q95)
     return PairSimilarity(a, b, cka_metric, perm.p_value, perm.null_mean, mknn, mperm.p_value, mperm.null_mean,
-                          unbiased, k, {"n_permutations": n_permutations, "cka_null_q95": perm.null_q95,
-                                        "mutual_knn_null_q95": mperm.null_q95})
+                          unbiased, k, extra)
