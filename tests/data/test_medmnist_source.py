@@ -84,3 +84,28 @@ def test_unreadable_npz(tmp_path):
         load_dataset(f"medmnist:{tmp_path / 'junk.npz'}")
     with pytest.raises(BadInputError, match=r"absent\.npz: no such file"):
         load_dataset(f"medmnist:{tmp_path / 'absent.npz'}")
+
+
+def test_16bit_images_scaled_by_container_not_per_split_maximum(tmp_path):
+    """A raw value means the same intensity in every split: uint16 is divided by 65535, as images.py does."""
+    tr = np.full((2, 8, 8), 200, np.uint16)
+    tr[0, 0, 0] = 1000  # only train goes above 255
+    te = np.full((2, 8, 8), 200, np.uint16)
+    path = _npz(tmp_path / "mm16.npz", train_images=tr, train_labels=[0, 1], test_images=te, test_labels=[0, 1])
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"medmnist:{path}")
+    messages = [str(w.message) for w in record]
+    assert any("mm16.npz:train_images: 16-bit image uses only 12 bits (max 1000)" in m for m in messages)
+    assert any("mm16.npz:test_images: 16-bit image uses only the 8-bit range (max 200)" in m for m in messages)
+    assert float(ds.split("train")[0].image[0, 1, 1]) == pytest.approx(200 / 65535)
+    assert float(ds.split("test")[0].image[0, 1, 1]) == pytest.approx(200 / 65535)
+    assert float(ds.split("train")[0].image[0, 0, 0]) == pytest.approx(1000 / 65535)
+
+
+@pytest.mark.parametrize("dtype,value,problem", [(np.int16, -5, r"int16 in \[-5, 0\]"), (np.int64, 70000, r"int64 in \[0, 70000\]")])
+def test_integer_images_outside_16_bits_are_named(tmp_path, dtype, value, problem):
+    imgs = np.zeros((1, 4, 4), dtype)
+    imgs[0, 0, 0] = value
+    path = _npz(tmp_path / "wide.npz", train_images=imgs, train_labels=[0])
+    with pytest.raises(BadInputError, match=r"wide\.npz: train_images is " + problem + ", outside the 16-bit range"):
+        load_dataset(f"medmnist:{path}")

@@ -7,6 +7,7 @@ package, nothing is checked against the official counts).  Multi-label files (K 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ SPLITS = ("train", "val", "test")
 
 
 def _images(arr: np.ndarray, key: str, where: str) -> np.ndarray:
-    """N×H×W[×3] → N×C×H×W, uint8 kept as is (TensorDataset divides by 255), other types scaled to [0, 1]."""
+    """N×H×W[×3] → N×C×H×W, uint8 kept as is (TensorDataset divides by 255), floats kept in [0, 1], wider
+    integers (uint16, int32, …, values 0..65535) divided by 65535 whatever their maximum, as images.py does."""
     if arr.ndim == 4 and arr.shape[-1] in (1, 3):
         arr = arr.transpose(0, 3, 1, 2)
     elif arr.ndim == 3:
@@ -41,9 +43,17 @@ def _images(arr: np.ndarray, key: str, where: str) -> np.ndarray:
             raise BadInputError(f"{key} is float in [{arr.min():.3g}, {arr.max():.3g}]; expected uint8 or floats in [0, 1]", where=where)
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind in "ui":
+        # As images.py: the container's bit depth, never the data's maximum — a per-split maximum would give
+        # the same raw value different intensities in train and test.
+        lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+        if lo < 0 or hi > 65535:
+            raise BadInputError(f"{key} is {arr.dtype} in [{lo}, {hi}], outside the 16-bit range 0..65535", where=where)
+        if arr.dtype.itemsize == 1:  # int8 holding 0..127
+            return np.ascontiguousarray(arr.astype(np.float32) / 255.0)
         warn_if_misnormalised(arr, f"{where}:{key}")
-        bits = 16 if arr.max(initial=0) > 255 else 8
-        return np.ascontiguousarray(arr.astype(np.float32) / float(2**bits - 1))
+        if 255 < hi <= 4095:  # 10/12-bit detector data in a 16-bit container: divided by 65535 it is nearly black
+            warnings.warn(f"{where}:{key}: 16-bit image uses only 12 bits (max {hi}); scaled by 65535 it will look dark", stacklevel=3)
+        return np.ascontiguousarray(arr.astype(np.float32) / 65535.0)
     raise BadInputError(f"{key} has unsupported dtype {arr.dtype}", where=where)
 
 
