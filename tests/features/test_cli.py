@@ -27,3 +27,6 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "--model: listed more than once: demo-cnn" in capsys.readouterr().err
     assert main(["overlay", "--model", TINY, "--position", "middle", "--data", "demo?n_train=30&n_val=0&n_test=24&size=32", "--out", str(tmp_path), "--quiet"]) == 2
     assert "--position" in capsys.readouterr().err
+    assert main(["overlay", "--model", TINY, "--text-aligned", "--data", "demo?n_train=30&n_val=0&n_test=24&size=32",
+                 "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--text-aligned: needs --text-model" in capsys.readouterr().err

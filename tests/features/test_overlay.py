@@ -126,6 +126,45 @@ def test_zero_shot_shift_with_hand_made_scorer(tiny_vit):
         run_overlay([tiny_vit], ds, words=["benign"], zero_shot=lambda e: e[:, :2], k=3, n_boot=10)
 
 
+class _FixedText:
+    """A text encoder of a chosen width whose class prompts embed as fixed random vectors."""
+
+    def __init__(self, dim, name="fixed-text"):
+        self.dim, self.name = dim, name
+        self.table = torch.from_numpy(np.random.default_rng(1).normal(size=(8, dim)).astype("f4"))
+
+    def encode_text(self, texts):
+        return self.table[:len(texts)]
+
+
+def test_zero_shot_needs_a_text_encoder_declared_aligned_not_just_the_same_width(tiny_vit):
+    from medrep.features.overlay import resolve_zero_shot
+
+    classes = ["normal", "benign", "malignant"]
+    same_width = _FixedText(tiny_vit.embed_dim)
+    fn, note = resolve_zero_shot(tiny_vit, classes, None, text_encoder=same_width)
+    assert fn is None and "not declared to share its image space" in note and "--text-aligned" in note
+    fn, note = resolve_zero_shot(tiny_vit, classes, None, text_encoder=same_width, text_aligned=True)
+    assert note == "the given text encoder (declared aligned)"
+    e = np.random.default_rng(2).normal(size=(5, tiny_vit.embed_dim))
+    expected = 100 * (e / np.linalg.norm(e, axis=1, keepdims=True)) @ (
+        same_width.table[:3].numpy() / np.linalg.norm(same_width.table[:3].numpy(), axis=1, keepdims=True)).T
+    np.testing.assert_allclose(fn(e), expected, rtol=1e-4)
+    # declared aligned, yet of another width: declined with the two widths named
+    fn, note = resolve_zero_shot(tiny_vit, classes, None, text_encoder=_FixedText(tiny_vit.embed_dim + 1),
+                                 text_aligned=True)
+    assert fn is None and f"({tiny_vit.embed_dim + 1}) differs from the image embeddings' ({tiny_vit.embed_dim})" in note
+    # end to end: no zero-shot metric comes from an undeclared text encoder, and the reason is in the results
+    ds = _tiny_split_data()
+    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, size=0.3, k=3, n_boot=10)
+    m = res.models[tiny_vit.name]
+    assert "zero_shot_accuracy" not in m["clean"] and "zero_shot_shift" not in m["words"]["benign"]["metrics"]
+    assert res.to_dict()["models"][tiny_vit.name]["zero_shot"].startswith("none: the model has no text tower")
+    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, text_aligned=True, size=0.3, k=3,
+                      n_boot=10)
+    assert "zero_shot_shift" in res.models[tiny_vit.name]["words"]["benign"]["metrics"]
+
+
 def test_overlay_dataset_has_its_own_cache_identity():
     base = _tiny_split_data().split("test")
     a, b = OverlayDataset(base, TextOverlay("x")), OverlayDataset(base, TextOverlay("y"))

@@ -24,6 +24,9 @@ def add_overlay_arguments(p: argparse.ArgumentParser, words_flag: str = "--words
     g.add_argument("--no-fit", action="store_true", help="do not shrink text that is wider than the image")
     g.add_argument("--prompt", default="a medical image showing {}", help="zero-shot prompt template ({} = class name)")
     g.add_argument("--text-model", default=None, help="text encoder sharing the image space (e.g. a CLIP text tower) for zero-shot")
+    g.add_argument("--text-aligned", action="store_true",
+                   help="state that --text-model shares the image models' embedding space (trained with them); without "
+                        "it zero-shot uses only a model's own text tower")
 
 
 def _floats(text: str, where: str) -> tuple[float, ...]:
@@ -35,6 +38,8 @@ def _floats(text: str, where: str) -> tuple[float, ...]:
 
 def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict:
     """run_overlay keyword arguments from the parsed overlay flags."""
+    if args.text_aligned and not args.text_model:
+        raise MedrepError("needs --text-model (the text encoder said to share the image space)", where="--text-aligned")
     raw = getattr(args, words_attr)
     words = [w.strip() for w in raw.split(",") if w.strip()] if raw else None
     targets = {}
@@ -51,7 +56,7 @@ def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict
         position = _floats(position, "--position")
     return {"words": words, "targets": targets or None, "font": args.font, "size": args.font_size,
             "position": position, "colour": colour[0] if len(colour) == 1 else colour, "opacity": args.opacity,
-            "fit": not args.no_fit, "prompt_template": args.prompt}
+            "fit": not args.no_fit, "prompt_template": args.prompt, "text_aligned": args.text_aligned}
 
 
 def check_model_specs(args: argparse.Namespace) -> None:

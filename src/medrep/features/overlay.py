@@ -197,8 +197,14 @@ def _encoder_text_fn(encoder) -> Callable[[list[str]], Any] | None:
 
 
 def resolve_zero_shot(encoder, classes: Sequence[str], zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None,
-                      text_encoder=None, template: str = "a medical image showing {}") -> tuple[ZeroShotFn | None, str]:
-    """The zero-shot scorer for one encoder and where it came from (a note for the report)."""
+                      text_encoder=None, template: str = "a medical image showing {}",
+                      text_aligned: bool = False) -> tuple[ZeroShotFn | None, str]:
+    """The zero-shot scorer for one encoder and where it came from (a note for the report).
+
+    A separate ``text_encoder`` is used only with ``text_aligned=True``, the caller's statement that
+    it was trained into this image space (e.g. the text tower of the same CLIP): equal widths alone
+    say nothing, two unrelated 384-d spaces give meaningless cosines.
+    """
     if isinstance(zero_shot, Mapping):
         if encoder.name in zero_shot:
             return zero_shot[encoder.name], "given scorer"
@@ -208,11 +214,17 @@ def resolve_zero_shot(encoder, classes: Sequence[str], zero_shot: ZeroShotFn | M
     if own is not None:
         return text_tower_zero_shot(own, classes, template), "the model's own text tower"
     if text_encoder is not None:
+        if not text_aligned:
+            return None, ("none: the model has no text tower and the given text encoder is not declared to share its "
+                          "image space (pass --text-aligned / text_aligned=True if it does, or an aligned scorer from "
+                          "medrep.align)")
         dim = getattr(text_encoder, "embed_dim", None) or getattr(text_encoder, "dim", None)
-        if dim is not None and dim == getattr(encoder, "embed_dim", None):
-            fn = text_encoder.encode_text if hasattr(text_encoder, "encode_text") else text_encoder
-            return text_tower_zero_shot(fn, classes, template), "the given text encoder (same width)"
-        return None, "none: the text encoder's space differs from the image space; pass an aligned scorer (medrep.align)"
+        width = getattr(encoder, "embed_dim", None)
+        if dim is not None and width is not None and dim != width:
+            return None, (f"none: the text encoder is declared aligned but its width ({dim}) differs from the image "
+                          f"embeddings' ({width})")
+        fn = text_encoder.encode_text if hasattr(text_encoder, "encode_text") else text_encoder
+        return text_tower_zero_shot(fn, classes, template), "the given text encoder (declared aligned)"
     return None, "none: the model has no text tower and no aligned scorer was given"
 
 
@@ -296,7 +308,7 @@ def _toward(pred_clean: np.ndarray, pred_over: np.ndarray, target: int, n_boot: 
 
 
 def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = None, text_encoder=None,
-                zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None = None,
+                zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None = None, text_aligned: bool = False,
                 targets: Mapping[str, str] | None = None, font: str | None = None, size: float = 0.25,
                 position: str | tuple[float, float] = "center", colour: float | tuple[float, float, float] = 1.0,
                 opacity: float = 1.0, fit: bool = True, margin: float = 0.03, prompt_template: str = "a medical image showing {}", train_split: str = "train",
@@ -308,6 +320,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     same name (case-insensitive) or the one ``targets`` maps it to (e.g. {"R": "malignant"} for the
     confounder tag).  ``zero_shot`` is a scorer ``embeddings (N, D) → scores (N, K)`` over the classes
     (treated as logits), or a dict of them by model name; models with a text tower use their own.
+    ``text_encoder`` scores the others only with ``text_aligned=True`` (see :func:`resolve_zero_shot`).
     """
     from medrep.features.analysis import check_split_labels, check_unique_encoders, train_test_splits
 
@@ -331,7 +344,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     check_split_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))
     result = OverlayResult(classes=classes, overlays=overlays, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "n_boot": n_boot, "seed": seed,
-        "prompt_template": prompt_template, "targets": {w: (classes[t] if t is not None else None) for w, t in target_of.items()},
+        "prompt_template": prompt_template, "text_aligned": text_aligned, "targets": {w: (classes[t] if t is not None else None) for w, t in target_of.items()},
         "cosine_shift": "1 − cos(clean, overlaid) per image, averaged"})
     for enc in encoders:
         tr = extract_embeddings(enc, train, batch_size=batch_size, cache=cache, description=f"{enc.name}: train").check_finite()
@@ -339,7 +352,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
         probe = LinearProbe(seed=seed).fit(tr.vectors, tr.labels)
         knn = KNNClassifier(k).fit(tr.vectors, tr.labels)
         p_clean, k_clean = probe.predict(te.vectors), knn.predict(te.vectors)
-        zs, zs_note = resolve_zero_shot(enc, classes, zero_shot, text_encoder, prompt_template)
+        zs, zs_note = resolve_zero_shot(enc, classes, zero_shot, text_encoder, prompt_template, text_aligned)
         z_clean = softmax(np.asarray(zs(te.vectors), dtype=np.float64)) if zs else None
         if z_clean is not None and z_clean.shape != (len(te), len(classes)):
             raise MedrepError(f"zero-shot scorer returned shape {z_clean.shape}, expected ({len(te)}, {len(classes)})",
