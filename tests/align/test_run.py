@@ -106,3 +106,32 @@ def test_cli_stitching_writes_results(tmp_path, capsys):
     assert m["target_accuracy"]["low"] <= m["target_accuracy"]["value"] <= m["target_accuracy"]["high"]
     assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_anchors.png").exists()
     assert "stitched_accuracy=" in capsys.readouterr().out
+
+
+def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
+    from medrep.align.api import _splits
+    from medrep.data.base import TensorDataset
+
+    # 20 multi-frame files of 2–6 frames ("<path>#frame=N", as ?frames=all makes them), two classes
+    n_frames = [2 + i % 5 for i in range(20)]
+    ids = [f"c{i % 2}/patient{i}.dcm#frame={k}" for i in range(20) for k in range(n_frames[i])]
+    labels = [i % 2 for i in range(20) for _ in range(n_frames[i])]
+    ds = TensorDataset(torch.zeros(len(ids), 1, 4, 4), labels, ["a", "b"], ids=ids, name="frames")
+    train, test, note = _splits(ds, "train", "test", seed=0)
+    files = lambda part: {i.split("#")[0] for i in part.ids}  # noqa: E731
+    assert files(train) and files(test) and not files(train) & files(test)
+    assert len(files(train)) + len(files(test)) == 20 and len(train) + len(test) == len(ids)
+    assert 0.6 < len(train) / len(ids) < 0.8 and set(test.labels.tolist()) == {0, 1}
+    assert "by source file" in note
+    again, _, _ = _splits(ds, "train", "test", seed=0)
+    other, _, _ = _splits(ds, "train", "test", seed=1)
+    assert again.ids == train.ids and other.ids != train.ids  # deterministic with the seed
+    # one item per file: the seeded per-item stratified split, 70/30 in each class
+    flat = TensorDataset(torch.zeros(40, 1, 4, 4), np.arange(40) % 2, ["a", "b"], name="flat")
+    tr, te, _ = _splits(flat, "train", "test", seed=0)
+    assert np.bincount(tr.labels).tolist() == [14, 14] and np.bincount(te.labels).tolist() == [6, 6]
+    # a single file cannot be split without leaking frames
+    one = TensorDataset(torch.zeros(4, 1, 4, 4), [0, 1, 0, 1], ["a", "b"], ids=[f"x.dcm#frame={k}" for k in range(4)])
+    with pytest.raises(MedrepError, match="source file") as err:
+        _splits(one, "train", "test", seed=0)
+    assert err.value.where == "--data"

@@ -99,16 +99,34 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
     if names and (train_split in names) != (eval_split in names):
         missing = eval_split if train_split in names else train_split
         raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where="--data")
-    # a single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation items
+    # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
+    # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
+    # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
     labels = np.asarray(dataset.labels)
+    groups: dict[str, list[int]] = {}
+    for i, item_id in enumerate(dataset.ids):
+        groups.setdefault(item_id.split("#", 1)[0], []).append(i)
+    members = list(groups.values())
+    # a file is stratified by its most common label (its frames normally share one)
+    group_labels = np.array([np.bincount(labels[m]).argmax() for m in members])
     rng = np.random.default_rng(seed)
     train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(0.7 * len(idx)))
-        train += idx[:k].tolist()
-        test += idx[k:].tolist()
-    return dataset.subset(sorted(train)), dataset.subset(sorted(test)), "the data has no train/test splits: used a seeded stratified 70/30 split"
+    for c in np.unique(group_labels):
+        order = rng.permutation(np.flatnonzero(group_labels == c))
+        target = int(round(0.7 * sum(len(members[g]) for g in order)))
+        taken = 0
+        for g in order:  # whole files into train until it holds ~70% of the class's items
+            if taken < target:
+                train.extend(members[g])
+                taken += len(members[g])
+            else:
+                test.extend(members[g])
+    if not train or not test:
+        raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
+                          "70/30 without putting frames of one file on both sides; give train and test splits",
+                          where="--data")
+    return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
+        "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
 
 
 def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=None, anchors: Sequence[int] | str = (500,),
