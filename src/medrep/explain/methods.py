@@ -283,13 +283,35 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return out.reshape(maps.shape)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear",
+             offset: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """(B, h, w) → (B, H, W).  ``offset`` (y, x), in units of one source cell, is where each cell's value
+    belongs relative to the cell's centre (a token of a padded conv stem sees a field shifted off its patch)."""
     if mode not in UPSAMPLING:
         raise MedrepError(f"unknown upsampling {mode!r} (choose {', '.join(UPSAMPLING)})", where="--upsample")
-    if tuple(maps.shape[-2:]) == tuple(size):
+    if tuple(maps.shape[-2:]) == tuple(size) and not any(offset):
         return maps
-    kw = {"align_corners": False} if mode != "nearest" else {}
-    return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, **kw)[:, 0]
+    if not any(offset):
+        kw = {"align_corners": False} if mode != "nearest" else {}
+        return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, **kw)[:, 0]
+    # Sample the cell grid where each output pixel's centre falls once the cells are moved by ``offset``;
+    # with offset 0 this is exactly F.interpolate(align_corners=False) (border cells repeat outwards).
+    (h, w), (big_h, big_w) = maps.shape[-2:], tuple(size)
+    ys = (torch.arange(big_h, dtype=torch.float32, device=maps.device) + 0.5) * (h / big_h) - 0.5 - offset[0]
+    xs = (torch.arange(big_w, dtype=torch.float32, device=maps.device) + 0.5) * (w / big_w) - 0.5 - offset[1]
+    gy = 2 * ys / max(h - 1, 1) - 1 if h > 1 else torch.zeros_like(ys)
+    gx = 2 * xs / max(w - 1, 1) - 1 if w > 1 else torch.zeros_like(xs)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
+    grid = grid.unsqueeze(0).expand(maps.shape[0], -1, -1, -1)
+    return F.grid_sample(maps[:, None].float(), grid, mode=mode, padding_mode="border", align_corners=True)[:, 0]
+
+
+def token_offset(encoder: Encoder, maps: torch.Tensor) -> tuple[float, float]:
+    """The token grid's centre offset in cells, for maps at the token grid's resolution; else (0, 0)."""
+    grid = encoder.token_grid
+    if grid is None or tuple(maps.shape[-2:]) != (grid.height, grid.width):
+        return (0.0, 0.0)
+    return (grid.center_offset[0] / grid.patch_size[0], grid.center_offset[1] / grid.patch_size[1])
 
 
 def explain(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target | None = None,
@@ -305,4 +327,5 @@ def explain(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target 
         raise
     if not torch.isfinite(raw).all():
         raise MedrepError(f"method {method!r} produced non-finite values on model {encoder.name}", where="--methods")
-    return normalize_maps(upsample(raw.detach().float(), tuple(pixels.shape[-2:]), upsampling))
+    raw = raw.detach().float()
+    return normalize_maps(upsample(raw, tuple(pixels.shape[-2:]), upsampling, token_offset(encoder, raw)))

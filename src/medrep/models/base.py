@@ -86,6 +86,9 @@ class TokenGrid:
     num_prefix_tokens: int = 1
     num_register_tokens: int = 0
     has_cls: bool = True
+    #: Where a token's receptive field is centred, relative to the centre of its patch, in input pixels (y, x).
+    #: A plain patch embedding gives (0, 0); a padded conv stem shifts it (see ``stem_center_offset``).
+    center_offset: tuple[float, float] = (0.0, 0.0)
 
     @property
     def num_patches(self) -> int:
@@ -98,6 +101,36 @@ class TokenGrid:
     def to_map(self, values: torch.Tensor) -> torch.Tensor:
         """(B, h·w[, D]) → (B, h, w[, D])."""
         return values.reshape(values.shape[0], self.height, self.width, *values.shape[2:])
+
+
+def stem_center_offset(stem: nn.Module, patch_size: Sequence[int]) -> tuple[float, float]:
+    """Receptive-field centre of token 0 minus the centre of patch 0, in input pixels (y, x), for a patch
+    embedding made of convolutions and poolings applied in sequence; (0, 0) for anything else.
+
+    Output index i of a layer (kernel k, stride s, padding p, dilation d) is centred at s·i − p + (k − 1)·d / 2
+    of its input; composing the layers gives a·i + b with a the total stride.  Patch i is centred at
+    P·i + (P − 1) / 2, which is where bilinear upsampling (align_corners=False) puts token i.
+    """
+    layers = [m for m in (stem.modules() if isinstance(stem, nn.Sequential) else [stem])
+              if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    if not layers or (not isinstance(stem, nn.Sequential) and len(layers) != 1):
+        return (0.0, 0.0)
+    offsets = []
+    for axis in (0, 1):
+        a, b = 1.0, 0.0
+        for m in layers:
+            if isinstance(getattr(m, "padding", 0), str):
+                return (0.0, 0.0)  # 'same' / 'valid' padding: not modelled
+            k, s, p, d = (_axis(getattr(m, name, 1), axis) for name in ("kernel_size", "stride", "padding", "dilation"))
+            a, b = a * s, b + a * (-p + (k - 1) * d / 2)
+        if int(round(a)) != int(patch_size[axis]):
+            return (0.0, 0.0)
+        offsets.append(float(b - (a - 1) / 2))
+    return (offsets[0], offsets[1])
+
+
+def _axis(value: Any, axis: int) -> int:
+    return int(value[axis]) if isinstance(value, (tuple, list)) else int(value)
 
 
 class _StopForward(Exception):

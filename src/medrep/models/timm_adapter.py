@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
-from medrep.models.base import Encoder, Preprocessing, TokenGrid
+from medrep.models.base import Encoder, Preprocessing, TokenGrid, stem_center_offset
 from medrep.specs import take_int_option
 
 
@@ -22,6 +22,7 @@ def _token_grid(module: nn.Module) -> TokenGrid | None:
         num_prefix_tokens=int(getattr(module, "num_prefix_tokens", 1)),
         num_register_tokens=int(getattr(module, "num_reg_tokens", 0)),
         has_cls=getattr(module, "cls_token", None) is not None,
+        center_offset=stem_center_offset(getattr(pe, "proj", nn.Identity()), ps),
     )
 
 
