@@ -229,3 +229,106 @@ def test_read_dicom_frames_all_on_two_frame_rgb():
     assert len(frames) == 2
     for k in range(2):
         np.testing.assert_array_equal(frames[k], ref[k].transpose(2, 0, 1) / np.float32(255))
+
+
+def _enhanced(path, stored, shared=None, per_frame=None, **top):
+    """An Enhanced-CT-like multi-frame file: ``stored`` (frames×4×4 uint16), functional group items given as
+    dicts of keyword → value, where a ``*Sequence`` value is a dict for its single item."""
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def item(d):
+        out = Dataset()
+        for k, v in d.items():
+            setattr(out, k, [item(v)] if isinstance(v, dict) else v)
+        return out
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    stored = np.asarray(stored, np.uint16)
+    ds.update({"SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2", "NumberOfFrames": stored.shape[0],
+               "Rows": 4, "Columns": 4, "BitsAllocated": 16, "BitsStored": 16, "HighBit": 15, "PixelRepresentation": 0, **top})
+    if shared is not None:
+        ds.SharedFunctionalGroupsSequence = [item(shared)]
+    if per_frame is not None:
+        ds.PerFrameFunctionalGroupsSequence = [item(d) for d in per_frame]
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _lin(hu, c, w):  # DICOM's LINEAR window inside the window: (x - (c - 0.5)) / (w - 1) + 0.5
+    return (hu - (c - 0.5)) / (w - 1) + 0.5
+
+
+def test_enhanced_shared_rescale_wins_over_top_level(tmp_path):
+    # stored 1064, shared intercept -1024 → 40 HU; the top-level intercept 0 must not be used
+    path = _enhanced(tmp_path / "enh.dcm", np.full((3, 4, 4), 1064),
+                     shared={"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1}},
+                     RescaleIntercept=0, RescaleSlope=1)
+    frames = read_dicom_frames(path, frames="all", window=(40.0, 400.0))
+    for f in frames:
+        np.testing.assert_allclose(f, _lin(40, 40, 400), atol=1e-6)  # 0.50125…, not 1.0 (1064 is above the window)
+    assert _lin(40, 40, 400) == pytest.approx(0.501253, abs=1e-6)
+
+
+def test_enhanced_per_frame_rescale_wins_over_shared(tmp_path):
+    per_frame = [{"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1}},
+                 {"PixelValueTransformationSequence": {"RescaleIntercept": -1000, "RescaleSlope": 1}},
+                 {"FrameContentSequence": {"FrameAcquisitionNumber": 3}}]  # no transformation: the shared one
+    path = _enhanced(tmp_path / "perframe.dcm", np.full((3, 4, 4), 1064), per_frame=per_frame,
+                     shared={"PixelValueTransformationSequence": {"RescaleIntercept": -1100, "RescaleSlope": 1}})
+    f0, f1, f2 = (float(f.mean()) for f in read_dicom_frames(path, frames="all", window=(40.0, 400.0)))
+    assert f0 == pytest.approx(_lin(40, 40, 400), abs=1e-6)  # 1064 - 1024 = 40 HU → 0.501253
+    assert f1 == pytest.approx(_lin(64, 40, 400), abs=1e-6)  # 1064 - 1000 = 64 HU → 0.561404
+    assert f2 == pytest.approx(_lin(-36, 40, 400), abs=1e-6)  # 1064 - 1100 = -36 HU → 0.310777
+    assert (round(f1, 6), round(f2, 6)) == (0.561404, 0.310777)
+    via_spec = load_dataset(f"dicom:{path}?frames=all&window=40,400")
+    assert [round(float(it.image.mean()), 6) for it in via_spec] == [0.501253, 0.561404, 0.310777]
+
+
+def test_enhanced_frame_voi_lut_window_used_without_explicit_window(tmp_path):
+    # 40 HU everywhere; shared window (0, 400), frame 1 its own (100, 201); the top-level SIGMOID (1000, 10)
+    # is overridden whole (centre, width and function come from the one level that gives the window)
+    pvt = {"RescaleIntercept": -1024, "RescaleSlope": 1}
+    path = _enhanced(tmp_path / "voi.dcm", np.full((3, 4, 4), 1064),
+                     shared={"PixelValueTransformationSequence": pvt, "FrameVOILUTSequence": {"WindowCenter": 0, "WindowWidth": 400}},
+                     per_frame=[{}, {"FrameVOILUTSequence": {"WindowCenter": 100, "WindowWidth": 201}}, {}],
+                     WindowCenter=1000, WindowWidth=10, VOILUTFunction="SIGMOID")
+    f0, f1, f2 = (float(f.mean()) for f in read_dicom_frames(path, frames="all"))
+    assert f0 == pytest.approx((40 + 0.5) / 399 + 0.5, abs=1e-6)  # LINEAR: 0.601504 (SIGMOID would give 0.598688)
+    assert f2 == pytest.approx(0.601504, abs=1e-6)
+    assert f1 == pytest.approx((40 - 99.5) / 200 + 0.5, abs=1e-6)  # 0.2025
+    # an explicit window and window=none still override the file's own
+    assert float(read_dicom_frames(path, window=(40.0, 400.0))[0].mean()) == pytest.approx(0.501253, abs=1e-6)
+    assert float(read_dicom_frames(path, window="none")[0].max()) == 0.0  # constant frame: min–max gives 0
+
+
+def test_enhanced_functional_groups_keep_only_pixel_value_macros(tmp_path):
+    from medrep.data.dicom import _open
+
+    secret = "Doe^Hidden"
+    path = _enhanced(tmp_path / "priv.dcm", np.full((1, 4, 4), 1064),
+                     shared={"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1},
+                             "PlanePositionSequence": {"ImagePositionPatient": [0, 0, 0]}, "PatientName": secret},
+                     per_frame=[{"FrameContentSequence": {"FrameAcquisitionNumber": 1}, "PatientID": "PID-99"}],
+                     PatientName=secret)
+    ds = _open(path)
+    assert "PatientName" not in ds
+    assert [e.keyword for e in ds.SharedFunctionalGroupsSequence[0]] == ["PixelValueTransformationSequence"]
+    assert [e.keyword for e in ds.PerFrameFunctionalGroupsSequence[0]] == []
+    assert float(read_dicom_frames(path, window=(40.0, 400.0))[0].mean()) == pytest.approx(0.501253, abs=1e-6)
+
+
+def test_enhanced_per_frame_groups_must_match_the_frame_count(tmp_path):
+    path = _enhanced(tmp_path / "short.dcm", np.full((3, 4, 4), 1064),
+                     per_frame=[{"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1}}] * 2)
+    with pytest.raises(BadInputError, match=r"short\.dcm: PerFrameFunctionalGroupsSequence has 2 items for 3 frames"):
+        read_dicom_frames(path)
+    # without a macro to take from them (e.g. pydicom's liver_1frame.dcm, a SEG cut to one frame) they are not needed
+    path = _enhanced(tmp_path / "seg.dcm", np.full((3, 4, 4), 1064), per_frame=[{"FrameContentSequence": {"FrameAcquisitionNumber": 1}}] * 2,
+                     shared={"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1}})
+    assert float(read_dicom_frames(path, window=(40.0, 400.0))[0].mean()) == pytest.approx(0.501253, abs=1e-6)

@@ -4,16 +4,20 @@ Grayscale pipeline, in DICOM's own order: stored values → modality LUT (Rescal
 Modality LUT Sequence) → VOI (``?window=center,width`` if given, else the file's first
 WindowCenter/WindowWidth with its VOILUTFunction, else its VOI LUT Sequence, else min–max of the
 frame) → [0, 1] → MONOCHROME1 inverted so that bright always means dense.  ``?window=none`` ignores the
-file's window and min–max scales.  Colour (RGB, YBR_* converted by pydicom, PALETTE COLOR through its
-LUT) is divided by its bit depth; no window applies to colour.
+file's window and min–max scales.  Enhanced multi-frame files (Enhanced CT/MR…) give rescale and window
+per frame in their functional groups: the frame's PerFrameFunctionalGroupsSequence item wins over the
+SharedFunctionalGroupsSequence, which wins over the top-level attributes.  Colour (RGB, YBR_* converted
+by pydicom, PALETTE COLOR through its LUT) is divided by its bit depth; no window applies to colour.
 
 Multi-frame files give their middle frame by default; ``?frame=N`` (0-based) picks one frame and
 ``?frames=all`` expands every frame into its own item (id ``<path>#frame=N``).
 
 Privacy: only the pixel-module tags below are ever parsed (``specific_tags``), so patient attributes
-(PatientName, PatientID, birth date, accession number, institution…) are never read into memory and
-cannot leak into ids, labels, captions, messages or logs.  Ids come from file paths; labels from folder
-names or a CSV manifest.
+(PatientName, PatientID, birth date, accession number, institution…) are never read into memory; of the
+functional group sequences, which pydicom parses whole, only the Pixel Value Transformation and Frame
+VOI LUT macros are kept, the rest is dropped as soon as the file is read.  Nothing else can leak into
+ids, labels, captions, messages or logs.  Ids come from file paths; labels from folder names or a CSV
+manifest.
 """
 from __future__ import annotations
 
@@ -40,7 +44,13 @@ PIXEL_TAGS = [
     "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData",
     "SegmentedRedPaletteColorLookupTableData", "SegmentedGreenPaletteColorLookupTableData",
     "SegmentedBluePaletteColorLookupTableData", "SpecificCharacterSet",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
 ]
+# Enhanced multi-frame files keep rescale and window in their functional groups; of each group item only
+# these macros are kept (the rest — frame geometry, acquisition details — is dropped right after reading).
+_GROUPS = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence")
+_GROUP_MACROS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+_VOI_TAGS = ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -60,6 +70,10 @@ def _open(path: Path):
         raise BadInputError(f"corrupt DICOM ({err.__class__.__name__}: {err})", where=where) from None
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise BadInputError("DICOM has no pixel data (PixelData element missing)", where=where)
+    for kw in _GROUPS:  # sequence items are parsed whole by pydicom: keep only the pixel-value macros
+        for item in ds.get(kw) or []:
+            for tag in [e.tag for e in item if e.keyword not in _GROUP_MACROS]:
+                del item[tag]
     return ds
 
 
@@ -129,6 +143,54 @@ def _header_window(ds, x: np.ndarray, where: str) -> np.ndarray | None:
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         return apply_voi_lut(x, ds, index=0, prefer_lut=True).astype(np.float64) / float(2**bits - 1)
     return None
+
+
+def _group_macro(ds, kw: str, needs: tuple[str, ...], k: int, n: int, where: str):
+    """The first item of macro ``kw`` holding any of ``needs`` for frame ``k``: per-frame group first, then
+    the shared group, else None."""
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per) != n:  # which item is whose frame is unknown: an error only where the macro is there to be used
+        if any(group.get(kw) for group in per):
+            raise BadInputError(f"PerFrameFunctionalGroupsSequence has {len(per)} items for {n} frames", where=where)
+        per = []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for group in ([per[k]] if per else []) + list(shared[:1]):
+        item = group[kw][0] if group.get(kw) else None
+        if item is not None and any(t in item for t in needs):
+            return item
+    return None
+
+
+def _frame_header(ds, k: int, n: int, where: str):
+    """``ds`` with frame ``k``'s rescale and VOI window from the functional groups (enhanced CT/MR/…) in
+    place of the top-level ones; per-frame values win over shared ones, which win over the top level."""
+    from pydicom.dataset import Dataset
+
+    pvt = _group_macro(ds, "PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept"), k, n, where)
+    voi = _group_macro(ds, "FrameVOILUTSequence", ("WindowCenter", "VOILUTSequence"), k, n, where)
+    if pvt is None and voi is None:
+        return ds
+    view = Dataset()  # a new dataset holding the same elements: ds itself serves every frame
+    if hasattr(ds, "file_meta"):
+        view.file_meta = ds.file_meta
+    for elem in ds:
+        if elem.keyword not in _GROUPS:
+            view.add(elem)
+    if pvt is not None:
+        try:
+            float(pvt.get("RescaleSlope", 1)), float(pvt.get("RescaleIntercept", 0))
+        except (TypeError, ValueError):
+            raise BadInputError("unreadable RescaleSlope/RescaleIntercept in PixelValueTransformationSequence", where=where) from None
+        if "ModalityLUTSequence" in view:  # pydicom prefers a LUT over rescale: the frame's rescale must win
+            del view.ModalityLUTSequence
+        view.RescaleSlope, view.RescaleIntercept = pvt.get("RescaleSlope", "1"), pvt.get("RescaleIntercept", "0")
+    if voi is not None:  # the whole VOI (window, its function, or a LUT) comes from the one level
+        for kw in _VOI_TAGS:
+            if kw in view:
+                delattr(view, kw)
+            if kw in voi:
+                view.add(voi[kw])
+    return view
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -207,7 +269,7 @@ def read_dicom_frames(path, frames=None, window=None) -> list[np.ndarray]:
         arr = _decode(ds, k if n > 1 else None, where)
         if arr.size == 0:
             raise BadInputError(f"pixel data has zero size {arr.shape}", where=where)
-        out.append(np.ascontiguousarray(_to_unit(ds, arr, window, where), dtype=np.float32))
+        out.append(np.ascontiguousarray(_to_unit(_frame_header(ds, k, n, where), arr, window, where), dtype=np.float32))
     return out
 
 
