@@ -30,3 +30,31 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["overlay", "--model", TINY, "--text-aligned", "--data", "demo?n_train=30&n_val=0&n_test=24&size=32",
                  "--out", str(tmp_path), "--quiet"]) == 2
     assert "--text-aligned: needs --text-model" in capsys.readouterr().err
+
+
+def test_one_model_and_split_flag(tmp_path, capsys):
+    data = "demo?n_train=30&n_val=18&n_test=24&size=32"
+    out = tmp_path / "one"
+    rc = main(["features", "--model", TINY, "--data", data, "--split", "val", "--shots", "1", "--draws", "2",
+               "--n-boot", "10", "--permutations", "10", "--k", "3", "--projection", "none", "--out", str(out), "--quiet"])
+    assert rc == 0
+    d = json.loads((out / "results.json").read_text())
+    (model,) = d["models"].values()
+    assert d["settings"]["test_split"] == "val" and model["n_test"] == 18 and model["n_train"] == 30
+    assert json.loads((out / "manifest.json").read_text())["arguments"]["test_split"] == "val"
+    # one model: no pairs, and the message lists only what was written
+    assert not (out / "pairs.csv").exists() and d["pairs"] == []
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"wrote results.json, models.csv, centroid_cosine.csv, manifest.json and 1 figure(s) to {out}"
+    rc = main(["overlay", "--model", TINY, "--data", data, "--split", "val", "--words", "benign", "--k", "3",
+               "--n-boot", "10", "--out", str(tmp_path / "ov"), "--quiet"])
+    assert rc == 0
+    ov = json.loads((tmp_path / "ov" / "results.json").read_text())
+    assert ov["settings"]["test_split"] == "val"
+    assert ov["models"][next(iter(ov["models"]))]["words"]["benign"]["cosine_shift"]["n"] == 18
+    capsys.readouterr()
+    for extra, message in ((["--split", "val", "--test-split", "test"], "--split: names another split than --test-split test"),
+                           (["--split", "all"], "--split: probes are fitted on one split"),
+                           (["--split", "train"], "--split: is the split the probes are fitted on")):
+        assert main(["features", "--model", TINY, "--data", data, *extra, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+        assert message in capsys.readouterr().err

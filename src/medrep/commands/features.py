@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from medrep.commands.common import add_data_arguments, arguments_of, make_cache, out_dir
-from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, load_models, load_split_data,
-                                     overlay_options)
+from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, describe_split_flag, load_models,
+                                     load_split_data, overlay_options, resolve_test_split)
 from medrep.errors import MedrepError
 
 NAME = "features"
@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, help="model spec (repeat to compare models)")
     add_data_arguments(p, split_default=None)
     p.add_argument("--train-split", default="train", help="split the probes are fitted on")
-    p.add_argument("--test-split", default="test", help="split everything is measured on")
+    p.add_argument("--test-split", default=None, help="split everything is measured on (default: test)")
+    describe_split_flag(p, "split everything is measured on")
     p.add_argument("--layer", action="append", default=None,
                    help="module to embed at (repeat to compare layers; default: the model's representation)")
     p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise MedrepError("shot counts must be at least 1", where="--shots")
     projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
     check_model_specs(args)
+    resolve_test_split(args)
     options = overlay_options(args, words_attr="overlay") if args.overlay else None
     out = out_dir(args.out)
     data = load_split_data(args)
@@ -76,5 +78,9 @@ def run(args: argparse.Namespace) -> int:
     write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,
                                        output={"results": "results.json",
                                                "figures": {k: str(v.relative_to(out)) for k, v in figures.items()}}))
-    print(f"wrote results.json, models.csv, pairs.csv and {len(figures)} figure(s) to {out}")
+    # the files write_features_outputs wrote: pairs.csv only when there is a pair of models (or layers)
+    files = ["results.json", "models.csv", *(["pairs.csv"] if result.pairs else []), "centroid_cosine.csv"]
+    if args.overlay:
+        files += ["overlay/results.json", "overlay/overlay.csv"]
+    print(f"wrote {', '.join(files)}, manifest.json and {len(figures)} figure(s) to {out}")
     return 0

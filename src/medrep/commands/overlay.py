@@ -59,6 +59,29 @@ def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict
             "fit": not args.no_fit, "prompt_template": args.prompt, "text_aligned": args.text_aligned}
 
 
+def describe_split_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """--split (from the shared data group) is the measured split here: its help says so."""
+    for action in p._actions:
+        if action.dest == "split":
+            action.help = f"{what} (the same as --test-split; default: test)"
+
+
+def resolve_test_split(args: argparse.Namespace) -> str:
+    """The measured split from --split / --test-split (written back, so the manifest records it)."""
+    if args.split is not None and args.test_split is not None and args.split != args.test_split:
+        raise MedrepError(f"names another split than --test-split {args.test_split}; give one of the two", where="--split")
+    where = "--split" if args.split is not None else "--test-split"
+    split = args.split or args.test_split or "test"
+    if split == "all":
+        raise MedrepError("probes are fitted on one split and measured on another; name the split to measure on",
+                          where=where)
+    if split == args.train_split:
+        raise MedrepError(f"is the split the probes are fitted on (--train-split {args.train_split}); measuring on it "
+                          "would score the training items", where=where)
+    args.test_split = split
+    return split
+
+
 def check_model_specs(args: argparse.Namespace) -> None:
     specs = args.model
     dupes = sorted({s for s in specs if specs.count(s) > 1})
@@ -84,7 +107,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, help="model spec (repeat for several models)")
     add_data_arguments(p, split_default=None)
     p.add_argument("--train-split", default="train", help="split the probe and kNN are fitted on")
-    p.add_argument("--test-split", default="test", help="split the overlays are written onto")
+    p.add_argument("--test-split", default=None, help="split the overlays are written onto (default: test)")
+    describe_split_flag(p, "split the overlays are written onto")
     p.add_argument("--k", type=int, default=20, help="neighbours for the kNN classifier")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
     add_overlay_arguments(p)
@@ -98,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     # cheap checks first: a typo should not cost a dataset load and a model load
     check_model_specs(args)
+    resolve_test_split(args)
     options = overlay_options(args)
     from medrep.features.overlay import TextOverlay
 
