@@ -148,3 +148,42 @@ def test_has_lesion_reads_the_mask_alone(class_tree, tmp_path, monkeypatch):
     assert [ds.has_lesion(i) for i in range(len(ds))] == expected
     sub = ds.subset([4, 0, 2])
     assert [sub.has_lesion(i) for i in range(3)] == [expected[4], expected[0], expected[2]]
+
+
+def test_symlinked_patient_folders_are_followed(tmp_path):
+    """Patient/series folders linked into the class folders from a store are read; ids go through the link."""
+    store, root = tmp_path / "store", tmp_path / "root"
+    arrays = {i: ramp(5, 5, seed=i) for i in range(4)}
+    for i in range(3):
+        save_png(store / "p1" / f"{i}.png", arrays[i])
+    save_png(root / "a" / "x.png", arrays[3])
+    save_png(root / "b" / "y.png", ramp(5, 5, seed=9))
+    os.symlink(store / "p1", root / "a" / "patient1")
+    os.symlink(store / "p1", root / "b" / "patient1")  # the same store folder reached twice: both are read
+    expected = ["a/patient1/0.png", "a/patient1/1.png", "a/patient1/2.png", "a/x.png",
+                "b/patient1/0.png", "b/patient1/1.png", "b/patient1/2.png", "b/y.png"]
+    ds = load_dataset(f"folder:{root}")
+    assert ds.ids == expected and ds.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    np.testing.assert_array_equal(ds[1].image[0].numpy(), arrays[1] / np.float32(255))
+    np.testing.assert_array_equal(ds[3].image[0].numpy(), arrays[3] / np.float32(255))
+    assert load_dataset(f"folder:{root}").content_digest() == ds.content_digest()
+
+    only_links = tmp_path / "links"
+    (only_links / "c").mkdir(parents=True)
+    os.symlink(store / "p1", only_links / "c" / "patient1")
+    bare = load_dataset(str(only_links))  # detected as a class tree through the link
+    assert bare.ids == ["c/patient1/0.png", "c/patient1/1.png", "c/patient1/2.png"]
+
+
+def test_symlink_cycle_is_skipped_with_a_warning(tmp_path):
+    root = tmp_path / "root"
+    save_png(root / "a" / "s1" / "0.png", ramp(4, 4, 0))
+    save_png(root / "b" / "1.png", ramp(4, 4, 1))
+    os.symlink(root / "a", root / "a" / "s1" / "back")  # a/s1/back → a: endless through os.walk(followlinks=True)
+    os.symlink(root, root / "b" / "top")  # b/top → root, above b
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}")
+    messages = sorted(str(w.message) for w in record if "cycle" in str(w.message))
+    assert messages == [f"{root / 'a' / 's1' / 'back'}: link back to a folder above it (a cycle); skipped",
+                        f"{root / 'b' / 'top'}: link back to a folder above it (a cycle); skipped"]
+    assert ds.ids == ["a/s1/0.png", "b/1.png"]

@@ -3,7 +3,8 @@
 A split level is recognised when every top-level folder is a split name (train, val, valid,
 validation, dev, test).  Classes are the sorted union of class-folder names over all splits, so label
 indices agree across splits.  Images may sit at any depth below their class folder (PNG, JPEG, TIFF,
-BMP, DICOM — with or without the ``.dcm`` suffix).  Masks live in a parallel tree with the same
+BMP, DICOM — with or without the ``.dcm`` suffix), symlinked folders included; a link back to a folder
+above it (a cycle) is skipped with a warning.  Masks live in a parallel tree with the same
 relative paths: ``?masks=DIR`` or, if it exists, the sibling ``<root>_masks/``; any image without a
 mask file there gets none.  Ids are paths relative to the root.
 Options: ``masks=DIR``, and for DICOM ``frame=N``, ``frames=all``, ``window=c,w|none``.
@@ -28,11 +29,50 @@ def _subdirs(p: Path) -> list[Path]:
     return sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
 
 
-def _images_under(p: Path) -> list[Path]:
-    """Image files below ``p`` at any depth, sorted (deterministic order), hidden entries skipped."""
+def _walk(p: Path, outer: tuple[Path, ...] = (), warn: bool = True):
+    """``os.walk`` through symlinked folders too (patient/series folders are often links into a store),
+    hidden entries skipped.  A folder that leads back to one above it — up to and including the dataset
+    root, given as ``outer`` — is a link cycle: skipped, with a warning naming the link."""
+    def key(path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:  # unreadable or dangling: os.walk skips it as well
+            return None
+        return st.st_dev, st.st_ino
+
+    def cycle(path) -> None:
+        if warn:
+            warnings.warn(f"{show_path(path)}: link back to a folder above it (a cycle); skipped", stacklevel=4)
+
+    start = tuple(key(o) for o in outer)
+    if key(p) in start:
+        cycle(p)
+        return
+    above = {os.fspath(p): start + (key(p),)}  # dirpath → (dev, inode) of every folder from the root down to it
+    for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+        chain = above.pop(dirpath, ())
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = os.path.join(dirpath, d)
+            k = key(sub)
+            if k is None:
+                continue
+            if k in chain:
+                cycle(sub)
+                continue
+            above[sub] = chain + (k,)
+            keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, filenames
+
+
+def _images_under(p: Path, root: Path) -> list[Path]:
+    """Image files below ``p`` (a folder inside ``root``) at any depth, sorted (deterministic order),
+    hidden entries skipped."""
+    rel = p.relative_to(root).parts
+    outer = tuple(root.joinpath(*rel[:i]) for i in range(len(rel)))
     out = []
-    for dirpath, dirnames, filenames in os.walk(p):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, filenames in _walk(p, outer):
         out.extend(Path(dirpath) / f for f in filenames if is_image_file(Path(dirpath) / f))
     return sorted(out)
 
@@ -42,7 +82,7 @@ def _looks_like_class_tree(path: str) -> bool:
     if not p.is_dir():
         return False
     for sub in _subdirs(p):
-        for dirpath, dirnames, filenames in os.walk(sub):
+        for dirpath, filenames in _walk(sub, (p,), warn=False):  # loading warns about cycles, once
             if any(is_image_file(Path(dirpath) / f) for f in filenames[:20]):
                 return True
     return False
@@ -88,7 +128,7 @@ def load_class_tree(
         entries = []
         for cdir in class_dirs:
             label = classes.index(cdir.name)
-            for f in _images_under(cdir):
+            for f in _images_under(cdir, root):
                 rel = f.relative_to(root)
                 mask = find_mask(masks_dir, rel) if masks_dir is not None else None
                 entries.append(FileEntry(path=f, label=label, id=display_id(root, f), mask=mask))
