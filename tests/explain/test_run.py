@@ -106,3 +106,33 @@ def test_text_prompt_references_come_from_the_text_tower(open_clip_tiny, x32):
         assert maps.shape == (2, 32, 32)
     finally:
         enc.text_encoder = None
+
+
+def _half_dead(encoder, pixels, target=None):
+    """Test method: the pixel mean, but a constant (all-zero) map for every even row of the batch."""
+    maps = pixels.float().mean(1)
+    maps[0::2] = 0.0
+    return maps
+
+
+def test_dead_maps_are_counted_and_score_zero(vit64, small_phantoms, monkeypatch, tmp_path, capsys):
+    from medrep.cli import main
+    from medrep.explain.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "half-dead", _half_dead)
+    data = small_phantoms.split("test")
+    res = run_explain(vit64, data, methods=["half-dead"], metrics=["pointing", "iou", "mass"], limit=6, batch_size=4,
+                      topk=(40,), n_boot=20)
+    # batches of 4 and 2 images: rows 0, 2 of the first and row 0 of the second are constant
+    assert res.dead["half-dead"].tolist() == [True, False, True, False, True, False]
+    assert res.dead_maps == {"half-dead": 3, "random": 0, "center": 0}
+    assert res.to_dict()["dead_maps"]["half-dead"] == 3
+    for key in ("pointing", "iou_box@40", "iou_pixel@40", "mass"):
+        assert res.per_image["half-dead"][key][res.dead["half-dead"]].tolist() == [0.0, 0.0, 0.0]
+
+    out = tmp_path / "ex"
+    assert main(["explain", "--model", "demo-cnn", "--methods", "half-dead", "--metrics", "pointing", "--limit", "4",
+                 "--batch-size", "4", "--out", str(out), "--quiet", "--no-cache"]) == 0
+    printed = capsys.readouterr().out
+    assert "dead (constant) maps, scored 0 on pointing and IoU: half-dead 2/4" in printed
+    assert json.loads((out / "results.json").read_text())["dead_maps"] == {"half-dead": 2, "random": 0, "center": 0}

@@ -8,7 +8,8 @@ from scipy import ndimage
 
 from medrep.errors import MedrepError
 from medrep.explain.faithfulness import curve_auc, gaussian_blur, perturbation_curves
-from medrep.explain.scores import enclosing_box, iou_topk, pointing_game, relevance_mass, topk_pixels
+from medrep.explain.methods import normalize_maps
+from medrep.explain.scores import dead_maps, enclosing_box, iou_topk, pointing_game, relevance_mass, topk_pixels
 from medrep.explain.targets import Target
 from medrep.models.base import ModuleEncoder, Preprocessing
 
@@ -26,6 +27,22 @@ def test_pointing_game_by_hand():
     maps[2, 3, 3] = maps[2, 1, 2] = 1.0     # tie: one maximum pixel inside is a hit
     masks = _mask(4, 4, slice(0, 2), slice(0, 3)).expand(3, 4, 4)
     assert pointing_game(maps, masks).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_a_constant_map_points_nowhere():
+    mask = _mask(64, 64, slice(10, 14), slice(10, 14))[None]  # 16 of 4096 pixels
+    flat = normalize_maps(torch.full((1, 64, 64), 3.0))        # all zeros after min-max
+    for m in (flat, torch.full((1, 64, 64), 3.0)):
+        assert dead_maps(m).tolist() == [True]
+        assert pointing_game(m, mask).tolist() == [0.0]         # was 1.0: every pixel counted as the peak
+        assert int(topk_pixels(m, 5).sum()) == 0                # nothing ranks above anything else
+        assert float(iou_topk(m, mask, 40, "pixel")) == 0.0 and float(iou_topk(m, mask, 40, "box")) == 0.0
+    assert float(relevance_mass(flat, mask)) == 0.0             # no energy at all
+    assert float(relevance_mass(torch.full((1, 64, 64), 3.0), mask)) == pytest.approx(16 / 4096)  # uniform: area
+    # a map with a single peak inside the mask is not dead and still hits
+    one = torch.zeros(1, 64, 64)
+    one[0, 11, 12] = 0.5
+    assert dead_maps(one).tolist() == [False] and pointing_game(one, mask).tolist() == [1.0]
 
 
 def test_iou_modes_by_hand():

@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         timing={"seconds_per_image": result.seconds_per_image}))
     print(result.format_table())
     print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
+    dead = {m: k for m, k in result.dead_maps.items() if k}
+    if dead:
+        print("dead (constant) maps, scored 0 on pointing and IoU: "
+              + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

@@ -20,7 +20,7 @@ from medrep.explain.attention import find_attention_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc
 from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
-from medrep.explain.scores import TOPK_PERCENTS, iou_topk, mask_area, pointing_game, relevance_mass
+from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
@@ -32,6 +32,8 @@ METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
 TARGETS = ("class", "predicted", "embedding")
 ATTENTION_METHODS = ("attention", "rollout", "chefer", "chefer-lrp")
+# bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
+SCORING_VERSION = 2
 # which direction is better, for readers of the table
 HIGHER_IS_BETTER = {"pointing": True, "iou": True, "mass": True, "deletion": False, "insertion": True}
 
@@ -62,6 +64,12 @@ class ExplainResult:
     settings: dict[str, Any]
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # wall-clock: the manifest's, not results.json's
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
+    dead: dict[str, np.ndarray] = field(default_factory=dict)  # method → (n,) bool: the map was constant
+
+    @property
+    def dead_maps(self) -> dict[str, int]:
+        """method → how many of its maps were constant (they point nowhere and score 0 on pointing and IoU)."""
+        return {m: int(np.count_nonzero(self.dead[m])) if m in self.dead else 0 for m in self.methods}
 
     def table(self) -> list[dict[str, Any]]:
         """Rows (method, metric, value, low, high, n) — the CSV and the report's table."""
@@ -80,6 +88,7 @@ class ExplainResult:
             "higher_is_better": {k: HIGHER_IS_BETTER[k.split("@")[0].split("_")[0]] for k in self.metric_names},
             "metrics": {meth: {k: m.to_dict() for k, m in ms.items()} for meth, ms in self.metrics.items()},
             "mask_area": self.mask_area,
+            "dead_maps": self.dead_maps,
             "n_images": len(self.ids),
             "ids": self.ids,
             "settings": self.settings,
@@ -183,7 +192,8 @@ class ExplainJob:
                 tgt = resolve_classes(encoder, pixels, Target("class"))
             take = max(0, min(len(batch["id"]), self.gallery_size - start))
             out: dict[str, Any] = {"ids": list(batch["id"]), "areas": mask_area(masks).cpu().numpy(),
-                                   "labels": batch["label"].numpy(), "scores": {}, "seconds": {}, "gallery": None}
+                                   "labels": batch["label"].numpy(), "scores": {}, "dead": {}, "seconds": {},
+                                   "gallery": None}
             if take:
                 out["gallery"] = {"images": batch["image"][:take].numpy(), "masks": batch["mask"][:take].numpy(),
                                   "ids": list(batch["id"][:take]), "maps": {}}
@@ -194,6 +204,7 @@ class ExplainJob:
                 t0 = time.perf_counter()
                 maps = explain(encoder, pixels, method, tgt, upsampling=self.upsampling, **opts)
                 out["seconds"][method] = time.perf_counter() - t0
+                out["dead"][method] = dead_maps(maps).cpu().numpy()
                 out["scores"][method] = _score(encoder, pixels, maps, masks, tgt, self.metrics, self.topk, self.steps,
                                                self.perturbation_baseline, self.batch_size)
                 if take:
@@ -281,7 +292,7 @@ def run_explain(
         "model": encoder.fingerprint, "data": dataset.content_digest(), "indices": indices, "methods": methods,
         "metrics": list(metrics), "target": target, "topk": list(topk), "steps": steps, "upsampling": upsampling,
         "baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "gallery_size": gallery_size,
-        "method_options": method_options,
+        "method_options": method_options, "scoring": SCORING_VERSION,
         "references": None if references is None else digest_bytes(references.detach().float().cpu().numpy().tobytes()),
     }), resume)
     outs: dict[int, dict[str, Any]] = {}
@@ -296,6 +307,7 @@ def run_explain(
             store.save(f"b{bi:05d}", *_pack_batch(out))  # the caller writes every partial, whichever worker ran it
             outs[bi] = out
     per_image: dict[str, dict[str, list[np.ndarray]]] = {m: {k: [] for k in keys} for m in methods}
+    dead: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     seconds = {m: 0.0 for m in methods}
     ids: list[str] = []
     areas: list[np.ndarray] = []
@@ -308,6 +320,7 @@ def run_explain(
         labels.append(out["labels"])
         for method in methods:
             seconds[method] += out["seconds"][method]
+            dead[method].append(out["dead"][method])
             for k, v in out["scores"][method].items():
                 per_image[method][k].append(v)
         if out["gallery"] is not None:
@@ -340,7 +353,8 @@ def run_explain(
     return ExplainResult(
         model=encoder.name, data=data_desc, target=target, methods=methods, metric_names=keys, metrics=summary,
         per_image=values, ids=ids, mask_area=area_stats, settings=settings,
-        seconds_per_image={m: s / max(n, 1) for m, s in seconds.items()}, gallery=gal)
+        seconds_per_image={m: s / max(n, 1) for m, s in seconds.items()}, gallery=gal,
+        dead={m: np.concatenate(v).astype(bool) for m, v in dead.items()})
 
 
 def _pack_batch(out: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -349,6 +363,7 @@ def _pack_batch(out: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, A
     for method, scores in out["scores"].items():
         for key, v in scores.items():
             arrays[f"score__{method}__{key}"] = v
+        arrays[f"dead__{method}"] = out["dead"][method]
     extra: dict[str, Any] = {"ids": out["ids"], "seconds": out["seconds"], "score_keys": {m: list(v) for m, v in out["scores"].items()},
                              "gallery_ids": None}
     if out["gallery"] is not None:
@@ -363,7 +378,7 @@ def _pack_batch(out: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, A
 def _unpack_batch(arrays: dict[str, np.ndarray], extra: dict[str, Any], methods: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"ids": extra["ids"], "seconds": extra["seconds"], "areas": arrays["areas"], "labels": arrays["labels"],
                            "scores": {m: {k: arrays[f"score__{m}__{k}"] for k in extra["score_keys"][m]} for m in methods},
-                           "gallery": None}
+                           "dead": {m: arrays[f"dead__{m}"] for m in methods}, "gallery": None}
     if extra["gallery_ids"] is not None:
         out["gallery"] = {"ids": extra["gallery_ids"], "images": arrays["gallery_images"], "masks": arrays["gallery_masks"],
                           "maps": {m: arrays[f"gallery_map__{m}"] for m in methods}}

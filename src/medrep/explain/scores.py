@@ -1,5 +1,9 @@
 """Localisation scores of explanation maps against lesion masks: pure, batched functions (torch in, (B,)
 per-image values out), like torchmetrics' functional API.  Maps (B, H, W) float, masks (B, H, W) bool.
+
+A constant ("dead") map — max == min, e.g. a Grad-CAM whose every value the ReLU clipped — ranks no pixel
+above another, so it points nowhere: pointing 0, no top-k pixels kept (IoU 0), and relevance mass 0 when
+it holds no positive energy at all (a constant positive map spreads its mass evenly: mass = mask area).
 """
 from __future__ import annotations
 
@@ -17,21 +21,30 @@ def _check(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch
     return maps.float(), masks.to(device=maps.device, dtype=torch.bool)
 
 
+def dead_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Bool (B,): maps that are constant (max == min), which :func:`explain` min-max normalises to all zeros."""
+    flat = maps.flatten(1)
+    return flat.amax(1) == flat.amin(1)
+
+
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """1 where any pixel holding the map's maximum lies inside the mask, else 0."""
+    """1 where any pixel holding the map's maximum lies inside the mask, else 0 (always 0 for a constant map:
+    otherwise every pixel would be the peak and any non-empty mask a hit)."""
     maps, masks = _check(maps, masks)
     peak = maps.flatten(1).amax(1).view(-1, 1, 1)
-    return ((maps == peak) & masks).flatten(1).any(1).float()
+    hit = ((maps == peak) & masks).flatten(1).any(1)
+    return (hit & ~dead_maps(maps)).float()
 
 
 def topk_pixels(maps: torch.Tensor, percent: float) -> torch.Tensor:
-    """Bool (B, H, W): pixels ≥ the k-th largest value, k = ceil(percent% of the pixels) (ties kept)."""
+    """Bool (B, H, W): pixels ≥ the k-th largest value, k = ceil(percent% of the pixels) (ties kept); nothing
+    for a constant map (keeping every pixel would score the whole image)."""
     if not 0 < percent <= 100:
         raise MedrepError(f"top-k percentage must be in (0, 100], got {percent}", where="--topk")
     flat = maps.flatten(1).float()
     k = max(1, int(-(-flat.shape[1] * percent // 100)))
     kth = flat.topk(k, dim=1).values[:, -1:]
-    return (flat >= kth).view(maps.shape)
+    return ((flat >= kth) & ~dead_maps(maps)[:, None]).view(maps.shape)
 
 
 def enclosing_box(keep: torch.Tensor) -> torch.Tensor:
@@ -73,7 +86,9 @@ def iou_topk(maps: torch.Tensor, masks: torch.Tensor, percent: float = 10, mode:
 
 
 def relevance_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Share of the (non-negative) map's energy inside the mask (Arras et al.'s relevance mass accuracy)."""
+    """Share of the (non-negative) map's energy inside the mask (Arras et al.'s relevance mass accuracy).
+
+    A map with no positive value has no energy to share: its mass is 0 (not NaN, so means stay defined)."""
     maps, masks = _check(maps, masks)
     m = maps.clamp(min=0).flatten(1)
     inside = (m * masks.flatten(1)).sum(1)
