@@ -82,6 +82,23 @@ def test_box_iou_equals_connected_component_reference():
             assert got[i] == pytest.approx((box & m).sum() / (box | m).sum(), abs=1e-6)
 
 
+def test_topk_breaks_ties_by_position_and_keeps_exactly_k():
+    # a ReLU'd map: 3 positive pixels, 13 tied zeros.  top-40% of 16 = ceil(6.4) = 7 pixels: the 3 positive
+    # ones, then the first 4 zeros in row-major order (row 0) — not the whole image
+    m = torch.tensor([[[0.0, 0, 0, 0], [0, 1, 2, 0], [0, 3, 0, 0], [0, 0, 0, 0]]])
+    expected = torch.tensor([[[1, 1, 1, 1], [0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]], dtype=torch.bool)
+    assert torch.equal(topk_pixels(m, 40), expected)
+    mask = _mask(4, 4, slice(1, 3), slice(1, 3))[None]  # 4 pixels, 3 of them positive on the map
+    # pixel: kept ∩ mask = 3, union = 7 + 4 − 3 = 8 (was 4 / 16: the whole image kept)
+    assert float(iou_topk(m, mask, 40, "pixel")) == pytest.approx(3 / 8)
+    # box: rows 0–2 × cols 0–3 = 12 pixels, holding the whole mask
+    assert float(iou_topk(m, mask, 40, "box")) == pytest.approx(4 / 12)
+    # ties at the top too: 25% = 4 of the five 1s, the first four in row-major order
+    t = torch.tensor([[[0.0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]]])
+    kept = topk_pixels(t, 25)[0].nonzero().tolist()
+    assert kept == [[0, 1], [0, 3], [1, 0], [2, 2]]
+
+
 def test_topk_and_box_edge_cases():
     m = torch.arange(16.0).view(1, 4, 4)
     assert int(topk_pixels(m, 25).sum()) == 4

@@ -43,7 +43,9 @@ def baseline_image(pixels: torch.Tensor, baseline: str = "blur", blur_sigma: flo
 
 
 def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """(B, H·W) rank of each pixel in descending map order (0 = most relevant); ties broken by position."""
+    """(B, H·W) rank of each pixel in descending map order (0 = most relevant); ties broken by position
+    (row-major).  A constant map ranks nothing, so its deletion / insertion curve follows that fixed
+    row-major order and says nothing about the method (run_explain counts such maps as dead_maps)."""
     flat = maps.flatten(1)
     order = flat.argsort(dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)

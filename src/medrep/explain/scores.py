@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from medrep.errors import MedrepError
+from medrep.explain.faithfulness import pixel_ranks
 
 TOPK_PERCENTS = (5, 10, 20, 40)
 IOU_MODES = ("box", "pixel")
@@ -37,14 +38,15 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def topk_pixels(maps: torch.Tensor, percent: float) -> torch.Tensor:
-    """Bool (B, H, W): pixels ≥ the k-th largest value, k = ceil(percent% of the pixels) (ties kept); nothing
-    for a constant map (keeping every pixel would score the whole image)."""
+    """Bool (B, H, W): exactly the k = ceil(percent% of the pixels) highest pixels, ties broken by position
+    (row-major, the deletion order of :func:`~medrep.explain.faithfulness.pixel_ranks`): keeping every tied
+    pixel would let a plateau (a ReLU'd map's zeros) keep the whole image.  Nothing for a constant map
+    (keeping every pixel would score the whole image)."""
     if not 0 < percent <= 100:
         raise MedrepError(f"top-k percentage must be in (0, 100], got {percent}", where="--topk")
     flat = maps.flatten(1).float()
     k = max(1, int(-(-flat.shape[1] * percent // 100)))
-    kth = flat.topk(k, dim=1).values[:, -1:]
-    return ((flat >= kth) & ~dead_maps(maps)[:, None]).view(maps.shape)
+    return ((pixel_ranks(flat) < k) & ~dead_maps(maps)[:, None]).view(maps.shape)
 
 
 def enclosing_box(keep: torch.Tensor) -> torch.Tensor:
