@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -77,6 +79,27 @@ def pick_data(ds: ImageDataset, args: argparse.Namespace, split: str | None = No
         split = None  # single-split sources (a plain folder) are used whole
     ds = ds.split(split)
     return ds.limit(args.limit, seed=args.seed) if getattr(args, "limit", None) is not None else ds
+
+
+@contextlib.contextmanager
+def cache_root(cache_dir: str | os.PathLike | None) -> Iterator[None]:
+    """While a command runs, make ``cache_dir`` (--cache-dir) the cache root of the whole process.
+
+    The embedding cache is handed --cache-dir directly, but the text-embedding and phantom caches (and
+    Ray workers, which inherit it) read $MEDREP_CACHE: without this they wrote to ~/.cache/medrep.
+    """
+    if cache_dir is None:
+        yield
+        return
+    old = os.environ.get("MEDREP_CACHE")
+    os.environ["MEDREP_CACHE"] = os.path.abspath(cache_dir)  # absolute: workers may run elsewhere
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MEDREP_CACHE", None)
+        else:
+            os.environ["MEDREP_CACHE"] = old
 
 
 def make_cache(args: argparse.Namespace):
