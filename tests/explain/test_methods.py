@@ -126,6 +126,71 @@ def test_chefer_rule_two_blocks_by_hand():
     np.testing.assert_allclose(got, r, atol=1e-6)
 
 
+def test_readout_row_follows_the_pooling_two_blocks_by_hand():
+    """Token 0 is CLS, tokens 1–2 a 1×2 patch grid.  A CLS-pooled model reads row 0 over the patch columns;
+    a mean-pooled one the mean of rows 1–2 over the patch columns."""
+    from medrep.explain.attention import query_row_to_grid
+    from medrep.models.base import TokenGrid
+
+    grid = TokenGrid(height=1, width=2, patch_size=(8, 8))
+    eye = np.eye(3)
+    r1 = (A1.mean(0) + eye) / 2
+    r1 = r1 / r1.sum(1, keepdims=True)
+    r2 = (A2.mean(0) + eye) / 2
+    r2 = r2 / r2.sum(1, keepdims=True)
+    roll = r2 @ r1
+    got = rollout_matrices([_t(A1), _t(A2)])
+    np.testing.assert_allclose(query_row_to_grid(got, grid, cls_row=True)[0, 0].numpy(), roll[0, 1:], atol=1e-6)
+    np.testing.assert_allclose(query_row_to_grid(got, grid, cls_row=False)[0, 0].numpy(),
+                               (roll[1, 1:] + roll[2, 1:]) / 2, atol=1e-6)
+    cam1 = np.clip(G1 * A1, 0, None).mean(0)
+    cam2 = np.clip(G2 * A2, 0, None).mean(0)
+    r = eye + cam1
+    r = r + cam2 @ r
+    got = gradient_weighted_rollout([_t(A1), _t(A2)], [_t(G1), _t(G2)])
+    np.testing.assert_allclose(query_row_to_grid(got, grid, cls_row=False)[0, 0].numpy(), (r[1, 1:] + r[2, 1:]) / 2,
+                               atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def vit_avg():
+    """2-block timm ViT that keeps its CLS token but pools by mean (global_pool='avg', like MAE fine-tunes)."""
+    from medrep.models import load_encoder
+
+    torch.manual_seed(0)
+    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&num_classes=3&depth=2"
+                        "&global_pool=avg")
+
+
+def test_mean_pooled_vit_reads_the_patch_rows(vit_avg, x32):
+    from medrep.explain.attention import reads_cls
+    from medrep.explain.lrp import lrp_state
+    from medrep.explain.methods import METHODS, attention_and_gradients
+
+    enc, target = vit_avg, Target("class", CLASSES)
+    assert enc.token_grid.has_cls and enc.default_pool == "mean" and not reads_cls(enc)
+    attns, grads, _ = attention_and_gradients(enc, x32, target)
+    # the output never sees the CLS token: its query row of the last block has no gradient at all
+    assert float(grads[-1][:, :, 0].abs().max()) == 0.0
+
+    def patch_rows(m):  # (B, 17, 17) → mean of patch rows over patch columns, on the 4×4 grid
+        return m[:, 1:, 1:].mean(1).view(-1, 4, 4)
+
+    with torch.no_grad():
+        torch.testing.assert_close(METHODS["attention"](enc, x32), patch_rows(attns[-1].float().mean(1)))
+        torch.testing.assert_close(METHODS["rollout"](enc, x32), patch_rows(rollout_matrices(attns)))
+    torch.testing.assert_close(METHODS["chefer"](enc, x32, target), patch_rows(gradient_weighted_rollout(attns, grads)),
+                               atol=1e-6, rtol=1e-5)
+    state = lrp_state(enc, x32, target)
+    eye = torch.eye(17).expand(4, 17, 17)
+    joint = None
+    for g, rel in zip(state.gradients, state.attention_relevance):
+        cam = (g * rel).clamp(min=0).mean(1) + eye
+        cam = cam / cam.sum(-1, keepdim=True)
+        joint = cam if joint is None else cam @ joint
+    torch.testing.assert_close(METHODS["chefer-lrp"](enc, x32, target), patch_rows(joint), atol=1e-6, rtol=1e-5)
+
+
 def test_attention_gradients_match_finite_differences(vit2, x32):
     """∂score/∂A from the hooks, checked by nudging one block's attention inside the forward pass."""
     from medrep.explain.methods import attention_and_gradients

@@ -269,13 +269,28 @@ def fuse_heads(attn: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
     raise MedrepError(f"unknown head fusion {fusion!r} (choose mean, max, min)", where="head_fusion")
 
 
-def query_row_to_grid(matrix: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
-    """(B, N, N) token-to-token matrix → (B, h, w): the CLS row over the patch tokens (registers dropped).
+def reads_cls(encoder: Encoder) -> bool:
+    """Whether the model's output is read from the CLS token (``default_pool == "cls"``).  A ViT that pools
+    by mean (timm ``global_pool='avg'``, MAE-style fine-tunes) may still carry a CLS token its output never
+    sees: its attention row gets no gradient, so the readout must be the patch rows."""
+    grid = encoder.token_grid
+    return grid is not None and grid.has_cls and encoder.default_pool == "cls"
 
-    Without a CLS token the rows of all patch tokens are averaged (what a mean-pooled model reads out).
+
+def query_row_to_grid(matrix: torch.Tensor, grid: TokenGrid, cls_row: bool | None = None) -> torch.Tensor:
+    """(B, N, N) token-to-token matrix → (B, h, w): the readout row over the patch tokens (CLS and
+    registers dropped).
+
+    ``cls_row``: the CLS row (a CLS-pooled model); otherwise the rows of all patch tokens are averaged (what
+    a mean-pooled model reads out).  Default (None): the CLS row when the grid has a CLS token — pass
+    :func:`reads_cls` of the encoder so the row follows the model's pooling.
     """
     p0, p1 = grid.num_prefix_tokens, grid.num_prefix_tokens + grid.num_patches
     if matrix.shape[-1] != p1 and matrix.shape[-1] < p1:
         raise MedrepError(f"attention has {matrix.shape[-1]} tokens but the token grid expects {p1}", where="token_grid")
-    row = matrix[:, 0, p0:p1] if grid.has_cls else matrix[:, p0:p1, p0:p1].mean(1)
+    if cls_row is None:
+        cls_row = grid.has_cls
+    if cls_row and not grid.has_cls:
+        raise MedrepError("the token grid has no CLS token to read a row from", where="token_grid")
+    row = matrix[:, 0, p0:p1] if cls_row else matrix[:, p0:p1, p0:p1].mean(1)
     return row.reshape(row.shape[0], grid.height, grid.width)

@@ -15,7 +15,8 @@ then propagated from the output back to block ``start_block`` with these rules (
 * CLS pooling puts the head's relevance on token 0; average pooling spreads it as x_i / (N · x̄).
 
 Attribution: per block Ā = E_h[(∇A ⊙ R_A)⁺], then rollout with the identity, rownorm(Ā_l + I) multiplied
-from block ``start_block`` up, CLS row over the patch tokens.
+from block ``start_block`` up, CLS row over the patch tokens — for an average-pooled model (whose relevance
+starts on the patch tokens) the mean of the patch rows instead.
 
 Deviations from the CVPR code (documented because users compare): (1) batched — the residual rule's
 sums are per sample (the original sums over the whole batch, i.e. assumes batch 1); (2) for an
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
-from medrep.explain.attention import capture_attention, query_row_to_grid, require_grid
+from medrep.explain.attention import capture_attention, query_row_to_grid, reads_cls, require_grid
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
 
@@ -237,4 +238,4 @@ def transformer_attribution(encoder: Encoder, pixels: torch.Tensor, target: Targ
         if normalize_rows:
             cam = cam / cam.sum(-1, keepdim=True)
         joint = cam if joint is None else cam @ joint
-    return query_row_to_grid(joint, grid)
+    return query_row_to_grid(joint, grid, reads_cls(encoder))

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medrep.errors import MedrepError
-from medrep.explain.attention import capture_attention, find_attention_sites, fuse_heads, query_row_to_grid, require_grid
+from medrep.explain.attention import (capture_attention, find_attention_sites, fuse_heads, query_row_to_grid, reads_cls,
+                                      require_grid)
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
 
@@ -42,12 +43,13 @@ def get_method(name: str) -> Method:
 @register_method("attention")
 def raw_attention(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, block: int = -1,
                   head_fusion: str = "mean") -> torch.Tensor:
-    """Softmax attention of one block (default the last), CLS row over the patch tokens, heads fused."""
+    """Softmax attention of one block (default the last) over the patch tokens, heads fused: the CLS row, or
+    the mean of the patch rows for a mean-pooled model (see :func:`query_row_to_grid`)."""
     grid = require_grid(encoder)
     with torch.no_grad(), capture_attention(encoder, blocks=[block]) as rec:
         encoder.embed(pixels)
         (attn,) = rec.complete(encoder.name)
-    return query_row_to_grid(fuse_heads(attn.float(), head_fusion), grid)
+    return query_row_to_grid(fuse_heads(attn.float(), head_fusion), grid, reads_cls(encoder))
 
 
 def rollout_matrices(attentions: list[torch.Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> torch.Tensor:
@@ -85,7 +87,7 @@ def rollout(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None
     with torch.no_grad(), capture_attention(encoder) as rec:
         encoder.embed(pixels)
         attns = rec.complete(encoder.name)
-    return query_row_to_grid(rollout_matrices(attns, head_fusion, discard_ratio), grid)
+    return query_row_to_grid(rollout_matrices(attns, head_fusion, discard_ratio), grid, reads_cls(encoder))
 
 
 def graph_input(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
@@ -121,7 +123,7 @@ def gradient_weighted_rollout(attentions: list[torch.Tensor], gradients: list[to
 def chefer(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torch.Tensor:
     grid = require_grid(encoder)
     attns, grads, _ = attention_and_gradients(encoder, pixels, target)
-    return query_row_to_grid(gradient_weighted_rollout(attns, grads), grid)
+    return query_row_to_grid(gradient_weighted_rollout(attns, grads), grid, reads_cls(encoder))
 
 
 @register_method("chefer-lrp")
