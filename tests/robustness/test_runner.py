@@ -34,6 +34,7 @@ def test_one_class_collide_is_refused(tiny_encoder):
     ({"eps": [0.0]}, "--eps"), ({"eps": [-1 / 255]}, "--eps"), ({"eps": [2.0]}, "--eps"),
     ({"norm": "l1"}, "--norm"), ({"objective": "swap"}, "--objective"), ({"target": "nearest"}, "--target"),
     ({"classifiers": "probe"}, "train_dataset"),
+    ({"norm": "l2", "eps": [32.5]}, "--eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
 ])
 def test_bad_run_options(tiny_encoder, kwargs, where):
     ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b"])
@@ -104,6 +105,47 @@ def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
     assert len(rows) == 11 and rows[0].startswith("source_id,target_id,label")
 
 
+def _figures(monkeypatch):
+    """Keep every figure write_attack_outputs saves, by file name, so its texts and pixels can be read."""
+    from medrep.robustness import outputs
+
+    seen, real = {}, outputs._save
+    monkeypatch.setattr(outputs, "_save", lambda fig, path: seen.setdefault(path.name, fig) and real(fig, path))
+    return seen
+
+
+def _difference_column(fig, n_items: int, size: int) -> np.ndarray:
+    grid = np.asarray(fig.axes[0].images[0].get_array())
+    pad = max(2, size // 16)
+    x0 = pad + 2 * (size + pad)
+    return np.stack([grid[pad + i * (size + pad):pad + i * (size + pad) + size, x0:x0 + size] for i in range(n_items)])
+
+
+def test_l2_eps_is_a_distance_in_raw_units(tiny_encoder, small_phantoms, tmp_path, monkeypatch):
+    test = small_phantoms.split("test").limit(4, seed=0)
+    # ε = 2 is an ordinary L2 budget (each 32×32 pixel moves ~2/32 on average), not "twice the pixel range"
+    r = run_attack(tiny_encoder, test, objective="push", norm="l2", eps=[0.5, 2.0], steps=2, batch_size=4,
+                   noise_sigma=0.01, noise_draws=2, n_boot=20, gallery_size=2)
+    l2 = r.per_eps[1].column("l2")
+    assert (l2 <= 2.0 + 1e-4).all() and l2.max() > 1.9
+    figs = _figures(monkeypatch)
+    paths = write_attack_outputs(r, tmp_path)
+    assert {"per_item_0.5", "per_item_2", "gallery_0.5", "gallery_2"} <= set(paths)
+    assert (tmp_path / "per_item_eps0.5.csv").exists() and (tmp_path / "gallery_eps2.png").exists()
+    assert figs["accuracy_vs_eps.png"].axes[0].get_xlabel() == "ε (L2, pixel units in [0, 1])"
+    assert list(figs["accuracy_vs_eps.png"].axes[0].lines[0].get_xdata()) == [0.5, 2.0]
+    assert [t.get_text() for t in figs["loss_per_step.png"].axes[0].get_legend().get_texts()] == ["L2 ε = 0.5", "L2 ε = 2"]
+    # the difference column is amplified from the largest pixel change actually made, so it reaches black / white
+    for e, name in ((0, "gallery_eps0.5.png"), (1, "gallery_eps2.png")):
+        largest = np.abs(r.per_eps[e].gallery_adv - r.gallery_source).max()
+        assert 0 < largest < 0.5  # an amplification of ×1 (ε-based: 0.5/ε ≤ 1) would leave it near grey
+        diff = _difference_column(figs[name], 2, 32)
+        assert np.abs(diff - 0.5).max() == pytest.approx(0.5, abs=1e-3)
+        title = figs[name]._suptitle.get_text()
+        assert f"L2 ε = {r.per_eps[e].eps:g}" in title and f"{0.5 / largest:.3g} ×" in title and "/255" not in title
+        assert f"difference ×{0.5 / largest:.3g}" in [t.get_text() for t in figs[name].axes[0].get_xticklabels()]
+
+
 def test_resume_is_byte_identical(tiny_encoder, small_phantoms, tmp_path):
     test = small_phantoms.split("test").limit(8, seed=2)
     # push + L2: random start in the ball and detector noise are all exercised
@@ -160,6 +202,18 @@ def test_cli_attack(tmp_path, capsys):
     assert "2/255" in capsys.readouterr().out
     assert main(["attack", "--model", spec, "--eps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--eps" in capsys.readouterr().err
+    # an L∞ ε above the pixel range is refused before anything is loaded (the model spec is not even parsed)
+    assert main(["attack", "--model", "nosuch:model", "--eps", "2", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "--eps: ε is in [0, 1] pixel units (got 2.0)" in capsys.readouterr().err
+    # L2: ε = 2 is a normal budget and is shown in raw units; beyond √(C·H·W) = √(1·32·32) it is refused
+    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
+               "--objective", "push", "--eps", "2", "--steps", "1", "--noise-draws", "1", "--noise-sigma", "0.01", "--out", str(tmp_path / "l2"),
+               "--quiet", "--cache-dir", str(tmp_path / "c")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "/255" not in out and "L2 eps" in out and (tmp_path / "l2" / "per_item_eps2.csv").exists()
+    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
+               "--eps", "33", "--out", str(tmp_path / "l2"), "--quiet"])
+    assert rc == 2 and "--eps: an L2 ε cannot exceed √(C·H·W) = 32" in capsys.readouterr().err
 
 
 class _MixedSizes(TensorDataset):

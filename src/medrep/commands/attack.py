@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack")
     g.add_argument("--objective", default="collide", choices=["collide", "push"],
                    help="collide: pull f(x) onto an image of another class (PRM); push: move f(x) away from itself")
-    g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255)")
+    g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255). "
+                   "linf: the largest change of any pixel (at most 1); l2: the Euclidean length of the whole change (at most √(C·H·W))")
     g.add_argument("--norm", default="linf", help="linf (sign steps) or l2 (normalised steps)")
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/steps, as in Madry et al.)")
@@ -69,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
     from medrep.robustness.classifiers import resolve_classifiers
+    from medrep.robustness.runner import check_eps_budget
 
     from medrep.robustness.attacks import check_eps, make_attack
 
     eps = [check_eps(e) for e in parse_eps(args.eps)]
     sigmas = parse_eps(args.noise_sigma, where="--noise-sigma")
-    make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
+    geometry = make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
+    check_eps_budget(eps, geometry.norm)  # L2's bound needs the image size: run_attack checks it
     if args.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     backend = make_backend(args)
@@ -103,14 +106,15 @@ def run(args: argparse.Namespace) -> int:
         output={k: p.name for k, p in paths.items()}))
     print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.steps} steps ({args.norm}), "
           f"classifier: {result.primary}")
-    print(f"{'eps':>8} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6} {'best det AUC':>13}")
+    print(f"{'eps' if result.config['norm'] == 'linf' else 'L2 eps':>10} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6} {'best det AUC':>13}")
     for s in result.summaries:
         m = s["metrics"]
         v = lambda k: m[k]["value"]  # noqa: E731
         cos = f"{v('cosine_to_target_before'):.2f}→{v('cosine_to_target_after'):.2f}" if v("cosine_to_target_after") is not None else "-"
         match = f"{v('match_success_rate'):.1%}" if v("match_success_rate") is not None else "-"
         auc = max((d["roc_auc"]["value"] or 0.0) for d in s["detector"]["by_sigma"])
-        print(f"{s['eps_255']:>6g}/255 {v('clean_accuracy'):>10.1%} {v('attacked_accuracy'):>10.1%} {match:>7} {cos:>13} "
+        eps_txt = f"{s['eps_255']:>6g}/255" if result.config["norm"] == "linf" else f"{s['eps']:>10g}"  # L2: raw units
+        print(f"{eps_txt} {v('clean_accuracy'):>10.1%} {v('attacked_accuracy'):>10.1%} {match:>7} {cos:>13} "
               f"{v('psnr_mean'):>8.1f} {v('ssim_mean'):>6.3f} {auc:>13.3f}")
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     return 0

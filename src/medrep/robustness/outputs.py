@@ -10,8 +10,15 @@ from medrep.io import atomic_write, write_json_atomic
 from medrep.robustness.runner import AttackResult
 
 
-def _eps_tag(eps: float) -> str:
+def _eps_tag(eps: float, norm: str = "linf") -> str:
+    if norm != "linf":  # an L2 ε is a distance over all pixels, not a share of the pixel range
+        return f"{eps:g}"
     return f"{eps * 255:.3g}-255".replace(".", "p")
+
+
+def format_eps(eps: float, norm: str) -> str:
+    """ε as people write it: L∞ in 1/255 of the pixel range, L2 in raw [0, 1] pixel units."""
+    return f"ε = {eps * 255:g}/255" if norm == "linf" else f"{norm.upper()} ε = {eps:g}"
 
 
 def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: float | None = None,
@@ -23,15 +30,18 @@ def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: flo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": write_json_atomic(out / "results.json", result.to_dict())}
+    norm = result.config["norm"]
     for r in result.per_eps:
-        paths[f"per_item_{_eps_tag(r.eps)}"] = _write_csv(result, r, out / f"per_item_eps{_eps_tag(r.eps)}.csv")
+        tag = _eps_tag(r.eps, norm)
+        paths[f"per_item_{tag}"] = _write_csv(result, r, out / f"per_item_eps{tag}.csv")
     if not figures:
         return paths
     paths["accuracy_vs_eps"] = plot_accuracy_vs_eps(result, out / "accuracy_vs_eps.png")
     paths["loss_per_step"] = plot_loss(result, out / "loss_per_step.png")
     if result.gallery_source is not None:
         for r in result.per_eps:
-            paths[f"gallery_{_eps_tag(r.eps)}"] = plot_gallery(result, r, out / f"gallery_eps{_eps_tag(r.eps)}.png", amplify)
+            tag = _eps_tag(r.eps, norm)
+            paths[f"gallery_{tag}"] = plot_gallery(result, r, out / f"gallery_eps{tag}.png", amplify)
     return paths
 
 
@@ -57,7 +67,11 @@ def plot_accuracy_vs_eps(result: AttackResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eps255 = [s["eps_255"] for s in result.summaries]
+    cfg = result.config
+    if cfg["norm"] == "linf":
+        xs, xlabel = [s["eps_255"] for s in result.summaries], f"ε ({cfg['norm']}, in 1/255 of the pixel range)"
+    else:
+        xs, xlabel = [s["eps"] for s in result.summaries], f"ε ({cfg['norm'].upper()}, pixel units in [0, 1])"
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     for k, name in enumerate(result.classifiers):
         color = f"C{k}"
@@ -68,10 +82,9 @@ def plot_accuracy_vs_eps(result: AttackResult, path: Path) -> Path:
                 continue
             lo = [r[key]["value"] - r[key]["low"] for r in rows]
             hi = [r[key]["high"] - r[key]["value"] for r in rows]
-            ax.errorbar(eps255, vals, yerr=[lo, hi], fmt=style, color=color, capsize=3, label=f"{name}: {label}")
+            ax.errorbar(xs, vals, yerr=[lo, hi], fmt=style, color=color, capsize=3, label=f"{name}: {label}")
         ax.axhline(rows[0]["clean_accuracy"]["value"], color=color, ls="--", lw=1, label=f"{name}: clean")
-    cfg = result.config
-    ax.set_xlabel(f"ε ({cfg['norm']}, in 1/255 of the pixel range)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("share of items")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{cfg['objective']} attack on {result.model['name']} ({cfg['steps']} steps, n={result.data['n']})", fontsize=9)
@@ -89,7 +102,8 @@ def plot_loss(result: AttackResult, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
     for s in result.summaries:
-        ax.plot(s["loss_per_step"], label=f"ε = {s['eps_255']:g}/255")
+        norm = result.config["norm"]
+        ax.plot(s["loss_per_step"], label=f"ε = {s['eps_255']:g}/255" if norm == "linf" else format_eps(s["eps"], norm))
     ax.set_xlabel("step")
     ax.set_ylabel("mean loss (minimised)")
     ax.set_title(f"{result.config['objective']}: mean objective per step", fontsize=9)
@@ -111,10 +125,9 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
 
     src, adv, tgt = result.gallery_source, r.gallery_adv, result.gallery_target
     k = len(adv)
-    # Default amplification maps ±ε to the full grey range.
-    amp = amplify if amplify is not None else 0.5 / max(r.eps, 1e-12)
-    columns = [src, adv, np.clip(0.5 + amp * (adv - src), 0, 1)] + ([tgt[:k]] if tgt is not None else [])
-    heads = ["original", "perturbed", f"difference ×{amp:.0f}", "target"][:len(columns)]
+    amp, largest = gallery_amplification(src[:k], adv, amplify)
+    columns = [src, adv, np.clip(0.5 + amp * (adv - src[:k]), 0, 1)] + ([tgt[:k]] if tgt is not None else [])
+    heads = ["original", "perturbed", f"difference ×{amp:.3g}", "target"][:len(columns)]
     c, h, w = src.shape[1:]
     pad = max(2, h // 16)
     grid = np.ones((k * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), dtype=np.float32)
@@ -141,9 +154,23 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    fig.suptitle(f"{result.config['objective']}, ε = {r.eps * 255:g}/255 ({result.config['norm']}); "
-                 f"rows: true → {result.primary} label after the attack", fontsize=8)
+    norm = result.config["norm"]
+    how = "as asked" if amplify is not None else f"largest pixel change ±{largest:.3g} → black / white"
+    fig.suptitle(f"{result.config['objective']}, {format_eps(r.eps, norm)}{f' ({norm})' if norm == 'linf' else ''}; "
+                 f"rows: true → {result.primary} label after the attack\n"
+                 f"difference = 0.5 + {amp:.3g} × (perturbed − original) ({how})", fontsize=8)
     return _save(fig, path)
+
+
+def gallery_amplification(src: np.ndarray, adv: np.ndarray, amplify: float | None = None) -> tuple[float, float]:
+    """(factor, largest per-pixel change): by default the largest change shown maps to the full grey range.
+
+    Taken from the pixels, not from ε: an L2 ε bounds the change over all pixels, so each pixel moves far less.
+    """
+    largest = float(np.abs(adv - src).max()) if adv.size else 0.0
+    if amplify is not None:
+        return float(amplify), largest
+    return (0.5 / largest if largest > 0 else 1.0), largest
 
 
 def _save(fig, path: Path) -> Path:

@@ -7,6 +7,7 @@ alone, so an interrupted-then-resumed run reproduces the uninterrupted one bit f
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -255,11 +256,10 @@ def run_attack(
     eps_list = [check_eps(float(e)) for e in ([eps] if isinstance(eps, (int, float)) else list(eps))]
     if not eps_list:
         raise MedrepError("give at least one ε", where="--eps")
-    if any(e > 1 for e in eps_list):
-        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps_list)}); write 8/255 as 0.0314", where="--eps")
     obj = make_objective(objective)
     random_start = obj.wants_random_start if random_start is None else bool(random_start)
-    make_attack(norm, steps=steps, step_size=step_size)  # validates norm / steps / step size
+    geometry = make_attack(norm, steps=steps, step_size=step_size)  # validates norm / steps / step size
+    check_eps_budget(eps_list, geometry.norm)
     if target not in TARGET_MODES:
         raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--target")
     if batch_size < 1:
@@ -275,6 +275,9 @@ def run_attack(
     n = len(dataset)
     if n == 0:
         raise MedrepError("dataset has no items", where=getattr(dataset, "name", "--data"))
+    if geometry.norm == "l2":
+        # the attacked pixels: the data's channels at the model's input size (see AttackJob.run)
+        check_eps_budget(eps_list, geometry.norm, (int(dataset[0].image.shape[0]), *encoder.preprocessing.size))
     labels = np.asarray(dataset.labels, dtype=np.int64)
     rep = Representation(layer, pool, representation_fn)
     ids = dataset.ids
@@ -362,6 +365,20 @@ def run_attack(
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
     result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws) for r in per_eps]
     return result
+
+
+def check_eps_budget(eps: Sequence[float], norm: str, shape: Sequence[int] | None = None) -> None:
+    """ε within what the norm allows on [0, 1] pixels: an L∞ ε bounds each pixel's change (at most the whole
+    range, 1); an L2 ε bounds the length of the whole change, at most √(C·H·W) (checked once ``shape`` is known)."""
+    if not eps:
+        return
+    if norm == "linf" and max(eps) > 1:
+        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps)}); write 8/255 as 0.0314", where="--eps")
+    if norm == "l2" and shape is not None:
+        bound = math.sqrt(math.prod(int(v) for v in shape))
+        if max(eps) > bound:
+            raise MedrepError(f"an L2 ε cannot exceed √(C·H·W) = {bound:.4g}, the largest distance between two "
+                              f"{'×'.join(str(int(v)) for v in shape)} images in [0, 1] (got {max(eps)})", where="--eps")
 
 
 def draw_pairs(labels: np.ndarray, seed: int, need_other_class: bool, n_classes: int, where: str
