@@ -284,6 +284,23 @@ def test_maps_are_min_max_normalised_and_upsampled(vit2, x32):
     assert torch.allclose(patches, patches[:, :, :1, :, :1].expand_as(patches))
 
 
+def test_explain_with_raw_gives_explains_maps_and_the_map_before_min_max(vit2, x32):
+    from medrep.explain.methods import explain_with_raw, upsample
+
+    target = Target("class", CLASSES)
+    for method in ("attention", "gradcam", "center"):
+        up, maps = explain_with_raw(vit2, x32, method, target, upsampling="nearest")
+        torch.testing.assert_close(maps, explain(vit2, x32, method, target, upsampling="nearest"))
+        torch.testing.assert_close(maps, normalize_maps(up))
+    # nearest upsampling of the raw 4×4 attention keeps its values: each 8×8 block holds one raw value
+    from medrep.explain.methods import raw_attention
+
+    raw = raw_attention(vit2, x32)
+    up, _ = explain_with_raw(vit2, x32, "attention", upsampling="nearest")
+    torch.testing.assert_close(up, upsample(raw, (32, 32), "nearest"))
+    torch.testing.assert_close(up[:, 8:16, 16:24], raw[:, 1:2, 2:3].expand(4, 8, 8))
+
+
 def test_baselines(vit2, x32):
     c = explain(vit2, x32, "center")
     assert c.shape == (4, 32, 32)

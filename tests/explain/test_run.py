@@ -136,3 +136,30 @@ def test_dead_maps_are_counted_and_score_zero(vit64, small_phantoms, monkeypatch
     printed = capsys.readouterr().out
     assert "dead (constant) maps, scored 0 on pointing and IoU: half-dead 2/4" in printed
     assert json.loads((out / "results.json").read_text())["dead_maps"] == {"half-dead": 2, "random": 0, "center": 0}
+
+
+def _two_level(encoder, pixels, target=None):
+    """Test method: 1 everywhere, 4 on the top-left quadrant (at pixel resolution, so no upsampling)."""
+    b, _, h, w = pixels.shape
+    maps = torch.ones(b, h, w)
+    maps[:, : h // 2, : w // 2] += 3.0
+    return maps
+
+
+def test_mass_is_taken_on_the_raw_map_and_the_rest_on_the_normalised_one(vit64, small_phantoms, monkeypatch):
+    from medrep.explain.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "two-level", _two_level)
+    res = run_explain(vit64, small_phantoms.split("test"), methods=["two-level"], metrics=["mass", "pointing", "iou"],
+                      limit=4, batch_size=4, topk=(25,), gallery_size=4, add_baselines=False, n_boot=20)
+    masks = res.gallery["masks"].astype(bool)  # the scored masks, at the model's 64×64 input
+    assert masks.shape == (4, 64, 64)
+    quad = np.zeros((64, 64), dtype=bool)
+    quad[:32, :32] = True
+    for i, m in enumerate(masks):
+        # raw: Σ_mask map / Σ map = (|M| + 3|M ∩ Q|) / (4096 + 3·1024); the normalised map (0/1 on Q) would give |M ∩ Q| / 1024
+        expected = (m.sum() + 3 * (m & quad).sum()) / (64 * 64 + 3 * 32 * 32)
+        assert res.per_image["two-level"]["mass"][i] == pytest.approx(expected, rel=1e-6)
+        # pointing and IoU still on the normalised map: the peak is the quadrant, the top 25% exactly the quadrant
+        assert res.per_image["two-level"]["pointing"][i] == float((m & quad).any())
+        assert res.per_image["two-level"]["iou_pixel@25"][i] == pytest.approx((m & quad).sum() / (m | quad).sum())

@@ -19,7 +19,7 @@ from medrep.errors import MedrepError
 from medrep.explain.attention import find_attention_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc
-from medrep.explain.methods import BASELINES, UPSAMPLING, explain, get_method
+from medrep.explain.methods import BASELINES, UPSAMPLING, explain_with_raw, get_method
 from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
@@ -33,7 +33,7 @@ DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "i
 TARGETS = ("class", "predicted", "embedding")
 ATTENTION_METHODS = ("attention", "rollout", "chefer", "chefer-lrp")
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 # which direction is better, for readers of the table
 HIGHER_IS_BETTER = {"pointing": True, "iou": True, "mass": True, "deletion": False, "insertion": True}
 
@@ -202,11 +202,12 @@ class ExplainJob:
                 if method == "random":
                     opts.setdefault("seed", self.seed * 100_003 + bi)  # a fresh draw per batch, reproducible
                 t0 = time.perf_counter()
-                maps = explain(encoder, pixels, method, tgt, upsampling=self.upsampling, **opts)
+                # maps: min-max normalised (pointing, IoU, deletion order); upsampled: the method's own values (mass)
+                upsampled, maps = explain_with_raw(encoder, pixels, method, tgt, upsampling=self.upsampling, **opts)
                 out["seconds"][method] = time.perf_counter() - t0
                 out["dead"][method] = dead_maps(maps).cpu().numpy()
                 out["scores"][method] = _score(encoder, pixels, maps, masks, tgt, self.metrics, self.topk, self.steps,
-                                               self.perturbation_baseline, self.batch_size)
+                                               self.perturbation_baseline, self.batch_size, raw=upsampled)
                 if take:
                     out["gallery"]["maps"][method] = maps[:take].cpu().numpy()
                 if progress is not None:
@@ -386,7 +387,10 @@ def _unpack_batch(arrays: dict[str, np.ndarray], extra: dict[str, Any], methods:
 
 
 def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: torch.Tensor, target: Target,
-           metrics: Sequence[str], topk: Sequence[float], steps: int, baseline: str, batch_size: int) -> dict[str, np.ndarray]:
+           metrics: Sequence[str], topk: Sequence[float], steps: int, baseline: str, batch_size: int,
+           raw: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Per-image scores of ``maps`` (normalised); mass is taken on ``raw`` (the upsampled maps before min-max,
+    clamped at 0 by relevance_mass) when given: normalising subtracts the minimum, which moves the ratio."""
     out: dict[str, torch.Tensor] = {}
     for m in metrics:
         if m == "pointing":
@@ -396,7 +400,7 @@ def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: to
                 for k in topk:
                     out[f"iou_{mode}@{k:g}"] = iou_topk(maps, masks, k, mode)
         elif m == "mass":
-            out["mass"] = relevance_mass(maps, masks)
+            out["mass"] = relevance_mass(raw if raw is not None else maps, masks)
         elif m == "deletion":
             out["deletion_auc"] = deletion_auc(encoder, pixels, maps, target, steps=steps, baseline=baseline,
                                                batch_size=batch_size * 4)
