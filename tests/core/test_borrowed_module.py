@@ -84,3 +84,29 @@ def test_modules_medrep_builds_itself_stay_frozen_for_good():
     enc = load_encoder("demo-cnn")
     assert enc.owns_module and not enc.module.training
     assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_evaluation_context_restores_each_submodules_own_mode():
+    from medrep.models.base import evaluation
+
+    net, _, enc = _user_setup()
+    before = _state(net)[0]
+    with evaluation(enc):
+        assert not any(m.training for m in net.modules())
+    assert _state(net)[0] == before and net.training and not net.features[1].training
+
+
+def test_cache_key_follows_weights_changed_in_place_and_the_embed_function():
+    net, _, enc = _user_setup()
+    fp = enc.fingerprint
+    assert enc.fingerprint == fp  # memoised, and stable while nothing changes
+    with torch.no_grad():
+        net.features[3].weight.add_(1.0)  # e.g. a fine-tuning step between two audits
+    assert enc.fingerprint != fp
+    prep = Preprocessing((16, 16), (0.5,), (0.25,), channels=1)
+    plain = load_encoder(net, preprocessing=prep)
+    same = load_encoder(net, preprocessing=prep, embed_fn=lambda m, x: m(x))
+    other = load_encoder(net, preprocessing=prep, embed_fn=lambda m, x: m(x) * 0 + 1)
+    again = load_encoder(net, preprocessing=prep, embed_fn=lambda m, x: m(x) * 0 + 1)
+    assert len({plain.fingerprint, same.fingerprint, other.fingerprint}) == 3
+    assert other.fingerprint == again.fingerprint  # the same code gives the same key (across processes too)

@@ -49,6 +49,7 @@ def test_timm_cnn_default_embedding_is_pooled_features(pixels):
     ("minilm", "--model", "minilm"),  # text encoders asked for as image models
     ("hf-text:some/model", "hf-text:some/model", "text encoders"),
     ("timm:vit_tiny_patch16_224?pretrained=false&img_size=big", "?img_size", "'big'"),
+    ("timm:resnet18?pretrained=false&img_size=64", "--model", "img_size"),  # an option resnets do not take
 ])
 def test_bad_image_specs_are_clear(spec, where, names):
     with pytest.raises(MedrepError) as info:

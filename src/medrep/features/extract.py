@@ -99,7 +99,7 @@ class ExtractJob:
     """One embedding chunk per unit: what the backends run (picklable; the encoder comes from the worker)."""
 
     layer: str | None
-    pool: str
+    pool: str | None  # None: the model's own representation
     dtype: str
     batch_size: int
     chunk_size: int
@@ -170,7 +170,10 @@ def extract_embeddings(
     if dtype not in _DTYPES:
         raise MedrepError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})", where="--dtype")
     backend = resolve_backend(backend)
-    pool = pool or encoder.default_pool
+    # The cache and the results name what was computed: an explicit pooling, or the model's own
+    # representation ("model" where that is not a plain pooling of its default layer, e.g. a CLIP projection).
+    asked_pool = pool
+    pool = pool or (encoder.default_pool if encoder.default_is_plain_pool or layer is not None else "model")
     cache = cache if cache is not None else EmbeddingCache()
     n = len(dataset)
     ids = dataset.ids
@@ -189,7 +192,7 @@ def extract_embeddings(
     if getattr(backend, "distributed", False):
         num_workers = 0  # a Ray worker is one process on one core: no DataLoader processes inside it
     skipped = skipped if skipped is not None else SkipLog()
-    job = ExtractJob(layer, pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad)
+    job = ExtractJob(layer, asked_pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad)
     results: dict[int, tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]] = {}
     with progress_bar(description or f"embedding with {encoder.name}", n) as bar:
         todo = []

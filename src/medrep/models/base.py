@@ -147,6 +147,9 @@ class Encoder(nn.Module):
     kind: str = "module"
     #: The crop_pct of the model's own evaluation transform, used by ``?resize=crop`` (adapters that know it set it).
     eval_crop_pct: float = 1.0
+    #: Whether the model's own representation is exactly ``default_pool`` of ``default_layer``.  When it is not
+    #: (a projection, attention pooling, a norm after pooling), an explicit ``pool=`` is computed from the layer.
+    default_is_plain_pool: bool = True
 
     def __init__(
         self,
@@ -205,12 +208,13 @@ class Encoder(nn.Module):
 
     def embed(self, pixels: torch.Tensor, layer: str | None = None, pool: str | None = None) -> torch.Tensor:
         """Representation of raw [0, 1] pixels: (B, D), or (B, N, D) for ``pool='patches'``."""
+        asked = pool
         pool = pool or self.default_pool
         if pool not in POOLS:
             raise MedrepError(f"unknown pooling {pool!r} (choose from {', '.join(POOLS)})", where="--pool")
         with self.analysis_state():
             x = self.preprocess(pixels)
-            if layer is None and pool == self.default_pool:
+            if layer is None and (asked is None or (pool == self.default_pool and self.default_is_plain_pool)):
                 return self._forward_default(x)
             out = self.forward_layer(x, layer or self.default_layer)
             return self.pool(out, pool, layer or self.default_layer)
@@ -327,7 +331,13 @@ class Encoder(nn.Module):
         return torch.float32
 
     def weights_digest(self) -> str:
-        """Digest of every parameter and buffer (memoised): two encoders share cache entries only if equal."""
+        """Digest of every parameter and buffer: two encoders share cache entries only if equal.  Memoised
+        against the tensors' version counters, so weights changed in place (a fine-tuning step on a borrowed
+        module, load_state_dict) give a new digest."""
+        versions = tuple(t._version for t in list(self.module.parameters()) + list(self.module.buffers()))
+        if versions != getattr(self, "_weights_versions", None):
+            self._weights_digest = None
+            self._weights_versions = versions
         if self._weights_digest is None:
             parts = []
             for k, v in sorted(self.module.state_dict().items()):
@@ -341,8 +351,13 @@ class Encoder(nn.Module):
     def fingerprint(self) -> str:
         """Weights digest + preprocessing + adapter: what the embedding cache keys on."""
         return digest_json(
-            {"weights": self.weights_digest(), "preprocessing": self.preprocessing.to_dict(), "adapter": type(self).__name__}
+            {"weights": self.weights_digest(), "preprocessing": self.preprocessing.to_dict(), "adapter": type(self).__name__,
+             **self._fingerprint_extra()}
         )
+
+    def _fingerprint_extra(self) -> dict[str, Any]:
+        """What else decides the representation (a user's embed function, …); subclasses add to it."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -398,6 +413,9 @@ class ModuleEncoder(Encoder):
     def has_head(self) -> bool:
         return self.head is not None
 
+    def _fingerprint_extra(self) -> dict[str, Any]:
+        return {"embed_fn": callable_identity(self._embed_fn)} if self._embed_fn is not None else {}
+
     @property
     def default_layer(self) -> str:
         if self._default_layer is None:
@@ -414,12 +432,26 @@ class ModuleEncoder(Encoder):
         return self.head(self._forward_default(x))
 
 
+def callable_identity(fn: Callable[..., Any]) -> str:
+    """A stable name for a function: where it is defined and a digest of its code (and constants), so two
+    different embed functions never share cache entries while the same one does across processes."""
+    target = getattr(fn, "__func__", fn)
+    code = getattr(target, "__code__", None)
+    name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__qualname__)}"
+    if code is None:  # a callable object: its class, and its state if it is a module
+        extra = digest_json(repr(sorted(vars(target).items(), key=lambda kv: kv[0]))) if hasattr(target, "__dict__") else ""
+        return f"{name}:{extra}"
+    return f"{name}:{digest_bytes(code.co_code, repr(code.co_consts).encode(), repr(code.co_names).encode())}"
+
+
 @contextmanager
 def evaluation(encoder: Encoder) -> Iterator[Encoder]:
-    """Put the encoder in eval mode for the block and restore its previous mode afterwards."""
-    was_training = encoder.module.training
-    encoder.module.eval()
+    """Eval mode for the block; afterwards every submodule gets its own previous mode back (a user's frozen
+    BatchNorm inside a training model stays frozen)."""
+    modes = [(m, m.training) for m in encoder.modules()]
+    encoder.eval()
     try:
         yield encoder
     finally:
-        encoder.module.train(was_training)
+        for m, mode in modes:
+            m.training = mode

@@ -24,6 +24,7 @@ model's own text tower, so zero-shot can use it; ``load_text_encoder("hf:DIR")``
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,15 @@ class HFEncoder(Encoder):
         self.family = _family(config.model_type)
         self.dual = getattr(config, "text_config", None) is not None and hasattr(module, "get_image_features")
         self._head = hasattr(module, "classifier") and getattr(config, "num_labels", 0) > 0
-        grid = _token_grid(module, self.family)
+        grid = _token_grid(_backbone_of(module, self._head), self.family, preprocessing.size)
         labels = [config.id2label[i] for i in sorted(config.id2label)] if self._head else None
         default_pool = "mean" if grid is not None and not grid.has_cls else "cls"
         super().__init__(module, preprocessing, name, grid, default_pool, labels, source)
         self._default_layer = _default_layer(module, self.family)
         self.text_encoder: TextEncoder | None = None
+        self.random_pooler = False  # load_hf sets it when the checkpoint has no pooler weights
+        # vit / dinov2 embed with the CLS of their final layernorm; projections and pooler heads are not plain
+        self.default_is_plain_pool = self.family in ("vit", "dinov2") and not self.dual
 
     @property
     def has_head(self) -> bool:
@@ -95,10 +99,7 @@ class HFEncoder(Encoder):
     @property
     def backbone(self) -> nn.Module:
         """The part of the model that returns ``last_hidden_state`` / ``pooler_output`` for pixels."""
-        for attr in ("vit", "dinov2"):
-            if self._head and hasattr(self.module, attr):
-                return getattr(self.module, attr)
-        return self.module
+        return _backbone_of(self.module, self._head)
 
     def _forward_default(self, x: torch.Tensor) -> torch.Tensor:
         if self.dual:
@@ -107,11 +108,16 @@ class HFEncoder(Encoder):
         out = self.backbone(pixel_values=x)
         if getattr(out, "image_embeds", None) is not None:  # CLIPVisionModelWithProjection
             return out.image_embeds
-        if self.family in ("vit", "dinov2"):
-            return out.last_hidden_state[:, 0]  # ViT's pooler is an extra tanh layer the classifier never uses
-        if getattr(out, "pooler_output", None) is not None:
-            return out.pooler_output
-        return out.last_hidden_state[:, 0]
+        hidden = getattr(out, "last_hidden_state", None)
+        if self.family in ("vit", "dinov2") and hidden is not None:
+            return hidden[:, 0]  # ViT's pooler is an extra tanh layer the classifier never uses
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None and not self.random_pooler:
+            return pooled.flatten(2).mean(-1) if pooled.ndim == 4 else pooled  # CNN poolers keep a 1×1 map
+        if hidden is None:
+            raise MedrepError(f"model {self.name}: its output ({type(out).__name__}) has neither pooler_output nor "
+                              "last_hidden_state; give --layer to embed a named submodule", where="--model")
+        return hidden.flatten(2).mean(-1) if hidden.ndim == 4 else hidden[:, 0]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(pixel_values=x).logits
@@ -124,11 +130,22 @@ class HFEncoder(Encoder):
             self.module(pixel_values=x)
 
 
-def _token_grid(module: nn.Module, family: str) -> TokenGrid | None:
+def _backbone_of(module: nn.Module, has_head: bool) -> nn.Module:
+    """A classification model's backbone (``base_model``: .vit, .dinov2, .convnext, .beit, …), else the model."""
+    if has_head or type(module).__name__.endswith("ForImageClassification"):
+        base = getattr(module, "base_model", None)
+        if isinstance(base, nn.Module) and base is not module:
+            return base
+    return module
+
+
+def _token_grid(module: nn.Module, family: str, input_size: tuple[int, int]) -> TokenGrid | None:
+    """The patch grid at the size the model is actually fed (the processor's crop, not the config's
+    image_size: DINOv2 checkpoints say 518 and are run at 224 with interpolated position embeddings)."""
     vc = _vision_config(module.config)
     if getattr(vc, "image_size", None) is None or getattr(vc, "patch_size", None) is None:
         return None
-    (ih, iw), (ph, pw) = _pair(vc.image_size), _pair(vc.patch_size)
+    (ih, iw), (ph, pw) = _pair(input_size), _pair(vc.patch_size)
     registers = int(getattr(vc, "num_register_tokens", 0) or 0)
     has_cls = family != "siglip"
     if family == "other":
@@ -271,8 +288,9 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
     revision = options.get("revision")
     config = load_hf_config(path, trust_remote_code, revision)
     vc = _vision_config(config)
-    if getattr(vc, "image_size", None) is None and getattr(config, "vision_config", None) is None:
-        raise MedrepError(f"{config.model_type!r} is not a vision model (its config has no image_size); "
+    if (getattr(vc, "image_size", None) is None and getattr(vc, "num_channels", None) is None
+            and getattr(config, "vision_config", None) is None):
+        raise MedrepError(f"{config.model_type!r} is not a vision model (its config has no image_size or num_channels); "
                           "for a text model use --text hf-text:…", where=path)
     cls = transformers.AutoModel
     for arch in getattr(config, "architectures", None) or []:
@@ -281,18 +299,44 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
             break
     try:
         with no_transformers_bars():
-            module = cls.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision,
-                                         attn_implementation="eager")
+            module, info = cls.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision,
+                                               attn_implementation="eager", output_loading_info=True)
     except (OSError, ValueError) as err:
         raise MedrepError(f"cannot load the model weights ({err})", where=path) from err
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith("position_ids"))
+    random_pooler = any(".pooler." in f".{k}" for k in missing)
+    others = [k for k in missing if ".pooler." not in f".{k}"]
+    if others:  # freshly initialised weights would make every embedding meaningless (and differ per load)
+        warnings.warn(f"hf:{path}: {len(others)} weight(s) missing from the checkpoint were initialised at random "
+                      f"(e.g. {', '.join(others[:3])})", stacklevel=2)
+    if config.model_type == "vit_mae":
+        _keep_every_patch(module)
+    if random_pooler:  # drop it: unused, and its random weights would give every load a new fingerprint
+        for m in module.modules():
+            if isinstance(getattr(m, "pooler", None), nn.Module):
+                m.pooler = None
     processor = _read_processor_config(path, revision)
     prep = preprocessing_from_hf(config, processor)
     enc = HFEncoder(module, prep, name=f"hf:{path}", source={"spec": f"hf:{path}", "class": type(module).__name__,
                                                             "revision": revision})
     enc.eval_crop_pct = processor_crop_pct(processor)
+    enc.random_pooler = random_pooler  # e.g. DeiT-distilled loaded as DeiTModel: use the CLS token instead
     if enc.dual:
         enc.text_encoder = HFTowerTextEncoder(module, _load_tokenizer(path, trust_remote_code, revision), enc.name)
     return enc
+
+
+def _keep_every_patch(module: nn.Module) -> None:
+    """ViT-MAE drops a random 75% of the patches (and shuffles the rest) at every call; for an encoder
+    audit every patch stays, in order, so the embedding is a deterministic function of the image."""
+    for m in module.modules():
+        if hasattr(m, "random_masking") and hasattr(m, "patch_embeddings"):
+            def keep(sequence: torch.Tensor, noise: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                b, n, _ = sequence.shape
+                ids = torch.arange(n, device=sequence.device).expand(b, n)
+                return sequence, torch.zeros(b, n, device=sequence.device, dtype=sequence.dtype), ids
+
+            m.random_masking = keep
 
 
 def _load_tokenizer(path: str, trust_remote_code: bool, revision: str | None) -> Any:

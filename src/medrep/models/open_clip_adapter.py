@@ -27,7 +27,7 @@ from medrep.errors import MedrepError
 from medrep.models.base import CLIP_MEAN, CLIP_STD, Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
 from medrep.models.text import BatchedTextEncoder, TextEncoder
-from medrep.specs import Spec
+from medrep.specs import Spec, take_int_option
 
 _OPTIONS = ("config", "image_size")
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
@@ -41,6 +41,7 @@ class OpenClipEncoder(Encoder):
         default_pool = "cls" if grid is not None and grid.has_cls else "mean"
         super().__init__(module, preprocessing, name, grid, default_pool, None, source)
         self.text_encoder: TextEncoder | None = None
+        self.default_is_plain_pool = False  # encode_image projects (and may attention-pool) the tokens
 
     @property
     def default_layer(self) -> str:
@@ -124,7 +125,7 @@ def load_open_clip(arch: str, weights: str | None = None, options: dict[str, str
         _register_config(options["config"])
     kwargs: dict[str, Any] = {}
     if "image_size" in options:
-        kwargs["force_image_size"] = int(options["image_size"])
+        kwargs["force_image_size"] = take_int_option(dict(options), "image_size", "an integer (pixels)")
     hub = arch.startswith(("hf-hub:", "local-dir:"))
     if not hub and arch.replace("/", "-") not in open_clip.list_models():
         close = [m for m in open_clip.list_models() if arch.split("-")[0].lower() in m.lower()][:5]

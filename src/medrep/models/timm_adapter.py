@@ -34,8 +34,16 @@ class TimmEncoder(Encoder):
     def __init__(self, module: nn.Module, preprocessing: Preprocessing, name: str, class_names: Sequence[str] | None = None,
                  source: dict[str, Any] | None = None):
         grid = _token_grid(module)
-        pool = "cls" if grid is not None and getattr(module, "global_pool", "token") == "token" and grid.has_cls else "mean"
+        global_pool = getattr(module, "global_pool", "token")
+        pool = "cls" if grid is not None and global_pool == "token" and grid.has_cls else "mean"
         super().__init__(module, preprocessing, name, grid, pool, class_names, source)
+        # timm's pre-logits are a plain CLS / mean of the default layer unless it pools otherwise (MAP attention,
+        # avgmax, …) or normalises after pooling (fc_norm, a ConvNeXt head norm)
+        norms = [getattr(module, "fc_norm", None), getattr(getattr(module, "head", None), "norm", None)]
+        after_norm = any(isinstance(m, nn.Module) and not isinstance(m, nn.Identity) for m in norms)
+        kind = global_pool if isinstance(global_pool, str) else getattr(global_pool, "pool_type", None)  # CNNs: a module
+        plain_pool = kind in ("token", "avg") if grid is not None else kind == "avg"
+        self.default_is_plain_pool = plain_pool and not after_norm
 
     @property
     def has_head(self) -> bool:
@@ -115,7 +123,7 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
         raise MedrepError(f"timm has no model {name!r}" + (f" (e.g. {', '.join(close)})" if close else ""), where="--model")
     try:
         module = timm.create_model(name, pretrained=pretrained or weights is not None, **kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
+    except (OSError, RuntimeError, ValueError, TypeError) as err:  # TypeError: an option this model does not take
         raise MedrepError(f"could not build timm model {name!r}: {err}", where="--model") from err
     prep = preprocessing_from_timm(module, {"img_size": kwargs.get("img_size")})
     enc = TimmEncoder(module, prep, name=f"timm:{name}", source={"spec": f"timm:{name}", "weights": weights, "pretrained": pretrained})
