@@ -163,3 +163,29 @@ def test_mass_is_taken_on_the_raw_map_and_the_rest_on_the_normalised_one(vit64, 
         # pointing and IoU still on the normalised map: the peak is the quadrant, the top 25% exactly the quadrant
         assert res.per_image["two-level"]["pointing"][i] == float((m & quad).any())
         assert res.per_image["two-level"]["iou_pixel@25"][i] == pytest.approx((m & quad).sum() / (m | quad).sum())
+
+
+def test_per_image_scores_are_written(monkeypatch, tmp_path, capsys):
+    from medrep.cli import main
+    from medrep.data import load_dataset
+    from medrep.explain.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "half-dead", _half_dead)
+    out = tmp_path / "ex"
+    assert main(["explain", "--model", "demo-cnn", "--methods", "half-dead", "--metrics", "pointing,mass", "--limit", "4",
+                 "--batch-size", "4", "--out", str(out), "--quiet", "--no-cache"]) == 0
+    assert f"{out / 'per_image_scores.csv'}" in capsys.readouterr().out  # named in the "wrote …" line
+    rows = list(csv.DictReader((out / "per_image_scores.csv").open()))
+    assert list(rows[0]) == ["id", "label", "method", "pointing", "mass", "dead_map"]
+    res = json.loads((out / "results.json").read_text())
+    assert [(r["id"], r["method"]) for r in rows] == [(i, m) for i in res["ids"] for m in ("half-dead", "random", "center")]
+    test = load_dataset("demo").split("test")
+    label_of = {test[i].id: test.classes[test[i].label] for i in range(len(test)) if test[i].id in res["ids"]}
+    assert all(r["label"] == label_of[r["id"]] for r in rows)
+    half = [r for r in rows if r["method"] == "half-dead"]
+    assert [r["dead_map"] for r in half] == ["1", "0", "1", "0"]  # rows 0 and 2 of the batch are constant
+    assert all(r["pointing"] == "0" and r["mass"] == "0" for r in half if r["dead_map"] == "1")
+    for m in ("half-dead", "random", "center"):
+        for k in ("pointing", "mass"):
+            values = [float(r[k]) for r in rows if r["method"] == m]
+            assert np.mean(values) == pytest.approx(res["metrics"][m][k]["value"], abs=1e-6)

@@ -65,6 +65,7 @@ class ExplainResult:
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # wall-clock: the manifest's, not results.json's
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
     dead: dict[str, np.ndarray] = field(default_factory=dict)  # method → (n,) bool: the map was constant
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) class index per id
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -355,7 +356,7 @@ def run_explain(
         model=encoder.name, data=data_desc, target=target, methods=methods, metric_names=keys, metrics=summary,
         per_image=values, ids=ids, mask_area=area_stats, settings=settings,
         seconds_per_image={m: s / max(n, 1) for m, s in seconds.items()}, gallery=gal,
-        dead={m: np.concatenate(v).astype(bool) for m, v in dead.items()})
+        dead={m: np.concatenate(v).astype(bool) for m, v in dead.items()}, labels=lab)
 
 
 def _pack_batch(out: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -413,7 +414,8 @@ def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: to
 
 # -- writing ----------------------------------------------------------------------------------------
 def write_explain_outputs(result: ExplainResult, out_dir: str | Path) -> dict[str, Path]:
-    """results.json, explain_table.csv (method × metric, mean and 95% interval), gallery.png."""
+    """results.json, explain_table.csv (method × metric, mean and 95% interval), per_image_scores.csv (one row per
+    image and method: id, label, method, every metric, dead_map), gallery.png."""
     from medrep.io import atomic_write, write_json_atomic
 
     out = Path(out_dir)
@@ -432,6 +434,22 @@ def write_explain_outputs(result: ExplainResult, out_dir: str | Path) -> dict[st
                 w.writerow(row + [len(result.ids)])
 
     paths["table"] = atomic_write(out / "explain_table.csv", write_csv)
+
+    def write_per_image(tmp: str) -> None:
+        classes = result.data.get("classes") or []
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "label", "method"] + list(result.metric_names) + ["dead_map"])
+            for i, image_id in enumerate(result.ids):
+                c = int(result.labels[i])
+                label = classes[c] if 0 <= c < len(classes) else c
+                for meth in result.methods:
+                    dead = result.dead.get(meth)
+                    w.writerow([image_id, label, meth]
+                               + [_fmt(float(result.per_image[meth][k][i])) for k in result.metric_names]
+                               + ["" if dead is None else int(dead[i])])
+
+    paths["per_image"] = atomic_write(out / "per_image_scores.csv", write_per_image)
     if len(result.gallery.get("ids", [])):
         paths["gallery"] = plot_gallery(result, out / "gallery.png")
     return paths
