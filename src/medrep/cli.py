@@ -74,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
     try:
-        return int(args._run(args) or 0)
+        from medrep.commands.common import cache_root
+
+        with cache_root(getattr(args, "cache_dir", None)):  # text and phantom caches follow --cache-dir too
+            return int(args._run(args) or 0)
     except MedrepError as err:
         if args.debug:
             raise

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, cache_root, load_model, make_cache, out_dir
+from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
 
 NAME = "align"
 HELP = "anchor-based alignment: stitch two image encoders, or give an image encoder zero-shot ability through a text encoder"
@@ -37,11 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with cache_root(args.cache_dir):  # text and phantom caches follow --cache-dir too
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from medrep.align import run_alignment, write_align_outputs
     from medrep.data import load_dataset
     from medrep.errors import MedrepError

@@ -17,13 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medrep.commands.common import cache_root
-
-    with cache_root(args.cache_dir):  # text and phantom caches follow --cache-dir too
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from medrep.audit import load_config, run_audit
     from medrep.backends import use_backend
     from medrep.commands.common import arguments_of, make_backend, out_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, cache_root, make_cache, out_dir
+from medrep.commands.common import add_data_arguments, arguments_of, make_cache, out_dir
 from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, describe_split_flag, load_models,
                                      load_split_data, overlay_options, resolve_test_split)
 from medrep.errors import MedrepError
@@ -37,11 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with cache_root(args.cache_dir):  # text and phantom caches follow --cache-dir too
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from medrep.features.analysis import format_model_table, run_features, write_features_outputs
     from medrep.manifest import build_manifest, write_manifest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, cache_root, load_model, make_cache, out_dir
+from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
 from medrep.errors import MedrepError
 
 NAME = "overlay"
@@ -117,11 +117,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with cache_root(args.cache_dir):  # text and phantom caches follow --cache-dir too
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
     from medrep.manifest import build_manifest, write_manifest
 
