@@ -189,3 +189,36 @@ def test_per_image_scores_are_written(monkeypatch, tmp_path, capsys):
         for k in ("pointing", "mass"):
             values = [float(r[k]) for r in rows if r["method"] == m]
             assert np.mean(values) == pytest.approx(res["metrics"][m][k]["value"], abs=1e-6)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--gradcam-layer", "nosuch", "--gradcam-layer: model demo-vit has no layer 'nosuch'"),
+    ("--ig-steps", "0", "--ig-steps: needs at least one step"),
+    ("--discard-ratio", "1", "--discard-ratio: discard ratio must be in [0, 1), got 1.0"),
+    ("--block", "6", "--block: model demo-vit has 6 attention blocks; block 6 does not exist"),
+    ("--steps", "0", "--steps: needs at least one step"),
+    ("--topk", "10,0", "--topk: top-k percentage must be in (0, 100], got 0"),
+])
+def test_bad_method_options_are_refused_before_any_work_naming_the_flag(flag, value, message, monkeypatch, tmp_path,
+                                                                       capsys):
+    from medrep.cli import main
+    from medrep.explain import run as run_module
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a batch ran before the options were checked")
+
+    monkeypatch.setattr(run_module.ExplainJob, "run", no_work)
+    rc = main(["explain", "--model", "demo-vit", "--methods", "attention,rollout,gradcam,ig", "--limit", "2",
+               flag, value, "--out", str(tmp_path / "ex"), "--quiet", "--no-cache"])
+    assert rc != 0
+    assert message in capsys.readouterr().err
+
+
+def test_option_errors_of_the_methods_name_the_flag(vit2, x32):
+    from medrep.explain.methods import explain
+
+    for method, opts, flag in (("gradcam", {"layer": "nosuch"}, "--gradcam-layer"), ("ig", {"steps": 0}, "--ig-steps"),
+                               ("rollout", {"discard_ratio": 1.0}, "--discard-ratio"),
+                               ("attention", {"head_fusion": "median"}, "--head-fusion")):
+        with pytest.raises(MedrepError, match=f"^{flag}: "):
+            explain(vit2, x32[:1], method, **opts)

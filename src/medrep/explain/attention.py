@@ -266,7 +266,7 @@ def fuse_heads(attn: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
         return attn.amax(1)
     if fusion == "min":
         return attn.amin(1)
-    raise MedrepError(f"unknown head fusion {fusion!r} (choose mean, max, min)", where="head_fusion")
+    raise MedrepError(f"unknown head fusion {fusion!r} (choose mean, max, min)", where="--head-fusion")
 
 
 def reads_cls(encoder: Encoder) -> bool:

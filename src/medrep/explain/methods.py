@@ -59,7 +59,7 @@ def rollout_matrices(attentions: list[torch.Tensor], head_fusion: str = "mean", 
     identity (as in jacobgil/vit-explain), never the CLS→CLS entry.
     """
     if not 0.0 <= discard_ratio < 1.0:
-        raise MedrepError(f"discard ratio must be in [0, 1), got {discard_ratio}", where="discard_ratio")
+        raise MedrepError(f"discard ratio must be in [0, 1), got {discard_ratio}", where="--discard-ratio")
     b, _, n, _ = attentions[0].shape
     eye = torch.eye(n, device=attentions[0].device, dtype=torch.float32).expand(b, n, n)
     result = eye
@@ -164,7 +164,10 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_c mean_ij(∂y/∂A_c) · A_c) at ``layer``; ViT tokens are reshaped
     to the patch grid (CLS and registers dropped), as pytorch-grad-cam's reshape_transform does."""
     layer = layer or default_gradcam_layer(encoder)
-    module = encoder.get_submodule_checked(layer)
+    try:
+        module = encoder.get_submodule_checked(layer)
+    except MedrepError as err:  # it names --layer, an option of other commands
+        raise MedrepError(str(err).removeprefix(f"{err.where}: "), where="--gradcam-layer") from None
     target = resolve_classes(encoder, pixels, target)
     pixels = graph_input(encoder, pixels)
     acts: list[torch.Tensor] = []
@@ -198,7 +201,7 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
 def ig_coefficients(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
     """(alphas, step sizes) of the path integral, the same rules captum offers."""
     if steps < 1:
-        raise MedrepError("needs at least one step", where="ig_steps")
+        raise MedrepError("needs at least one step", where="--ig-steps")
     if rule == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (1 + x), 0.5 * w
@@ -207,7 +210,7 @@ def ig_coefficients(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray
         return (np.arange(steps) + start) / steps, np.full(steps, 1.0 / steps)
     if rule == "riemann_trapezoid":
         if steps < 2:
-            raise MedrepError("the trapezoid rule needs at least two steps", where="ig_steps")
+            raise MedrepError("the trapezoid rule needs at least two steps", where="--ig-steps")
         w = np.full(steps, 1.0 / (steps - 1))
         w[[0, -1]] /= 2
         return np.linspace(0, 1, steps), w

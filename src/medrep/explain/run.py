@@ -6,6 +6,7 @@ reads the same object); ``write_explain_outputs`` writes results.json, a method 
 from __future__ import annotations
 
 import csv
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ import torch
 
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
-from medrep.explain.attention import find_attention_sites
+from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc
-from medrep.explain.methods import BASELINES, UPSAMPLING, explain_with_raw, get_method
+from medrep.explain.methods import (BASELINES, UPSAMPLING, default_gradcam_layer, explain_with_raw, get_method,
+                                    ig_coefficients, rollout_matrices)
 from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
@@ -104,6 +106,44 @@ class ExplainResult:
             lines.append([method] + [f"{self.metrics[method][k].value:.3f}" for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
+
+
+def _as_flag(flag: str, check: Any, *args: Any) -> None:
+    """Run ``check``; its MedrepError is re-raised naming ``flag``, the CLI option the value came from."""
+    try:
+        check(*args)
+    except MedrepError as err:
+        message = str(err)
+        if err.where and message.startswith(f"{err.where}: "):
+            message = message[len(err.where) + 2:]
+        raise MedrepError(message, where=flag) from None
+
+
+def check_method_options(encoder: Encoder, methods: Sequence[str], method_options: dict[str, dict[str, Any]]) -> None:
+    """Refuse bad method options before any work, naming the CLI flag (an error from inside the first batch
+    would come after the earlier methods ran, and name the function's argument or another command's flag)."""
+    for method, opts in method_options.items():
+        if method not in methods:
+            continue
+        accepted = set(inspect.signature(get_method(method)).parameters) - {"encoder", "pixels", "target"}
+        unknown = sorted(set(opts) - accepted)
+        if unknown:
+            raise MedrepError(f"method {method!r} has no option {', '.join(unknown)} (it takes {', '.join(sorted(accepted))})",
+                              where="--methods")
+        if "block" in opts:
+            _as_flag("--block", select_sites, find_attention_sites(encoder), [int(opts["block"])], encoder.name)
+        if "head_fusion" in opts:
+            _as_flag("--head-fusion", fuse_heads, torch.zeros(1, 1, 1, 1), opts["head_fusion"])
+        if "discard_ratio" in opts:
+            _as_flag("--discard-ratio", rollout_matrices, [torch.ones(1, 1, 1, 1)], "mean", float(opts["discard_ratio"]))
+        if method == "gradcam":
+            layer = opts.get("layer")
+            if layer:
+                _as_flag("--gradcam-layer", encoder.get_submodule_checked, layer)
+            else:
+                _as_flag("--gradcam-layer", default_gradcam_layer, encoder)
+        if method == "ig" and "steps" in opts:
+            _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))
 
 
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
@@ -273,6 +313,12 @@ def run_explain(
     method_options = dict(method_options or {})
     if any(m in ATTENTION_METHODS for m in methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
+    check_method_options(encoder, methods, method_options)
+    if any(m in ("deletion", "insertion") for m in metrics) and steps < 1:
+        raise MedrepError("needs at least one step", where="--steps")
+    for k in topk:
+        if not 0 < k <= 100:
+            raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")
 
     indices, n_empty = _masked_indices(dataset)
     if limit is not None and limit < len(indices):
