@@ -222,3 +222,30 @@ def test_option_errors_of_the_methods_name_the_flag(vit2, x32):
                                ("attention", {"head_fusion": "median"}, "--head-fusion")):
         with pytest.raises(MedrepError, match=f"^{flag}: "):
             explain(vit2, x32[:1], method, **opts)
+
+
+def test_table_shows_intervals_and_directions(tmp_path, capsys):
+    from medrep.explain.run import ExplainResult
+    from medrep.results import Metric
+
+    res = ExplainResult(model="m", data={}, target="class", methods=["gradcam", "random"],
+                        metric_names=["pointing", "deletion_auc"],
+                        metrics={"gradcam": {"pointing": Metric(0.5, 0.25, 0.75, 4), "deletion_auc": Metric(0.125, 0.1, 0.15, 4)},
+                                 "random": {"pointing": Metric(0.0, 0.0, 0.0, 4), "deletion_auc": Metric(float("nan"), None, None, 0)}},
+                        per_image={}, ids=["a", "b", "c", "d"], mask_area={}, settings={"bootstrap": {"n_boot": 200}})
+    assert res.format_table().splitlines() == [
+        "method   pointing ↑            deletion_auc ↓",
+        "gradcam  0.500 [0.250, 0.750]  0.125 [0.100, 0.150]",
+        "random   0.000 [0.000, 0.000]  nan",
+        "mean [95% bootstrap CI over images, 200 resamples]; ↑ higher is better, ↓ lower is better "
+        "(deletion_auc: the score should fall fast as the top pixels go)",
+    ]
+    assert res.format_table(ascii_only=True).splitlines()[0] == "method   pointing ^            deletion_auc v"
+
+    from medrep.cli import main
+
+    assert main(["explain", "--model", "demo-cnn", "--methods", "gradcam", "--metrics", "pointing,deletion", "--steps", "2",
+                 "--limit", "4", "--batch-size", "4", "--out", str(tmp_path / "ex"), "--quiet", "--no-cache"]) == 0
+    head, gradcam = capsys.readouterr().out.splitlines()[:2]
+    assert head.split() == ["method", "pointing", "↑", "deletion_auc", "↓"]
+    assert gradcam.startswith("gradcam") and gradcam.count("[") == 2

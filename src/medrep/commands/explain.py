@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
         timing={"seconds_per_image": result.seconds_per_image}))
-    print(result.format_table())
+    print(result.format_table(ascii_only=not _can_print("↑↓")))
     print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
     dead = {m: k for m, k in result.dead_maps.items() if k}
     if dead:
@@ -86,6 +86,17 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _can_print(text: str) -> bool:
+    """Whether stdout's encoding has these characters (a cp1252 pipe on Windows has no arrows)."""
+    import sys
+
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "ascii")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
 
 
 def _data_without_limit(args: argparse.Namespace):

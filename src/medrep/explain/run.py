@@ -40,6 +40,17 @@ SCORING_VERSION = 3
 HIGHER_IS_BETTER = {"pointing": True, "iou": True, "mass": True, "deletion": False, "insertion": True}
 
 
+def higher_is_better(key: str) -> bool:
+    """Direction of a metric key: 'iou_box@10' → iou, 'deletion_auc' → deletion."""
+    return HIGHER_IS_BETTER[key.split("@")[0].split("_")[0]]
+
+
+def _fmt_metric(m: Metric) -> str:
+    if m.low is None or m.high is None or np.isnan(m.value):
+        return f"{m.value:.3f}"
+    return f"{m.value:.3f} [{m.low:.3f}, {m.high:.3f}]"
+
+
 def metric_keys(metrics: Sequence[str], topk: Sequence[float] = TOPK_PERCENTS) -> list[str]:
     keys: list[str] = []
     for m in metrics:
@@ -88,7 +99,7 @@ class ExplainResult:
             "methods": self.methods,
             "baselines": [m for m in self.methods if m in BASELINES],
             "metric_names": self.metric_names,
-            "higher_is_better": {k: HIGHER_IS_BETTER[k.split("@")[0].split("_")[0]] for k in self.metric_names},
+            "higher_is_better": {k: higher_is_better(k) for k in self.metric_names},
             "metrics": {meth: {k: m.to_dict() for k, m in ms.items()} for meth, ms in self.metrics.items()},
             "mask_area": self.mask_area,
             "dead_maps": self.dead_maps,
@@ -97,15 +108,21 @@ class ExplainResult:
             "settings": self.settings,
         }
 
-    def format_table(self) -> str:
-        """Plain-text method × metric table (mean [95% CI])."""
+    def format_table(self, ascii_only: bool = False) -> str:
+        """Plain-text method × metric table (mean [95% CI]); each header says which direction is better
+        (↑ higher, ↓ lower; ``ascii_only``: ^ and v), explained in a legend line under the table."""
+        up, down = ("^", "v") if ascii_only else ("↑", "↓")
         keys = self.metric_names
-        head = ["method"] + keys
+        head = ["method"] + [f"{k} {up if higher_is_better(k) else down}" for k in keys]
         lines = [head]
         for method in self.methods:
-            lines.append([method] + [f"{self.metrics[method][k].value:.3f}" for k in keys])
+            lines.append([method] + [_fmt_metric(self.metrics[method][k]) for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
+        table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+        n_boot = self.settings.get("bootstrap", {}).get("n_boot")
+        boot = f", {n_boot} resamples" if n_boot else ""
+        return (f"{table}\nmean [95% bootstrap CI over images{boot}]; {up} higher is better, {down} lower is better "
+                f"(deletion_auc: the score should fall fast as the top pixels go)")
 
 
 def _as_flag(flag: str, check: Any, *args: Any) -> None:
