@@ -133,15 +133,15 @@ class L2PGD(GradientAttack):
         d = g[0].numel()
         r = torch.rand((x.shape[0],), generator=generator, dtype=x.dtype) ** (1.0 / d)
         g = g / _flat_norm(g).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
-        return (g * (eps * r).view(-1, *[1] * (x.ndim - 1))).to(x.device)
+        return (g * (eps * r).view(-1, *[1] * (x.ndim - 1))).to(x.device, x.dtype)
 
     def step(self, delta, grad, step_size):
         n = _flat_norm(grad).clamp_min(1e-12).view(-1, *[1] * (grad.ndim - 1))
-        return delta - step_size * grad / n
+        return delta - (step_size * grad.float() / n).to(delta.dtype)
 
     def project(self, delta, eps):
         n = _flat_norm(delta).view(-1, *[1] * (delta.ndim - 1))
-        return delta * torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
+        return delta * torch.clamp(eps / n.clamp_min(1e-12), max=1.0).to(delta.dtype)
 
 
 ATTACKS: dict[str, type[GradientAttack]] = {"linf": LinfPGD, "l2": L2PGD}
@@ -161,4 +161,5 @@ def check_eps(eps: float) -> float:
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
+    # in float32: a float16 gradient's norm overflows to inf from 65504, and the L2 step would vanish
+    return t.flatten(1).float().norm(dim=1)

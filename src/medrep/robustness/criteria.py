@@ -47,4 +47,4 @@ class CosineAtLeast(Criterion):
         if z is None:
             with torch.no_grad():
                 z = self.representation_fn(x_adv)
-        return F.cosine_similarity(z, self.reference, dim=1) >= self.threshold
+        return F.cosine_similarity(z.float(), self.reference.float(), dim=1) >= self.threshold  # float16 norms overflow

@@ -15,7 +15,7 @@ PSNR_CAP_DB = 100.0
 
 
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    d = (x_adv - x).flatten(1)
+    d = (x_adv - x).flatten(1).float()  # float16 pixels: norms in float32
     return d.abs().amax(1).cpu().numpy().astype(np.float64), d.norm(dim=1).cpu().numpy().astype(np.float64)
 
 
@@ -43,6 +43,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def relative_change(z_adv: torch.Tensor, z: torch.Tensor) -> np.ndarray:
+    z_adv, z = z_adv.float(), z.float()  # float16 features: their norms overflow from 65504
     return ((z_adv - z).norm(dim=1) / z.norm(dim=1).clamp_min(1e-12)).cpu().numpy().astype(np.float64)
 
 

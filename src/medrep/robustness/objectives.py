@@ -68,7 +68,7 @@ class Collide(Objective):
         return target
 
     def loss(self, z, reference):
-        return 0.5 * (z - reference).pow(2).sum(dim=1)
+        return 0.5 * _squared_distance(z, reference)
 
 
 class Push(Objective):
@@ -81,7 +81,14 @@ class Push(Objective):
         return clean
 
     def loss(self, z, reference):
-        return -0.5 * (z - reference).pow(2).sum(dim=1)
+        return -0.5 * _squared_distance(z, reference)
+
+
+def _squared_distance(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """‖z − reference‖² per item in (at least) float32: summed in float16, features of norm ~300 already
+    overflow to inf.  The cast is differentiable, so the gradient still reaches a half-precision input."""
+    dtype = torch.promote_types(torch.promote_types(z.dtype, reference.dtype), torch.float32)
+    return (z.to(dtype) - reference.to(dtype)).pow(2).sum(dim=1)
 
 
 OBJECTIVES: dict[str, type[Objective]] = {"collide": Collide, "push": Push}

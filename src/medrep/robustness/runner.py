@@ -147,7 +147,9 @@ class AttackJob:
                 z = rep(encoder, x)
                 if obj.uses_target:
                     if self.centroids is not None:
-                        zt = torch.as_tensor(np.stack([self.centroids[int(t)] for t in ty]), dtype=z.dtype, device=device)
+                        # not cast down to a float16 model's dtype: the objective works in float32 anyway
+                        zt = torch.as_tensor(np.stack([self.centroids[int(t)] for t in ty]),
+                                             dtype=torch.promote_types(z.dtype, torch.float32), device=device)
                         xt = None
                     else:
                         xt = collate([dataset[int(j)] for j in self.target_idx[lo:hi]], **fit)["image"].to(device)
