@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -74,18 +75,31 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+    """Strict JSON: NaN and ±inf are written as null (JavaScript, jq and strict parsers reject ``NaN``);
+    ``allow_nan=False`` makes a non-finite value that slipped past the conversion an error, not a bad file."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    return write_bytes_atomic(path, (text + "\n").encode())
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):  # np.float64 too; other numpy scalars reach _json_default
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
-        return o.item()
+        return _finite(o.item())
     if isinstance(o, np.ndarray):
-        return o.tolist()
+        return _finite(o.tolist())
     if isinstance(o, Path):
         return str(o)
     if hasattr(o, "to_dict"):
-        return o.to_dict()
+        return _finite(o.to_dict())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

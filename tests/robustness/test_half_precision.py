@@ -1,4 +1,4 @@
-"""float16 models: the objective and the L2 step stay finite (distances summed in float32)."""
+"""float16 models: the objective, the L2 step and the written results stay finite (strict JSON)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from medrep.data.base import TensorDataset
+from medrep.io import write_json_atomic
 from medrep.models.base import ModuleEncoder, Preprocessing
 from medrep.robustness import Collide, L2PGD, LinfPGD, Push, Representation, representation_loss, run_attack, write_attack_outputs
 
@@ -20,6 +21,10 @@ def _linear_encoder(dtype: torch.dtype, scale: float = 300.0) -> ModuleEncoder:
     with torch.no_grad():
         m[1].weight.mul_(scale)
     return ModuleEncoder(m.to(dtype), Preprocessing((32, 32), (0.0,), (1.0,), 1), name=f"linear-{dtype}", owns_module=True)
+
+
+def _strict_json(path):
+    return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path.name}"))
 
 
 def test_objectives_sum_in_float32():
@@ -73,6 +78,29 @@ def test_float16_run_writes_finite_results(small_phantoms, tmp_path):
     assert np.isfinite(half.per_eps[0].loss_history).all() and h == pytest.approx(f, rel=1e-2)
     assert half.summaries[0]["loss_per_step"] == pytest.approx(full.summaries[0]["loss_per_step"], rel=1e-2)
     write_attack_outputs(half, tmp_path, figures=False)
-    d = json.loads((tmp_path / "results.json").read_text())
+    d = _strict_json(tmp_path / "results.json")
     assert d["results"][0]["loss_per_step"] == pytest.approx(half.summaries[0]["loss_per_step"])
 
+
+def test_json_writer_writes_non_finite_values_as_null(tmp_path):
+    from medrep.results import Metric
+
+    obj = {"nan": float("nan"), "list": [float("inf"), 1.5, -float("inf")], "tuple": (np.float64("nan"), 2),
+           "f32": np.float32("nan"), "f64": np.float64(-np.inf), "array": np.array([[1.0, np.nan]]), "metric": Metric(0.25, None, None, 3),
+           "nested": {"deep": [{"x": float("nan")}]}, "fine": [0.1, np.float64(0.30000000000000004), np.float32(0.5), 7, True, None, "NaN"]}
+    d = _strict_json(write_json_atomic(tmp_path / "r.json", obj))
+    assert d == {"nan": None, "list": [None, 1.5, None], "tuple": [None, 2], "f32": None, "f64": None, "array": [[1.0, None]],
+                 "metric": {"value": 0.25, "low": None, "high": None, "n": 3}, "nested": {"deep": [{"x": None}]},
+                 "fine": [0.1, 0.30000000000000004, 0.5, 7, True, None, "NaN"]}
+    # finite content is written exactly as before
+    finite = {"b": [0.1, 1e-300, 2], "a": {"c": "x"}}
+    assert write_json_atomic(tmp_path / "f.json", finite).read_text() == json.dumps(finite, indent=2, sort_keys=True) + "\n"
+
+
+def test_attack_results_json_is_strict_with_a_non_finite_loss(small_phantoms, tmp_path):
+    test = small_phantoms.split("test").limit(4, seed=0)
+    r = run_attack(_linear_encoder(torch.float32), test, objective="push", eps=[4 / 255], steps=2, classifiers="knn",
+                   train_dataset=small_phantoms.split("train").limit(20, seed=0), n_boot=20, noise_draws=1, noise_sigma=0.01)
+    r.summaries[0]["loss_per_step"][1:] = [float("inf"), float("nan")]  # e.g. a model whose features overflow
+    write_attack_outputs(r, tmp_path, figures=False)
+    assert _strict_json(tmp_path / "results.json")["results"][0]["loss_per_step"][1:] == [None, None]
