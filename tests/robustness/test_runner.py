@@ -146,6 +146,25 @@ def test_l2_eps_is_a_distance_in_raw_units(tiny_encoder, small_phantoms, tmp_pat
         assert f"difference ×{0.5 / largest:.3g}" in [t.get_text() for t in figs[name].axes[0].get_xticklabels()]
 
 
+def test_push_has_no_target_label(tiny_encoder, small_phantoms, tmp_path):
+    import csv
+
+    test = small_phantoms.split("test").limit(6, seed=0)
+    for objective in ("push", "collide"):
+        r = run_attack(tiny_encoder, test, objective=objective, eps=[2 / 255], steps=1, batch_size=6, noise_sigma=0.01,
+                       noise_draws=1, n_boot=20)
+        write_attack_outputs(r, tmp_path / objective, figures=False)
+        rows = list(csv.DictReader(open(tmp_path / objective / "per_item_eps2-255.csv")))
+        pairs = json.loads((tmp_path / objective / "results.json").read_text())["pairs"]
+        assert len(rows) == 6
+        if objective == "push":  # no target: nothing in either column, not a randomly drawn label
+            assert all(row["target_id"] == "" and row["target_label"] == "" for row in rows)
+            assert all(p["target"] is None and p["target_label"] is None for p in pairs)
+        else:  # collide: the target image's label
+            labels = dict(zip(test.ids, test.labels))
+            assert all(row["target_label"] == str(labels[row["target_id"]]) != row["label"] for row in rows)
+
+
 def test_resume_is_byte_identical(tiny_encoder, small_phantoms, tmp_path):
     test = small_phantoms.split("test").limit(8, seed=2)
     # push + L2: random start in the ball and detector noise are all exercised
@@ -194,12 +213,18 @@ def test_cli_attack(tmp_path, capsys):
 
     spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
     rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
-               "--noise-draws", "2", "--noise-sigma", "0.01", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
+               "--noise-draws", "2", "--noise-sigma", "0.01,0.2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
     assert rc == 0
     d = json.loads((tmp_path / "results.json").read_text())
     assert [s["eps_255"] for s in d["results"]] == [2.0, 4.0]
     assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_eps.png").exists()
-    assert "2/255" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2/255" in out
+    # the detector: every σ's AUC with its interval, not the best σ picked on these same test items
+    assert "best" not in out and "σ=0.01" in out and "σ=0.2" in out
+    for s in d["results"]:
+        cells = [f"{a['value']:.3f} [{a['low']:.2f}, {a['high']:.2f}]" for a in (b["roc_auc"] for b in s["detector"]["by_sigma"])]
+        assert any(line.split() == [f"{s['eps_255']:g}/255", *" ".join(cells).split()] for line in out.splitlines()), (cells, out)
     assert main(["attack", "--model", spec, "--eps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--eps" in capsys.readouterr().err
     # an L∞ ε above the pixel range is refused before anything is loaded (the model spec is not even parsed)

@@ -72,7 +72,8 @@ class AttackResult:
 
     def to_dict(self) -> dict[str, Any]:
         first = self.per_eps[0]
-        labels, targets = first.column("label").astype(int), first.column("target_label").astype(int)
+        labels = first.column("label").astype(int)
+        targets = np.nan_to_num(first.column("target_label"), nan=-1).astype(int)  # NaN: no target (push)
         classes = self.data.get("classes") or []
         name = lambda k: classes[k] if 0 <= k < len(classes) else str(k)  # noqa: E731
         return {
@@ -185,7 +186,8 @@ class AttackJob:
                 linf, l2 = M.perturbation_norms(x, xa)
                 nan = np.full(hi - lo, np.nan)
                 cols = {
-                    "label": y, "target_label": ty,
+                    # push has no target: its drawn pair is never used, so no label is reported for it
+                    "label": y, "target_label": ty if obj.uses_target else nan,
                     "cosine_to_target_before": M.cosine(z, zt) if zt is not None else nan,
                     "cosine_to_target_after": M.cosine(za, zt) if zt is not None else nan,
                     "cosine_to_source_after": M.cosine(za, z),
