@@ -98,6 +98,9 @@ def test_bad_open_clip_specs(open_clip_files, tmp_path):
     assert info.value.where == str(other)
     with pytest.raises(MedrepError, match="unknown open_clip option"):
         load_encoder("open_clip:tiny-clip?colour=red")
+    with pytest.raises(MedrepError, match="image_size must be an integer") as info:
+        load_encoder(f"open_clip:tiny-clip?config={open_clip_files['config']}&image_size=big")
+    assert info.value.where == "?image_size"
 
 
 def test_timm_trunk_towers_take_grid_and_layer_from_timm(tmp_path, pixels):
@@ -114,6 +117,3 @@ def test_timm_trunk_towers_take_grid_and_layer_from_timm(tmp_path, pixels):
         x = enc.preprocess(pixels)
         torch.testing.assert_close(enc.embed(pixels, pool="patches"), enc.module.visual.trunk.forward_features(x)[:, 1:])
         torch.testing.assert_close(enc.embed(pixels), enc.module.visual.head(enc.module.visual.trunk(x)))
-    with pytest.raises(MedrepError, match="image_size must be an integer") as info:
-        load_encoder(f"open_clip:tiny-clip?config={open_clip_files['config']}&image_size=big")
-    assert info.value.where == "?image_size"

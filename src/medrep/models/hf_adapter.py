@@ -80,7 +80,9 @@ class HFEncoder(Encoder):
         self._head = hasattr(module, "classifier") and getattr(config, "num_labels", 0) > 0
         grid = _token_grid(_backbone_of(module, self._head), self.family, preprocessing.size)
         labels = [config.id2label[i] for i in sorted(config.id2label)] if self._head else None
-        default_pool = "mean" if grid is not None and not grid.has_cls else "cls"
+        # BEiT / Data2Vec-vision classifiers average their patch tokens (use_mean_pooling): they do not read the CLS
+        mean_pooled = bool(getattr(_vision_config(config), "use_mean_pooling", False)) and self._head
+        default_pool = "mean" if grid is None or not grid.has_cls or mean_pooled else "cls"  # no grid: a CNN
         super().__init__(module, preprocessing, name, grid, default_pool, labels, source)
         self._default_layer = _default_layer(module, self.family)
         self.text_encoder: TextEncoder | None = None

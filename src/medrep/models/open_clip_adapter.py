@@ -38,7 +38,9 @@ class OpenClipEncoder(Encoder):
 
     def __init__(self, module: nn.Module, preprocessing: Preprocessing, name: str, source: dict[str, Any] | None = None):
         grid, self._default_layer = _layout(module.visual, preprocessing)
-        default_pool = "cls" if grid is not None and grid.has_cls else "mean"
+        # the token the image embedding is read from: CLS unless the tower averages (or attention-pools) its tokens
+        reads_cls = getattr(module.visual, "pool_type", "tok") == "tok" and getattr(module.visual, "attn_pool", None) is None
+        default_pool = "cls" if grid is not None and grid.has_cls and reads_cls else "mean"
         super().__init__(module, preprocessing, name, grid, default_pool, None, source)
         self.text_encoder: TextEncoder | None = None
         self.default_is_plain_pool = False  # encode_image projects (and may attention-pool) the tokens

@@ -35,14 +35,18 @@ class TextEncoder:
 
 @contextmanager
 def no_transformers_bars() -> Iterator[None]:
-    """transformers draws a "Loading weights" bar per model; medrep's own bars are the ones users follow."""
+    """transformers draws a "Loading weights" bar and a load report per model; medrep's own bars are the ones
+    users follow, and medrep warns itself about weights a checkpoint lacks (see hf_adapter.load_hf)."""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was:
             hf_logging.enable_progress_bar()
 
