@@ -35,6 +35,7 @@ def test_one_class_collide_is_refused(tiny_encoder):
     ({"norm": "l1"}, "--norm"), ({"objective": "swap"}, "--objective"), ({"target": "nearest"}, "--target"),
     ({"classifiers": "probe"}, "train_dataset"),
     ({"norm": "l2", "eps": [32.5]}, "--eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
+    ({"noise_draws": 0}, "--noise-draws"), ({"noise_sigma": [0.01, 0.0]}, "--noise-sigma"),
 ])
 def test_bad_run_options(tiny_encoder, kwargs, where):
     ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b"])
@@ -58,6 +59,10 @@ def test_image_quality_against_formula():
 def test_noise_detector_and_auc():
     # classifier: is the mean pixel above 0.5?  Items near 0.5 flip under noise, far ones never do.
     classify = lambda p: (p.flatten(1).mean(1) > 0.5).long().numpy()  # noqa: E731
+    for sigma, draws, where in ((0.1, 0, "--noise-draws"), (0.0, 4, "--noise-sigma")):
+        with pytest.raises(MedrepError) as err:
+            noise_inconsistency(classify, torch.rand(2, 1, 8, 8), sigma, draws)
+        assert err.value.where == where
     far = torch.full((6, 1, 8, 8), 0.2)
     near = torch.full((6, 1, 8, 8), 0.5) + torch.linspace(-1e-3, 1e-3, 6).view(-1, 1, 1, 1)
     g = torch.Generator().manual_seed(0)
@@ -239,6 +244,20 @@ def test_cli_attack(tmp_path, capsys):
     rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
                "--eps", "33", "--out", str(tmp_path / "l2"), "--quiet"])
     assert rc == 2 and "--eps: an L2 ε cannot exceed √(C·H·W) = 32" in capsys.readouterr().err
+    # option errors name the option at fault, and come before the model loads (this spec would fail to load)
+    data = "demo?n_train=30&n_val=0&n_test=12&seed=3"
+    for extra, message in ((["--train-split", "nosuch", "--classifiers", "probe"], "--train-split: no split 'nosuch' in"),
+                           (["--train-split", "nosuch", "--target", "centroid"], "--train-split: no split 'nosuch' in"),
+                           (["--noise-draws", "0"], "--noise-draws: must be at least 1 (got 0)"),
+                           (["--noise-sigma", "0.01,0"], "--noise-sigma: needs one or more positive σ values"),
+                           (["--classifiers", "probe,svm"], "--classifiers: unknown classifier 'svm'")):
+        assert main(["attack", "--model", "nosuch:model", "--data", data, *extra, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "--split:" not in err, (extra, err)
+    # a headless model's "auto" classifiers (probe, kNN) need the split too: known once the model is loaded
+    headless = spec.replace("num_classes=3", "num_classes=0")
+    assert main(["attack", "--model", headless, "--data", data, "--train-split", "nosuch", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "--train-split: no split 'nosuch' in" in capsys.readouterr().err
 
 
 class _MixedSizes(TensorDataset):

@@ -69,29 +69,35 @@ def run(args: argparse.Namespace) -> int:
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
-    from medrep.robustness.classifiers import resolve_classifiers
-    from medrep.robustness.runner import check_eps_budget
+    from medrep.robustness.classifiers import CLASSIFIERS, resolve_classifiers
+    from medrep.robustness.runner import check_detector, check_eps_budget
 
     from medrep.robustness.attacks import check_eps, make_attack
 
+    # fail on bad options before loading anything
     eps = [check_eps(e) for e in parse_eps(args.eps)]
-    sigmas = parse_eps(args.noise_sigma, where="--noise-sigma")
-    geometry = make_attack(args.norm, steps=args.steps, step_size=args.step_size)  # fail on bad options before loading anything
+    sigmas = check_detector(parse_eps(args.noise_sigma, where="--noise-sigma"), args.noise_draws)
+    geometry = make_attack(args.norm, steps=args.steps, step_size=args.step_size)
     check_eps_budget(eps, geometry.norm)  # L2's bound needs the image size: run_attack checks it
     if args.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
+    named = None if args.classifiers in (None, "auto") else [n.strip() for n in args.classifiers.split(",") if n.strip()]
+    for n in named or []:
+        if n not in CLASSIFIERS:
+            raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
+    centroids = args.objective == "collide" and args.target == "centroid"
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     full = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)  # loaded once: the train split comes from it too
     data = pick_data(full, args)
+    train = None
+    if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
+        train = _train_split(full, args.train_split)
     encoder = load_model(args.model, args)
     names = resolve_classifiers(args.classifiers, encoder)
-    train = None
-    if any(n in ("probe", "knn") for n in names) or (args.objective == "collide" and args.target == "centroid"):
-        if not full.splits:
-            raise MedrepError("this dataset has no splits; probe / kNN / centroids need a training split", where="--data")
-        train = full.split(args.train_split)
+    if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
+        train = _train_split(full, args.train_split)
     result = run_attack(
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.steps,
         step_size=args.step_size, random_start=args.random_start, target=args.target, layer=args.layer, pool=args.pool,
@@ -125,6 +131,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{eps_text(s):>10} " + " ".join(f"{_auc_text(d['roc_auc']):>20}" for d in s["detector"]["by_sigma"]))
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     return 0
+
+
+def _train_split(full, name: str):
+    """The --train-split of the loaded data; its errors name --train-split, not --split."""
+    if not full.splits:
+        raise MedrepError("this dataset has no splits; probe / kNN / centroids need a training split", where="--data")
+    if name != "all" and name not in full.splits:
+        raise MedrepError(f"no split {name!r} in {getattr(full, 'name', 'the data')} (available: {', '.join(full.splits)})",
+                          where="--train-split")
+    return full.split(name)
 
 
 def _auc_text(metric: dict) -> str:

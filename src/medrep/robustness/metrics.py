@@ -56,8 +56,10 @@ def noise_inconsistency(classify, pixels: torch.Tensor, sigma: float, draws: int
     of the batch go through the classifier together.  ``base``: the input's labels when the caller
     already has them (``classify(pixels)``), so they are not predicted again.
     """
-    if sigma <= 0 or draws < 1:
-        raise MedrepError(f"needs σ > 0 and at least one draw (got σ={sigma}, draws={draws})", where="--noise-sigma")
+    if not sigma > 0:
+        raise MedrepError(f"needs σ > 0 (got {sigma})", where="--noise-sigma")
+    if draws < 1:
+        raise MedrepError(f"must be at least 1 (got {draws})", where="--noise-draws")
     if base is None:
         base = classify(pixels)
     noise = torch.randn((draws, *pixels.shape), generator=generator, dtype=pixels.dtype, device="cpu").to(pixels.device)

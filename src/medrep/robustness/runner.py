@@ -269,10 +269,7 @@ def run_attack(
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     names = resolve_classifiers(classifiers, encoder)
-    sigmas = [float(noise_sigma)] if isinstance(noise_sigma, (int, float)) else [float(v) for v in noise_sigma]
-    if not sigmas or any(not v > 0 for v in sigmas) or noise_draws < 1:
-        raise MedrepError(f"needs positive σ values and at least one draw (got σ={sigmas}, draws={noise_draws})",
-                          where="--noise-sigma")
+    sigmas = check_detector(noise_sigma, noise_draws)
     needs_train = any(n in ("probe", "knn") for n in names) or (obj.uses_target and target == "centroid")
     if needs_train and train_dataset is None:
         raise MedrepError("probe / kNN classifiers and centroid targets need a training split", where="train_dataset")
@@ -369,6 +366,16 @@ def run_attack(
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
     result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws) for r in per_eps]
     return result
+
+
+def check_detector(noise_sigma: float | Sequence[float], noise_draws: int) -> list[float]:
+    """The noise σ values as a list; each option's error names that option."""
+    sigmas = [float(noise_sigma)] if isinstance(noise_sigma, (int, float)) else [float(v) for v in noise_sigma]
+    if not sigmas or any(not v > 0 for v in sigmas):
+        raise MedrepError(f"needs one or more positive σ values (got {sigmas})", where="--noise-sigma")
+    if not noise_draws >= 1:
+        raise MedrepError(f"must be at least 1 (got {noise_draws})", where="--noise-draws")
+    return sigmas
 
 
 def check_eps_budget(eps: Sequence[float], norm: str, shape: Sequence[int] | None = None) -> None:
