@@ -72,6 +72,18 @@ def test_random_start_is_seeded_and_in_ball(tiny_encoder, small_phantoms):
     assert a.loss_history[-1].mean() < a.loss_history[0].mean() < 0
 
 
+@pytest.mark.parametrize("attack, eps", [(LinfPGD, 4 / 255), (L2PGD, 0.5)])
+def test_random_start_is_drawn_on_the_cpu_and_moved_to_the_input(attack, eps):
+    # The seeded draws come from CPU generators and must be made on the CPU whatever the default device is (a
+    # GPU session's torch.set_default_device("cuda") would reject a CPU generator); 'meta' stands in for it here.
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    fn = lambda xa: -(xa - 0.5).pow(2).flatten(1).sum(1)  # noqa: E731
+    ref = attack(steps=2, random_start=True).run(fn, x, eps, torch.Generator().manual_seed(3))
+    with torch.device("meta"):
+        got = attack(steps=2, random_start=True).run(fn, x, eps, torch.Generator().manual_seed(3))
+    assert got.x_adv.device == x.device and torch.equal(got.x_adv, ref.x_adv) and not torch.equal(ref.x_adv, x)
+
+
 def test_early_stop_freezes_finished_items(tiny_encoder, small_phantoms):
     x = _batch(small_phantoms, 4)
     with torch.no_grad():

@@ -128,10 +128,11 @@ class L2PGD(GradientAttack):
     norm = "l2"
 
     def init_delta(self, x, eps, generator):
-        # Uniform in the ball: Gaussian direction, radius ε·u^(1/d).
+        # Uniform in the ball: Gaussian direction, radius ε·u^(1/d).  Both drawn on the CPU (the runner's seeded
+        # generators are CPU ones; explicit, so a torch.set_default_device elsewhere cannot move them), then moved.
         g = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu")
         d = g[0].numel()
-        r = torch.rand((x.shape[0],), generator=generator, dtype=x.dtype) ** (1.0 / d)
+        r = torch.rand((x.shape[0],), generator=generator, dtype=x.dtype, device="cpu") ** (1.0 / d)
         g = g / _flat_norm(g).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
         return (g * (eps * r).view(-1, *[1] * (x.ndim - 1))).to(x.device, x.dtype)
 
