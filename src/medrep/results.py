@@ -1,4 +1,5 @@
-"""The one result schema: a metric is (value, low, high, n); intervals come from a seeded bootstrap."""
+"""The one result schema: a metric is (value, low, high, n); intervals come from a seeded bootstrap
+(proportions of 0/1 outcomes: the Wilson score interval)."""
 from __future__ import annotations
 
 import math
@@ -56,12 +57,17 @@ def bootstrap_metric(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Metric:
-    """Percentile bootstrap over items (per-item values, e.g. 0/1 correctness); vectorised for the mean."""
+    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 values (an accuracy, a
+    pointing-game hit rate) gets the Wilson score interval instead: the bootstrap collapses to [1, 1] at
+    12/12 correct, while the proportion is only known to lie in about [0.76, 1]."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.shape[0])
     if n == 0:
         return Metric(float("nan"), None, None, 0)
     point = float(statistic(v))
+    if statistic is np.mean and bool(np.isin(v, (0.0, 1.0)).all()):
+        low, high = wilson_interval(int(v.sum()), n, confidence)
+        return Metric(point, low, high, n)
     rng = np.random.default_rng(seed)
     boots = np.empty(n_boot, dtype=np.float64)
     for lo, idx in bootstrap_blocks(rng, n, n_boot):  # bounded memory; the same draws as one (n_boot, n) array
@@ -72,6 +78,21 @@ def bootstrap_metric(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
     return Metric(point, float(low), float(high), n)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927; well-behaved at 0 and n successes)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # in exact arithmetic the bounds reach 0 at k = 0 and 1 at k = n; floats can miss by an ulp
+    low = 0.0 if successes == 0 else min(p, max(0.0, centre - half))
+    high = 1.0 if successes == n else max(p, min(1.0, centre + half))
+    return low, high
 
 
 def bootstrap_paired(
