@@ -96,6 +96,10 @@ def test_defaults_fill_in_and_validation_is_idempotent(tmp_path):
         assert validate_config(d) == d
     with pytest.raises(MedrepError, match=r"^analyses\.robustness\.eps\[1\]: ε must lie in"):
         validate_config({"analyses": {"robustness": {"eps": [0.01, 4]}}})
+    # an L2 ε is a distance over all pixels: 4 is an ordinary budget there, a negative one is not
+    assert validate_config({"analyses": {"robustness": {"eps": [0.5, 4], "norm": "l2"}}})["analyses"]["robustness"]["eps"] == [0.5, 4]
+    with pytest.raises(MedrepError, match=r"^analyses\.robustness\.eps\[0\]: an L2 ε must be positive"):
+        validate_config({"analyses": {"robustness": {"eps": [-1.0], "norm": "l2"}}})
     assert yaml.safe_load(yaml.safe_dump(default_config())) == default_config()
 
 

@@ -152,9 +152,13 @@ def validate_config(raw: Any) -> dict[str, Any]:
         for i, m in enumerate(subset or []):
             if m not in config["models"]:
                 raise MedrepError(f"{m!r} is not one of the audit's models", where=f"analyses.{name}.models[{i}]")
+    linf = str(config["analyses"]["robustness"]["norm"]).lower() == "linf"
     for i, e in enumerate(config["analyses"]["robustness"]["eps"]):
-        if not 0 < e <= 1:
-            raise MedrepError("ε must lie in (0, 1] (pixel units: 4/255 = 0.0157)", where=f"analyses.robustness.eps[{i}]")
+        # an L∞ ε is a per-pixel bound; an L2 ε a distance over all pixels (its upper bound, √(C·H·W) of the
+        # images, is checked by the attack once the images are known)
+        if not 0 < e or (linf and e > 1):
+            raise MedrepError("ε must lie in (0, 1] (pixel units: 4/255 = 0.0157)" if linf else "an L2 ε must be positive",
+                              where=f"analyses.robustness.eps[{i}]")
     for key in ("seed",):
         if config[key] < 0:
             raise MedrepError("must be non-negative", where=key)

@@ -146,7 +146,7 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
-        from medrep.robustness.outputs import write_attack_outputs
+        from medrep.robustness.outputs import format_eps, write_attack_outputs
         from medrep.robustness.runner import run_attack
 
         cfg = self.config["analyses"]["robustness"]
@@ -164,14 +164,18 @@ class Audit:
                 paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 rows = []
+                linf = cfg["norm"] == "linf"
                 for s in result.summaries:
                     m = s["metrics"]
-                    rows.append({"ε (×1/255)": s["eps_255"], "clean accuracy": m["clean_accuracy"],
+                    # one column per noise σ: picking the best σ on these very images would flatter the detector
+                    noise = {f"noise-check AUC (σ = {d['sigma']:g})": d["roc_auc"] for d in s["detector"]["by_sigma"]}
+                    rows.append({("ε (×1/255)" if linf else "L2 ε"): s["eps_255"] if linf else s["eps"],
+                                 "clean accuracy": m["clean_accuracy"],
                                  "attacked accuracy": m["attacked_accuracy"],
                                  **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
                                      "cos to target after": m["cosine_to_target_after"]} if objective == "collide" else
                                     {"relative change": m["relative_change"]}),
-                                 "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], "noise-check AUC (best σ)": max(s["detector"]["by_sigma"], key=lambda d: d["roc_auc"]["value"] or 0.0)["roc_auc"]})
+                                 "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
                 tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['steps']} steps, classifier: {result.primary})", rows))
                 figures.append(Figure(paths["accuracy_vs_eps"], f"{spec}, {objective}: accuracy under attack vs ε"))
                 gal = [k for k in paths if k.startswith("gallery_")]
@@ -182,10 +186,10 @@ class Audit:
                 if objective == "collide" or "robustness" not in self.scorecard[spec]:
                     self.scorecard[spec]["robustness"] = {
                         "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
-                                f"({objective}, ε={last['eps_255']:g}/255)", "metric": last["metrics"]["attacked_accuracy"]}
+                                f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
                 readings.append(
                     f"{spec}, {objective}: accuracy {_FMT(last['metrics']['clean_accuracy'])} on clean images falls to "
-                    f"{_FMT(last['metrics']['attacked_accuracy'])} at ε = {last['eps_255']:g}/255 while the images stay at "
+                    f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
                     f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
                        if objective == "collide" else "."))
