@@ -322,18 +322,7 @@ def token_offset(encoder: Encoder, maps: torch.Tensor) -> tuple[float, float]:
 def explain(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target | None = None,
             upsampling: str = "bilinear", **options: Any) -> torch.Tensor:
     """(B, H, W) maps in [0, 1] at the image size for ``method`` (a name from :data:`METHODS`)."""
-    fn = get_method(method)
-    target = target if target is not None else Target("class")
-    try:
-        raw = fn(encoder, pixels, target, **options)
-    except TypeError as err:
-        if "unexpected keyword" in str(err):
-            raise MedrepError(f"method {method!r} got an unknown option: {err}", where="--methods") from err
-        raise
-    if not torch.isfinite(raw).all():
-        raise MedrepError(f"method {method!r} produced non-finite values on model {encoder.name}", where="--methods")
-    raw = raw.detach().float()
-    return normalize_maps(upsample(raw, tuple(pixels.shape[-2:]), upsampling, token_offset(encoder, raw)))
+    return explain_with_raw(encoder, pixels, method, target, upsampling, **options)[1]
 
 
 def explain_with_raw(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target | None = None,
@@ -341,7 +330,7 @@ def explain_with_raw(encoder: Encoder, pixels: torch.Tensor, method: str, target
     """(upsampled, maps): :func:`explain`'s maps and the same (B, H, W) maps before the min-max step.
 
     Scores that compare amounts (relevance mass) need the method's own values: min-max normalisation
-    subtracts each map's minimum, which moves mass and lifts a flat map.  Same steps as :func:`explain`.
+    subtracts each map's minimum, which moves mass and lifts a flat map.
     """
     fn = get_method(method)
     target = target if target is not None else Target("class")
