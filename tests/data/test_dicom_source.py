@@ -332,3 +332,14 @@ def test_enhanced_per_frame_groups_must_match_the_frame_count(tmp_path):
     path = _enhanced(tmp_path / "seg.dcm", np.full((3, 4, 4), 1064), per_frame=[{"FrameContentSequence": {"FrameAcquisitionNumber": 1}}] * 2,
                      shared={"PixelValueTransformationSequence": {"RescaleIntercept": -1024, "RescaleSlope": 1}})
     assert float(read_dicom_frames(path, window=(40.0, 400.0))[0].mean()) == pytest.approx(0.501253, abs=1e-6)
+
+
+def test_a_frames_rescale_does_not_leak_into_the_next_frame(tmp_path):
+    # frame 0 has its own rescale, frame 1 none and no shared group: frame 1 falls back to the top level
+    path = _enhanced(tmp_path / "leak.dcm", np.full((2, 4, 4), 1064),
+                     per_frame=[{"PixelValueTransformationSequence": {"RescaleIntercept": -1000, "RescaleSlope": 1}},
+                                {"FrameContentSequence": {"FrameAcquisitionNumber": 2}}],
+                     RescaleIntercept=-1024, RescaleSlope=1)
+    f0, f1 = (float(f.mean()) for f in read_dicom_frames(path, frames="all", window=(40.0, 400.0)))
+    assert f0 == pytest.approx(_lin(64, 40, 400), abs=1e-6)
+    assert f1 == pytest.approx(_lin(40, 40, 400), abs=1e-6)  # the top level's -1024, not frame 0's -1000

@@ -183,6 +183,9 @@ def _frame_header(ds, k: int, n: int, where: str):
             raise BadInputError("unreadable RescaleSlope/RescaleIntercept in PixelValueTransformationSequence", where=where) from None
         if "ModalityLUTSequence" in view:  # pydicom prefers a LUT over rescale: the frame's rescale must win
             del view.ModalityLUTSequence
+        for kw in ("RescaleSlope", "RescaleIntercept"):  # new elements: assigning would write through to ds's own
+            if kw in view:
+                delattr(view, kw)
         view.RescaleSlope, view.RescaleIntercept = pvt.get("RescaleSlope", "1"), pvt.get("RescaleIntercept", "0")
     if voi is not None:  # the whole VOI (window, its function, or a LUT) comes from the one level
         for kw in _VOI_TAGS:
