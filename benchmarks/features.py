@@ -64,7 +64,6 @@ def measure(name: str, fn, records: list | None = None, n: int | None = None, ve
     return out
 
 
-_run = measure  # the old name
 
 
 def synthetic(n: int, dim: int, classes: int, seed: int):

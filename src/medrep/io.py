@@ -77,29 +77,30 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Strict JSON: NaN and ±inf are written as null (JavaScript, jq and strict parsers reject ``NaN``);
     ``allow_nan=False`` makes a non-finite value that slipped past the conversion an error, not a bad file."""
-    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     return write_bytes_atomic(path, (text + "\n").encode())
 
 
-def _finite(o: Any) -> Any:
-    if isinstance(o, float):  # np.float64 too; other numpy scalars reach _json_default
-        return o if math.isfinite(o) else None
+def finite_json(o: Any) -> Any:
+    """``o`` with NaN and ±inf (Python floats and 0-d numpy floats) replaced by None, tuples as lists."""
+    if isinstance(o, float) or (hasattr(o, "dtype") and getattr(o, "ndim", None) == 0 and o.dtype.kind == "f"):
+        return float(o) if math.isfinite(float(o)) else None
     if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
+        return {k: finite_json(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
+        return [finite_json(v) for v in o]
     return o
 
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
-        return _finite(o.item())
+        return finite_json(o.item())
     if isinstance(o, np.ndarray):
-        return _finite(o.tolist())
+        return finite_json(o.tolist())
     if isinstance(o, Path):
         return str(o)
     if hasattr(o, "to_dict"):
-        return _finite(o.to_dict())
+        return finite_json(o.to_dict())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

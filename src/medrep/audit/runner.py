@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from medrep.audit.config import validate_config
 from medrep.errors import MedrepError
-from medrep.io import atomic_write, write_json_atomic
+from medrep.io import atomic_write, finite_json, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
@@ -442,7 +442,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
                              for s, card in audit.scorecard.items()},
                "tables": table_index,
                **audit.results}
-    results = _strict(results)
+    results = finite_json(results)  # the returned dict is what results.json holds
     write_json_atomic(out / "results.json", results)
     _write_scorecard_csv(out / "scorecard.csv", audit.scorecard)
     write_manifest(out, manifest)
@@ -453,17 +453,6 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
         discard_partials(marker.parent.parent)
     _log(f"report: {_markup_escape(str(report))} ({manifest['total_seconds']} s)")
     return results
-
-
-def _strict(obj: Any) -> Any:
-    """NaN and ±inf → null, so that results.json is strict JSON (JavaScript and jq reject NaN)."""
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0 and obj.dtype.kind == "f"):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
