@@ -19,7 +19,7 @@ from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
-from medrep.explain.faithfulness import deletion_auc, insertion_auc
+from medrep.explain.faithfulness import deletion_auc, insertion_auc, pixel_ranks
 from medrep.explain.methods import (BASELINES, UPSAMPLING, default_gradcam_layer, explain_with_raw, get_method,
                                     ig_coefficients, rollout_matrices)
 from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
@@ -460,9 +460,10 @@ def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: to
         if m == "pointing":
             out["pointing"] = pointing_game(maps, masks)
         elif m == "iou":
+            ranks = pixel_ranks(maps.flatten(1).float())  # one sort serves every k and both modes
             for mode in ("box", "pixel"):
                 for k in topk:
-                    out[f"iou_{mode}@{k:g}"] = iou_topk(maps, masks, k, mode)
+                    out[f"iou_{mode}@{k:g}"] = iou_topk(maps, masks, k, mode, ranks)
         elif m == "mass":
             out["mass"] = relevance_mass(raw if raw is not None else maps, masks)
         elif m == "deletion":

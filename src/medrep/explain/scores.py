@@ -37,16 +37,18 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return (hit & ~dead_maps(maps)).float()
 
 
-def topk_pixels(maps: torch.Tensor, percent: float) -> torch.Tensor:
+def topk_pixels(maps: torch.Tensor, percent: float, ranks: torch.Tensor | None = None) -> torch.Tensor:
     """Bool (B, H, W): exactly the k = ceil(percent% of the pixels) highest pixels, ties broken by position
     (row-major, the deletion order of :func:`~medrep.explain.faithfulness.pixel_ranks`): keeping every tied
     pixel would let a plateau (a ReLU'd map's zeros) keep the whole image.  Nothing for a constant map
-    (keeping every pixel would score the whole image)."""
+    (keeping every pixel would score the whole image).  ``ranks``: ``pixel_ranks`` of the flattened maps,
+    when the caller already has them (one sort serves every k)."""
     if not 0 < percent <= 100:
         raise MedrepError(f"top-k percentage must be in (0, 100], got {percent}", where="--topk")
     flat = maps.flatten(1).float()
     k = max(1, int(-(-flat.shape[1] * percent // 100)))
-    return ((pixel_ranks(flat) < k) & ~dead_maps(maps)[:, None]).view(maps.shape)
+    ranks = pixel_ranks(flat) if ranks is None else ranks
+    return ((ranks < k) & ~dead_maps(maps)[:, None]).view(maps.shape)
 
 
 def enclosing_box(keep: torch.Tensor) -> torch.Tensor:
@@ -72,7 +74,8 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
 
 
-def iou_topk(maps: torch.Tensor, masks: torch.Tensor, percent: float = 10, mode: str = "box") -> torch.Tensor:
+def iou_topk(maps: torch.Tensor, masks: torch.Tensor, percent: float = 10, mode: str = "box",
+             ranks: torch.Tensor | None = None) -> torch.Tensor:
     """IoU of the top-``percent``% of the map with the mask.
 
     ``mode="box"`` is the paper's (Chung et al. 2024): connected components of the kept pixels → one
@@ -83,7 +86,7 @@ def iou_topk(maps: torch.Tensor, masks: torch.Tensor, percent: float = 10, mode:
     if mode not in IOU_MODES:
         raise MedrepError(f"unknown IoU mode {mode!r} (choose {', '.join(IOU_MODES)})", where="--iou-mode")
     maps, masks = _check(maps, masks)
-    keep = topk_pixels(maps, percent)
+    keep = topk_pixels(maps, percent, ranks)
     return iou(enclosing_box(keep) if mode == "box" else keep, masks)
 
 
