@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from medrep.errors import SpecError
@@ -39,15 +40,21 @@ def parse_spec(raw: str, schemes: tuple[str, ...]) -> Spec:
     return Spec(raw=raw, scheme=scheme, name=text, weights=weights or None, options=options)
 
 
-def take_int_option(options: dict[str, str], key: str, what: str = "an integer") -> int | None:
-    """Pop ``key`` from spec options as an int (None when absent); a non-integer is a SpecError at ``?key``."""
+def take_int_option(options: dict[str, str], key: str, what: str = "an integer", cast: type = int) -> Any:
+    """Pop ``key`` from spec options as ``cast`` (int by default; None when absent); a value that does not
+    convert is a SpecError at ``?key``."""
     if key not in options:
         return None
     raw = options.pop(key)
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError:
         raise SpecError(f"{key} must be {what}, got {raw!r}", where=f"?{key}") from None
+
+
+def take_float_option(options: dict[str, str], key: str, what: str = "a number") -> float | None:
+    """:func:`take_int_option` for a float."""
+    return take_int_option(options, key, what, cast=float)
 
 
 def take_list_option(options: dict[str, str], key: str) -> list[str] | None:

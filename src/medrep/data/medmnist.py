@@ -104,6 +104,7 @@ def load_medmnist(path, options: dict[str, str] | None = None, skip_bad: bool = 
     if not present:
         raise MedrepError(f"no train_images / val_images / test_images arrays (found: {', '.join(sorted(data)) or 'none'})", where=where)
     images, labels, kept = {}, {}, {}
+    skipped = skipped if skipped is not None else SkipLog()
     for s in present:
         if f"{s}_labels" not in data:
             raise MedrepError(f"{s}_images has no matching {s}_labels array", where=where)
@@ -114,7 +115,7 @@ def load_medmnist(path, options: dict[str, str] | None = None, skip_bad: bool = 
                 if not finite.any():
                     raise BadInputError(f"every image of {s}_images contains NaN or infinite values", where=where)
                 for i in np.flatnonzero(~finite):
-                    (skipped if skipped is not None else SkipLog()).add(
+                    skipped.add(
                         f"{s}/{i:06d}", f"{where}: {s}_images[{i}] contains NaN or infinite values")
                 kept[s] = np.flatnonzero(finite)
         keep = kept.get(s)

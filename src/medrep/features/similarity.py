@@ -234,9 +234,11 @@ def mutual_knn_permutation_test(x: np.ndarray, y: np.ndarray, k: int = 10, n_per
     return _mutual_knn_null(knn_sets(x, k), knn_sets(y, k), n_permutations, seed)
 
 
-def _mutual_knn_null(nx: np.ndarray, ny: np.ndarray, n_permutations: int, seed: int) -> PermutationTest:
-    """The permutation test from the two spaces' (N, k) neighbour sets, found once by the caller."""
-    observed = float(neighbour_overlap(nx, ny).mean())
+def _mutual_knn_null(nx: np.ndarray, ny: np.ndarray, n_permutations: int, seed: int,
+                     per_item: np.ndarray | None = None) -> PermutationTest:
+    """The permutation test from the two spaces' (N, k) neighbour sets, found once by the caller
+    (``per_item``: their neighbour overlap, when the caller has it too)."""
+    observed = float((neighbour_overlap(nx, ny) if per_item is None else per_item).mean())
     rng = np.random.default_rng(seed)
     null = np.empty(n_permutations)
     for b in range(n_permutations):
@@ -296,8 +298,9 @@ def compare_spaces(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", k: 
     cka_metric = Metric(value, boot.low, boot.high, len(xs))
     perm = cka_permutation_test(xs, ys, n_permutations=n_permutations, seed=seed, max_items=max_items, unbiased=unbiased)
     nx, ny = knn_sets(x, k), knn_sets(y, k)  # one neighbour search per space serves the score and its null
-    mknn = bootstrap_metric(neighbour_overlap(nx, ny), n_boot=max(n_boot, 1000), seed=seed)
-    mperm = _mutual_knn_null(nx, ny, n_permutations, seed)
+    overlap = neighbour_overlap(nx, ny)
+    mknn = bootstrap_metric(overlap, n_boot=max(n_boot, 1000), seed=seed)
+    mperm = _mutual_knn_null(nx, ny, n_permutations, seed, overlap)
     extra.update(cka_null_q95=perm.null_q95, mutual_knn_null_q95=mperm.null_q95)
     return PairSimilarity(a, b, cka_metric, perm.p_value, perm.null_mean, mknn, mperm.p_value, mperm.null_mean,
                           unbiased, k, extra)

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
+from medrep.geometry import INTERPOLATIONS
 from medrep.models.base import CLIP_MEAN, CLIP_STD, Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
 from medrep.models.text import BatchedTextEncoder, TextEncoder
 from medrep.specs import Spec, take_int_option
 
 _OPTIONS = ("config", "image_size")
-_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 
 
 class OpenClipEncoder(Encoder):
@@ -87,7 +87,7 @@ def preprocessing_from_open_clip(visual: nn.Module) -> Preprocessing:
     std = tuple(float(s) for s in (cfg.get("std") or getattr(visual, "image_std", None) or CLIP_STD))
     interp = cfg.get("interpolation", "bicubic")
     return Preprocessing(size=size, mean=mean, std=std, channels=len(mean),
-                         interpolation=interp if interp in _INTERPOLATIONS else "bicubic")
+                         interpolation=interp if interp in INTERPOLATIONS else "bicubic")
 
 
 class OpenClipTextEncoder(BatchedTextEncoder):

@@ -12,7 +12,7 @@ from torch import nn
 
 from medrep.errors import SpecError
 from medrep.models.base import Encoder, ModuleEncoder, Preprocessing
-from medrep.specs import Spec, parse_spec
+from medrep.specs import Spec, parse_spec, take_float_option
 
 ImageLoader = Callable[[Spec, bool], Encoder]
 _IMAGE: dict[str, ImageLoader] = {}
@@ -81,12 +81,9 @@ def _take_fit_options(parsed: Spec) -> tuple[Spec, dict[str, Any]]:
     fit: dict[str, Any] = {}
     if "resize" in options:
         fit["resize"] = options.pop("resize").strip().lower()
-    if "crop_pct" in options:
-        raw = options.pop("crop_pct")
-        try:
-            fit["crop_pct"] = float(raw)
-        except ValueError:
-            raise SpecError(f"crop_pct must be a number in (0, 1], got {raw!r}", where="?crop_pct") from None
+    crop_pct = take_float_option(options, "crop_pct", "a number in (0, 1]")
+    if crop_pct is not None:
+        fit["crop_pct"] = crop_pct
     return dataclasses.replace(parsed, options=options), fit
 
 
