@@ -121,7 +121,7 @@ def test_demo_models_are_accurate_on_the_phantom_test_split(spec, phantoms):
     with torch.inference_mode():
         pred = torch.cat([enc.logits(images[i : i + 200]).argmax(1) for i in range(0, len(test), 200)]).numpy()
     accuracy = float((pred == test.labels).mean())
-    assert accuracy >= 0.90, f"{spec}: {accuracy:.3f}"
+    assert accuracy >= 0.995, f"{spec}: {accuracy:.3f}"  # README: 99.8% / 100% (at most 3 misses of 600)
     assert enc.class_names == ["normal", "benign", "malignant"]
     if spec == "demo-vit":
         assert enc.token_grid.height == enc.token_grid.width == 8

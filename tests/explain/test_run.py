@@ -210,7 +210,7 @@ def test_bad_method_options_are_refused_before_any_work_naming_the_flag(flag, va
     monkeypatch.setattr(run_module.ExplainJob, "run", no_work)
     rc = main(["explain", "--model", "demo-vit", "--methods", "attention,rollout,gradcam,ig", "--limit", "2",
                flag, value, "--out", str(tmp_path / "ex"), "--quiet", "--no-cache"])
-    assert rc != 0
+    assert rc == 2
     assert message in capsys.readouterr().err
 
 

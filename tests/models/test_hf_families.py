@@ -47,7 +47,7 @@ def test_classification_checkpoints_embed_with_their_backbones_pooled_output(tmp
             torch.testing.assert_close(enc.logits(pixels), ref(pixel_values=x).logits, atol=1e-5, rtol=1e-5)
         assert not enc.default_is_plain_pool
         # the readout token explanations follow: BEiT's classifier averages its patch tokens (use_mean_pooling)
-        assert enc.default_pool == ("mean" if name in ("beit", "convnext", "resnet") else "cls")
+        assert enc.default_pool == "mean"
 
 
 def test_mae_keeps_every_patch_in_order(tmp_path, pixels):

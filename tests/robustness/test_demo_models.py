@@ -1,9 +1,8 @@
-"""The paper's central claim reproduced on our own demo ViT (small sample: the full 200-pair run is in the report),
-and the demo models' clean head accuracy (README: 99.8% / 100% on the phantom test split) on a sample of it."""
+"""The paper's central claim reproduced on our own demo ViT (small sample: the full 200-pair run is in the report).
+The demo models' clean head accuracy is checked on the whole split in tests/core/test_encoder.py."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from medrep.robustness import run_attack
 
@@ -19,7 +18,8 @@ def test_collide_breaks_demo_vit_imperceptibly(demo_vit, phantoms):
     assert m["clean_accuracy"]["value"] >= 0.85
     assert m["clean_accuracy"]["value"] - m["attacked_accuracy"]["value"] >= 0.6
     assert m["match_success_rate"]["value"] >= 0.5
-    assert m["psnr_mean"]["value"] >= 35.0 and m["ssim_mean"]["value"] >= 0.95
+    # (≥ 35 dB holds for any L∞ attack at 4/255: PSNR cannot fall below 20·log10(255/4) ≈ 36.1 dB per image)
+    assert m["psnr_mean"]["value"] == pytest.approx(39.8, abs=0.5) and m["ssim_mean"]["value"] == pytest.approx(0.973, abs=0.005)
     assert m["cosine_to_target_after"]["value"] > m["cosine_to_target_before"]["value"] + 0.2
 
 
@@ -31,17 +31,5 @@ def test_push_breaks_demo_vit_imperceptibly(demo_vit, phantoms):
     m = r.summaries[0]["metrics"]
     assert m["clean_accuracy"]["value"] - m["attacked_accuracy"]["value"] >= 0.75
     assert m["attacked_accuracy"]["value"] <= 0.2
-    assert m["psnr_mean"]["value"] >= 35.0 and m["ssim_mean"]["value"] >= 0.95
+    assert m["psnr_mean"]["value"] == pytest.approx(38.1, abs=0.5) and m["ssim_mean"]["value"] == pytest.approx(0.961, abs=0.005)
     assert m["relative_change"]["value"] > 0.5
-
-
-@pytest.mark.parametrize("name", ["demo_vit", "demo_cnn"])
-def test_demo_head_accuracy_on_the_phantom_test_split(name, request):
-    enc = request.getfixturevalue(name)
-    test = request.getfixturevalue("phantoms").split("test")
-    images, labels = test.images[:64], test.labels[:64]  # a sample: the whole split is slow on a busy CPU
-    x = images.float() / 255 if images.dtype == torch.uint8 else images
-    with torch.inference_mode():
-        pred = enc.logits(x).argmax(1).numpy()
-    # README: 99.8% (demo-vit) and 100% (demo-cnn) on all 600; one miss in 64 is still allowed
-    assert (pred == labels).mean() >= 0.98
