@@ -23,6 +23,8 @@ class Item:
     label: int
     mask: torch.Tensor | None = None  # bool, H×W
     caption: str | None = None
+    patient: str | None = None  # images of one patient are split and resampled together
+    attributes: dict[str, str] = field(default_factory=dict)  # sex, age bin, site, view …: never used as labels
 
 
 @dataclass
@@ -86,6 +88,23 @@ class ImageDataset:
     @property
     def has_captions(self) -> bool:
         return False
+
+    @property
+    def patients(self) -> np.ndarray | None:
+        """Patient id per item (object array), or None when the source has no patient ids."""
+        return None
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """Names of the item attributes this dataset carries (sex, age, site, view …)."""
+        return []
+
+    def attribute_values(self, name: str) -> np.ndarray:
+        """The attribute ``name`` per item (object array of strings, "" where unknown)."""
+        if name not in self.attribute_names:
+            known = ", ".join(self.attribute_names) or "none"
+            raise MedrepError(f"unknown attribute {name!r} (this dataset has: {known})", where="by")
+        return np.array([self._load(i).attributes.get(name, "") for i in range(len(self))], dtype=object)
 
     @property
     def splits(self) -> list[str]:
@@ -153,6 +172,18 @@ class Subset(ImageDataset):
     def has_captions(self) -> bool:
         return self.parent.has_captions
 
+    @property
+    def patients(self) -> np.ndarray | None:
+        parent = self.parent.patients
+        return None if parent is None else parent[self.indices]
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return self.parent.attribute_names
+
+    def attribute_values(self, name: str) -> np.ndarray:
+        return self.parent.attribute_values(name)[self.indices]
+
     def content_digest(self) -> str:
         return digest_json({"parent": self.parent.content_digest(), "indices": digest_bytes(np.asarray(self.indices).tobytes())})
 
@@ -170,6 +201,8 @@ class TensorDataset(ImageDataset):
         captions: Sequence[str] | None = None,
         name: str = "tensors",
         digest: str | None = None,
+        patients: Sequence[str] | None = None,
+        attributes: dict[str, Sequence[str]] | None = None,
     ):
         self.images = torch.as_tensor(images)
         if self.images.ndim == 3:
@@ -184,6 +217,11 @@ class TensorDataset(ImageDataset):
         self._digest = digest
         if len(self._labels) != n or len(self._ids) != n:
             raise MedrepError(f"{n} images but {len(self._labels)} labels and {len(self._ids)} ids", where=name)
+        self._patients = np.array([str(p) for p in patients], dtype=object) if patients is not None else None
+        self._attributes = {k: np.array([str(v) for v in vals], dtype=object) for k, vals in (attributes or {}).items()}
+        for what, values in [("patients", self._patients), *self._attributes.items()]:
+            if values is not None and len(values) != n:
+                raise MedrepError(f"{n} images but {len(values)} values of {what}", where=name)
         if self.masks is not None and tuple(self.masks.shape[-2:]) != tuple(self.images.shape[-2:]):
             raise BadInputError(
                 f"mask shape {tuple(self.masks.shape[-2:])} does not match image shape {tuple(self.images.shape[-2:])}",
@@ -203,7 +241,22 @@ class TensorDataset(ImageDataset):
             label=int(self._labels[index]),
             mask=self.masks[index] if self.masks is not None else None,
             caption=self.captions[index] if self.captions is not None else None,
+            patient=str(self._patients[index]) if self._patients is not None else None,
+            attributes={k: str(v[index]) for k, v in self._attributes.items()},
         )
+
+    @property
+    def patients(self) -> np.ndarray | None:
+        return self._patients
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return list(self._attributes)
+
+    def attribute_values(self, name: str) -> np.ndarray:
+        if name not in self._attributes:
+            return super().attribute_values(name)
+        return self._attributes[name]
 
     def item_id(self, index: int) -> str:
         return self._ids[index]
@@ -228,6 +281,11 @@ class TensorDataset(ImageDataset):
             parts = [self.images.contiguous().numpy().tobytes(), self._labels.tobytes(), "\0".join(self._ids).encode()]
             if self.masks is not None:
                 parts.append(self.masks.numpy().tobytes())
+            # patients and attributes join the key only when present, so existing keys stay as they were
+            if self._patients is not None:
+                parts.append(("patients\0" + "\0".join(self._patients)).encode())
+            for k, v in sorted(self._attributes.items()):
+                parts.append((f"attr:{k}\0" + "\0".join(v)).encode())
             self._digest = digest_bytes(*parts)
         return self._digest
 
@@ -371,6 +429,21 @@ class SplitDataset(ImageDataset):
     @property
     def has_captions(self) -> bool:
         return all(p.has_captions for p in self.parts.values())
+
+    @property
+    def patients(self) -> np.ndarray | None:
+        parts = [p.patients for p in self.parts.values()]
+        return None if any(x is None for x in parts) else np.concatenate(parts)
+
+    @property
+    def attribute_names(self) -> list[str]:
+        names = [p.attribute_names for p in self.parts.values()]
+        return [n for n in names[0] if all(n in other for other in names[1:])]
+
+    def attribute_values(self, name: str) -> np.ndarray:
+        if name not in self.attribute_names:
+            return super().attribute_values(name)
+        return np.concatenate([p.attribute_values(name) for p in self.parts.values()])
 
     def content_digest(self) -> str:
         return digest_json({k: p.content_digest() for k, p in self.parts.items()})
