@@ -26,7 +26,6 @@ from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
-ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
 # Stage key → section title (the same title whether the stage succeeds or fails).
 TITLES = {
     "robustness": "1 · Robustness of the representation",
@@ -206,11 +205,12 @@ class Audit:
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
-            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
             d = out / _safe(spec)
-            result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
+            # methods this model's structure does not support are left out (and said so), never failed late
+            result = run_explain(enc, self.test, methods=cfg["methods"], metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
+                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
+                                 skip_unsupported=True)
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
             res[spec] = rd
@@ -220,6 +220,10 @@ class Audit:
                                 note="random and center are baselines; higher is better except deletion AUC."))
             if "gallery" in paths:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
+            skipped = rd["settings"].get("skipped_methods") or {}
+            if skipped:
+                readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(skipped.values()))
+                _log(f"explain {_markup_escape(spec)}: left out {', '.join(skipped)} (not supported by this model)")
             pointing = {m: rd["metrics"][m].get("pointing", {}).get("value") for m in rd["methods"]}
             real = {m: v for m, v in pointing.items() if m not in rd["baselines"] and v is not None}
             if real:

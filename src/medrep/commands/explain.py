@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=16)
-    p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
-                   help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
+    p.add_argument("--methods", type=_csv, default=None,
+                   help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}, less those the model does not "
+                        "support); random and center are always added")
     p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
     p.add_argument("--target", default="class", choices=TARGETS,
                    help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
@@ -61,23 +62,28 @@ def run(args: argparse.Namespace) -> int:
         if args.target != "embedding":
             raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
+    from medrep.explain.run import DEFAULT_METHODS
+
+    methods = list(args.methods or DEFAULT_METHODS)  # the default list leaves out what this model cannot do
     options = {
         "attention": {"block": args.block, "head_fusion": args.head_fusion},
         "rollout": {"head_fusion": args.head_fusion, "discard_ratio": args.discard_ratio},
         "gradcam": {"layer": args.gradcam_layer},
         "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
     }
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
+    result = run_explain(encoder, data, methods=methods, metrics=args.metrics, target=args.target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
                          steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
-                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
-                         backend=backend, out_dir=out, resume=args.resume)
+                         method_options={m: o for m, o in options.items() if m in methods}, cache=make_cache(args), references=references,
+                         backend=backend, out_dir=out, resume=args.resume, skip_unsupported=args.methods is None)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
         "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
         timing={"seconds_per_image": result.seconds_per_image}))
+    for method, reason in result.settings.get("skipped_methods", {}).items():
+        print(f"left out {method}: {reason}")
     print(result.format_table(ascii_only=not _can_print("↑↓")))
     print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
     dead = {m: k for m, k in result.dead_maps.items() if k}

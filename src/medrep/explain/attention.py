@@ -61,14 +61,23 @@ def vision_prefix(module: nn.Module) -> str:
     return ""
 
 
+def in_block_stack(name: str) -> bool:
+    """Whether a module sits inside a numbered stack of transformer blocks (``blocks.3.attn``,
+    ``encoder.layer.3.attention``, ``transformer.resblocks.3.attn``).  Attention outside such a stack is a
+    pooling head (SigLIP's ``head.attention``, timm's ``attn_pool``, open_clip's ``attn_pool``): it attends
+    from learned queries, not between the image tokens, so it is not a block."""
+    return any(part.isdigit() for part in name.split("."))
+
+
 def find_attention_sites(encoder: Encoder) -> list[AttentionSite]:
-    """All attention modules of ``encoder`` in forward (module) order; a clear error when there are none."""
+    """The self-attention of every transformer block of ``encoder``'s image tower, in forward (module)
+    order; a clear error when there are none."""
     sites = []
     prefix = vision_prefix(encoder.module)
     for name, module in encoder.module.named_modules():
         kind = _site_kind(module)
         # dual-tower models (CLIP, SigLIP): the text tower's attention never runs on an image
-        if kind is not None and name.startswith(prefix):
+        if kind is not None and name.startswith(prefix) and in_block_stack(name[len(prefix):]):
             sites.append(AttentionSite(name, module, kind))
     if not sites:
         raise MedrepError(

@@ -24,7 +24,13 @@ embedding target (no head) the starting relevance is gradient×input at the fina
 of the cosine with the embedding norm held fixed, R = t ⊙ ∂(f·r̂/‖f‖)/∂t (it sums to the cosine),
 instead of a one-hot logit; (3) the rollout rows are normalised after adding the identity
 (``normalize_rows=True``, as the study this reproduces describes; Chefer's released ``ViT_LRP.py``
-leaves that line commented out — pass ``normalize_rows=False`` for it).
+leaves that line commented out — pass ``normalize_rows=False`` for it); (4) when the score is not a linear
+head on the CLS / mean token — attention pooling (timm ``global_pool='map'``) or a projection behind the
+trunk (open_clip with a timm trunk) — the starting relevance is gradient×input of the score at the final
+norm's output tokens, as in (2).
+
+Supported: timm ViT-style blocks (``attn.qkv``/``proj``, ``mlp.fc1``/``fc2``, ``ls1``/``ls2``), as the model
+itself or as open_clip's timm trunk; :func:`lrp_support` says so before any work for every other model.
 """
 from __future__ import annotations
 
@@ -86,25 +92,47 @@ class LRPState:
     output_relevance: torch.Tensor           # relevance at the final norm's output tokens (B, N, D)
 
 
-def _check_timm_vit(encoder: Encoder) -> list[nn.Module]:
-    module = encoder.module
-    blocks = getattr(module, "blocks", None)
-    ok = blocks is not None and len(blocks) > 0 and all(
+#: The families chefer-lrp reads through hooks, named in its refusal.
+LRP_FAMILIES = ("timm VisionTransformer-style models (timm:vit_*, demo-vit, timm ViTs with registers or MAP pooling) "
+                "and open_clip models with a timm ViT trunk (BiomedCLIP's structure)")
+
+
+def _is_timm_vit(module: nn.Module | None) -> bool:
+    blocks = getattr(module, "blocks", None) if isinstance(module, nn.Module) else None
+    return blocks is not None and len(blocks) > 0 and isinstance(getattr(module, "norm", None), nn.Module) and all(
         hasattr(b, "attn") and isinstance(getattr(b.attn, "qkv", None), nn.Linear) and isinstance(getattr(b.attn, "proj", None), nn.Linear)
         and isinstance(getattr(getattr(b, "mlp", None), "fc1", None), nn.Linear) and isinstance(getattr(b.mlp, "fc2", None), nn.Linear)
         and hasattr(b, "ls1") and hasattr(b, "ls2") and hasattr(b, "norm1")
         for b in blocks)
-    if not ok:
-        raise MedrepError(
-            f"chefer-lrp supports timm VisionTransformer-style models (blocks with attn.qkv/proj, mlp.fc1/fc2); "
-            f"model {encoder.name} is not one — use chefer (gradient-weighted rollout), which works on any ViT",
-            where="--methods")
-    return list(blocks)
+
+
+def timm_vit_root(encoder: Encoder) -> nn.Module | None:
+    """The timm VisionTransformer whose blocks chefer-lrp reads: the model itself, or open_clip's timm trunk."""
+    trunk = getattr(getattr(encoder.module, "visual", None), "trunk", None)
+    for candidate in (encoder.module, trunk):
+        if _is_timm_vit(candidate):
+            return candidate
+    return None
+
+
+def lrp_support(encoder: Encoder) -> str | None:
+    """Why chefer-lrp cannot explain ``encoder`` (None when it can): known before any work."""
+    if timm_vit_root(encoder) is None:
+        return (f"chefer-lrp supports {LRP_FAMILIES}; model {encoder.name} is not one — use chefer "
+                "(gradient-weighted rollout), which works on any ViT")
+    return None
+
+
+def _check_timm_vit(encoder: Encoder) -> tuple[nn.Module, list[nn.Module]]:
+    reason = lrp_support(encoder)
+    if reason is not None:
+        raise MedrepError(reason, where="--methods")
+    root = timm_vit_root(encoder)
+    return root, list(root.blocks)
 
 
 def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0) -> LRPState:
-    blocks = _check_timm_vit(encoder)
-    module = encoder.module
+    module, blocks = _check_timm_vit(encoder)
     n_blocks = len(blocks)
     if not -n_blocks <= start_block < n_blocks:
         raise MedrepError(f"model {encoder.name} has {n_blocks} blocks; start block {start_block} does not exist", where="start_block")
@@ -149,8 +177,13 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             attns = rec.complete(encoder.name)
             if len(attns) != n_blocks:
                 raise MedrepError(f"model {encoder.name}: {len(attns)} attention maps for {n_blocks} blocks", where="--methods")
-            grads = torch.autograd.grad(score.sum(), attns, retain_graph=target.kind == "embedding")
-            if target.kind == "embedding" and "tokens" in final:
+            pool = getattr(module, "global_pool", "token")
+            from_tokens = target.kind == "embedding" or pool not in ("token", "avg") or module is not encoder.module
+            grads = torch.autograd.grad(score.sum(), attns, retain_graph=from_tokens)
+            if from_tokens and target.kind != "embedding" and "tokens" in final:
+                # a head behind attention pooling (MAP): relevance starts as gradient×input at the tokens
+                grads = tuple(grads) + torch.autograd.grad(score.sum(), [final["tokens"]])
+            elif target.kind == "embedding" and "tokens" in final:
                 # cosine = Σ_j f_j r̂_j / ‖f‖: with ‖f‖ held fixed the score is linear in f, so gradient×input
                 # at the tokens sums to the cosine (plain grad×input of a cosine sums to 0: it is scale-free)
                 ref = torch.nn.functional.normalize(target.references.to(out.device, out.dtype), dim=-1)
@@ -168,7 +201,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
     prefix = int(getattr(module, "num_prefix_tokens", 1))
 
     # -- relevance at the final norm's output tokens --------------------------------------------
-    if target.kind == "embedding":
+    if from_tokens:
         r = tokens * grads[-1].detach().float()
     else:
         if "head_in" not in final:
@@ -176,7 +209,6 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
         feat = final["head_in"].detach().float()
         one_hot = torch.nn.functional.one_hot(target.classes.to(feat.device).long(), module.head.out_features).float()
         r_feat = linear_alpha1_beta0(feat, module.head.weight.float(), one_hot)
-        pool = getattr(module, "global_pool", "token")
         r = torch.zeros_like(tokens)
         if pool == "token":
             r[:, 0] = r_feat
@@ -184,7 +216,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             # z = mean_i x_i: gradient×input puts x_i / (N·z) of each feature's relevance on token i
             patch = tokens[:, prefix:]
             r[:, prefix:] = patch * safe_divide(r_feat, patch.sum(1))[:, None]
-        else:
+        else:  # unreachable: other poolings start from the tokens (from_tokens)
             raise MedrepError(f"chefer-lrp handles CLS ('token') and 'avg' pooling, not {pool!r}", where="--methods")
     output_relevance = r
 

@@ -21,16 +21,43 @@ from medrep.explain.targets import Target, model_output, resolve_classes, score_
 from medrep.models.base import Encoder
 
 Method = Callable[..., torch.Tensor]
+#: ``supports(encoder)`` → None when the method can explain the encoder, else the reason it cannot.
+Support = Callable[[Encoder], "str | None"]
 METHODS: dict[str, Method] = {}
+METHOD_SUPPORT: dict[str, Support] = {}
 BASELINES = ("random", "center")
 UPSAMPLING = ("nearest", "bilinear", "bicubic")
 
 
-def register_method(name: str) -> Callable[[Method], Method]:
+def register_method(name: str, supports: Support | None = None) -> Callable[[Method], Method]:
     def deco(fn: Method) -> Method:
         METHODS[name] = fn
+        if supports is not None:
+            METHOD_SUPPORT[name] = supports
         return fn
     return deco
+
+
+def unsupported_reason(encoder: Encoder, method: str) -> str | None:
+    """Why ``method`` cannot explain ``encoder`` (None when it can), decided from the model's structure alone."""
+    check = METHOD_SUPPORT.get(method)
+    return check(encoder) if check is not None else None
+
+
+def attention_support(encoder: Encoder) -> str | None:
+    """Attention-based methods need a token grid and the self-attention of the transformer blocks."""
+    try:
+        require_grid(encoder)
+        find_attention_sites(encoder)
+    except MedrepError as err:
+        return str(err).removeprefix(f"{err.where}: ") if err.where else str(err)
+    return None
+
+
+def lrp_support(encoder: Encoder) -> str | None:
+    from medrep.explain.lrp import lrp_support as structural
+
+    return attention_support(encoder) or structural(encoder)
 
 
 def get_method(name: str) -> Method:
@@ -40,7 +67,7 @@ def get_method(name: str) -> Method:
 
 
 # -- attention family ---------------------------------------------------------------------------------
-@register_method("attention")
+@register_method("attention", supports=attention_support)
 def raw_attention(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, block: int = -1,
                   head_fusion: str = "mean") -> torch.Tensor:
     """Softmax attention of one block (default the last) over the patch tokens, heads fused: the CLS row, or
@@ -80,7 +107,7 @@ def rollout_matrices(attentions: list[torch.Tensor], head_fusion: str = "mean", 
     return result
 
 
-@register_method("rollout")
+@register_method("rollout", supports=attention_support)
 def rollout(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, head_fusion: str = "mean",
             discard_ratio: float = 0.0) -> torch.Tensor:
     grid = require_grid(encoder)
@@ -119,14 +146,14 @@ def gradient_weighted_rollout(attentions: list[torch.Tensor], gradients: list[to
     return r
 
 
-@register_method("chefer")
+@register_method("chefer", supports=attention_support)
 def chefer(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torch.Tensor:
     grid = require_grid(encoder)
     attns, grads, _ = attention_and_gradients(encoder, pixels, target)
     return query_row_to_grid(gradient_weighted_rollout(attns, grads), grid, reads_cls(encoder))
 
 
-@register_method("chefer-lrp")
+@register_method("chefer-lrp", supports=lrp_support)
 def chefer_lrp(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,
                normalize_rows: bool = True) -> torch.Tensor:
     from medrep.explain.lrp import transformer_attribution
@@ -189,6 +216,10 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
     act, grad = _as_batch_first(act.detach().float(), b), _as_batch_first(grad.float(), b)
     if act.ndim == 3:
         grid = require_grid(encoder)
+        if act.shape[1] < grid.num_prefix_tokens + grid.num_patches:
+            raise MedrepError(f"layer {layer!r} gives {act.shape[1]} tokens, not the {grid.num_prefix_tokens} prefix and "
+                              f"{grid.num_patches} patch tokens of the image; name a layer inside a transformer block",
+                              where="--gradcam-layer")
         act = grid.to_map(grid.patch_tokens(act)).permute(0, 3, 1, 2)
         grad = grid.to_map(grid.patch_tokens(grad)).permute(0, 3, 1, 2)
     if act.ndim != 4:

@@ -21,7 +21,7 @@ from medrep.explain.attention import find_attention_sites, fuse_heads, select_si
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc, pixel_ranks
 from medrep.explain.methods import (BASELINES, UPSAMPLING, default_gradcam_layer, explain_with_raw, get_method,
-                                    ig_coefficients, rollout_matrices)
+                                    ig_coefficients, rollout_matrices, unsupported_reason)
 from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
@@ -163,6 +163,17 @@ def check_method_options(encoder: Encoder, methods: Sequence[str], method_option
             _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))
 
 
+def supported_methods(encoder: Encoder, methods: Sequence[str], skip_unsupported: bool = False
+                      ) -> tuple[list[str], dict[str, str]]:
+    """(methods that can explain ``encoder``, {left-out method: why}).  Decided from the model's structure
+    before any work: an unsupported method is refused (a MedrepError naming it and what it supports) unless
+    ``skip_unsupported``, which leaves it out instead."""
+    reasons = {m: r for m in methods if (r := unsupported_reason(encoder, m)) is not None}
+    if reasons and not skip_unsupported:
+        raise MedrepError("; ".join(reasons.values()), where="--methods")
+    return [m for m in methods if m not in reasons], reasons
+
+
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
     if not dataset.has_masks:
         raise MedrepError(f"dataset {dataset.name} has no lesion masks; explanation scores need them", where="--data")
@@ -295,6 +306,7 @@ def run_explain(
     backend: Any = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    skip_unsupported: bool = False,
 ) -> ExplainResult:
     """Maps of every method for the images with a non-empty mask, scored against the masks.
 
@@ -304,7 +316,9 @@ def run_explain(
     ``backend`` (default: the current one, see :mod:`medrep.backends`) runs the batches (Ray: sharded
     over workers); the results are gathered in batch order, so they do not depend on who ran what.
     With ``out_dir`` every finished batch is kept in ``OUT/partial/``; ``resume=True`` reuses them, and
-    the result equals an uninterrupted run's.
+    the result equals an uninterrupted run's.  A method that cannot explain this model (see
+    :func:`supported_methods`) is refused before any work, or left out with ``skip_unsupported`` (the default
+    method list does that; ``result.settings["skipped_methods"]`` says which and why).
     """
     from medrep.backends import resolve_backend
 
@@ -328,8 +342,7 @@ def run_explain(
     if target in ("class", "predicted") and not encoder.has_head:
         raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
     method_options = dict(method_options or {})
-    if any(m in ATTENTION_METHODS for m in methods):
-        find_attention_sites(encoder)  # fail before any work when the model has no attention to read
+    methods, skipped = supported_methods(encoder, methods, skip_unsupported)
     check_method_options(encoder, methods, method_options)
     if any(m in ("deletion", "insertion") for m in metrics) and steps < 1:
         raise MedrepError("needs at least one step", where="--steps")
@@ -414,7 +427,8 @@ def run_explain(
     data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
     settings = {"upsampling": upsampling, "topk_percent": list(topk), "perturbation_steps": steps,
                 "perturbation_baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "limit": limit,
-                "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95}}
+                "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95},
+                "skipped_methods": skipped}
     return ExplainResult(
         model=encoder.name, data=data_desc, target=target, methods=methods, metric_names=keys, metrics=summary,
         per_image=values, ids=ids, mask_area=area_stats, settings=settings,

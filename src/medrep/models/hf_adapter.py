@@ -182,6 +182,12 @@ def _default_layer(module: nn.Module, family: str) -> str:
     for candidate in _TOKEN_LAYERS.get(family, ()):
         if candidate in names:
             return candidate
+    if getattr(_vision_config(module.config), "patch_size", None) is None:
+        # A CNN (ResNet, ConvNeXt, …): the last stage's feature map, which Grad-CAM and pooled embeddings read
+        stages = [(n, m) for n, m in module.named_modules()
+                  if isinstance(m, nn.ModuleList) and n.rsplit(".", 1)[-1] == "stages" and len(m)]
+        if stages:
+            return f"{stages[-1][0]}.{len(stages[-1][1]) - 1}"
     # Generic model: the last shallow LayerNorm, else the whole model's output (its last_hidden_state).
     norms = [n for n, m in module.named_modules() if n.count(".") <= 1 and isinstance(m, nn.LayerNorm)]
     return norms[-1] if norms else ""

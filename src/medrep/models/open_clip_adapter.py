@@ -83,6 +83,11 @@ def preprocessing_from_open_clip(visual: nn.Module) -> Preprocessing:
     cfg = dict(getattr(visual, "preprocess_cfg", None) or {})
     size = cfg.get("size") or getattr(visual, "image_size", 224)
     size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    # open_clip does not pass image_size on to a timm trunk: a fixed-size trunk is fed what it was built for
+    trunk_embed = getattr(getattr(visual, "trunk", None), "patch_embed", None)
+    trunk_size = getattr(trunk_embed, "img_size", None)
+    if trunk_size is not None and not getattr(trunk_embed, "dynamic_img_size", False):
+        size = (int(trunk_size[0]), int(trunk_size[1]))
     mean = tuple(float(m) for m in (cfg.get("mean") or getattr(visual, "image_mean", None) or CLIP_MEAN))
     std = tuple(float(s) for s in (cfg.get("std") or getattr(visual, "image_std", None) or CLIP_STD))
     interp = cfg.get("interpolation", "bicubic")
