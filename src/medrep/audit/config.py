@@ -35,6 +35,9 @@ SCHEMA: dict[str, Any] = {
     "test_split": _f(str, "test"),
     "models": _f(list, ["demo-vit", "demo-cnn"], list_of=str),
     "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
+    "head_classes": _f((list, type(None)), None, list_of=str,
+                       help="class names of the models' head outputs, in output order (for heads of that size; null: the "
+                            "checkpoints' own labels); a head is used only when its classes are the data's"),
     "seed": _f(int, 0),
     "batch_size": _f(int, 64, minimum=1),
     "n_boot": _f((int, type(None)), None, help="bootstrap resamples behind every 95% interval (null: each analysis's default)"),

@@ -103,12 +103,26 @@ class Audit:
                 torch.manual_seed(self.config["seed"])
                 self._encoders[spec] = load_encoder(spec).to(device)
             self.scorecard[spec] = {"model": spec}
+            self._declare_head_classes(self._encoders[spec])
         # Two specs of one architecture (timm:vit…?depth=2 and ?depth=4) share an encoder name; the analyses
         # key their results by name, so such models are renamed to their full spec.
         names = [e.name for e in self._encoders.values()]
         for spec, enc in self._encoders.items():
             if names.count(enc.name) > 1:
                 enc.name = spec
+
+    def _declare_head_classes(self, encoder) -> None:
+        """``head_classes`` names the outputs of every head of that size (heads of another size keep their own)."""
+        names = self.config.get("head_classes")
+        if names and encoder.has_head and encoder.num_classes in (None, len(names)):
+            encoder.declare_head_classes(names)
+
+    def head_notes(self) -> dict[str, str]:
+        """spec → why its head is not used on this data (models whose head fits, or with none, are absent)."""
+        from medrep.robustness.classifiers import head_note
+
+        notes = {spec: head_note(enc, self.dataset.classes) for spec, enc in self._encoders.items()}
+        return {spec: note for spec, note in notes.items() if note}
 
     @property
     def text_encoder(self):
@@ -193,6 +207,8 @@ class Audit:
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
                        if objective == "collide" else "."))
         self.results["robustness"] = res
+        readings += [note[0].upper() + note[1:] + "." for spec, note in self.head_notes().items()
+                     if spec in self.models_for("robustness")]
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
                                       "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
@@ -206,8 +222,12 @@ class Audit:
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
             d = out / _safe(spec)
+            target = cfg["target"]
+            if target == "class" and not enc.head_fit(self.test.classes).fits:
+                target = "embedding"  # a head trained on other classes cannot say which output is the item's class
+                readings.append(f"{spec}: explained towards each class's mean embedding (its head does not fit the data).")
             # methods this model's structure does not support are left out (and said so), never failed late
-            result = run_explain(enc, self.test, methods=cfg["methods"], metrics=cfg["metrics"], target=cfg["target"],
+            result = run_explain(enc, self.test, methods=cfg["methods"], metrics=cfg["metrics"], target=target,
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
                                  gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
                                  skip_unsupported=True)
@@ -426,6 +446,8 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     audit = Audit(config, out, EmbeddingCache(cache_dir, enabled=use_cache), device, resume=resume)
     _log(f"loading data and {len(config['models'])} model(s) …")
     audit.load()
+    for note in audit.head_notes().values():  # said once, here; the report's robustness reading repeats it
+        _log(_markup_escape(note))
     analyses = config["analyses"]
     # Features first: it fills the embedding cache that the other analyses read.
     run = [k for k in ("features", "robustness", "explain", "alignment") if analyses[k]["enabled"]]
@@ -445,6 +467,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
                "scorecard": {s: {k: v.get("metric") if isinstance(v, dict) else v for k, v in card.items()}
                              for s, card in audit.scorecard.items()},
                "tables": table_index,
+               "heads": {s: e.head_fit(audit.dataset.classes).to_dict() for s, e in audit._encoders.items() if e.has_head},
                **audit.results}
     results = finite_json(results)  # the returned dict is what results.json holds
     write_json_atomic(out / "results.json", results)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, out_dir, pick_data)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_head_classes_argument, arguments_of,
+                                   load_model, make_backend, make_cache, out_dir, pick_data)
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -58,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--noise-sigma", default="0.005,0.01,0.03",
                    help="σ value(s) of the Gaussian noise of the label-consistency check, comma-separated (one AUC each)")
     d.add_argument("--noise-draws", type=int, default=8, help="noisy copies per image")
+    add_head_classes_argument(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
-    from medrep.robustness.classifiers import CLASSIFIERS, resolve_classifiers
+    from medrep.robustness.classifiers import CLASSIFIERS, head_note, resolve_classifiers
     from medrep.robustness.runner import check_detector, check_eps_budget
 
     from medrep.robustness.attacks import check_eps, make_attack
@@ -95,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
         train = _train_split(full, args.train_split)
     encoder = load_model(args.model, args)
-    names = resolve_classifiers(args.classifiers, encoder)
+    names = resolve_classifiers(args.classifiers, encoder, data.classes)
+    note = head_note(encoder, data.classes)
+    if note and "head" not in names:
+        print(note)
     if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
         train = _train_split(full, args.train_split)
     result = run_attack(

@@ -59,10 +59,18 @@ def resolve_device(name: str) -> torch.device:
         raise MedrepError(f"unknown device {name!r}", where="--device") from err
 
 
+def add_head_classes_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head-classes", default=None, metavar="A,B,C",
+                   type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+                   help="the class names of the model's head outputs, in output order; the head is used only when "
+                        "they are the data's classes (default: the checkpoint's own labels)")
+
+
 def load_model(spec: str, args: argparse.Namespace):
     from medrep.models import load_encoder
 
     encoder = load_encoder(spec, trust_remote_code=getattr(args, "trust_remote_code", False))
+    encoder.declare_head_classes(getattr(args, "head_classes", None))
     return encoder.to(resolve_device(args.device))
 
 

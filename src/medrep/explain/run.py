@@ -341,6 +341,10 @@ def run_explain(
         raise MedrepError("must be at least 1", where="--batch-size")
     if target in ("class", "predicted") and not encoder.has_head:
         raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+    fit = encoder.head_fit(dataset.classes)
+    if target == "class" and not fit.fits:  # the item's label would index an output that means another class
+        raise MedrepError(f"the head of {encoder.name} does not fit the data: {fit.reason}; use --target embedding "
+                          "(or name the head's outputs with --head-classes)", where="--target")
     method_options = dict(method_options or {})
     methods, skipped = supported_methods(encoder, methods, skip_unsupported)
     check_method_options(encoder, methods, method_options)

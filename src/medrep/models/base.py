@@ -133,6 +133,38 @@ def _axis(value: Any, axis: int) -> int:
     return int(value[axis]) if isinstance(value, (tuple, list)) else int(value)
 
 
+def class_key(name: str) -> str:
+    """A class name as compared between a head and a dataset: case, '_' / '-' and spacing do not matter."""
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def _generic_labels(names: Sequence[str]) -> bool:
+    """Hugging Face's placeholder labels (LABEL_0, LABEL_1, …) name no class."""
+    return all(class_key(n) == f"label {i}" for i, n in enumerate(names))
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """Whether a model's classification head can classify a dataset: its outputs are the dataset's classes,
+    in the dataset's order.  ``reason`` says why not (or how it was matched)."""
+
+    fits: bool
+    reason: str
+    head_classes: list[str] | None
+    data_classes: list[str]
+    outputs: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _names_text(names: Sequence[str] | None, limit: int = 8) -> str:
+    if not names:
+        return "unnamed"
+    shown = ", ".join(map(str, names[:limit]))
+    return f"[{shown}{f', … ({len(names)} in all)' if len(names) > limit else ''}]"
+
+
 class _StopForward(Exception):
     """Raised by a capture hook to skip the rest of the network once the wanted layer has run."""
 
@@ -232,6 +264,54 @@ class Encoder(nn.Module):
     @property
     def num_classes(self) -> int | None:
         return len(self.class_names) if self.class_names else None
+
+    #: Class names the user declared for the head's outputs, in output order (``--head-classes``).
+    declared_head_classes: list[str] | None = None
+    #: Whether the user sized the head for their data (timm ``?num_classes=``, a head passed from Python): an
+    #: unnamed head of the data's size then counts as giving the data's classes in the data's order.
+    head_size_declared: bool = False
+
+    @property
+    def head_classes(self) -> list[str] | None:
+        """The head's class names in output order, when known (declared, the checkpoint's labels, demo classes)."""
+        if self.declared_head_classes:
+            return list(self.declared_head_classes)
+        names = self.class_names
+        return None if not names or _generic_labels(names) else list(names)
+
+    def head_fit(self, data_classes: Sequence[str]) -> HeadFit:
+        """Compare the head's outputs with ``data_classes`` (count, then names in order)."""
+        data = [str(c) for c in data_classes]
+        names, outputs = self.head_classes, self.num_classes
+        if not self.has_head:
+            return HeadFit(False, f"model {self.name} has no classification head", None, data, None)
+        if names is not None and outputs is not None and len(names) != outputs:
+            return HeadFit(False, f"{len(names)} declared head classes for {outputs} head outputs", names, data, outputs)
+        if outputs is not None and outputs != len(data):
+            return HeadFit(False, f"the head has {outputs} outputs {_names_text(names)}, the data {len(data)} classes "
+                                  f"{_names_text(data)}", names, data, outputs)
+        if names is not None:
+            if [class_key(n) for n in names] == [class_key(c) for c in data]:
+                return HeadFit(True, "the head's classes are the data's", names, data, outputs)
+            return HeadFit(False, f"the head's classes {_names_text(names)} are not the data's {_names_text(data)} "
+                                  "(in order)", names, data, outputs)
+        if self.head_size_declared and outputs is not None:
+            return HeadFit(True, f"an unnamed head sized for the data ({outputs} outputs, taken in the data's class "
+                                 "order)", None, data, outputs)
+        return HeadFit(False, f"the head's {outputs or 'unknown number of'} outputs have no class names to match with "
+                              f"the data's {_names_text(data)}; declare them with --head-classes", None, data, outputs)
+
+    def declare_head_classes(self, names: Sequence[str] | None) -> None:
+        """Name the head's outputs (in output order); the names must be as many as the outputs."""
+        if not names:
+            return
+        names = [str(n).strip() for n in names]
+        if not self.has_head:
+            raise MedrepError(f"model {self.name} has no classification head to name", where="--head-classes")
+        if self.num_classes is not None and len(names) != self.num_classes:
+            raise MedrepError(f"{len(names)} names for the {self.num_classes} outputs of the head of {self.name}",
+                              where="--head-classes")
+        self.declared_head_classes = names
 
     @property
     def default_layer(self) -> str:
@@ -367,6 +447,7 @@ class Encoder(nn.Module):
             "token_grid": asdict(self.token_grid) if self.token_grid else None,
             "has_head": self.has_head,
             "class_names": self.class_names,
+            **({"head_classes": self.declared_head_classes} if self.declared_head_classes else {}),
             "fingerprint": self.fingerprint,
             "source": self.source,
         }
@@ -403,6 +484,7 @@ class ModuleEncoder(Encoder):
         super().__init__(module, preprocessing, name, token_grid, default_pool, class_names, source, owns_module)
         self._embed_fn = embed_fn
         self.head = head  # an nn.Module head becomes a submodule: frozen or borrowed along with the module
+        self.head_size_declared = head is not None
         if isinstance(head, nn.Module) and self.owns_module:
             head.eval()
             for p in head.parameters():

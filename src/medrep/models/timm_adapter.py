@@ -128,4 +128,5 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
     prep = preprocessing_from_timm(module, {"img_size": kwargs.get("img_size")})
     enc = TimmEncoder(module, prep, name=f"timm:{name}", source={"spec": f"timm:{name}", "weights": weights, "pretrained": pretrained})
     enc.eval_crop_pct = timm_crop_pct(module)
+    enc.head_size_declared = "num_classes" in kwargs  # ?num_classes=K: the user sized the head for their data
     return enc

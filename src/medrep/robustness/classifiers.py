@@ -66,10 +66,13 @@ def fit_knn(vectors: np.ndarray, labels: np.ndarray, k: int = 10):
     return KNeighborsClassifier(n_neighbors=min(k, len(labels)), metric="cosine").fit(vectors, labels)
 
 
-def resolve_classifiers(names: Sequence[str] | str | None, encoder: Encoder) -> list[str]:
-    """``None``/"auto": the head when there is one, else probe + kNN."""
+def resolve_classifiers(names: Sequence[str] | str | None, encoder: Encoder,
+                        data_classes: Sequence[str] | None = None) -> list[str]:
+    """``None``/"auto": the head when there is one that fits ``data_classes`` (see ``Encoder.head_fit``), else
+    probe + kNN.  An explicit ``head`` whose outputs are not the data's classes is refused with both lists."""
+    fit = encoder.head_fit(data_classes) if data_classes is not None and encoder.has_head else None
     if names is None or names == "auto":
-        return ["head"] if encoder.has_head else ["probe", "knn"]
+        return ["head"] if encoder.has_head and (fit is None or fit.fits) else ["probe", "knn"]
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     out = []
@@ -78,8 +81,21 @@ def resolve_classifiers(names: Sequence[str] | str | None, encoder: Encoder) -> 
             raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
         if n == "head" and not encoder.has_head:
             raise MedrepError(f"model {encoder.name} has no classification head", where="--classifiers")
+        if n == "head" and fit is not None and not fit.fits:
+            raise MedrepError(f"the head of {encoder.name} does not fit the data: {fit.reason}; use probe,knn "
+                              "(or name the head's outputs with --head-classes)", where="--classifiers")
         if n not in out:
             out.append(n)
     if not out:
         raise MedrepError("name at least one classifier", where="--classifiers")
     return out
+
+
+def head_note(encoder: Encoder, data_classes: Sequence[str]) -> str | None:
+    """One sentence when the model has a head that the data's classes rule out (None otherwise)."""
+    if not encoder.has_head:
+        return None
+    fit = encoder.head_fit(data_classes)
+    if fit.fits:
+        return None
+    return f"the head of {encoder.name} is not used: {fit.reason}; the linear probe and kNN judge instead"

@@ -65,6 +65,7 @@ class AttackResult:
     gallery_source: np.ndarray | None = None
     gallery_target: np.ndarray | None = None
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    head: dict[str, Any] | None = None  # HeadFit.to_dict() of a model with a head: whether it classifies this data
 
     @property
     def primary(self) -> str:
@@ -84,6 +85,7 @@ class AttackResult:
             "config": self.config,
             "classifiers": self.classifiers,
             "primary_classifier": self.primary,
+            "head": self.head,
             "pairs": [{"source": s, "target": t, "source_label": name(int(a)), "target_label": name(int(b)) if t else None}
                       for s, t, a, b in zip(self.source_ids, self.target_ids, labels, targets)],
             "results": self.summaries,
@@ -268,7 +270,7 @@ def run_attack(
         raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--target")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
-    names = resolve_classifiers(classifiers, encoder)
+    names = resolve_classifiers(classifiers, encoder, dataset.classes)
     sigmas = check_detector(noise_sigma, noise_draws)
     needs_train = any(n in ("probe", "knn") for n in names) or (obj.uses_target and target == "centroid")
     if needs_train and train_dataset is None:
@@ -365,6 +367,7 @@ def run_attack(
     result = AttackResult(config, model, data, names, list(ids), target_ids, per_eps,
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
     result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws) for r in per_eps]
+    result.head = encoder.head_fit(dataset.classes).to_dict() if encoder.has_head else None
     return result
 
 
