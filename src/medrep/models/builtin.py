@@ -1,4 +1,4 @@
-"""Registry entries for the demo models, timm and local checkpoint files."""
+"""Registry entries for the demo models, the packaged EfficientNet-Lite0, timm and local checkpoint files."""
 from __future__ import annotations
 
 from medrep.models.registry import register_image_scheme, register_named
@@ -17,6 +17,13 @@ def _demo_cnn(spec: Spec, trust_remote_code: bool):
     from medrep.models.demo import demo_encoder
 
     return demo_encoder("demo-cnn")
+
+
+@register_named("efficientnet-lite0")
+def _efficientnet_lite0(spec: Spec, trust_remote_code: bool):
+    from medrep.models.efficientnet_lite import load_efficientnet_lite0
+
+    return load_efficientnet_lite0(spec.options)
 
 
 @register_image_scheme("timm")
