@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
+                                   load_model, make_backend, make_cache, out_dir)
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep explain --model demo-vit --methods attention,gradcam --limit 8 --out out/explain",
+)
 
 
 def _csv(value: str) -> list[str]:
@@ -23,15 +28,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
                    help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
     p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
-    p.add_argument("--target", default="class", choices=TARGETS,
-                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
+                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid; "
+                        "auto: class when the model has a head, else embedding")
+    add_deprecated_alias(p, "--target", "--explain-target", "explain_target", choices=("auto", *TARGETS))
     p.add_argument("--prompt", default=None, metavar="TEMPLATE",
-                   help="with --target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
-                        "formatted with each class name (e.g. 'a scan showing a {} lesion') instead of the class centroid")
+                   help="with --explain-target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
+                        "formatted with each class name (e.g. 'a scan showing a {label} lesion') instead of the class centroid "
+                        "(default: the class centroid)")
     p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
     p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
-    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
-    p.add_argument("--baseline", default="blur", choices=["blur", "zero", "mean"], help="what removed pixels become (deletion/insertion)")
+    p.add_argument("--deletion-steps", type=int, default=16, help="deletion/insertion steps")
+    add_deprecated_alias(p, "--steps", "--deletion-steps", "deletion_steps", type=int)
+    p.add_argument("--deletion-baseline", default="blur", choices=["blur", "zero", "mean"],
+                   help="what removed pixels become (deletion/insertion)")
+    add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
     p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
     p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
@@ -54,12 +65,21 @@ def run(args: argparse.Namespace) -> int:
     data = _data_without_limit(args)
     encoder = load_model(args.model, args)
     references = None
+    if args.explain_target == "auto":
+        from medrep.explain.run import default_target
+
+        from medrep.progress import is_quiet
+
+        args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
+        if not is_quiet():
+            print(f"explaining the {args.explain_target} score (--explain-target auto: "
+                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
 
-        if args.target != "embedding":
-            raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
+        if args.explain_target != "embedding":
+            raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
     options = {
         "attention": {"block": args.block, "head_fusion": args.head_fusion},
@@ -67,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         "gradcam": {"layer": args.gradcam_layer},
         "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
     }
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
+    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.explain_target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
-                         steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
+                         steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
                          method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
                          backend=backend, out_dir=out, resume=args.resume)
     paths = write_explain_outputs(result, out)
