@@ -277,7 +277,9 @@ def test_the_readme_uses_no_old_spelling():
         for old in ("--steps ", "--target ", "--text-model", "--template", "--eval-split", "--permutations", "--baseline ",
                     "--overlay "):
             assert old not in line + " " or (old == "--overlay " and "--overlay --" in line + " "), line
-    assert "{c}" not in text and "'{}'" not in text
+    for line in text.splitlines():
+        if "--prompt " in line or "--prompt=" in line:
+            assert "{label}" in line and "{c}" not in line and "{}" not in line, line
 
 
 def _examples() -> list[tuple[str, str]]:
