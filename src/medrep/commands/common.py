@@ -67,9 +67,25 @@ def load_model(spec: str, args: argparse.Namespace):
 
 
 def load_data(args: argparse.Namespace, split: str | None = None, skipped: SkipLog | None = None) -> ImageDataset:
+    return pick_data(load_all_data(args, skipped if skipped is not None else SkipLog())[0], args, split)
+
+
+def load_all_data(args: argparse.Namespace, skipped: SkipLog) -> tuple[ImageDataset, int]:
+    """--data as loaded (every split), bad items left out into ``skipped`` under --skip-bad, and the number
+    of items the source held (kept + skipped), for :func:`note_skipped`."""
     from medrep.data import load_dataset
 
-    return pick_data(load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped), args, split)
+    ds = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)
+    return ds, len(ds) + len(skipped.skipped)
+
+
+def note_skipped(skipped: SkipLog, items_seen: int) -> None:
+    """One console line when --skip-bad left items out (the manifest lists which and why)."""
+    import sys
+
+    if skipped.skipped:
+        print(f"skipped {len(skipped.skipped)} of {max(items_seen, len(skipped.skipped))} items: see manifest.json",
+              file=sys.stderr)
 
 
 def pick_data(ds: ImageDataset, args: argparse.Namespace, split: str | None = None) -> ImageDataset:
