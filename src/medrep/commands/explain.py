@@ -5,6 +5,7 @@ import argparse
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
                                    make_cache, note_skipped, out_dir)
+from medrep.commands.common import add_subgroup_arguments, subgroup_config
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
@@ -42,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
+    add_subgroup_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
+    subgroups = subgroup_config(args)
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
                          steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
                          method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
                          backend=backend, out_dir=out, resume=args.resume)
+    if subgroups is not None:
+        from medrep.subgroups.items import explain_subgroups
+
+        result.subgroups = explain_subgroups(result, data, subgroups)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
@@ -87,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if dead:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table, write_group_table
+
+        write_group_table(result.subgroups, out)
+        print(format_subgroup_table(result.subgroups))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     note_skipped(skipped, items_seen)
     return 0

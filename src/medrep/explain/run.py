@@ -79,6 +79,7 @@ class ExplainResult:
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
     dead: dict[str, np.ndarray] = field(default_factory=dict)  # method → (n,) bool: the map was constant
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) class index per id
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -106,6 +107,7 @@ class ExplainResult:
             "n_images": len(self.ids),
             "ids": self.ids,
             "settings": self.settings,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
     def format_table(self, ascii_only: bool = False) -> str:
