@@ -134,3 +134,31 @@ def out_dir(path: str | Path) -> Path:
 
 def arguments_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def add_subgroup_arguments(p: argparse.ArgumentParser) -> None:
+    """``--by`` and its options: every headline figure by subgroup, separability and the shortcut check."""
+    p.add_argument("--by", default=None, metavar="ATTR[,ATTR…]",
+                   help="item attributes to break every headline figure down by (e.g. sex,age,site: from a dataset "
+                        "recipe, a CSV attrs column, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
+                        "with permutation p-values, subgroup separability and a shortcut check")
+    p.add_argument("--min-group-size", type=int, default=30,
+                   help="subgroups with fewer items are shown but flagged too small to judge and left out of the gap")
+    p.add_argument("--age-bins", default=None, metavar="EDGES",
+                   help="edges of the age bands for numeric age attributes, comma-separated (default: decades)")
+
+
+def subgroup_config(args: argparse.Namespace, n_boot: int = 1000, n_permutations: int = 1000):
+    """The SubgroupConfig of ``--by`` (None without it)."""
+    from medrep.subgroups.config import DECADES, SubgroupConfig, parse_age_bins, parse_by
+
+    by = parse_by(getattr(args, "by", None))
+    if not by:
+        return None
+    if args.min_group_size < 1:
+        from medrep.errors import MedrepError
+
+        raise MedrepError("must be at least 1", where="--min-group-size")
+    bins = parse_age_bins(args.age_bins) if args.age_bins else DECADES
+    return SubgroupConfig(by=by, min_group_size=args.min_group_size, age_bins=bins, n_boot=n_boot,
+                          n_permutations=n_permutations, seed=getattr(args, "seed", 0) or 0)
