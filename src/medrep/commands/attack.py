@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
-                                   load_model, make_backend, make_cache, out_dir, pick_data)
+                                   load_all_data, load_model, make_backend, make_cache, note_skipped, out_dir, pick_data)
+from medrep.commands.common import add_subgroup_arguments, subgroup_config
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -67,11 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
+    add_subgroup_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from medrep.partial import discard_partials
-    from medrep.data import load_dataset
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     # fail on bad options before loading anything
     eps = [check_eps(e) for e in parse_eps(args.eps)]
+    subgroups = subgroup_config(args)
     sigmas = check_detector(parse_eps(args.noise_sigma, where="--noise-sigma"), args.noise_draws)
     geometry = make_attack(args.norm, steps=args.attack_steps, step_size=args.step_size)
     check_eps_budget(eps, geometry.norm)  # L2's bound needs the image size: run_attack checks it
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
-    full = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)  # loaded once: the train split comes from it too
+    full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
     data = pick_data(full, args)
     train = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
@@ -110,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
         noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args),
         backend=backend)
+    if subgroups is not None:
+        from medrep.subgroups.items import attack_subgroups
+
+        result.subgroups = attack_subgroups(result, data, subgroups, args.norm)
     paths = write_attack_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
@@ -135,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'eps' if norm == 'linf' else 'L2 eps':>10} " + " ".join(f"{f'σ={sg:g}':>20}" for sg in sigmas))
     for s in result.summaries:
         print(f"{eps_text(s):>10} " + " ".join(f"{_auc_text(d['roc_auc']):>20}" for d in s["detector"]["by_sigma"]))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table, write_group_table
+
+        write_group_table(result.subgroups, out)
+        print(format_subgroup_table(result.subgroups))
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
+    note_skipped(skipped, items_seen)
     return 0
 
 

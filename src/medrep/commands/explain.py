@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
-                                   load_model, make_backend, make_cache, out_dir)
+                                   load_model, make_backend, make_cache, note_skipped, out_dir)
+from medrep.commands.common import add_subgroup_arguments, subgroup_config
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
@@ -53,16 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
+    add_subgroup_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrep.data.base import SkipLog
     from medrep.partial import discard_partials
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
+    subgroups = subgroup_config(args)
     backend = make_backend(args)
     out = out_dir(args.out)
-    data = _data_without_limit(args)
+    skipped = SkipLog()
+    data, items_seen = _data_without_limit(args, skipped)
     encoder = load_model(args.model, args)
     references = None
     if args.explain_target == "auto":
@@ -92,10 +97,15 @@ def run(args: argparse.Namespace) -> int:
                          steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
                          method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
                          backend=backend, out_dir=out, resume=args.resume)
+    if subgroups is not None:
+        from medrep.subgroups.items import explain_subgroups
+
+        result.subgroups = explain_subgroups(result, data, subgroups)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
-        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
+        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, skipped=skipped.skipped,
+        encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
         timing={"seconds_per_image": result.seconds_per_image}))
     print(result.format_table(ascii_only=not _can_print("↑↓")))
@@ -104,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
     if dead:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table, write_group_table
+
+        write_group_table(result.subgroups, out)
+        print(format_subgroup_table(result.subgroups))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    note_skipped(skipped, items_seen)
     return 0
 
 
@@ -119,10 +135,11 @@ def _can_print(text: str) -> bool:
         return False
 
 
-def _data_without_limit(args: argparse.Namespace):
-    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all."""
-    from medrep.data import load_dataset
+def _data_without_limit(args: argparse.Namespace, skipped):
+    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all;
+    and the number of items the source held."""
+    from medrep.commands.common import load_all_data
 
-    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    ds, items_seen = load_all_data(args, skipped)
     split = args.split if ds.splits else None
-    return ds.split(split)
+    return ds.split(split), items_seen
