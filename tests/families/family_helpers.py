@@ -25,15 +25,15 @@ def run_command(capsys, *args: str) -> str:
     return text
 
 
-def run_every_analysis(spec: str, out: Path, capsys, text: str | None = None, explain_target: str = "embedding") -> dict:
+def run_every_analysis(spec: str, out: Path, capsys, text: str | None = None, explain_target: str = "auto") -> dict:
     """extract, attack (2 steps), explain (every method the model supports), features, align (zero-shot through
     MiniLM) and, with ``text``, zero-shot through that text tower.  Returns each command's results.json."""
     results = {}
     run_command(capsys, "extract", "--model", spec, "--data", DATA, "--split", "test", "--out", str(out / "extract"))
-    run_command(capsys, "attack", "--model", spec, "--data", DATA, "--limit", "4", "--steps", "2", "--eps", "4/255",
+    run_command(capsys, "attack", "--model", spec, "--data", DATA, "--limit", "4", "--attack-steps", "2", "--eps", "4/255",
                 "--noise-sigma", "0.01", "--noise-draws", "2", "--out", str(out / "attack"))
-    run_command(capsys, "explain", "--model", spec, "--data", DATA, "--limit", "4", "--target", explain_target,
-                "--steps", "2", "--ig-steps", "2", "--out", str(out / "explain"))
+    run_command(capsys, "explain", "--model", spec, "--data", DATA, "--limit", "4", "--explain-target", explain_target,
+                "--deletion-steps", "2", "--ig-steps", "2", "--out", str(out / "explain"))
     run_command(capsys, "features", "--model", spec, "--data", DATA, "--k", "3", "--shots", "1", "--draws", "1",
                 "--permutations", "0", "--projection", "none", "--n-boot", "20", "--out", str(out / "features"))
     run_command(capsys, "align", "--source", spec, "--text", "minilm", "--data", DATA, "--anchors", "8", "--n-boot", "20",
@@ -69,7 +69,7 @@ def check_structure(spec: str, blocks: int, lrp: bool, capsys, tmp_path: Path) -
     assert (reason is None) == lrp, reason
     if not lrp:
         out = tmp_path / "refused"
-        code = main(["explain", "--model", spec, "--data", DATA, "--methods", "chefer-lrp", "--target", "embedding", "--limit", "2",
+        code = main(["explain", "--model", spec, "--data", DATA, "--methods", "chefer-lrp", "--explain-target", "embedding", "--limit", "2",
                      "--out", str(out),
                      "--quiet"])
         err = capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_head_fit_compares_outputs_and_names():
 
 
 def _attack(capsys, tmp_path, model, data, *extra):
-    code = main(["attack", "--model", model, "--data", data, "--steps", "2", "--eps", "4/255", "--limit", "4",
+    code = main(["attack", "--model", model, "--data", data, "--attack-steps", "2", "--eps", "4/255", "--limit", "4",
                  "--noise-sigma", "0.01", "--noise-draws", "2", "--batch-size", "8", "--quiet", "--out", str(tmp_path), *extra])
     out = capsys.readouterr()
     return code, out.out + out.err
@@ -92,5 +92,5 @@ def test_explain_refuses_the_class_target_of_a_head_that_does_not_fit(fundus_set
     from medrep.errors import MedrepError
     from medrep.explain.run import run_explain
 
-    with pytest.raises(MedrepError, match="does not fit the data.*--target embedding"):
+    with pytest.raises(MedrepError, match="does not fit the data.*--explain-target embedding"):
         run_explain(load_encoder("demo-cnn"), load_dataset(fundus_set).split("test"), methods=["gradcam"])
