@@ -47,3 +47,22 @@ def test_biomedclip_every_analysis(biomedclip, capsys, tmp_path):
     methods, skipped = explained_methods(results)
     assert methods == ALL and not skipped
     assert "zero-shot" in results
+
+
+def test_quiet_silences_third_party_load_chatter(native, tmp_path):
+    """open_clip logs "No pretrained weights loaded … initialized randomly" on the root logger; --quiet keeps
+    only medrep's own line."""
+    import os
+    import subprocess
+    import sys
+
+    config = native.split("?config=")[1]
+    args = [sys.executable, "-m", "medrep.cli", "extract", "--model", f"open_clip:tiny-ViT-B-16?config={config}",
+            "--data", "demo?n_train=4&n_val=0&n_test=4&size=32", "--split", "test", "--no-cache"]
+    env = {**os.environ, "MEDREP_QUIET": "0"}
+    loud = subprocess.run(args + ["--out", str(tmp_path / "loud")], capture_output=True, text=True, env=env, timeout=300)
+    quiet = subprocess.run(args + ["--out", str(tmp_path / "quiet"), "--quiet"], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert loud.returncode == quiet.returncode == 0
+    assert "initialized randomly" in loud.stderr
+    assert quiet.stderr.strip() == "" and quiet.stdout.startswith("wrote 4 embeddings")
