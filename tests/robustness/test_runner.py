@@ -24,7 +24,7 @@ def test_pairs_are_other_class_and_seeded():
 
 
 def test_one_class_collide_is_refused(tiny_encoder):
-    ds = TensorDataset(torch.rand(6, 1, 32, 32), [1] * 6, ["a", "b"], name="oneclass")
+    ds = TensorDataset(torch.rand(6, 1, 32, 32), [1] * 6, ["a", "b", "c"], name="oneclass")
     with pytest.raises(MedrepError, match="at least two classes") as err:
         run_attack(tiny_encoder, ds, objective="collide", steps=1)
     assert err.value.where == "oneclass"
@@ -38,7 +38,7 @@ def test_one_class_collide_is_refused(tiny_encoder):
     ({"noise_draws": 0}, "--noise-draws"), ({"noise_sigma": [0.01, 0.0]}, "--noise-sigma"),
 ])
 def test_bad_run_options(tiny_encoder, kwargs, where):
-    ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b"])
+    ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b", "c"])
     with pytest.raises(MedrepError) as err:
         run_attack(tiny_encoder, ds, steps=1, **kwargs)
     assert err.value.where == where
