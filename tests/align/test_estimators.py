@@ -139,7 +139,7 @@ def test_too_few_anchors_for_linear_names_the_count_and_the_fix():
 
 
 def test_bad_options_name_the_option():
-    with pytest.raises(MedrepError, match="--estimator"):
+    with pytest.raises(MedrepError, match="^estimator: unknown estimator .cca."):
         Translator("cca")
     with pytest.raises(MedrepError, match="--ridge"):
         Translator("ortho", ridge=1.0)

@@ -10,9 +10,9 @@ import numpy as np
 
 from medrep.align.analysis import default_factory, fit_probe, stitch, zero_shot, zero_shot_predict, class_embeddings
 from medrep.align.anchors import parse_anchor_counts, select_anchors
-from medrep.align.estimators import ESTIMATORS
+from medrep.align.estimators import ESTIMATORS, estimator_options
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
@@ -135,11 +135,12 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                   prompts: str | dict | None = None, templates: Sequence[str] | None = None, center_text: bool = True,
                   train_split: str = "train", eval_split: str = "test", limit_eval: int | None = None,
                   layer: str | None = None, pool: str | None = None, batch_size: int = 64, cache=None,
-                  text_cache: bool = True, n_boot: int = 1000) -> AlignResult:
+                  text_cache: bool = True, n_boot: int = 1000, options: dict[str, Any] | None = None) -> AlignResult:
     """Fit T on anchors from ``train_split`` and evaluate on ``eval_split``, for every anchor count.
 
     ``target_encoder``: stitching (source → target classifier); ``text_encoder`` (spec or object): zero-shot
     through image–caption anchors.  At least one of the two is required; both may be given.
+    ``options``: the estimator's own options (see ``ESTIMATORS``), beyond ``affine_solver`` and ``seed``.
     """
     from medrep.data import load_dataset
     from medrep.features.extract import extract_embeddings
@@ -147,10 +148,14 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
 
     if target_encoder is None and text_encoder is None:
         raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target/--text")
-    if estimator not in ESTIMATORS:
-        raise MedrepError(f"unknown estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
+    ESTIMATORS.check(estimator)
+    extra = dict(options or {})
+    unknown = sorted(set(extra) - {o.name for o in ESTIMATORS.entry(estimator).options})
+    if unknown:
+        raise MedrepError(f"the {estimator} estimator has no option {', '.join(unknown)}", where=Param("estimator"))
+    own = estimator_options(estimator, {"solver": affine_solver, "seed": seed, **extra})
     counts = parse_anchor_counts(anchors)
-    factory = default_factory(estimator, ridge=ridge, scale=scale, **({"solver": affine_solver, "seed": seed} if estimator == "affine" else {}))
+    factory = default_factory(estimator, ridge=ridge, scale=scale, **own)
     check = factory()  # validates ridge / solver before any embedding work; checks the anchor counts below
     source = load_encoder(source_encoder)
     target = load_encoder(target_encoder) if target_encoder is not None else None
@@ -175,7 +180,8 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     result = AlignResult(source=source.name, target=target.name if target else None, text=getattr(text, "name", None),
                          estimator=estimator, anchor_selection=anchor_selection, seed=seed, anchor_counts=counts,
                          n_train=len(train), n_test=len(test), classes=list(data.classes),
-                         options={"ridge": ridge, "affine_solver": affine_solver if estimator == "affine" else None,
+                         options={"ridge": ridge, "affine_solver": own.get("solver"),
+                                  **({"estimator_options": other} if (other := {k: v for k, v in own.items() if k not in ("solver", "seed")}) else {}),
                                   "scale": scale, "relative": relative, "center_text": center_text,
                                   "train_split": train_split, "eval_split": eval_split, "limit_eval": limit_eval,
                                   "layer": layer, "pool": pool, "n_boot": n_boot},

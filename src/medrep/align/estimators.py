@@ -13,9 +13,17 @@ import numpy as np
 import torch
 
 from medrep.align import functional as AF
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
+from medrep.registry import Option, Registry
 
-ESTIMATORS = ("ortho", "linear", "lortho", "affine")
+#: name → Aligner class, built as ``cls(ridge, **options)``; ``options`` are the keywords beyond ``ridge`` that
+#: the front ends expose (an option whose flag the command already has, such as ``seed``, reads that flag).
+ESTIMATORS = Registry("estimator", param="estimator")
+
+
+def register_estimator(name: str, *, options=(), help: str = "", **meta):
+    """Class decorator: ``@register_estimator("name")`` on an :class:`Aligner` subclass."""
+    return ESTIMATORS.register(name, options=options, help=help, **meta)
 
 
 def _t(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -100,6 +108,7 @@ class Aligner(_Fitted):
         return x @ self.matrix if self.bias is None else x @ self.matrix + self.bias
 
 
+@register_estimator("ortho", help="Procrustes (orthogonal)")
 class Orthogonal(Aligner):
     name = "ortho"
 
@@ -112,6 +121,7 @@ class Orthogonal(Aligner):
         return AF.procrustes(x, y), None
 
 
+@register_estimator("linear", help="least squares")
 class LeastSquares(Aligner):
     name = "linear"
 
@@ -123,6 +133,7 @@ class LeastSquares(Aligner):
         return AF.least_squares(x, y, self.ridge), None
 
 
+@register_estimator("lortho", help="least squares then orthogonalised")
 class LeastSquaresOrtho(LeastSquares):
     name = "lortho"
 
@@ -130,6 +141,10 @@ class LeastSquaresOrtho(LeastSquares):
         return AF.lstsq_ortho(x, y, self.ridge), None
 
 
+@register_estimator("affine", help="least squares with a bias", options=[
+    Option("solver", str, "closed", choices=("closed", "gd"), flag="affine-solver",
+           help="affine fit in closed form or by gradient descent"),
+    Option("seed", int, 0, flag="seed", help="seed of the gradient-descent fit")])
 class Affine(Aligner):
     name = "affine"
 
@@ -149,15 +164,14 @@ class Affine(Aligner):
 
 
 def make_aligner(name: str, ridge: float = 0.0, **options: Any) -> Aligner:
-    if name == "ortho":
-        return Orthogonal(ridge)
-    if name == "linear":
-        return LeastSquares(ridge)
-    if name == "lortho":
-        return LeastSquaresOrtho(ridge)
-    if name == "affine":
-        return Affine(ridge, **options)
-    raise MedrepError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
+    return ESTIMATORS.get(name)(ridge, **options)
+
+
+def estimator_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``given`` that estimator ``name`` declares, converted to their types."""
+    declared = {o.name: o for o in ESTIMATORS.entry(name).options}
+    return {k: declared[k].convert(v, where=Param((declared[k].flag or k).replace("-", "_"))) for k, v in given.items()
+            if k in declared and v is not None}
 
 
 class Translator(_Fitted):

@@ -26,7 +26,6 @@ from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
-ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
 # Stage key → section title (the same title whether the stage succeeds or fails).
 TITLES = {
     "robustness": "1 · Robustness of the representation",
@@ -146,6 +145,7 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
+        from medrep.robustness.objectives import OBJECTIVES
         from medrep.robustness.outputs import format_eps, write_attack_outputs
         from medrep.robustness.runner import run_attack
 
@@ -154,6 +154,7 @@ class Audit:
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("robustness"):
             for objective in cfg["objectives"]:
+                targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
                 enc = self._encoders[spec]
                 d = out / f"{_safe(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
@@ -173,7 +174,7 @@ class Audit:
                                  "clean accuracy": m["clean_accuracy"],
                                  "attacked accuracy": m["attacked_accuracy"],
                                  **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
-                                     "cos to target after": m["cosine_to_target_after"]} if objective == "collide" else
+                                     "cos to target after": m["cosine_to_target_after"]} if targeted else
                                     {"relative change": m["relative_change"]}),
                                  "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
                 tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['steps']} steps, classifier: {result.primary})", rows))
@@ -181,9 +182,9 @@ class Audit:
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
                     figures.append(Figure(paths[gal[-1]], f"{spec}, {objective}: original / perturbed / amplified difference"
-                                          + (" / target" if objective == "collide" else "")))
+                                          + (" / target" if targeted else "")))
                 last = result.summaries[-1]
-                if objective == "collide" or "robustness" not in self.scorecard[spec]:
+                if targeted or "robustness" not in self.scorecard[spec]:
                     self.scorecard[spec]["robustness"] = {
                         "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
                                 f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
@@ -192,7 +193,7 @@ class Audit:
                     f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
                     f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
-                       if objective == "collide" else "."))
+                       if targeted else "."))
         self.results["robustness"] = res
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
@@ -200,13 +201,14 @@ class Audit:
                                       "representation is not semantically stable.", readings, figures, tables)
 
     def explain(self, out: Path) -> Section:
+        from medrep.explain.methods import attention_methods
         from medrep.explain.run import run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
-            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
+            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in attention_methods()]
             d = out / _safe(spec)
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,

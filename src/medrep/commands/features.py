@@ -29,8 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=200, help="resamples for the 95%% intervals")
     p.add_argument("--permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
-    p.add_argument("--projection", action="append", choices=["tsne", "umap", "none"], default=None,
-                   help="2-D pictures to draw (default: tsne and umap)")
+    from medrep.features.projection import PROJECTIONS
+
+    p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
+                   help=f"2-D pictures to draw, repeatable (default: {' and '.join(PROJECTIONS.names(default=True))})")
     add_overlay_arguments(p, words_flag="--overlay")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--out", required=True, help="output directory")
@@ -46,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise MedrepError(f"expected whole numbers separated by commas, got {args.shots!r}", where="--shots") from err
     if any(s < 1 for s in shots):
         raise MedrepError("shot counts must be at least 1", where="--shots")
-    projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
+    from medrep.features.projection import PROJECTIONS
+
+    projections = [p for p in (args.projection or PROJECTIONS.names(default=True)) if p != "none"]
     check_model_specs(args)
     resolve_test_split(args)
     options = overlay_options(args, words_attr="overlay") if args.overlay else None
