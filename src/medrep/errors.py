@@ -17,7 +17,8 @@ class Param(str):
 
     @property
     def flag(self) -> str:
-        return "--" + str(self).replace("_", "-")
+        """As a command-line flag: ``batch_size`` → ``--batch-size``; ``target/text`` → ``--target/--text``."""
+        return "/".join("--" + part.replace("_", "-") for part in str(self).split("/"))
 
 
 class MedrepError(Exception):

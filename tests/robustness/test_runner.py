@@ -59,7 +59,7 @@ def test_image_quality_against_formula():
 def test_noise_detector_and_auc():
     # classifier: is the mean pixel above 0.5?  Items near 0.5 flip under noise, far ones never do.
     classify = lambda p: (p.flatten(1).mean(1) > 0.5).long().numpy()  # noqa: E731
-    for sigma, draws, where in ((0.1, 0, "--noise-draws"), (0.0, 4, "--noise-sigma")):
+    for sigma, draws, where in ((0.1, 0, "noise_draws"), (0.0, 4, "noise_sigma")):
         with pytest.raises(MedrepError) as err:
             noise_inconsistency(classify, torch.rand(2, 1, 8, 8), sigma, draws)
         assert err.value.where == where

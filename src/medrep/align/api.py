@@ -98,7 +98,7 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
         return dataset.split(train_split), dataset.split(eval_split), None
     if names and (train_split in names) != (eval_split in names):
         missing = eval_split if train_split in names else train_split
-        raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where="--data")
+        raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where=Param("data"))
     # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
     # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
     # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
@@ -124,7 +124,7 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
     if not train or not test:
         raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
                           "70/30 without putting frames of one file on both sides; give train and test splits",
-                          where="--data")
+                          where=Param("data"))
     return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
         "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
 
@@ -147,7 +147,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target/--text")
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where=Param("target/text"))
     ESTIMATORS.check(estimator)
     extra = dict(options or {})
     unknown = sorted(set(extra) - {o.name for o in ESTIMATORS.entry(estimator).options})
@@ -174,7 +174,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     for n in counts:  # fail before the expensive parts when a count cannot work
         check.check_anchor_count(n, s_train.vectors.shape[1])
         if n > len(train):
-            raise MedrepError(f"{n} anchors requested but the {train_split} split has {len(train)} items", where="--anchors")
+            raise MedrepError(f"{n} anchors requested but the {train_split} split has {len(train)} items", where=Param("anchors"))
     y_train, y_test = s_train.labels, s_test.labels
     anchor_sets = {n: select_anchors(n, y_train, anchor_selection, seed, s_train.vectors) for n in counts}
     result = AlignResult(source=source.name, target=target.name if target else None, text=getattr(text, "name", None),
@@ -286,12 +286,10 @@ _CURVES = [  # (metric, label, style)
 
 
 def plot_accuracy_vs_anchors(result: AlignResult, path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from medrep.io import atomic_write
+    from medrep.plotting import pyplot
+
+    plt = pyplot()
 
     counts = sorted(result.by_anchors)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)

@@ -88,7 +88,7 @@ class Aligner(_Fitted):
 
     def __init__(self, ridge: float = 0.0):
         if ridge < 0:
-            raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where="--ridge")
+            raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where=Param("ridge"))
         self.ridge = float(ridge)
 
     def min_anchors(self, source_dim: int) -> int:
@@ -114,7 +114,7 @@ class Orthogonal(Aligner):
 
     def __init__(self, ridge: float = 0.0):
         if ridge:
-            raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where="--ridge")
+            raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where=Param("ridge"))
         super().__init__(0.0)
 
     def solve(self, x, y):
@@ -151,7 +151,7 @@ class Affine(Aligner):
     def __init__(self, ridge: float = 0.0, solver: str = "closed", steps: int = 300, lr: float = 1e-2, seed: int = 0):
         super().__init__(ridge)
         if solver not in ("closed", "gd"):
-            raise MedrepError(f"unknown affine solver {solver!r} (choose closed or gd)", where="--affine-solver")
+            raise MedrepError(f"unknown affine solver {solver!r} (choose closed or gd)", where=Param("affine_solver"))
         self.solver, self.steps, self.lr, self.seed = solver, steps, lr, seed
 
     def min_anchors(self, source_dim: int) -> int:
@@ -192,10 +192,10 @@ class Translator(_Fitted):
     def name(self) -> str:
         return self.aligner.name
 
-    def check_anchor_count(self, n: int, source_dim: int, where: str = "--anchors") -> None:
+    def check_anchor_count(self, n: int, source_dim: int, where: str = Param("anchors")) -> None:
         need = self.aligner.min_anchors(source_dim)
         if n < need:
-            hint = " (or pass --ridge > 0, or use --estimator ortho)" if self.aligner.name != "ortho" else ""
+            hint = " (or a ridge > 0, or the ortho estimator)" if self.aligner.name != "ortho" else ""
             raise MedrepError(f"the {self.aligner.name} estimator needs at least {need} anchors for a {source_dim}-d source "
                               f"space, got {n}{hint}", where=where)
 

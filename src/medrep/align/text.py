@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import digest_json, load_array_checked, save_array_checked
 
 
@@ -65,7 +65,7 @@ def dataset_captions(dataset: Any) -> list[str]:
         ids = dataset.ids
         raise MedrepError(f"{len(missing)} items have no caption (first: {', '.join(ids[i] for i in missing[:3])}); "
                           "zero-shot anchors are image–caption pairs — give the CSV manifest a caption column",
-                          where=getattr(dataset, "name", "--data"))
+                          where=getattr(dataset, "name", Param("data")))
     return list(caps)
 
 
@@ -122,7 +122,7 @@ def class_prompts(classes: Sequence[str], captions: Sequence[str] = (), prompts:
     if templates:
         for t in templates:
             if "{c}" not in t:
-                raise MedrepError(f"template {t!r} has no {{c}} placeholder for the class name", where="--template")
+                raise MedrepError(f"template {t!r} has no {{c}} placeholder for the class name", where=Param("template"))
         return {c: [t.format(image=image, c=c.replace("_", " ")) for t in templates] for c in classes}
     if sorted(classes) == sorted(PHANTOM_PROMPTS):
         return {c: [p.format(image=image) for p in PHANTOM_PROMPTS[c]] for c in classes}

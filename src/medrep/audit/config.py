@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,24 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def audit_place(section: str | None, where: Any) -> Any:
+    """Where an error of the analysis ``section`` is in the audit config: a parameter (:class:`Param`) as its
+    YAML path (``analyses.robustness.eps``); a parameter the config has no key for is named beside its
+    section (``analyses.robustness (layer)``); anything else (a file, a spec) as it is."""
+    if not isinstance(where, Param):
+        return where
+    keys = SCHEMA["analyses"].get(section, {}) if section else {}
+    places = []
+    for name in str(where).split("/"):
+        if name in keys:
+            places.append(f"analyses.{section}.{name}")
+        elif name in SCHEMA and not isinstance(SCHEMA[name], dict):
+            places.append(name)
+        else:
+            places.append(f"analyses.{section} ({name})" if section else name)
+    return " / ".join(places)
 
 
 def _check(value: Any, spec: Any, path: str) -> Any:

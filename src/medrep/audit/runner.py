@@ -8,7 +8,6 @@ failure is shown in its section; everything already computed stays on disk).
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 import json
 import math
@@ -17,9 +16,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from medrep.audit.config import validate_config
+from medrep.audit.config import audit_place, validate_config
 from medrep.errors import MedrepError
-from medrep.io import atomic_write, finite_json, write_json_atomic
+from medrep.io import atomic_write, finite_json, slug, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
@@ -47,14 +46,6 @@ def _FMT(m: Any) -> str:  # noqa: N802 - a metric dict as "0.123" ("–" when ab
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def _safe(name: str, width: int = 60) -> str:
-    """A file-name-safe slug; a lossy or truncated one gets a short digest so that distinct names stay distinct."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
-    if slug == name and len(slug) <= width:
-        return slug
-    return f"{slug[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
-
-
 def _markup_escape(text: str) -> str:
     from rich.markup import escape
 
@@ -80,8 +71,8 @@ class Audit:
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
-        from medrep.commands.common import resolve_device
         from medrep.data import load_dataset
+        from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
         self.dataset = load_dataset(self.config["data"])
@@ -127,6 +118,7 @@ class Audit:
         try:
             section = fn(stage_dir)
         except MedrepError as err:
+            err = err.placed(audit_place(key, err.where))  # a parameter as its key in the config
             section = Section(key, title, error=str(err))
             self.results[key] = {"error": str(err)}
         except Exception as err:  # noqa: BLE001 - a bug in one analysis must not lose the others
@@ -156,7 +148,7 @@ class Audit:
             for objective in cfg["objectives"]:
                 targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
                 enc = self._encoders[spec]
-                d = out / f"{_safe(spec)}-{objective}"
+                d = out / f"{slug(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
                                     target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
@@ -209,7 +201,7 @@ class Audit:
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
             methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in attention_methods()]
-            d = out / _safe(spec)
+            d = out / slug(spec)
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
                                  gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
@@ -329,7 +321,7 @@ class Audit:
                                    train_split=self.config["train_split"], eval_split=self.config["test_split"],
                                    batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
-            paths = write_align_outputs(result, out / _safe(name.replace(" → ", "-to-")))
+            paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
             tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
@@ -502,7 +494,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
         for n, t in enumerate(s.tables, 1):
             if not t.rows:
                 continue
-            name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
+            name = f"{slug(s.id, 24)}-{n}-{slug(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
 
             def w(tmp: str, cols=cols, rows=rows) -> None:

@@ -11,7 +11,7 @@ from medrep.registry import Registry
 PROJECTIONS = Registry("projection", param="projection")
 
 
-@PROJECTIONS.register("tsne", help="t-SNE (scikit-learn)", default=True)
+@PROJECTIONS.register("tsne", help="t-SNE (scikit-learn)", title="t-SNE", default=True)
 def _tsne(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
     from sklearn.manifold import TSNE
 
@@ -19,7 +19,7 @@ def _tsne(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int =
     return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, metric="euclidean").fit_transform(x)
 
 
-@PROJECTIONS.register("umap", help="UMAP (umap-learn)", default=True)
+@PROJECTIONS.register("umap", help="UMAP (umap-learn)", title="UMAP", default=True)
 def _umap(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
     import warnings
 
