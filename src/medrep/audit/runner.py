@@ -7,7 +7,6 @@ failure is shown in its section; everything already computed stays on disk).
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import math
@@ -18,7 +17,7 @@ from typing import Any, Callable
 
 from medrep.audit.config import audit_place, validate_config
 from medrep.errors import MedrepError
-from medrep.io import atomic_write, finite_json, slug, write_json_atomic
+from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
@@ -449,9 +448,6 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     return results
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -459,12 +455,7 @@ def _csv_cell(value: Any) -> Any:
         return ""
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value  # a label such as "=HYPERLINK(…)" must not run as a spreadsheet formula
-    return value
+    return csv_safe(value)  # a label such as "=HYPERLINK(…)" must not run as a spreadsheet formula
 
 
 def _csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -496,14 +487,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
                 continue
             name = f"{slug(s.id, 24)}-{n}-{slug(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
-
-            def w(tmp: str, cols=cols, rows=rows) -> None:
-                with open(tmp, "w", newline="", encoding="utf-8") as f:
-                    writer = csv.writer(f)
-                    writer.writerow(cols)
-                    writer.writerows(rows)
-
-            atomic_write(folder / name, w)
+            write_csv_atomic(folder / name, cols, rows)
             t.csv = f"{folder.name}/{name}"
             index.append({"section": s.id, "title": t.title, "csv": t.csv, "rows": len(rows), "columns": cols})
     return index
@@ -511,16 +495,13 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
 
 def _write_scorecard_csv(path: Path, scorecard: dict[str, dict[str, Any]]) -> None:
     """Long format: one row per model and question (value, 95% interval, n, context)."""
-    def w(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["model", "question", "headline", "value", "low", "high", "n", "context"])
-            for spec, card in scorecard.items():
-                for key, (_, headline) in QUESTIONS.items():
-                    entry = card.get(key)
-                    if not entry:
-                        continue
-                    m = entry.get("metric") if isinstance(entry.get("metric"), dict) else {"value": entry.get("metric")}
-                    writer.writerow([_csv_cell(spec), key, headline, *[_csv_cell(m.get(k)) for k in ("value", "low", "high", "n")],
-                                     _csv_cell(entry.get("text"))])
-    atomic_write(path, w)
+    rows = []
+    for spec, card in scorecard.items():
+        for key, (_, headline) in QUESTIONS.items():
+            entry = card.get(key)
+            if not entry:
+                continue
+            m = entry.get("metric") if isinstance(entry.get("metric"), dict) else {"value": entry.get("metric")}
+            rows.append([_csv_cell(spec), key, headline, *[_csv_cell(m.get(k)) for k in ("value", "low", "high", "n")],
+                         _csv_cell(entry.get("text"))])
+    write_csv_atomic(path, ["model", "question", "headline", "value", "low", "high", "n", "context"], rows)
