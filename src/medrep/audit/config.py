@@ -91,6 +91,12 @@ SCHEMA: dict[str, Any] = {
             "projections": _f(list, ["tsne", "umap"], list_of=str, choices=_registry_names("medrep.features.projection", "PROJECTIONS")),
             "n_permutations": _f(int, 200, minimum=0),
             "limit": _f((int, type(None)), None, minimum=1),
+            "layers": _f((list, type(None)), None, list_of=str, help="modules to embed at (default: each model's representation)"),
+            "pool": _f((str, type(None)), None, choices=("cls", "mean", None), help="pooling of that module (default: the model's own)"),
+            "mutual_k": _f(int, 10, minimum=1, help="neighbours for mutual-kNN alignment"),
+            "draws": _f(int, 10, minimum=1, help="repeated draws per few-shot size"),
+            "cka": _f(str, "biased", choices=("biased", "unbiased"), help="linear CKA estimator"),
+            "max_projection": _f(int, 2000, minimum=5, help="most test embeddings drawn in one 2-D picture"),
         },
         "overlay": {
             "enabled": _f(bool, True),

@@ -232,15 +232,14 @@ class Audit:
                                       "a real competitor." if isinstance(area.get("mean"), float) else ""), readings, figures, tables)
 
     def features(self, out: Path) -> Section:
+        from medrep.configs import from_mapping
         from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_features(encs, self.dataset, train_split=self.config["train_split"], test_split=self.config["test_split"],
-                              limit=cfg["limit"], k=cfg["k"], shots=cfg["shots"], projections=cfg["projections"],
-                              n_permutations=cfg["n_permutations"], n_boot=self.n_boot(200),
-                              batch_size=self.config["batch_size"], cache=self.cache,
-                              seed=self.config["seed"])
+        config = from_mapping(FeaturesConfig, {**self.config, **cfg}, by="key", n_boot=self.n_boot(200))
+        result = run_features(encs, self.dataset, config, cache=self.cache)
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd

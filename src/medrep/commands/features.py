@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=200, help="resamples for the 95%% intervals")
     p.add_argument("--permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
+    p.add_argument("--max-projection", type=int, default=2000,
+                   help="most test embeddings drawn in one 2-D picture (a seeded subsample above it)")
     from medrep.features.projection import PROJECTIONS
 
     p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
@@ -62,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     data = load_split_data(args)
     encoders = load_models(args)
     cache = make_cache(args)
-    result = run_features(encoders, data, layers=args.layer, pool=args.pool, train_split=args.train_split,
-                          test_split=args.test_split, limit=args.limit, k=args.k, mutual_k=args.mutual_k, shots=shots,
-                          n_draws=args.draws, n_boot=args.n_boot, n_permutations=args.permutations,
-                          cka_estimator=args.cka, projections=projections, batch_size=args.batch_size, cache=cache,
-                          seed=args.seed, subgroups=subgroups)
+    from medrep.configs import from_mapping
+    from medrep.features.config import FeaturesConfig
+
+    config = from_mapping(FeaturesConfig, vars(args), by="dest", shots=tuple(shots), projections=tuple(projections))
+    result = run_features(encoders, data, config, cache=cache, subgroups=subgroups)
     figures = write_features_outputs(result, out)
     print(format_model_table(result))
     if subgroups is not None:
