@@ -146,7 +146,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where=Param("target/text"))
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where=Param("target_model/text"))
     ESTIMATORS.check(estimator)
     extra = dict(options or {})
     unknown = sorted(set(extra) - {o.name for o in ESTIMATORS.entry(estimator).options})

@@ -22,7 +22,7 @@ class FeaturesConfig:
     shots: tuple[int, ...] = setting((1, 5, 10), "few-shot sizes per class")
     n_draws: int = setting(10, "repeated draws per few-shot size", flag="draws", key="draws")
     n_boot: int = setting(200, "bootstrap resamples for the 95% intervals")
-    n_permutations: int = setting(200, "permutations for the CKA / mutual-kNN null", flag="permutations")
+    n_permutations: int = setting(200, "permutations for the CKA / mutual-kNN null")
     cka_estimator: str = setting("biased", "linear CKA estimator: biased or unbiased", flag="cka", key="cka")
     projections: tuple[str, ...] = setting(("tsne", "umap"), "2-D pictures to draw", flag="projection")
     max_projection: int = setting(2000, "most embeddings drawn in one 2-D picture (a seeded subsample above it)")
