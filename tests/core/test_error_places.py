@@ -52,7 +52,7 @@ def test_the_same_error_names_the_yaml_path_in_an_audit_and_the_flag_on_the_cli(
     audit_error = results["features"]["error"]
     assert audit_error.startswith("analyses.features.k: k=500 exceeds the 20 training embeddings"), audit_error
     rc = main(["features", "--model", "demo-cnn", "--data", TINY, "--k", "500", "--shots", "1", "--projection", "none",
-               "--permutations", "0", "--quiet", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "cli")])
+               "--n-permutations", "0", "--quiet", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "cli")])
     assert rc == 2
     cli_error = capsys.readouterr().err.strip()
     assert cli_error == "medrep features: error: " + audit_error.replace("analyses.features.k", "--k"), cli_error
