@@ -1,7 +1,7 @@
-"""`medrep demo`: the main job on the embedded default (phantoms, demo-vit, demo-cnn, efficientnet-lite0, minilm).
+"""`medrep demo`: the main job on the embedded default (phantoms, demo-vit, demo-cnn, minilm).
 
 The full audit (`medrep audit`) with the built-in default configuration: phantoms (generated once and
-cached), both demo models and the ImageNet EfficientNet-Lite0, the shared embedding cache, the four analyses, report.html; the scorecard is
+cached), both demo models, the shared embedding cache, the four analyses, report.html; the scorecard is
 printed at the end.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "demo"
-HELP = "run the audit on the embedded default: lesion phantoms, demo-vit, demo-cnn, the ImageNet efficientnet-lite0 and minilm"
+HELP = "run the audit on the embedded default: lesion phantoms, demo-vit, demo-cnn and minilm"
 # Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
 EXAMPLES = (
     "medrep demo --fast --out out/demo",
