@@ -216,7 +216,8 @@ class Audit:
             keys = rd["metric_names"]
             tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} lesion images (mean [95% CI])",
                                 [{"method": m, **{k: rd["metrics"][m][k] for k in keys}} for m in rd["methods"]],
-                                note="random and center are baselines; higher is better except deletion AUC."))
+                                note="random and center are baselines; higher is better except deletion AUC. "
+                                     f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
             pointing = {m: rd["metrics"][m].get("pointing", {}).get("value") for m in rd["methods"]}
@@ -365,8 +366,8 @@ class Audit:
                              "value [95% CI]": entry.get("metric") if entry else None,
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
-        reading = ("One headline figure per question and model, with its 95% bootstrap interval (details in the sections "
-                   "below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
+        reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
+                   "sections below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
                    "this model's embeddings after alignment (stitching), and zero-shot through the text encoder. "
