@@ -145,7 +145,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target/--text")
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target-model/--text")
     if estimator not in ESTIMATORS:
         raise MedrepError(f"unknown estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
     counts = parse_anchor_counts(anchors)

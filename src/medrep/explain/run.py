@@ -78,6 +78,7 @@ class ExplainResult:
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
     dead: dict[str, np.ndarray] = field(default_factory=dict)  # method → (n,) bool: the map was constant
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) class index per id
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -105,6 +106,7 @@ class ExplainResult:
             "n_images": len(self.ids),
             "ids": self.ids,
             "settings": self.settings,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
     def format_table(self, ascii_only: bool = False) -> str:
@@ -204,15 +206,22 @@ def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 6
     return cents
 
 
-def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{}") -> torch.Tensor:
-    """(K, D) text embeddings of ``template.format(class name)`` from the encoder's own text tower."""
+def default_target(encoder: Encoder) -> str:
+    """What an explanation explains when the user does not say: the class logit when the model has a head
+    that can score the classes, else the cosine to the class's reference embedding."""
+    return "class" if encoder.has_head else "embedding"
+
+
+def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{label}") -> torch.Tensor:
+    """(K, D) text embeddings of ``template`` with each class name as ``{label}``, from the encoder's own text tower."""
+    from medrep.vocabulary import format_prompt
+
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --target embedding without --prompt", where="--prompt")
-    if "{}" not in template:
-        raise MedrepError("the prompt template needs a {} where the class name goes", where="--prompt")
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
+    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
     with torch.no_grad():
-        return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
+        return torch.as_tensor(tower.encode_text(prompts)).float()
 
 
 @dataclass
@@ -328,21 +337,21 @@ def run_explain(
     if bad:
         raise MedrepError(f"unknown metric(s) {', '.join(bad)} (choose from {', '.join(METRICS)})", where="--metrics")
     if target not in TARGETS:
-        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--target")
+        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--explain-target")
     if upsampling not in UPSAMPLING:
         raise MedrepError(f"unknown upsampling {upsampling!r} (choose from {', '.join(UPSAMPLING)})", where="--upsample")
     if perturbation_baseline not in PERTURBATION_BASELINES:
-        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--baseline")
+        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--deletion-baseline")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if target in ("class", "predicted") and not encoder.has_head:
-        raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+        raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where="--explain-target")
     method_options = dict(method_options or {})
     if any(m in ATTENTION_METHODS for m in methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, methods, method_options)
     if any(m in ("deletion", "insertion") for m in metrics) and steps < 1:
-        raise MedrepError("needs at least one step", where="--steps")
+        raise MedrepError("needs at least one step", where="--deletion-steps")
     for k in topk:
         if not 0 < k <= 100:
             raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")

@@ -101,6 +101,11 @@ def forest_plot(result: SubgroupResult, model: str, overall: dict[str, Metric], 
     return Path(path)
 
 
+def write_group_table(result: SubgroupResult, out_dir: str | Path) -> Path:
+    """subgroups.csv: one row per attribute, subgroup and figure (for commands without embeddings)."""
+    return _write_csv(Path(out_dir) / "subgroups.csv", group_rows(result))
+
+
 def write_subgroup_outputs(result: SubgroupResult, out_dir: str | Path, overall: dict[str, Metric],
                            models: list[str]) -> dict[str, Path]:
     """subgroups.csv, separability.csv and forest_<model>.png; returns {figure name: path}."""
