@@ -38,7 +38,7 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
     "explanations": ("2 · explanations", "pointing game of the best method"),
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
-    "zero-shot": ("4 · alignment: zero-shot", "zero-shot accuracy"),
+    "caption-alignment": ("4 · alignment: captions", "caption-alignment accuracy"),
 }
 
 
@@ -340,10 +340,10 @@ class Audit:
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
-                self.scorecard[src]["zero-shot"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
+                self.scorecard[src]["caption-alignment"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
                                                             f"(naive {_FMT(m.get('zero_shot_naive_accuracy'))}, {top} anchors)",
                                                     "metric": m.get("zero_shot_accuracy")}
-                readings.append(f"{name}: zero-shot accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
+                readings.append(f"{name}: caption-alignment accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
                                 f"(naive mapping {_FMT(m.get('zero_shot_naive_accuracy'))}, chance {_FMT(m.get('chance_accuracy'))}).")
             else:
                 self.scorecard[src].setdefault("stitching", {"text": f"→ {tgt}: {_FMT(m.get('stitched_accuracy'))} "
@@ -351,11 +351,11 @@ class Audit:
                                                              "metric": m.get("stitched_accuracy")})
                 readings.append(f"{name}: stitched accuracy {_FMT(m.get('stitched_accuracy'))} against the target's own "
                                 f"{_FMT(m.get('target_accuracy'))}; naive stitch {_FMT(m.get('naive_accuracy'))}, wrong (shuffled) "
-                                f"pairs {_FMT(m.get('shuffled_accuracy'))} — with {top} anchors, {cfg['estimator']} estimator.")
+                                f"pairs {_FMT(m.get('shuffled_accuracy'))} (mean of {_runs(m)} permutations, SD {_FMT(m.get('shuffled_accuracy_sd'))}) — with {top} anchors, {cfg['estimator']} estimator.")
         self.results["alignment"] = res
         return _section("alignment", "A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
-                                     "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
-                                     "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
+                                     "the target's classifier reads translated source embeddings) or into a text encoder's (classification by cosine to "
+                                     "class prompts: caption alignment). The captions used as anchors name the class, so this is not zero-shot but few-shot "
                                      "through the anchors.", readings, figures, tables)
 
     # -- the report ------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ class Audit:
         for spec, card in self.scorecard.items():
             rows = []
             for key, (question, headline) in QUESTIONS.items():
-                if key in ("stitching", "zero-shot") and key not in card and self._skipped_alignment(key):
+                if key in ("stitching", "caption-alignment") and key not in card and self._skipped_alignment(key):
                     continue
                 entry = card.get(key)
                 rows.append({"question": question, "headline figure": headline,
@@ -376,12 +376,13 @@ class Audit:
                    "below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
-                   "this model's embeddings after alignment (stitching), and zero-shot through the text encoder. "
+                   "this model's embeddings after alignment (stitching), and classification through the text encoder after "
+                   "alignment on image–caption anchors (caption alignment; not zero-shot, the captions name the classes). "
                    "Intervals that overlap a baseline mean the difference is not established on this many images.")
         return Section("scorecard", "Scorecard", reading, tables=tables)
 
     def _missing(self, spec: str, key: str) -> str:
-        stage = {"explanations": "explain", "stitching": "alignment", "zero-shot": "alignment"}.get(key, key)
+        stage = {"explanations": "explain", "stitching": "alignment", "caption-alignment": "alignment"}.get(key, key)
         if not self.config["analyses"][stage]["enabled"]:
             return "not run (disabled in the config)"
         if "error" in self.results.get(stage, {}):
@@ -395,6 +396,12 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["caption_alignment"] or not self.config["text"]
+
+
+def _runs(m: dict) -> str:
+    sd = m.get("shuffled_accuracy_sd")
+    n = sd.get("n") if isinstance(sd, dict) else getattr(sd, "n", None)
+    return str(n) if n else "several"
 
 
 def _section(key: str, intro: str, readings: list[str], figures: list[Figure], tables: list[Table]) -> Section:
