@@ -94,6 +94,16 @@ class AlignResult:
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
+def fit_anchor_counts(counts: Sequence[int], n_train: int) -> tuple[list[int], dict[str, Any] | None]:
+    """The anchor counts the training items can supply: larger ones are left out, and when none is left, all
+    training items are the anchors; with the record of the change (None when nothing changed)."""
+    kept = [n for n in counts if n <= n_train]
+    if len(kept) == len(counts):
+        return list(counts), None
+    used = kept or [n_train]
+    return used, {"asked": list(counts), "used": used, "why": f"there are {n_train} training items"}
+
+
 def _splits(dataset, train_split: str, eval_split: str, seed: int):
     names = getattr(dataset, "splits", []) or []
     if train_split in names and eval_split in names:
@@ -102,33 +112,12 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
         missing = eval_split if train_split in names else train_split
         raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where="--data")
     # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
-    # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
-    # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
-    labels = np.asarray(dataset.labels)
-    groups: dict[str, list[int]] = {}
-    for i, item_id in enumerate(dataset.ids):
-        groups.setdefault(item_id.split("#", 1)[0], []).append(i)
-    members = list(groups.values())
-    # a file is stratified by its most common label (its frames normally share one)
-    group_labels = np.array([np.bincount(labels[m]).argmax() for m in members])
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(group_labels):
-        order = rng.permutation(np.flatnonzero(group_labels == c))
-        target = int(round(0.7 * sum(len(members[g]) for g in order)))
-        taken = 0
-        for g in order:  # whole files into train until it holds ~70% of the class's items
-            if taken < target:
-                train.extend(members[g])
-                taken += len(members[g])
-            else:
-                test.extend(members[g])
-    if not train or not test:
-        raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
-                          "70/30 without putting frames of one file on both sides; give train and test splits",
-                          where="--data")
-    return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
-        "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
+    # items, drawn over patients (or source files: the frames of one DICOM are near-duplicates), never items.
+    from medrep.data.autosplit import grouped_split
+
+    train, test, by = grouped_split(dataset, seed=seed)
+    return dataset.subset(train), dataset.subset(test), \
+        f"the data has no train/test splits: used a seeded stratified 70/30 split by {by}"
 
 
 def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=None, anchors: Sequence[int] | str = (500,),
@@ -162,6 +151,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     if limit_eval:
         test = test.limit(limit_eval, seed=seed)
     notes = [split_note] if split_note else []
+    counts, scaled = fit_anchor_counts(counts, len(train))
+    if scaled:
+        notes.append(f"anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                     f"{', '.join(map(str, scaled['used']))} ({scaled['why']} in the {train_split} split)")
 
     def emb(enc, ds, what):
         return extract_embeddings(enc, ds, layer=layer, pool=pool, batch_size=batch_size, cache=cache,

@@ -77,6 +77,7 @@ class Audit:
         self.timings: dict[str, float] = {}
         self._encoders: dict[str, Any] = {}
         self._text = None
+        self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -84,7 +85,13 @@ class Audit:
         from medrep.data import load_dataset
         from medrep.models import load_encoder
 
-        self.dataset = load_dataset(self.config["data"])
+        from medrep.data.autosplit import announce_split, with_train_test
+
+        train_split, test_split = self.config["train_split"], self.config["test_split"]
+        self.dataset, self.auto_split = with_train_test(load_dataset(self.config["data"]), train_split, test_split,
+                                                        self.config["seed"], where="data")
+        if self.auto_split is not None:
+            _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "
@@ -268,6 +275,11 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
+        from medrep.features.probes import describe_adapted
+
+        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        for line in describe_adapted(result.settings.get("adapted", {})):
+            _log(_markup_escape(line))
         section = _section("features",
                            "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
                            "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
@@ -317,14 +329,12 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        anchors = sorted({n for n in cfg["anchors"] if n <= len(self.train)})
-        if not anchors:
-            raise MedrepError(f"every anchor count exceeds the {len(self.train)} items of the "
-                              f"{self.config['train_split']!r} split", where="analyses.alignment.anchors")
-        dropped = sorted(set(cfg["anchors"]) - set(anchors))
-        if dropped:
-            readings.append(f"Anchor counts {', '.join(map(str, dropped))} exceed the {len(self.train)} training items "
-                            "and were left out.")
+        from medrep.align.api import fit_anchor_counts
+
+        anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
+        if scaled:
+            readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                            f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
         for src, tgt, text in jobs:
             result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
@@ -446,7 +456,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     table_index = write_table_csvs(out / "tables", sections)
     manifest = build_manifest("audit", arguments or {}, seeds={"seed": config["seed"]},
                               data=audit.dataset.describe(), models={s: e.describe() for s, e in audit._encoders.items()},
-                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings,
+                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings, auto_split=audit.auto_split,
                               total_seconds=round(time.time() - t0, 1), config=config)
     results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "medrep_version": __version__,
                "title": config["title"], "config": config,
