@@ -89,16 +89,32 @@ def test_a_dataset_without_splits_is_split_by_patient_seeded_and_stratified():
     assert with_train_test(split) == (split, None)  # data with its own splits is left alone
 
 
-def test_features_on_a_folder_without_splits_splits_it_and_says_so(tmp_path, capsys):
+def _folder_without_splits(root):
     from medrep.data.phantoms import PhantomConfig, load_phantoms
 
     phantoms = load_phantoms(PhantomConfig(n_train=30, n_val=0, n_test=0, seed=5)).split("train")
-    root = tmp_path / "folder"
     for i in range(len(phantoms)):
         item = phantoms[i]
         path = root / phantoms.classes[item.label] / f"{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((item.image[0].numpy() * 255).astype(np.uint8)).save(path)
+    return root
+
+
+def test_attack_with_a_probe_on_a_folder_without_splits_fits_it_on_its_own_part(tmp_path, capsys):
+    root = _folder_without_splits(tmp_path / "folder")
+    out = tmp_path / "a"
+    assert main(["attack", "--model", "demo-cnn", "--data", str(root), "--classifiers", "probe", "--attack-steps", "1",
+                 "--noise-draws", "1", "--noise-sigma", "0.01", "--out", str(out), "--quiet"]) == 0
+    assert sum("no splits" in line for line in capsys.readouterr().err.splitlines()) == 1
+    record = json.loads((out / "manifest.json").read_text())["auto_split"]
+    assert record["train"] + record["test"] == 30
+    per_item = (out / "per_item_eps4.csv") if (out / "per_item_eps4.csv").exists() else next(out.glob("per_item_eps*.csv"))
+    assert len(per_item.read_text().strip().splitlines()) - 1 == record["test"]  # only the test part is attacked
+
+
+def test_features_on_a_folder_without_splits_splits_it_and_says_so(tmp_path, capsys):
+    root = _folder_without_splits(tmp_path / "folder")
     out = tmp_path / "f"
     assert main(["features", "--model", "demo-cnn", "--data", str(root), "--projection", "none", "--n-boot", "20",
                  "--n-permutations", "10", "--k", "3", "--out", str(out), "--quiet"]) == 0
