@@ -49,7 +49,7 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # Wrongly paired anchors give a different map for every permutation (with 10 anchors one permutation may
 # land at 0.0 and another at 0.6), so the control is the mean over this many seeded permutations, with its spread.
-SHUFFLES = 10
+SHUFFLES = 5
 
 
 def shuffled_pairs(fit_and_score, n_anchors: int, seed: int = 0, n_shuffles: int = SHUFFLES) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ METRIC_HELP = {
     "target_accuracy": "target encoder's own linear probe on its own test embeddings (the ceiling)",
     "stitched_accuracy": "source test images → T → classifier trained on the target's space",
     "naive_accuracy": "source embeddings zero-padded/truncated into the target's classifier, no T",
-    "shuffled_accuracy": "T fitted on wrongly paired anchors: mean over 10 seeded permutations of the target side",
+    "shuffled_accuracy": "T fitted on wrongly paired anchors: mean over 5 seeded permutations of the target side",
     "shuffled_accuracy_sd": "spread of the shuffled-pairs control: SD over its permutations (low/high: worst and best one)",
     "relative_stitched_accuracy": "classifier on the target's relative representation applied to the source's",
     "retrieval_top1": "held-out pairs: T(source_i) nearest (cosine) to target_i among all test items",
@@ -28,7 +28,7 @@ METRIC_HELP = {
     "zero_shot_accuracy": "caption alignment: image → T (fitted on image–caption anchors) → text space, argmax cosine "
                           "to the class prompt ensembles",
     "zero_shot_naive_accuracy": "image embedding padded/truncated into text space, no T",
-    "zero_shot_shuffled_accuracy": "T fitted on shuffled image–caption pairs: mean over 10 seeded permutations",
+    "zero_shot_shuffled_accuracy": "T fitted on shuffled image–caption pairs: mean over 5 seeded permutations",
     "zero_shot_shuffled_accuracy_sd": "spread of that control: SD over its permutations (low/high: worst and best one)",
     "zero_shot_retrieval_top1": "test image → T nearest to its own caption among all test captions",
     "zero_shot_retrieval_top5": "own caption among the 5 nearest",
