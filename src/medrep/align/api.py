@@ -37,7 +37,7 @@ METRIC_HELP = {
     "caption_prompt_accuracy": "the test captions themselves classified by the prompts (prompt quality ceiling)",
     "native_zero_shot_accuracy": "the model's own text tower with the same prompts",
 }
-FEWSHOT_NOTE = ("This is caption alignment, not zero-shot: T is fitted on image–caption anchors, and when captions name "
+FEWSHOT_NOTE = ("This is caption alignment, not zero-shot (in effect few-shot): T is fitted on image–caption anchors, and when captions name "
                 "the class (as phantom captions do) the labels reach the text space through the anchors.")
 
 
