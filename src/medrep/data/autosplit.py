@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 
 from medrep.data.base import ImageDataset, SplitDataset
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 TRAIN_FRACTION = 0.7
 
 
 def grouped_split(dataset: ImageDataset, seed: int = 0, train_fraction: float = TRAIN_FRACTION,
-                  where: str = "--data") -> tuple[list[int], list[int], str]:
+                  where: str = Param("data")) -> tuple[list[int], list[int], str]:
     """(train indices, test indices, what the groups are): per class, whole groups go to train until it holds
     ``train_fraction`` of the class's items; a group counts for its most common label."""
     patients = dataset.patients
@@ -53,7 +53,7 @@ def grouped_split(dataset: ImageDataset, seed: int = 0, train_fraction: float = 
 
 
 def with_train_test(dataset: ImageDataset, train_split: str = "train", test_split: str = "test", seed: int = 0,
-                    where: str = "--data") -> tuple[ImageDataset, dict[str, Any] | None]:
+                    where: str = Param("data")) -> tuple[ImageDataset, dict[str, Any] | None]:
     """``dataset`` itself when it has no need of a split (it has both, or some other named splits: then the
     caller's own error names them); for data without any split, a dataset whose ``train_split`` and
     ``test_split`` are a seeded grouped 70/30 split, with the record of that split (for the manifest)."""
