@@ -13,7 +13,7 @@ from medrep.align.anchors import parse_anchor_counts, select_anchors
 from medrep.align.estimators import ESTIMATORS
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.errors import MedrepError
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
 METRIC_HELP = {
@@ -100,33 +100,11 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
         missing = eval_split if train_split in names else train_split
         raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where="--data")
     # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
-    # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
-    # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
-    labels = np.asarray(dataset.labels)
-    groups: dict[str, list[int]] = {}
-    for i, item_id in enumerate(dataset.ids):
-        groups.setdefault(item_id.split("#", 1)[0], []).append(i)
-    members = list(groups.values())
-    # a file is stratified by its most common label (its frames normally share one)
-    group_labels = np.array([np.bincount(labels[m]).argmax() for m in members])
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(group_labels):
-        order = rng.permutation(np.flatnonzero(group_labels == c))
-        target = int(round(0.7 * sum(len(members[g]) for g in order)))
-        taken = 0
-        for g in order:  # whole files into train until it holds ~70% of the class's items
-            if taken < target:
-                train.extend(members[g])
-                taken += len(members[g])
-            else:
-                test.extend(members[g])
-    if not train or not test:
-        raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
-                          "70/30 without putting frames of one file on both sides; give train and test splits",
-                          where="--data")
-    return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
-        "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
+    # items.  It is drawn over patients when the source has them, else over source files: the frames of one
+    # DICOM (ids "<path>#frame=N") are near-duplicates and must all fall on one side.
+    from medrep.data.patients import split_dataset
+
+    return split_dataset(dataset, 0.7, seed)
 
 
 def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=None, anchors: Sequence[int] | str = (500,),
@@ -180,7 +158,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                                   "train_split": train_split, "eval_split": eval_split, "limit_eval": limit_eval,
                                   "layer": layer, "pool": pool, "n_boot": n_boot},
                          cache_keys={f"source/{train_split}": s_train.key, f"source/{eval_split}": s_test.key}, notes=notes)
-    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed)  # noqa: E731
+    groups = test.patients if test.patients is not None and len(test) == len(y_test) else None
+    if groups is not None:  # images of one patient are resampled together
+        result.options.update(n_images=len(test), n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
+    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups)  # noqa: E731
     for n in counts:
         result.by_anchors[n] = {}
 

@@ -86,6 +86,9 @@ class Audit:
         from medrep.models import load_encoder
 
         self.dataset = load_dataset(self.config["data"])
+        from medrep.data.findings import require_single_label
+
+        require_single_label(self.dataset, where="data")
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "

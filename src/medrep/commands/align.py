@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medrep.align import run_alignment, write_align_outputs
     from medrep.data import load_dataset
+    from medrep.data.findings import require_single_label
     from medrep.errors import MedrepError
     from medrep.manifest import build_manifest, write_manifest
     from medrep.models import load_text_encoder
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     source = load_model(args.source, args)
     target = load_model(args.target, args) if args.target else None
     data = load_dataset(args.data, skip_bad=args.skip_bad)
+    require_single_label(data)
     if args.split not in (None, "all"):
         data = data.split(args.split)  # a single named split is then divided 70/30 by run_alignment
     result = run_alignment(source, data, target_encoder=target, text_encoder=text, anchors=args.anchors,

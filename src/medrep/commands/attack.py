@@ -5,6 +5,7 @@ import argparse
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
                                    make_cache, out_dir, pick_data)
+from medrep.data.findings import require_single_label
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     out = out_dir(args.out)
     skipped = SkipLog()
     full = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)  # loaded once: the train split comes from it too
+    require_single_label(full)
     data = pick_data(full, args)
     train = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads

@@ -103,6 +103,9 @@ def _data_without_limit(args: argparse.Namespace):
     """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all."""
     from medrep.data import load_dataset
 
+    from medrep.data.findings import require_single_label
+
     ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    require_single_label(ds)
     split = args.split if ds.splits else None
     return ds.split(split)

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     options = overlay_options(args, words_attr="overlay") if args.overlay else None
     out = out_dir(args.out)
     data = load_split_data(args)
+    if args.overlay:
+        from medrep.data.findings import require_single_label
+
+        require_single_label(data, where="--overlay")
     encoders = load_models(args)
     cache = make_cache(args)
     result = run_features(encoders, data, layers=args.layer, pool=args.pool, train_split=args.train_split,

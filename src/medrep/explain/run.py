@@ -28,7 +28,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
@@ -161,6 +161,15 @@ def check_method_options(encoder: Encoder, methods: Sequence[str], method_option
                 _as_flag("--gradcam-layer", default_gradcam_layer, encoder)
         if method == "ig" and "steps" in opts:
             _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))
+
+
+def _patients_of(dataset: ImageDataset, ids: Sequence[str]) -> np.ndarray | None:
+    """Patient id of each scored item (None when the source has no patient ids)."""
+    patients = dataset.patients
+    if patients is None:
+        return None
+    by_id = dict(zip(dataset.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
 
 
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
@@ -397,7 +406,9 @@ def run_explain(
 
     n = len(ids)
     values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}
-    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed) for k, v in ks.items()} for m, ks in values.items()}
+    groups = _patients_of(dataset, ids)  # images of one patient are resampled together
+    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups) for k, v in ks.items()}
+               for m, ks in values.items()}
     area = np.concatenate(areas)
     lab = np.concatenate(labels)
     area_stats: dict[str, Any] = {
@@ -412,6 +423,8 @@ def run_explain(
         "maps": {m: np.concatenate(v) for m, v in gallery["maps"].items() if v},
     }
     data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    if groups is not None:
+        data_desc.update(n_images=n, n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
     settings = {"upsampling": upsampling, "topk_percent": list(topk), "perturbation_steps": steps,
                 "perturbation_baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "limit": limit,
                 "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95}}

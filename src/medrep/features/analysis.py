@@ -39,6 +39,7 @@ class RepresentationData:
 class FeaturesResult(Result):
     kind: str = "features"
     classes: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # a multi-label set: metrics are per-finding probe AUROCs
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     centroid_cosine: dict[str, np.ndarray] = field(default_factory=dict)
     pairs: list[PairSimilarity] = field(default_factory=list)
@@ -84,6 +85,8 @@ class FeaturesResult(Result):
         self.tables = {"models": self.model_table(), "pairs": self.pair_table()}
         out = super().to_dict()
         out["classes"] = self.classes
+        if self.findings:
+            out["findings"] = self.findings
         out["models"] = {
             name: {**{k: v.to_dict() for k, v in m["metrics"].items()},
                    "centroid_cosine": np.round(self.centroid_cosine[name], 6).tolist(),
@@ -96,8 +99,20 @@ class FeaturesResult(Result):
 
 def train_test_splits(dataset, train_split: str = "train", test_split: str = "test", limit: int | None = None,
                       seed: int = 0):
-    """The two splits every model is compared on; each optionally limited to ``limit`` items (seeded)."""
+    """The two splits every model is compared on; each optionally limited to ``limit`` items (seeded).  Data
+    without any splits is divided 70/30 (seeded, stratified, whole patients or source files on one side)."""
     available = list(getattr(dataset, "splits", []) or [])
+    if not available and len(dataset):
+        from medrep.data.patients import split_dataset
+
+        labels = np.asarray(dataset.labels)
+        fm = dataset.finding_matrix
+        if fm is not None:  # stratify a multi-label set by its most frequent finding
+            labels = np.nan_to_num(fm[:, int(np.nanargmax(np.nansum(fm, axis=0)))]).astype(np.int64)
+        train, test, _ = split_dataset(dataset, 0.7, seed, labels=labels)
+        if limit:
+            train, test = train.limit(limit, seed=seed), test.limit(limit, seed=seed)
+        return train, test
     missing = [s for s in (train_split, test_split) if s not in available]
     if missing:
         raise MedrepError(f"needs a {' and a '.join(repr(s) for s in missing)} split to fit probes on one and test on the "
@@ -151,16 +166,19 @@ def check_split_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[st
 
 
 def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10,
-                  n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000) -> tuple[dict[str, Metric], np.ndarray]:
+                  n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000,
+                  groups: np.ndarray | None = None) -> tuple[dict[str, Metric], np.ndarray]:
     """Every per-model metric (with 95% intervals) and the centroid cosine matrix, from plain arrays.
 
     Probes are fitted on train and scored on test; the geometry is measured on the L2-normalised
     test embeddings (cosine geometry, as in the kNN; comparable across models of different scale).
+    ``groups`` (patient per test item) makes the probe intervals cluster bootstraps over patients.
     """
     metrics: dict[str, Metric] = {}
-    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed)
+    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed, groups=groups)
     metrics["knn_accuracy"] = knn.accuracy
-    lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed)
+    lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed,
+                              groups=groups)
     metrics["linear_probe_accuracy"] = lin.accuracy
     metrics["linear_probe_auc"] = lin.auc
     for s in shots:
@@ -190,6 +208,17 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
     return metrics, centroid_cosine_matrix(xn, y)
 
 
+def _test_patients(test, ids: list[str]) -> np.ndarray | None:
+    """Patient id per embedded test item (None without patient ids)."""
+    patients = test.patients
+    if patients is None:
+        return None
+    if list(test.ids) == list(ids):
+        return np.asarray(patients, dtype=object)
+    by_id = dict(zip(test.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
+
+
 def _finite_or_nan(fn) -> float:
     # a resample can lose a class; that draw is dropped from the interval rather than failing the run
     try:
@@ -216,21 +245,31 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
         raise MedrepError("a layer is listed twice", where="--layer")
     check_unique_encoders(encoders)
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
+    if not getattr(dataset, "splits", None):
+        train_split, test_split = "drawn 70% (by patient or source file)", "drawn 30% (by patient or source file)"
     classes = list(dataset.classes)
+    if dataset.findings:
+        from medrep.features.multilabel import run_multilabel_features
+
+        return run_multilabel_features(encoders, train, test, layers, pool=pool, n_boot=n_boot, batch_size=batch_size,
+                                       cache=cache, seed=seed, settings={"train_split": train_split,
+                                                                         "test_split": test_split, "limit": limit})
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
     reps = load_representations(encoders, train, test, layers, pool=pool, batch_size=batch_size, cache=cache)
     result = FeaturesResult(classes=classes, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,
         "shots": list(shots), "few_shot_draws": n_draws, "n_boot": n_boot, "n_permutations": n_permutations,
         "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
-        "geometry": "L2-normalised test embeddings",
+        "geometry": "L2-normalised test embeddings", "n_images": len(test),
+        "n_patients": None if test.patients is None else len(set(test.patients.tolist())),
         "intervals": "95%: bootstrap over items (accuracies, AUC, mutual kNN), over draws (few-shot), "
                      "delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher, CKA)"})
     n_pairs = len(reps) * (len(reps) - 1) // 2
     with progress_bar("features analysis", len(reps) + n_pairs) as bar:
         for rep in reps:
             metrics, cos = model_metrics(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=k,
-                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed)
+                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed,
+                                         groups=_test_patients(test, rep.test.ids))
             result.models[rep.name] = {
                 "metrics": metrics, "dim": int(rep.test.vectors.shape[1]), "n_train": len(rep.train),
                 "n_test": len(rep.test), "encoder": rep.test.meta.get("encoder"), "layer": rep.test.meta.get("layer"),
@@ -295,6 +334,8 @@ def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[
             figures[f"{method}:{name}"] = scatter_by_class(coords, labels, result.classes, title,
                                                            out / f"{method}_{_safe(name)}.png")
     for name, m in result.centroid_cosine.items():
+        if not m.size:
+            continue
         figures[f"centroid_cosine:{name}"] = heatmap(m, result.classes, result.classes,
                                                      f"{name}: class-centroid cosine", out / f"centroid_cosine_{_safe(name)}.png",
                                                      vmin=-1, vmax=1)
@@ -311,12 +352,15 @@ def format_model_table(result: FeaturesResult) -> str:
     """A plain-text table of the headline metrics, one row per model, for the terminal."""
     keys = [k for k in MODEL_METRICS] + sorted({k for m in result.models.values() for k in m["metrics"]
                                                  if k.startswith("few_shot")}, key=lambda s: int(s.split("_")[2]))
+    if result.findings:  # a multi-label set: one probe AUROC per finding and their macro mean
+        keys = ["macro_auroc", *(f"auroc/{f}" for f in result.findings)]
     short = {"knn_accuracy": "kNN acc", "linear_probe_accuracy": "linear acc", "linear_probe_auc": "linear AUC",
              "silhouette": "silhouette", "davies_bouldin": "Davies-B.", "calinski_harabasz": "Calinski-H.",
              "fisher_ratio": "Fisher"}
     lines = []
     for key in keys:
         label = short.get(key, key.replace("few_shot_", "").replace("_accuracy", "-shot acc"))
+        label = "macro AUROC" if key == "macro_auroc" else label.replace("auroc/", "AUROC ")
         cells = [f"{label:<14}"]
         for name, m in result.models.items():
             met = m["metrics"].get(key)

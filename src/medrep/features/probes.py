@@ -101,19 +101,22 @@ class ProbeScores:
     auc: Metric | None = None
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, n_boot: int = 1000, seed: int = 0) -> ProbeScores:
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, n_boot: int = 1000, seed: int = 0,
+                 groups: np.ndarray | None = None) -> ProbeScores:
+    """``groups``: patient id per test item (a cluster bootstrap over patients), or None."""
     pred = KNNClassifier(k).fit(train_x, train_y).predict(test_x)
-    return ProbeScores(bootstrap_metric(pred == np.asarray(test_y), n_boot=n_boot, seed=seed), pred)
+    return ProbeScores(bootstrap_metric(pred == np.asarray(test_y), n_boot=n_boot, seed=seed, groups=groups), pred)
 
 
 def linear_probe_scores(train_x, train_y, test_x, test_y, n_boot: int = 1000, n_boot_auc: int = 200,
-                        seed: int = 0, probe: LinearProbe | None = None) -> ProbeScores:
+                        seed: int = 0, probe: LinearProbe | None = None, groups: np.ndarray | None = None) -> ProbeScores:
     probe = probe or LinearProbe(seed=seed).fit(train_x, train_y)
     proba = probe.predict_proba(test_x)
     pred = probe.classes_[np.argmax(proba, axis=1)]
     test_y = np.asarray(test_y)
-    acc = bootstrap_metric(pred == test_y, n_boot=n_boot, seed=seed)
-    auc = bootstrap_paired(lambda i: macro_auc(test_y[i], proba[i], probe.classes_), len(test_y), n_boot=n_boot_auc, seed=seed)
+    acc = bootstrap_metric(pred == test_y, n_boot=n_boot, seed=seed, groups=groups)
+    auc = bootstrap_paired(lambda i: macro_auc(test_y[i], proba[i], probe.classes_), len(test_y), n_boot=n_boot_auc, seed=seed,
+                           groups=groups)
     return ProbeScores(acc, pred, auc)
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from medrep.data.base import ImageDataset, collate
+from medrep.data.patients import bootstrap_groups
 from medrep.errors import MedrepError
 from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
 from medrep.robustness import metrics as M
 from medrep.robustness.attacks import DEFAULT_RELATIVE_STEP, check_eps, make_attack
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
@@ -320,6 +321,8 @@ def run_attack(
     model = {"name": encoder.name, "fingerprint": encoder.fingerprint, "has_head": encoder.has_head}
     data = {"name": getattr(dataset, "name", "dataset"), "n": n, "classes": list(dataset.classes),
             "digest": dataset.content_digest()}
+    if dataset.patients is not None:
+        data.update(n_images=n, n_patients=len(set(dataset.patients.tolist())), interval=CLUSTER_INTERVAL)
     store = PartialStore(out_dir, digest_json({"config": config, "model": model, "data": data,
                                                "train": train_dataset.content_digest() if needs_train else None}),
                          resume)
@@ -364,7 +367,8 @@ def run_attack(
     gt = [p["gallery_target"] for p in first if "gallery_target" in p]
     result = AttackResult(config, model, data, names, list(ids), target_ids, per_eps,
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
-    result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws) for r in per_eps]
+    groups = bootstrap_groups(dataset)  # patients: intervals resample their images together
+    result.summaries = [summarise(r, names, obj.uses_target, seed, n_boot, sigmas, noise_draws, groups) for r in per_eps]
     return result
 
 
@@ -409,9 +413,10 @@ def draw_pairs(labels: np.ndarray, seed: int, need_other_class: bool, n_classes:
 
 
 def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_boot: int,
-              sigmas: Sequence[float], draws: int) -> dict[str, Any]:
-    """Aggregate one ε from its per-item columns (bootstrap 95% intervals, seeded)."""
-    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed).to_dict()  # noqa: E731
+              sigmas: Sequence[float], draws: int, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Aggregate one ε from its per-item columns (bootstrap 95% intervals, seeded; over whole patients
+    when ``groups`` gives each item's patient)."""
+    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups).to_dict()  # noqa: E731
     null = Metric(float("nan"), None, None, 0).to_dict()
     y, ty = r.column("label"), r.column("target_label")
     per_clf = {}

@@ -1,0 +1,49 @@
+"""Patients: grouped splits never put one patient on both sides; intervals resample whole patients."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medrep.data.base import TensorDataset
+from medrep.data.patients import grouped_split, split_dataset
+from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 2)), min_size=2, max_size=60),
+       st.floats(0.1, 0.9), st.integers(0, 5))
+def test_grouped_split_never_puts_a_patient_on_both_sides(rows, fraction, seed):
+    groups = np.array([f"p{g}" for g, _ in rows], dtype=object)
+    labels = np.array([y for _, y in rows])
+    first, second = grouped_split(labels, groups, fraction, seed)
+    assert sorted(first + second) == list(range(len(rows)))
+    assert not set(groups[first].tolist()) & set(groups[second].tolist())
+
+
+def test_split_dataset_uses_patients_and_names_them():
+    patients = [f"p{i // 3}" for i in range(30)]  # 10 patients, 3 images each
+    ds = TensorDataset(torch.zeros(30, 1, 4, 4), [(i // 3) % 2 for i in range(30)], ["a", "b"], patients=patients)
+    train, test, note = split_dataset(ds, 0.7, seed=0)
+    assert "by patient" in note
+    assert not set(train.patients.tolist()) & set(test.patients.tolist())
+    assert len(train) + len(test) == 30 and len(train) % 3 == 0
+
+
+def test_cluster_bootstrap_matches_the_hand_computed_distribution():
+    # patients A (two images, both 1), B (one image, 0), C (three images, all 0): the mean over images is 2/6.
+    # A cluster resample draws 3 patients with replacement (27 equally likely ordered draws); by hand, the
+    # resampled mean Σ sums / Σ counts is 0 in 8 draws (only B and C), 1/4 in 3 (ACC), 1/3 in 6 (ABC),
+    # 1/2 in 3 (ABB), 4/7 in 3 (AAC), 4/5 in 3 (AAB), 1 in 1 (AAA).  Cumulative: P(≤ 4/7) = 23/27 = 0.852
+    # and P(≤ 4/5) = 26/27 = 0.963, so the 90% percentile interval is [0, 4/5].
+    values = np.array([1, 1, 0, 0, 0, 0], dtype=float)
+    groups = np.array(["A", "A", "B", "C", "C", "C"], dtype=object)
+    m = bootstrap_metric(values, n_boot=20000, confidence=0.90, seed=0, groups=groups)
+    assert m.value == 2 / 6 and m.low == 0.0 and abs(m.high - 0.8) < 1e-12
+    assert m.interval == CLUSTER_INTERVAL and m.n == 6 and m.n_patients == 3
+    assert m.to_dict()["interval"] == CLUSTER_INTERVAL
+    # one image per patient is no clustering: the per-item interval (Wilson for 0/1 values), as before
+    flat = bootstrap_metric(values, confidence=0.90, groups=np.array(list("abcdef"), dtype=object))
+    assert flat.interval is None and "interval" not in flat.to_dict()
+    assert flat == bootstrap_metric(values, confidence=0.90)
