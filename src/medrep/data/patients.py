@@ -28,8 +28,8 @@ def bootstrap_groups(dataset) -> np.ndarray | None:
 
 def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float = 0.7, seed: int = 0) -> tuple[list[int], list[int]]:
     """Seeded split of items into (first, second) with every group wholly on one side, stratified by each
-    group's most common label: per label, groups in a seeded order go to the first part until it holds
-    ``fraction`` of that label's items."""
+    group's most common label: per label, groups in a seeded order go to the first part while adding them
+    brings it closer to ``fraction`` of that label's items (with one item per group: until it holds them)."""
     labels = np.asarray(labels)
     members: dict[object, list[int]] = {}
     for i, g in enumerate(groups.tolist()):
@@ -43,8 +43,8 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float = 0.7,
         order = rng.permutation(np.flatnonzero(group_labels == c))
         target = int(round(fraction * sum(len(member_lists[g]) for g in order)))
         taken = 0
-        for g in order:
-            if taken < target:
+        for g in order:  # a group goes first while that brings the first part closer to its target
+            if taken + len(member_lists[g]) / 2 <= target:
                 first.extend(member_lists[g])
                 taken += len(member_lists[g])
             else:

@@ -2,7 +2,8 @@
 
 ``demo`` / ``phantoms`` (options: ``?n_train=..&modality=ultrasound&confounder_rate=0.9&seed=..``),
 ``medmnist:PATH.npz``, ``csv:PATH`` or a ``.csv`` path (manifest), ``dicom:PATH`` or a ``.dcm`` file /
-folder of DICOM files, ``folder:PATH`` or a class-per-folder directory.
+folder of DICOM files, ``folder:PATH`` or a class-per-folder directory, and the published-dataset recipes
+of :mod:`medrep.data.recipes` (``chexpert:DIR``, ``nih-cxr14:DIR`` …).
 """
 from __future__ import annotations
 
@@ -90,3 +91,6 @@ def _load_builtin_sources() -> None:
         except ModuleNotFoundError as err:
             if err.name != mod:
                 raise
+    from medrep.data.recipes import load_recipes
+
+    load_recipes()

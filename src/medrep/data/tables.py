@@ -22,7 +22,7 @@ from medrep.data.findings import FindingPolicy, apply_policy, binary_classes, re
 from medrep.data.images import check_readable, show_path
 from medrep.errors import BadInputError, MedrepError
 
-SPLIT_ORDER = {"train": 0, "val": 1, "valid": 1, "validation": 1, "dev": 1, "test": 2}
+SPLIT_ORDER = {"train": 0, "val": 1, "valid": 1, "validation": 1, "validate": 1, "dev": 1, "test": 2}
 MULTI_LABEL_CLASS = "(multi-label: see findings)"
 
 
@@ -39,9 +39,18 @@ def split_order(names) -> list[str]:
 
 
 def read_text(path: Path, what: str = "CSV") -> str:
+    """A text file as str (``.gz`` files, as MIMIC-CXR ships its CSVs, are decompressed)."""
     check_readable(path)
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise BadInputError(f"not a readable gzip file ({err})", where=show_path(path)) from None
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise BadInputError(f"not UTF-8 text (byte {err.start}); save the {what} as UTF-8", where=show_path(path)) from None
 

@@ -357,16 +357,19 @@ def format_model_table(result: FeaturesResult) -> str:
     short = {"knn_accuracy": "kNN acc", "linear_probe_accuracy": "linear acc", "linear_probe_auc": "linear AUC",
              "silhouette": "silhouette", "davies_bouldin": "Davies-B.", "calinski_harabasz": "Calinski-H.",
              "fisher_ratio": "Fisher"}
+    labels = [short.get(k, k.replace("few_shot_", "").replace("_accuracy", "-shot acc")) for k in keys]
+    labels = ["macro AUROC" if k == "macro_auroc" else lab.replace("auroc/", "AUROC ") for k, lab in zip(keys, labels)]
+    width = max(14, *(len(lab) for lab in labels))
     lines = []
-    for key in keys:
-        label = short.get(key, key.replace("few_shot_", "").replace("_accuracy", "-shot acc"))
-        label = "macro AUROC" if key == "macro_auroc" else label.replace("auroc/", "AUROC ")
-        cells = [f"{label:<14}"]
+    for key, label in zip(keys, labels):
+        cells = [f"{label:<{width}}"]
         for name, m in result.models.items():
             met = m["metrics"].get(key)
-            cells.append(f"{str(met) if met else '—':>32}")
+            # a finding with one class in train or test has no probe AUROC
+            text = "—" if met is None or met.value != met.value else str(met)
+            cells.append(f"{text:>32}")
         lines.append(" ".join(cells))
-    header = " ".join([f"{'metric':<14}"] + [f"{n:>32}" for n in result.models])
+    header = " ".join([f"{'metric':<{width}}"] + [f"{n:>32}" for n in result.models])
     out = [header, *lines]
     for p in result.pairs:
         rows = (f" on {p.cka.n} of {p.mutual_knn.n} items, all items {p.extra['cka_all_rows']:.4g}"

@@ -8,6 +8,7 @@ resample for every finding, so the macro mean's interval is of the mean itself.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,7 +82,8 @@ def auroc_metrics(test_y: np.ndarray, scores: np.ndarray, findings: Sequence[str
     out = {f"auroc/{f}": metric(point[j], boots[:, j], int((~np.isnan(test_y[:, j])).sum()))
            for j, f in enumerate(findings)}
     finite = np.isfinite(point)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a resample where every finding lost a class: that draw is dropped
+        warnings.simplefilter("ignore", RuntimeWarning)
         macro_boots = np.nanmean(np.where(finite, boots, np.nan), axis=1) if finite.any() else np.full(n_boot, np.nan)
     out["macro_auroc"] = metric(float(point[finite].mean()) if finite.any() else float("nan"), macro_boots, n)
     return out
