@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -70,13 +70,13 @@ def bootstrap_metric(
     pointing-game hit rate) gets the Wilson score interval instead: the bootstrap collapses to [1, 1] at
     12/12 correct, while the proportion is only known to lie in about [0.76, 1].  With ``groups`` (a patient
     id per value) that hold several values, a cluster bootstrap over groups instead (see
-    :func:`cluster_bootstrap_metric`)."""
+    :func:`cluster_bootstrap_values`)."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.shape[0])
     if n == 0:
         return Metric(float("nan"), None, None, 0)
     if is_clustered(groups, n):
-        return cluster_bootstrap_metric(v, groups, statistic, n_boot, confidence, seed)
+        return cluster_bootstrap_values(v, groups, statistic, n_boot, confidence, seed)
     point = float(statistic(v))
     if statistic is np.mean and bool(np.isin(v, (0.0, 1.0)).all()):
         low, high = wilson_interval(int(v.sum()), n, confidence)
@@ -132,7 +132,7 @@ def cluster_members(groups: np.ndarray) -> list[np.ndarray]:
     return np.split(by_group, bounds)
 
 
-def cluster_bootstrap_metric(values: np.ndarray, groups: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
+def cluster_bootstrap_values(values: np.ndarray, groups: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
                              n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Metric:
     """Percentile cluster bootstrap (Davison & Hinkley 1997, §3.8): each replicate draws as many patients as
     there are, with replacement, and takes all images of each drawn patient; the statistic is computed over
@@ -162,14 +162,8 @@ def bootstrap_paired(
     point = float(fn(np.arange(n)))
     rng = np.random.default_rng(seed)
     if is_clustered(groups, n):
-        members = cluster_members(groups)
-        draws = rng.integers(0, len(members), size=(n_boot, len(members)))
-        boots = np.array([fn(np.concatenate([members[k] for k in row])) for row in draws], dtype=np.float64)
-        boots = boots[np.isfinite(boots)]
-        if boots.size == 0:
-            return Metric(point, None, None, n, CLUSTER_INTERVAL, len(members))
-        low, high = np.quantile(boots, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-        return Metric(point, float(low), float(high), n, CLUSTER_INTERVAL, len(members))
+        m = cluster_bootstrap_metric(fn, groups, n_boot=n_boot, confidence=confidence, seed=seed)
+        return replace(m, interval=CLUSTER_INTERVAL, n_patients=len(set(np.asarray(groups, dtype=object).tolist())))
     boots = np.array([fn(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=np.float64)
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
@@ -196,3 +190,35 @@ class Result:
             "tables": self.tables,
             **self.extra,
         }
+
+
+def cluster_bootstrap_metric(
+    fn: Callable[[np.ndarray], float],
+    clusters: Sequence[Any] | np.ndarray,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Metric:
+    """Percentile bootstrap that resamples whole clusters (patients) with replacement: ``fn(indices)`` is the
+    statistic on the items of the drawn clusters.  Images of one patient are not independent, so resampling
+    them one by one would give intervals that are too narrow.  ``n`` is the number of items."""
+    codes = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)[1]
+    n = int(codes.shape[0])
+    point = float(fn(np.arange(n)))
+    n_clusters = int(codes.max()) + 1 if n else 0
+    if n_clusters < 2:
+        return Metric(point, None, None, n)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_clusters + 1))
+    members = [order[starts[c]:starts[c + 1]] for c in range(n_clusters)]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot, dtype=np.float64)
+    for b in range(n_boot):
+        drawn = rng.integers(0, n_clusters, size=n_clusters)
+        boots[b] = fn(np.concatenate([members[c] for c in drawn]))
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return Metric(point, None, None, n)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(point, float(low), float(high), n)
