@@ -22,10 +22,10 @@ from medrep.specs import take_int_option
 
 @dataclass(frozen=True)
 class FileEntry:
-    path: Path
+    path: Path | str  # str from the tabular sources: building a Path per row would dominate a large index
     label: int
     id: str
-    mask: Path | MaskSource | None = None  # a mask file, or boxes / polygons / RLE / several files
+    mask: Path | str | MaskSource | None = None  # a mask file, or boxes / polygons / RLE / several files
     caption: str | None = None
     frame: int | None = None  # DICOM frame (0-based); None = the file's middle frame
     origin: str | None = None  # e.g. "labels.csv row 7", prefixed to messages about this entry
@@ -211,6 +211,21 @@ class FileDataset(ImageDataset):
         return self._digest
 
 
+def check_file(path: str | Path) -> None:
+    """:func:`~medrep.data.images.check_readable` in one ``stat`` call and without building a Path: an index of
+    hundreds of thousands of files checks each of them."""
+    import os
+    import stat as stat_module
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        check_readable(path)  # names the problem (no such file, no permission …)
+        raise
+    if not stat_module.S_ISREG(st.st_mode) or st.st_size == 0:
+        check_readable(path)
+
+
 def _fail(entry: FileEntry, err: BadInputError, skip_bad: bool, skipped: SkipLog) -> None:
     where = entry.origin or entry.id
     if not skip_bad:
@@ -235,9 +250,9 @@ def build_file_dataset(
     kept: list[FileEntry] = []
     for e in entries:
         try:
-            check_readable(e.path)
-            for m in ((e.mask,) if isinstance(e.mask, Path) else e.mask.files if e.mask is not None else ()):
-                check_readable(m)
+            check_file(e.path)
+            for m in ((e.mask,) if isinstance(e.mask, (str, Path)) else e.mask.files if e.mask is not None else ()):
+                check_file(m)
         except BadInputError as err:
             _fail(e, err, skip_bad, skipped)
             continue

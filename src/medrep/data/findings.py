@@ -20,7 +20,7 @@ UNCERTAIN_POLICIES = ("ones", "zeros", "ignore")
 BLANK_POLICIES = ("negative", "ignore")
 FINDING_OPTIONS = ("finding", "uncertain", "blank")
 
-_CODES = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": math.nan,
+CODES = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": math.nan,
           "true": 1.0, "false": 0.0}
 
 
@@ -50,7 +50,10 @@ def take_finding_options(options: dict[str, str]) -> FindingPolicy:
 
 def parse_code(raw: str) -> float:
     """1 / 0 / −1 / NaN from a label cell; ValueError for anything else (the caller names the row)."""
-    code = _CODES.get(raw.strip().lower())
+    code = CODES.get(raw)
+    if code is not None:
+        return code
+    code = CODES.get(raw.strip().lower())
     if code is None:
         raise ValueError(f"{raw!r} is not a finding label (expected 1, 0, -1 or blank)")
     return code

@@ -6,10 +6,11 @@ view1_frontal.jpg``): they are relative to the folder above.  Labels: one column
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from medrep.data.base import ImageDataset, SkipLog
-from medrep.data.findings import parse_code
+from medrep.data.findings import CODES, parse_code
 from medrep.data.recipes import RecipeInfo, describe_recipe
 from medrep.data.recipes.common import (FINDING_HELP, expect, find_dataset_folder, patient_from_path, recipe_root,
                                         take_options)
@@ -33,13 +34,18 @@ describe_recipe(RecipeInfo(
     options={"view": "frontal, lateral or all (default)", **FINDING_HELP}))
 
 
-def resolve_chexpert_path(root: Path, raw: str) -> Path:
-    """A CSV path (``CheXpert-v1.0-small/train/…``) → the file: relative to the folder above ``root`` when it
-    starts with ``root``'s name, else to ``root`` after its first part (the folder was renamed)."""
-    head, _, rest = raw.replace("\\", "/").partition("/")
-    if head == root.name or not rest:
-        return root.parent / raw
-    return root / rest
+def path_resolver(root: Path):
+    """CSV path (``CheXpert-v1.0-small/train/…``) → file: relative to the folder above ``root`` when it starts
+    with ``root``'s name, else to ``root`` after its first part (the folder was renamed).  Strings, not Paths:
+    this runs once per row of a 224k-row index."""
+    name, above, inside = root.name, f"{root.parent}{os.sep}", f"{root}{os.sep}"
+
+    def resolve(raw: str) -> str:
+        head, _, rest = raw.replace("\\", "/").partition("/")
+        return above + raw if head == name or not rest else inside + rest
+
+    return resolve
+
 
 
 def read_chexpert_csv(builder: TableBuilder | None, csv_path: Path, root: Path, split: str, view: str,
@@ -54,16 +60,20 @@ def read_chexpert_csv(builder: TableBuilder | None, csv_path: Path, root: Path, 
     if builder is None:
         builder = TableBuilder(table.where, [table.header[i] for i in attr_cols], findings=findings or names)
     idx = [table.column(f) for f in builder.findings]
+    code_of, fallback = CODES.get, object()
+    resolve = path_resolver(root)
     for line, values in table.rows():
         if view != "all" and view_col is not None and values[view_col].strip().lower() != view:
             continue
         origin = f"{table.where} row {line}"
         rel = values[path_col].strip()
-        try:
-            codes = [parse_code(values[i]) for i in idx]
-        except ValueError as err:
-            raise BadInputError(str(err), where=origin) from None
-        builder.add(resolve_chexpert_path(root, rel), rel, origin, codes=codes, patient=patient_from_path(rel),
+        codes = [code_of(values[i], fallback) for i in idx]
+        if fallback in codes:  # not a plain 1.0 / 0.0 / -1.0 / blank: parse_code names what it found
+            try:
+                codes = [parse_code(values[i]) for i in idx]
+            except ValueError as err:
+                raise BadInputError(str(err), where=origin) from None
+        builder.add(resolve(rel), rel, origin, codes=codes, patient=patient_from_path(rel),
                     attributes=[values[i].strip() for i in attr_cols], split=split)
     return builder
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from medrep.data.base import ImageDataset, SkipLog
 from medrep.data.recipes import RecipeInfo, describe_recipe
-from medrep.data.recipes.chexpert import resolve_chexpert_path
+from medrep.data.recipes.chexpert import path_resolver
 from medrep.data.recipes.common import expect, find_dataset_folder, patient_from_path, recipe_root, take_options
 from medrep.data.registry import register_data_scheme
 from medrep.data.tables import CsvTable, TableBuilder
@@ -38,6 +38,7 @@ def load_mura(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLo
     root = find_dataset_folder(recipe_root(raw, "mura"), "train_image_paths.csv", ("MURA-v1.1",))
     _, _, read = take_options(options, "mura", [])
     builder = TableBuilder(str(root), ["study_type"])
+    resolve = path_resolver(root)
     for split in ("train", "valid"):
         labels = _study_labels(root, split)
         table = CsvTable(expect(root, [f"{split}_image_paths.csv"], "mura"), header=False, columns=["path"])
@@ -49,7 +50,7 @@ def load_mura(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLo
                 raise BadInputError(f"study {study}/ is not in {split}_labeled_studies.csv", where=origin)
             parts = rel.split("/")
             kind = next((p for p in parts if p.startswith("XR_")), "")
-            builder.add(resolve_chexpert_path(root, rel), rel, origin, label=labels[study],
+            builder.add(resolve(rel), rel, origin, label=labels[study],
                         patient=patient_from_path(rel),
                         attributes=[kind], split=split)
     return builder.build(read, skip_bad, skipped, classes=list(CLASSES))
