@@ -47,3 +47,18 @@ def test_cluster_bootstrap_matches_the_hand_computed_distribution():
     flat = bootstrap_metric(values, confidence=0.90, groups=np.array(list("abcdef"), dtype=object))
     assert flat.interval is None and "interval" not in flat.to_dict()
     assert flat == bootstrap_metric(values, confidence=0.90)
+
+
+def test_few_shot_draws_take_each_shot_from_another_patient():
+    from medrep.features.probes import few_shot_accuracy
+
+    rng = np.random.default_rng(0)
+    # class 0: patients a (5 images) and b (1 image); class 1: patients c, d, e (2 images each)
+    train_y = np.array([0] * 6 + [1] * 6)
+    groups = np.array(list("aaaaab") + list("ccddee"), dtype=object)
+    x = rng.normal(size=(12, 4)) + train_y[:, None]
+    test_x, test_y = rng.normal(size=(8, 4)) + np.arange(8)[:, None] % 2, np.arange(8) % 2
+    assert few_shot_accuracy(x, train_y, test_x, test_y, shots=2, n_draws=3, groups=groups) is not None
+    # three shots of class 0 would need three patients; it has two (per image there would be six)
+    assert few_shot_accuracy(x, train_y, test_x, test_y, shots=3, n_draws=3, groups=groups) is None
+    assert few_shot_accuracy(x, train_y, test_x, test_y, shots=3, n_draws=3) is not None

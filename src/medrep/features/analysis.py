@@ -172,15 +172,18 @@ def check_split_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[st
 def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10,
                   n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000,
                   per_item: dict[str, Any] | None = None,
-                  groups: np.ndarray | None = None) -> tuple[dict[str, Metric], np.ndarray]:
+                  patients: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+                  ) -> tuple[dict[str, Metric], np.ndarray]:
     """Every per-model metric (with 95% intervals) and the centroid cosine matrix, from plain arrays.
 
     Probes are fitted on train and scored on test; the geometry is measured on the L2-normalised
     test embeddings (cosine geometry, as in the kNN; comparable across models of different scale).
     ``per_item``, when given, receives the probes' per-test-item outputs (for the subgroup breakdown).
-    ``groups`` (patient per test item) makes the probe intervals cluster bootstraps over patients.
+    ``patients`` (patient id per train item, per test item): few-shot draws take each shot from another
+    patient, and the probe intervals are cluster bootstraps over the test patients.
     """
     metrics: dict[str, Metric] = {}
+    train_patients, groups = patients
     knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed, groups=groups)
     metrics["knn_accuracy"] = knn.accuracy
     lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed,
@@ -191,7 +194,8 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
         per_item.update(knn_predictions=knn.predictions, linear_predictions=lin.predictions, linear_proba=lin.proba,
                         linear_classes=lin.classes)
     for s in shots:
-        fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed)
+        fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed,
+                               groups=train_patients)
         if fs is not None:
             metrics[f"few_shot_{s}_accuracy"] = fs
     xn = l2_normalise(test_x).astype(np.float64)
@@ -217,14 +221,14 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
     return metrics, centroid_cosine_matrix(xn, y)
 
 
-def _test_patients(test, ids: list[str]) -> np.ndarray | None:
-    """Patient id per embedded test item (None without patient ids)."""
-    patients = test.patients
+def _patients_of(part, ids: list[str]) -> np.ndarray | None:
+    """Patient id per embedded item of ``part`` (None without patient ids)."""
+    patients = part.patients
     if patients is None:
         return None
-    if list(test.ids) == list(ids):
+    if list(part.ids) == list(ids):
         return np.asarray(patients, dtype=object)
-    by_id = dict(zip(test.ids, patients.tolist()))
+    by_id = dict(zip(part.ids, patients.tolist()))
     return np.array([by_id[i] for i in ids], dtype=object)
 
 
@@ -290,7 +294,7 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
             per_item: dict[str, Any] = {}
             metrics, cos = model_metrics(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=k,
                                          shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed, per_item=per_item,
-                                         groups=_test_patients(test, rep.test.ids))
+                                         patients=(_patients_of(train, rep.train.ids), _patients_of(test, rep.test.ids)))
             if analysis is not None:
                 _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
             result.models[rep.name] = {
