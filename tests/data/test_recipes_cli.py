@@ -10,7 +10,7 @@ import recipe_trees as trees
 
 from medrep.cli import main
 
-FEATURES = ["--projection", "none", "--n-boot", "20", "--permutations", "5", "--shots", "1", "--draws", "2", "--k", "3",
+FEATURES = ["--projection", "none", "--n-boot", "20", "--n-permutations", "5", "--shots", "1", "--draws", "2", "--k", "3",
             "--quiet"]
 EXPLAIN = ["--methods", "gradcam", "--no-baselines", "--metrics", "pointing", "--limit", "4", "--batch-size", "4",
            "--quiet"]
@@ -84,7 +84,7 @@ def test_chexpert_features_reports_per_finding_aurocs_with_patient_intervals(tmp
 def test_one_label_commands_refuse_multi_label_and_accept_a_finding(tmp_path, capsys):
     root = trees.chexpert(tmp_path / "data")
     cache = ["--cache-dir", str(tmp_path / "cache")]
-    attack = ["attack", "--model", "demo-cnn", "--split", "valid", "--classifiers", "probe,knn", "--steps", "2",
+    attack = ["attack", "--model", "demo-cnn", "--split", "valid", "--classifiers", "probe,knn", "--attack-steps", "2",
               "--noise-draws", "1", "--noise-sigma", "0.01", "--limit", "6", "--quiet", *cache]
     assert main([*attack, "--data", f"chexpert:{root}", "--out", str(tmp_path / "a0")]) == 2
     err = capsys.readouterr().err

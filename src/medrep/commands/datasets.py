@@ -5,6 +5,11 @@ import argparse
 
 NAME = "datasets"
 HELP = "list the published-dataset recipes (chexpert:DIR, nih-cxr14:DIR, …) with what they read and their options"
+# Shown at the end of --help; each runs as it is (a test runs them).
+EXAMPLES = (
+    "medrep datasets",
+    "medrep datasets --format markdown",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     options = overlay_options(args) if run_overlay_test else None
     out = out_dir(args.out)
     data = load_split_data(args)
-    if args.overlay:
+    if run_overlay_test:
         from medrep.data.findings import require_single_label
 
         require_single_label(data, where="--overlay")
