@@ -11,7 +11,7 @@ import yaml
 from medrep.results import RESULTS_SCHEMA_VERSION
 
 STAGES = ("robustness", "explain", "features", "alignment")
-QUESTIONS = ("robustness", "explanations", "features", "stitching", "zero-shot")
+QUESTIONS = ("robustness", "explanations", "features", "stitching", "caption-alignment")
 
 
 def _section(page: str, sid: str) -> str:

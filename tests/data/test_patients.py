@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medrep.data.autosplit import grouped_split
 from medrep.data.base import TensorDataset
-from medrep.data.patients import grouped_split, split_dataset
 from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
 
 
@@ -15,20 +15,27 @@ from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
 @given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 2)), min_size=2, max_size=60),
        st.floats(0.1, 0.9), st.integers(0, 5))
 def test_grouped_split_never_puts_a_patient_on_both_sides(rows, fraction, seed):
+    from medrep.errors import MedrepError
+
     groups = np.array([f"p{g}" for g, _ in rows], dtype=object)
     labels = np.array([y for _, y in rows])
-    first, second = grouped_split(labels, groups, fraction, seed)
-    assert sorted(first + second) == list(range(len(rows)))
+    ds = TensorDataset(torch.zeros(len(rows), 1, 2, 2), labels, ["a", "b", "c"], patients=groups)
+    try:
+        first, second, by = grouped_split(ds, seed=seed, train_fraction=fraction)
+    except MedrepError:  # too few patients to have both sides: refused, never split across a patient
+        return
+    assert by == "patient" and sorted(first + second) == list(range(len(rows)))
     assert not set(groups[first].tolist()) & set(groups[second].tolist())
 
 
-def test_split_dataset_uses_patients_and_names_them():
+def test_split_keeps_patients_whole_and_near_the_fraction():
     patients = [f"p{i // 3}" for i in range(30)]  # 10 patients, 3 images each
     ds = TensorDataset(torch.zeros(30, 1, 4, 4), [(i // 3) % 2 for i in range(30)], ["a", "b"], patients=patients)
-    train, test, note = split_dataset(ds, 0.7, seed=0)
-    assert "by patient" in note
-    assert not set(train.patients.tolist()) & set(test.patients.tolist())
-    assert len(train) + len(test) == 30 and len(train) % 3 == 0
+    first, second, by = grouped_split(ds, seed=0)
+    assert by == "patient" and len(first) + len(second) == 30
+    assert not {patients[i] for i in first} & {patients[i] for i in second}
+    # per class 5 patients (15 images), target round(0.7 · 15) = 10: 3 patients (9 images) are closer than 4 (12)
+    assert len(first) == 18
 
 
 def test_cluster_bootstrap_matches_the_hand_computed_distribution():

@@ -7,7 +7,6 @@ failure is shown in its section; everything already computed stays on disk).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -16,16 +15,15 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from medrep.audit.config import validate_config
+from medrep.audit.config import audit_place, validate_config
 from medrep.errors import MedrepError
-from medrep.io import csv_safe, finite_json, write_csv_atomic, write_json_atomic
+from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
-ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
 # Stage key → section title (the same title whether the stage succeeds or fails).
 TITLES = {
     "robustness": "1 · Robustness of the representation",
@@ -38,21 +36,13 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
     "explanations": ("2 · explanations", "pointing game of the best method"),
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
-    "zero-shot": ("4 · alignment: zero-shot", "zero-shot accuracy"),
+    "caption-alignment": ("4 · alignment: captions", "caption-alignment accuracy"),
 }
 
 
 def _FMT(m: Any) -> str:  # noqa: N802 - a metric dict as "0.123" ("–" when absent)
     v = m.get("value") if isinstance(m, dict) else m
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def _safe(name: str, width: int = 60) -> str:
-    """A file-name-safe slug; a lossy or truncated one gets a short digest so that distinct names stay distinct."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
-    if slug == name and len(slug) <= width:
-        return slug
-    return f"{slug[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
 def _markup_escape(text: str) -> str:
@@ -77,14 +67,21 @@ class Audit:
         self.timings: dict[str, float] = {}
         self._encoders: dict[str, Any] = {}
         self._text = None
+        self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
-        from medrep.commands.common import resolve_device
         from medrep.data import load_dataset
+        from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
-        self.dataset = load_dataset(self.config["data"])
+        from medrep.data.autosplit import announce_split, with_train_test
+
+        train_split, test_split = self.config["train_split"], self.config["test_split"]
+        self.dataset, self.auto_split = with_train_test(load_dataset(self.config["data"]), train_split, test_split,
+                                                        self.config["seed"], where="data")
+        if self.auto_split is not None:
+            _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
         from medrep.data.findings import require_single_label
 
         require_single_label(self.dataset, where="data")
@@ -136,6 +133,7 @@ class Audit:
         try:
             section = fn(stage_dir)
         except MedrepError as err:
+            err = err.placed(audit_place(key, err.where))  # a parameter as its key in the config
             section = Section(key, title, error=str(err))
             self.results[key] = {"error": str(err)}
         except Exception as err:  # noqa: BLE001 - a bug in one analysis must not lose the others
@@ -154,6 +152,7 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
+        from medrep.robustness.objectives import OBJECTIVES
         from medrep.robustness.outputs import format_eps, write_attack_outputs
         from medrep.robustness.runner import run_attack
 
@@ -162,8 +161,9 @@ class Audit:
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("robustness"):
             for objective in cfg["objectives"]:
+                targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
                 enc = self._encoders[spec]
-                d = out / f"{_safe(spec)}-{objective}"
+                d = out / f"{slug(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
                                     steps=cfg["attack_steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
                                     target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
@@ -181,7 +181,7 @@ class Audit:
                                  "clean accuracy": m["clean_accuracy"],
                                  "attacked accuracy": m["attacked_accuracy"],
                                  **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
-                                     "cos to target after": m["cosine_to_target_after"]} if objective == "collide" else
+                                     "cos to target after": m["cosine_to_target_after"]} if targeted else
                                     {"relative change": m["relative_change"]}),
                                  "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
                 tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['attack_steps']} steps, classifier: {result.primary})", rows))
@@ -189,9 +189,9 @@ class Audit:
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
                     figures.append(Figure(paths[gal[-1]], f"{spec}, {objective}: original / perturbed / amplified difference"
-                                          + (" / target" if objective == "collide" else "")))
+                                          + (" / target" if targeted else "")))
                 last = result.summaries[-1]
-                if objective == "collide" or "robustness" not in self.scorecard[spec]:
+                if targeted or "robustness" not in self.scorecard[spec]:
                     self.scorecard[spec]["robustness"] = {
                         "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
                                 f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
@@ -200,7 +200,7 @@ class Audit:
                     f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
                     f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
-                       if objective == "collide" else "."))
+                       if targeted else "."))
         self.results["robustness"] = res
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
@@ -208,14 +208,15 @@ class Audit:
                                       "representation is not semantically stable.", readings, figures, tables)
 
     def explain(self, out: Path) -> Section:
+        from medrep.explain.methods import attention_methods
         from medrep.explain.run import default_target, run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
-            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
-            d = out / _safe(spec)
+            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in attention_methods()]
+            d = out / slug(spec)
             target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
@@ -248,15 +249,14 @@ class Audit:
                                       "a real competitor." if isinstance(area.get("mean"), float) else ""), readings, figures, tables)
 
     def features(self, out: Path) -> Section:
+        from medrep.configs import from_mapping
         from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_features(encs, self.dataset, train_split=self.config["train_split"], test_split=self.config["test_split"],
-                              limit=cfg["limit"], k=cfg["k"], shots=cfg["shots"], projections=cfg["projections"],
-                              n_permutations=cfg["n_permutations"], n_boot=self.n_boot(200),
-                              batch_size=self.config["batch_size"], cache=self.cache,
-                              seed=self.config["seed"])
+        config = from_mapping(FeaturesConfig, {**self.config, **cfg}, by="key", n_boot=self.n_boot(200))
+        result = run_features(encs, self.dataset, config, cache=self.cache)
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
@@ -271,6 +271,11 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
+        from medrep.features.probes import describe_adapted
+
+        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        for line in describe_adapted(result.settings.get("adapted", {})):
+            _log(_markup_escape(line))
         section = _section("features",
                            "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
                            "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
@@ -320,14 +325,12 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        anchors = sorted({n for n in cfg["anchors"] if n <= len(self.train)})
-        if not anchors:
-            raise MedrepError(f"every anchor count exceeds the {len(self.train)} items of the "
-                              f"{self.config['train_split']!r} split", where="analyses.alignment.anchors")
-        dropped = sorted(set(cfg["anchors"]) - set(anchors))
-        if dropped:
-            readings.append(f"Anchor counts {', '.join(map(str, dropped))} exceed the {len(self.train)} training items "
-                            "and were left out.")
+        from medrep.align.api import fit_anchor_counts
+
+        anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
+        if scaled:
+            readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                            f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
         for src, tgt, text in jobs:
             result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
@@ -336,17 +339,17 @@ class Audit:
                                    train_split=self.config["train_split"], eval_split=self.config["test_split"],
                                    batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
-            paths = write_align_outputs(result, out / _safe(name.replace(" → ", "-to-")))
+            paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
             tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
-                self.scorecard[src]["zero-shot"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
+                self.scorecard[src]["caption-alignment"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
                                                             f"(naive {_FMT(m.get('zero_shot_naive_accuracy'))}, {top} anchors)",
                                                     "metric": m.get("zero_shot_accuracy")}
-                readings.append(f"{name}: zero-shot accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
+                readings.append(f"{name}: caption-alignment accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
                                 f"(naive mapping {_FMT(m.get('zero_shot_naive_accuracy'))}, chance {_FMT(m.get('chance_accuracy'))}).")
             else:
                 self.scorecard[src].setdefault("stitching", {"text": f"→ {tgt}: {_FMT(m.get('stitched_accuracy'))} "
@@ -354,11 +357,11 @@ class Audit:
                                                              "metric": m.get("stitched_accuracy")})
                 readings.append(f"{name}: stitched accuracy {_FMT(m.get('stitched_accuracy'))} against the target's own "
                                 f"{_FMT(m.get('target_accuracy'))}; naive stitch {_FMT(m.get('naive_accuracy'))}, wrong (shuffled) "
-                                f"pairs {_FMT(m.get('shuffled_accuracy'))} — with {top} anchors, {cfg['estimator']} estimator.")
+                                f"pairs {_FMT(m.get('shuffled_accuracy'))} (mean of {_runs(m)} permutations, SD {_FMT(m.get('shuffled_accuracy_sd'))}) — with {top} anchors, {cfg['estimator']} estimator.")
         self.results["alignment"] = res
         return _section("alignment", "A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
-                                     "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
-                                     "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
+                                     "the target's classifier reads translated source embeddings) or into a text encoder's (classification by cosine to "
+                                     "class prompts: caption alignment). The captions used as anchors name the class, so this is not zero-shot but few-shot "
                                      "through the anchors.", readings, figures, tables)
 
     # -- the report ------------------------------------------------------------------------------
@@ -368,7 +371,7 @@ class Audit:
         for spec, card in self.scorecard.items():
             rows = []
             for key, (question, headline) in QUESTIONS.items():
-                if key in ("stitching", "zero-shot") and key not in card and self._skipped_alignment(key):
+                if key in ("stitching", "caption-alignment") and key not in card and self._skipped_alignment(key):
                     continue
                 entry = card.get(key)
                 rows.append({"question": question, "headline figure": headline,
@@ -379,12 +382,13 @@ class Audit:
                    "below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
-                   "this model's embeddings after alignment (stitching), and zero-shot through the text encoder. "
+                   "this model's embeddings after alignment (stitching), and classification through the text encoder after "
+                   "alignment on image–caption anchors (caption alignment; not zero-shot, the captions name the classes). "
                    "Intervals that overlap a baseline mean the difference is not established on this many images.")
         return Section("scorecard", "Scorecard", reading, tables=tables)
 
     def _missing(self, spec: str, key: str) -> str:
-        stage = {"explanations": "explain", "stitching": "alignment", "zero-shot": "alignment"}.get(key, key)
+        stage = {"explanations": "explain", "stitching": "alignment", "caption-alignment": "alignment"}.get(key, key)
         if not self.config["analyses"][stage]["enabled"]:
             return "not run (disabled in the config)"
         if "error" in self.results.get(stage, {}):
@@ -398,6 +402,12 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["caption_alignment"] or not self.config["text"]
+
+
+def _runs(m: dict) -> str:
+    sd = m.get("shuffled_accuracy_sd")
+    n = sd.get("n") if isinstance(sd, dict) else getattr(sd, "n", None)
+    return str(n) if n else "several"
 
 
 def _section(key: str, intro: str, readings: list[str], figures: list[Figure], tables: list[Table]) -> Section:
@@ -442,7 +452,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     table_index = write_table_csvs(out / "tables", sections)
     manifest = build_manifest("audit", arguments or {}, seeds={"seed": config["seed"]},
                               data=audit.dataset.describe(), models={s: e.describe() for s, e in audit._encoders.items()},
-                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings,
+                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings, auto_split=audit.auto_split,
                               total_seconds=round(time.time() - t0, 1), config=config)
     results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "medrep_version": __version__,
                "title": config["title"], "config": config,
@@ -501,7 +511,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
         for n, t in enumerate(s.tables, 1):
             if not t.rows:
                 continue
-            name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
+            name = f"{slug(s.id, 24)}-{n}-{slug(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
             write_csv_atomic(folder / name, cols, rows)
             t.csv = f"{folder.name}/{name}"

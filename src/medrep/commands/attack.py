@@ -41,12 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=32)
+    from medrep.robustness.attacks import NORMS
+    from medrep.robustness.objectives import OBJECTIVES
+
     g = p.add_argument_group("attack")
-    g.add_argument("--objective", default="collide", choices=["collide", "push"],
-                   help="collide: pull f(x) onto an image of another class (PRM); push: move f(x) away from itself")
+    g.add_argument("--objective", default="collide", choices=list(OBJECTIVES),
+                   help="; ".join(f"{e.name}: {e.help}" for e in OBJECTIVES.entries()).replace("%", "%%"))
     g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255). "
                    "linf: the largest change of any pixel (at most 1); l2: the Euclidean length of the whole change (at most √(C·H·W))")
-    g.add_argument("--norm", default="linf", help="linf (sign steps) or l2 (normalised steps)")
+    g.add_argument("--norm", default="linf", type=str.lower, choices=list(NORMS),
+                   help="; ".join(f"{e.name}: {e.help}" for e in NORMS.entries()).replace("%", "%%"))
     g.add_argument("--attack-steps", type=int, default=50, help="attack iterations per image")
     add_deprecated_alias(g, "--steps", "--attack-steps", "attack_steps", type=int)
     g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/attack-steps, as in Madry et al.)")
@@ -94,20 +98,22 @@ def run(args: argparse.Namespace) -> int:
     for n in named or []:
         if n not in CLASSIFIERS:
             raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
-    centroids = args.objective == "collide" and args.attack_target == "centroid"
+    from medrep.robustness.objectives import OBJECTIVES
+
+    centroids = OBJECTIVES.meta(args.objective, "uses_target") and args.attack_target == "centroid"
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
     require_single_label(full)
     data = pick_data(full, args)
-    train = None
+    train = auto_split = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     encoder = load_model(args.model, args)
     names = resolve_classifiers(args.classifiers, encoder)
     if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     result = run_attack(
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.attack_steps,
         step_size=args.step_size, random_start=args.random_start, target=args.attack_target, layer=args.layer, pool=args.pool,
@@ -122,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     discard_partials(out)
     write_manifest(out, build_manifest(
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
-        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
+        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(), auto_split=auto_split,
         output={k: p.name for k, p in paths.items()}))
     print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.attack_steps} steps ({args.norm}), "
           f"classifier: {result.primary}")
@@ -151,6 +157,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     note_skipped(skipped, items_seen)
     return 0
+
+
+def _train_and_data(full, data, args: argparse.Namespace):
+    """(training split, attacked items, the split made here or None): data without any split is divided
+    here (seeded, stratified, grouped by patient) so the probe / kNN / centroids never see attacked items."""
+    if full.splits:
+        return _train_split(full, args.train_split), data, None
+    import sys
+
+    from medrep.data.autosplit import announce_split, with_train_test
+
+    split, record = with_train_test(full, "train", "test", args.seed)
+    print(announce_split(record), file=sys.stderr)
+    return split.split("train"), pick_data(split, args, "test"), record
 
 
 def _train_split(full, name: str):

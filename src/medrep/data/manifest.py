@@ -24,7 +24,7 @@ from medrep.data.findings import FINDING_OPTIONS, parse_code, take_finding_optio
 from medrep.data.images import as_path, show_path
 from medrep.data.registry import register_data_scheme
 from medrep.data.tables import CsvTable, TableBuilder, resolve_path
-from medrep.errors import BadInputError, MedrepError, SpecError
+from medrep.errors import BadInputError, MedrepError, Param, SpecError
 from medrep.specs import Spec, take_list_option
 
 REQUIRED = ("path", "label")
@@ -109,7 +109,7 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(KNOWN_OPTIONS))
     if unknown:
-        raise SpecError(f"unknown option {unknown[0]!r} for csv: (known: {', '.join(sorted(KNOWN_OPTIONS))})", where="--data")
+        raise SpecError(f"unknown option {unknown[0]!r} for csv: (known: {', '.join(sorted(KNOWN_OPTIONS))})", where=Param("data"))
     read = take_read_options(opts)
     fixed = take_list_option(opts, "classes")
     policy = take_finding_options(opts)
