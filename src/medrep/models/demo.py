@@ -74,7 +74,8 @@ def build_demo_cnn() -> nn.Module:
     return DemoCNN()
 
 
-BUILDERS = {"demo-vit": build_demo_vit, "demo-cnn": build_demo_cnn}
+#: demo-cnn-robust: demo-cnn's architecture, PGD adversarially trained (the robust positive control of the attacks)
+BUILDERS = {"demo-vit": build_demo_vit, "demo-cnn": build_demo_cnn, "demo-cnn-robust": build_demo_cnn}
 
 
 def weights_path(name: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medrep.io import atomic_write, write_json_atomic
-from medrep.robustness.runner import AttackResult
+from medrep.robustness.result import AttackResult
 
 
 def _eps_tag(eps: float, norm: str = "linf") -> str:
