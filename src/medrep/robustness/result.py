@@ -138,6 +138,10 @@ def attack_summary(r: EpsResult, primary: str, seed: int, n_boot: int) -> dict[s
         broken = adv != y
         out["wins"] = {a: int(((chosen == i) & broken).sum()) for i, a in enumerate(r.attacks)}
         out["unbroken"] = int((~broken).sum())
+    if "float32_attacked_pred" in r.columns:  # the attack ran under bfloat16 autocast; its first attack again in float32
+        out["float32_reference"] = {"attack": r.attacks[0],
+                                    "attacked_accuracy": boot(r.column("float32_attacked_pred") == y),
+                                    "autocast_attacked_accuracy": per[r.attacks[0]]["attacked_accuracy"]}
     gradient = [a for a in r.attacks if a != "square"]
     if "square" in r.attacks and gradient:
         acc = {a: per[a]["attacked_accuracy"]["value"] for a in r.attacks}

@@ -99,6 +99,12 @@ class AttackJob:
             g = gen if k == 0 else _generator(cfg.seed, batch.index, 1000 * k + e + 1)
             runs.append(batch.measure_attack(attack.run(batch.loss_fn, batch.x, eps, g, final_loss=False)))
         chosen = _worst_case(runs, batch.y, batch.ty, self.obj.uses_target)
+        reference_run = None
+        if cfg.dtype != "float32":  # the first attack once more in float32, for its accuracy beside the autocast one
+            attack = build_attack(cfg.attack[0], cfg.norm, cfg.steps, cfg.queries, stop, self.random_start, cfg.step_size,
+                                  cfg.relative_step)
+            reference_run = batch.measure_attack(attack.run(batch.loss_fn_float32, batch.x, eps,
+                                                            _generator(cfg.seed, batch.index, 2000 + e + 1), final_loss=False))
         pick = lambda key: _rows(runs, chosen, key)  # noqa: E731
         xa, za, final = pick("x_adv"), pick("z"), pick("final")
         adv_preds = {nm: np.choose(chosen, [r["preds"][nm] for r in runs]) for nm in self.names}
@@ -109,6 +115,8 @@ class AttackJob:
         out = runs[0]["output"]
         hist = torch.where(torch.isnan(out.loss_history), runs[0]["final"].unsqueeze(0), out.loss_history)
         cols = batch.columns(xa, za, final, np.choose(chosen, [r["taken"] for r in runs]), adv_preds, det_adv)
+        if reference_run is not None:
+            cols["float32_attacked_pred"] = reference_run["preds"][self.names[0]]
         if len(runs) > 1:
             cols["attack_index"] = chosen
             for name, r in zip(cfg.attack, runs):
@@ -164,6 +172,7 @@ class _Batch:
         labels = torch.as_tensor(self.y, device=device)
         self.reference = job.obj.reference(self.z, self.zt, labels)
         self.loss_fn = representation_loss(encoder, job.rep, job.obj, self.reference, DTYPES[cfg.dtype])
+        self.loss_fn_float32 = representation_loss(encoder, job.rep, job.obj, self.reference)
         return self
 
     def measure_attack(self, out: AttackOutput) -> dict[str, Any]:
@@ -312,7 +321,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
                                          backend)
     columns = (list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
                + [f"detector_{w}_sigma{k}" for k in range(len(sigmas)) for w in ("clean", "attacked")]
-               + attack_columns(cfg.attack))
+               + attack_columns(cfg.attack) + (["float32_attacked_pred"] if cfg.dtype != "float32" else []))
     job = AttackJob(config=cfg, obj=obj, rep=rep, names=names, fitted=fitted, centroids=centroids, labels=labels,
                     target_idx=target_idx, target_labels=target_labels, random_start=random_start, sigmas=sigmas,
                     gallery=min(cfg.gallery_size, n), columns=columns)
