@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
+from medrep.commands.common import (add_data_arguments, arguments_of, load_all_data, load_model, make_cache, note_skipped,
+                                   out_dir)
 
 NAME = "align"
 HELP = "anchor-based alignment: stitch two image encoders, or give an image encoder zero-shot ability through a text encoder"
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medrep.align import run_alignment, write_align_outputs
-    from medrep.data import load_dataset
+    from medrep.data.base import SkipLog
     from medrep.errors import MedrepError
     from medrep.manifest import build_manifest, write_manifest
     from medrep.models import load_text_encoder
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     text = load_text_encoder(args.text, trust_remote_code=args.trust_remote_code) if args.text else None
     source = load_model(args.source, args)
     target = load_model(args.target, args) if args.target else None
-    data = load_dataset(args.data, skip_bad=args.skip_bad)
+    skipped = SkipLog()
+    data, items_seen = load_all_data(args, skipped)
     if args.split not in (None, "all"):
         data = data.split(args.split)  # a single named split is then divided 70/30 by run_alignment
     result = run_alignment(source, data, target_encoder=target, text_encoder=text, anchors=args.anchors,
@@ -62,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
                            cache=make_cache(args), text_cache=not args.no_cache, n_boot=args.n_boot)
     figures = write_align_outputs(result, out)
     write_manifest(out, build_manifest("align", arguments_of(args), seeds={"anchors": args.seed, "bootstrap": args.seed},
-                                       cache_keys=result.cache_keys, source=source.describe(),
+                                       cache_keys=result.cache_keys, skipped=skipped.skipped, source=source.describe(),
                                        target=target.describe() if target else None, text=getattr(text, "name", None),
                                        output={"results": "results.json", "tables": ["sweep.csv"],
                                                "figures": {k: v.name for k, v in figures.items()}}))
     print(result.summary())
     print(f"wrote results.json, sweep.csv and {', '.join(v.name for v in figures.values())} to {out}")
+    note_skipped(skipped, items_seen)
     return 0

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, out_dir, pick_data)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_all_data, load_model,
+                                   make_backend, make_cache, note_skipped, out_dir, pick_data)
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -82,7 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medrep.partial import discard_partials
-    from medrep.data import load_dataset
     from medrep.data.base import SkipLog
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
-    full = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)  # loaded once: the train split comes from it too
+    full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
     data = pick_data(full, args)
     train = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
@@ -160,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     for line in attack_lines(result):
         print(line)
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
+    note_skipped(skipped, items_seen)
     return 0
 
 

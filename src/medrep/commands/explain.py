@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, out_dir)
+                                   make_cache, note_skipped, out_dir)
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
@@ -45,13 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrep.data.base import SkipLog
     from medrep.partial import discard_partials
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
     backend = make_backend(args)
     out = out_dir(args.out)
-    data = _data_without_limit(args)
+    skipped = SkipLog()
+    data, items_seen = _data_without_limit(args, skipped)
     encoder = load_model(args.model, args)
     references = None
     if args.prompt is not None:
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
-        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
+        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, skipped=skipped.skipped,
+        encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
         timing={"seconds_per_image": result.seconds_per_image}))
     print(result.format_table(ascii_only=not _can_print("↑↓")))
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    note_skipped(skipped, items_seen)
     return 0
 
 
@@ -99,10 +103,11 @@ def _can_print(text: str) -> bool:
         return False
 
 
-def _data_without_limit(args: argparse.Namespace):
-    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all."""
-    from medrep.data import load_dataset
+def _data_without_limit(args: argparse.Namespace, skipped):
+    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all;
+    and the number of items the source held."""
+    from medrep.commands.common import load_all_data
 
-    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    ds, items_seen = load_all_data(args, skipped)
     split = args.split if ds.splits else None
-    return ds.split(split)
+    return ds.split(split), items_seen

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_data, load_model,
-                                   make_backend, make_cache, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_all_data, load_model,
+                                   make_backend, make_cache, note_skipped, out_dir, pick_data)
 
 NAME = "extract"
 HELP = "embed a dataset with a model (cached) and write embeddings.parquet"
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
-    data = load_data(args, skipped=skipped)
+    full, items_seen = load_all_data(args, skipped)
+    data = pick_data(full, args)
     encoder = load_model(args.model, args)
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
                              cache=make_cache(args), chunk_size=args.chunk_size, num_workers=args.workers, dtype=args.dtype,
@@ -50,4 +51,5 @@ def run(args: argparse.Namespace) -> int:
         output={"file": "embeddings.parquet", "rows": len(emb), "dim": int(emb.vectors.shape[-1]), "from_cache": emb.meta.get("from_cache")}))
     print(f"wrote {len(emb)} embeddings of width {emb.vectors.shape[-1]} to {out / 'embeddings.parquet'}"
           + (" (from cache)" if emb.meta.get("from_cache") else ""))
+    note_skipped(skipped, items_seen)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, make_cache, out_dir
+from medrep.commands.common import (add_data_arguments, add_subgroup_arguments, arguments_of, make_cache, out_dir,
+                                   subgroup_config)
 from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, describe_split_flag, load_models,
                                      load_split_data, overlay_options, resolve_test_split)
 from medrep.errors import MedrepError
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
     p.add_argument("--projection", action="append", choices=["tsne", "umap", "none"], default=None,
                    help="2-D pictures to draw (default: tsne and umap)")
+    add_subgroup_arguments(p)
     add_overlay_arguments(p, words_flag="--overlay")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--out", required=True, help="output directory")
@@ -49,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
     check_model_specs(args)
     resolve_test_split(args)
+    subgroups = subgroup_config(args, n_boot=args.n_boot,
+                                n_permutations=getattr(args, "n_permutations", None) or getattr(args, "permutations", 200))
     options = overlay_options(args, words_attr="overlay") if args.overlay else None
     out = out_dir(args.out)
     data = load_split_data(args)
@@ -58,9 +62,13 @@ def run(args: argparse.Namespace) -> int:
                           test_split=args.test_split, limit=args.limit, k=args.k, mutual_k=args.mutual_k, shots=shots,
                           n_draws=args.draws, n_boot=args.n_boot, n_permutations=args.permutations,
                           cka_estimator=args.cka, projections=projections, batch_size=args.batch_size, cache=cache,
-                          seed=args.seed)
+                          seed=args.seed, subgroups=subgroups)
     figures = write_features_outputs(result, out)
     print(format_model_table(result))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table
+
+        print(format_subgroup_table(result.subgroups))
     cache_keys = {f"{n}/{s}": k for n, m in result.models.items() for s, k in m["cache_keys"].items()}
     if args.overlay:
         from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
@@ -79,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                                        output={"results": "results.json",
                                                "figures": {k: str(v.relative_to(out)) for k, v in figures.items()}}))
     # the files write_features_outputs wrote: pairs.csv only when there is a pair of models (or layers)
-    files = ["results.json", "models.csv", *(["pairs.csv"] if result.pairs else []), "centroid_cosine.csv"]
+    files = ["results.json", "models.csv", *(["pairs.csv"] if result.pairs else []), "centroid_cosine.csv",
+             *(["subgroups.csv", "separability.csv"] if subgroups is not None else [])]
     if args.overlay:
         files += ["overlay/results.json", "overlay/overlay.csv"]
     print(f"wrote {', '.join(files)}, manifest.json and {len(figures)} figure(s) to {out}")
