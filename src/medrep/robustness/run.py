@@ -29,8 +29,8 @@ from medrep.robustness import metrics as M
 from medrep.robustness.attacks import AttackOutput, build_attack, check_eps, check_steps, make_ball
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
                                            resolve_classifiers)
-from medrep.robustness.config import (DEFAULT_NOISE_SIGMAS, DTYPES, TARGET_MODES, AttackConfig, protocol_description,
-                                      with_protocol)
+from medrep.robustness.config import (DEFAULT_NOISE_SIGMAS, DTYPES, PROTOCOLS, TARGET_MODES, AttackConfig,
+                                      protocol_description, with_protocol)
 from medrep.robustness.criteria import make_criterion
 from medrep.robustness.objectives import Objective, Representation, make_objective, representation_loss
 from medrep.robustness.result import AttackResult, EpsResult, attack_columns, summarise
@@ -247,7 +247,7 @@ def run_attack(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageData
 
     backend = resolve_backend(backend)
     cfg = (config or AttackConfig()).replace(**settings) if settings else (config or AttackConfig())
-    if cfg.protocol:  # the protocol's settings win over the options they fix
+    if settings.get("protocol"):  # named as an option: the protocol's settings win over the options they fix
         cfg = with_protocol(cfg, cfg.protocol)
     if cfg.limit is not None and len(dataset) > cfg.limit:
         dataset = dataset.limit(cfg.limit, seed=cfg.seed)
@@ -346,6 +346,10 @@ def _describe(cfg: AttackConfig, obj: Objective, rep: Representation, names: lis
         config.update(attack=list(cfg.attack), queries=int(cfg.queries) if "square" in cfg.attack else None,
                       criterion=obj.criterion if cfg.early_stop else None, dtype=cfg.dtype,
                       protocol=protocol_description(cfg.protocol), limit=cfg.limit)
+        if cfg.protocol is not None:  # settings changed after the protocol was applied are named, never hidden
+            fixed = with_protocol(AttackConfig(), cfg.protocol)
+            config["protocol_deviations"] = {k: getattr(cfg, k) for k in PROTOCOLS[cfg.protocol]
+                                             if getattr(cfg, k) != getattr(fixed, k)}
     model = {"name": encoder.name, "fingerprint": encoder.fingerprint, "has_head": encoder.has_head}
     data = {"name": getattr(dataset, "name", "dataset"), "n": len(dataset), "classes": list(dataset.classes),
             "digest": dataset.content_digest()}
