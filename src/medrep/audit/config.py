@@ -212,10 +212,8 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     # (200 pairs, 50 steps) are a `medrep attack` call away.
     # APGD's adaptive step size (2ε, halved at its checkpoints) makes the attacked accuracy fall with ε at these few
     # steps, where PGD's fixed 2.5·ε/steps did not; early exit spends the steps on the items still unbroken.
-    # demo-cnn-robust, the adversarially trained positive control, is attacked beside the two demo models.
     config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], steps=10,
-                                            noise_sigma=[0.01, 0.03], noise_draws=4, attack="apgd", early_stop=True,
-                                            controls=["demo-cnn-robust"])
+                                            noise_sigma=[0.01, 0.03], noise_draws=4, attack="apgd", early_stop=True)
     if fast:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)

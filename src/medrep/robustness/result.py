@@ -133,10 +133,13 @@ def attack_summary(r: EpsResult, primary: str, seed: int, n_boot: int) -> dict[s
            for a in r.attacks}
     out: dict[str, Any] = {"names": list(r.attacks), "per_attack": per, "classifier": primary,
                            "worst_case_attacked_accuracy": boot(adv == y)}
+    smaller = r.column("from_smaller_eps") == 1 if "from_smaller_eps" in r.columns else np.zeros(len(y), bool)
+    out["kept_from_smaller_eps"] = int(smaller.sum())
     if several:
         chosen = r.column("attack_index").astype(int)
         broken = adv != y
         out["wins"] = {a: int(((chosen == i) & broken).sum()) for i, a in enumerate(r.attacks)}
+        out["wins"]["smaller ε"] = int((smaller & broken).sum())
         out["unbroken"] = int((~broken).sum())
     if "float32_attacked_pred" in r.columns:  # the attack ran under bfloat16 autocast; its first attack again in float32
         out["float32_reference"] = {"attack": r.attacks[0],

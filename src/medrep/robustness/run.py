@@ -7,7 +7,9 @@ alone, so an interrupted-then-resumed run reproduces the uninterrupted one bit f
 
 Several attacks (``attack=("apgd", "square")``) give, per item, the worst case over them (AutoAttack's rule):
 the point of the first attack that broke the item (preferring one that met the objective's own criterion),
-else the one with the lowest loss.
+else the one with the lowest loss.  The points kept at a smaller ε are candidates at every larger ε (they lie
+inside its ball), so the attacked accuracy never rises with ε; ``from_smaller_eps`` marks the items whose point
+came from there.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from medrep.robustness.objectives import Objective, Representation, make_objecti
 from medrep.robustness.result import AttackResult, EpsResult, attack_columns, summarise
 
 BASE_COLUMNS = ("label", "target_label", "cosine_to_target_before", "cosine_to_target_after", "cosine_to_source_after",
-                "relative_change", "psnr", "ssim", "linf", "l2", "final_loss", "steps_taken")
+                "relative_change", "psnr", "ssim", "linf", "l2", "final_loss", "steps_taken", "from_smaller_eps")
 __all__ = ["AttackInterrupted", "AttackJob", "BASE_COLUMNS", "DEFAULT_NOISE_SIGMAS", "TARGET_MODES", "check_detector",
            "check_eps_budget", "draw_pairs", "run_attack"]
 
@@ -79,14 +81,18 @@ class AttackJob:
         out_units: dict[int, dict[str, np.ndarray]] = {}
         with evaluation(encoder):
             batch = _Batch.load(self, encoder, dataset, b)
-            for e in todo:
-                out_units[e] = self.attack_eps(batch, e)
+            kept = None  # the points kept at the largest smaller ε: candidates at every larger one
+            for e in sorted(todo, key=lambda k: self.config.eps[k]):
+                out_units[e], kept = self.attack_eps(batch, e, kept)
                 if progress is not None:
                     progress.advance(batch.hi - batch.lo)
         return out_units
 
-    def attack_eps(self, batch: "_Batch", e: int) -> dict[str, np.ndarray]:
-        """Every attack at ε index ``e`` on one batch; the worst case per item; its measurements."""
+    def attack_eps(self, batch: "_Batch", e: int, kept: dict[str, Any] | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Every attack at ε index ``e`` on one batch; the worst case per item, over them and over ``kept`` (the
+        points kept at a smaller ε, which lie inside this ball too: so accuracy never rises with ε); its
+        measurements, and the points kept here."""
         cfg, encoder = self.config, batch.encoder
         eps = cfg.eps[e]
         gen = _generator(cfg.seed, batch.index, e + 1)  # the first attack's draws, then the detector's
@@ -98,27 +104,30 @@ class AttackJob:
                                   cfg.relative_step)
             g = gen if k == 0 else _generator(cfg.seed, batch.index, 1000 * k + e + 1)
             runs.append(batch.measure_attack(attack.run(batch.loss_fn, batch.x, eps, g, final_loss=False)))
-        chosen = _worst_case(runs, batch.y, batch.ty, self.obj.uses_target)
+        candidates = runs + ([kept] if kept is not None else [])
+        chosen = _worst_case(candidates, batch.y, batch.ty, self.obj.uses_target)
         reference_run = None
         if cfg.dtype != "float32":  # the first attack once more in float32, for its accuracy beside the autocast one
             attack = build_attack(cfg.attack[0], cfg.norm, cfg.steps, cfg.queries, stop, self.random_start, cfg.step_size,
                                   cfg.relative_step)
             reference_run = batch.measure_attack(attack.run(batch.loss_fn_float32, batch.x, eps,
                                                             _generator(cfg.seed, batch.index, 2000 + e + 1), final_loss=False))
-        pick = lambda key: _rows(runs, chosen, key)  # noqa: E731
+        pick = lambda key: _rows(candidates, chosen, key)  # noqa: E731
         xa, za, final = pick("x_adv"), pick("z"), pick("final")
-        adv_preds = {nm: np.choose(chosen, [r["preds"][nm] for r in runs]) for nm in self.names}
+        adv_preds = {nm: np.choose(chosen, [r["preds"][nm] for r in candidates]) for nm in self.names}
+        taken = np.choose(chosen, [r["taken"] for r in candidates])
         with torch.no_grad():
             primary = batch.clf[self.names[0]]
             det_adv = [M.noise_inconsistency(primary.predict, xa, sg, cfg.noise_draws, gen, base=adv_preds[self.names[0]])
                        for sg in self.sigmas]
         out = runs[0]["output"]
         hist = torch.where(torch.isnan(out.loss_history), runs[0]["final"].unsqueeze(0), out.loss_history)
-        cols = batch.columns(xa, za, final, np.choose(chosen, [r["taken"] for r in runs]), adv_preds, det_adv)
+        cols = batch.columns(xa, za, final, taken, adv_preds, det_adv)
+        cols["from_smaller_eps"] = (chosen == len(runs)).astype(np.float64)
         if reference_run is not None:
             cols["float32_attacked_pred"] = reference_run["preds"][self.names[0]]
         if len(runs) > 1:
-            cols["attack_index"] = chosen
+            cols["attack_index"] = np.where(chosen == len(runs), -1, chosen)
             for name, r in zip(cfg.attack, runs):
                 cols[f"attack_{name}_pred"] = r["preds"][self.names[0]]
                 cols[f"attack_{name}_final_loss"] = r["final"].cpu().numpy()
@@ -133,7 +142,7 @@ class AttackJob:
             arrays["gallery_source"] = batch.x[:k].cpu().numpy().astype(np.float32)
             if batch.xt is not None:
                 arrays["gallery_target"] = batch.xt[:k].cpu().numpy().astype(np.float32)
-        return arrays
+        return arrays, {"x_adv": xa, "z": za, "final": final, "preds": adv_preds, "taken": taken}
 
 
 class _Batch:
@@ -269,7 +278,9 @@ def run_attack(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageData
                     units[(b, e)] = got[0]
                     bar.advance(min(n, (b + 1) * bs) - b * bs)
             if missing:
-                todo.append((b, tuple(missing)))
+                # a batch's ε values are computed together: each ε's worst case includes the points kept at the
+                # smaller ones, so a batch with any ε missing is recomputed whole (the same numbers, seeded)
+                todo.append((b, tuple(range(len(cfg.eps)))))
         for (b, _), arrays_by_eps in backend.map(job, encoder, dataset, todo, progress=bar):
             for e, arrays in arrays_by_eps.items():
                 store.save(_unit_name(b, e), arrays)  # the caller writes every partial, whichever worker computed it
@@ -340,6 +351,7 @@ def _describe(cfg: AttackConfig, obj: Objective, rep: Representation, names: lis
         "representation": rep.describe(), "classifiers": names, "batch_size": int(cfg.batch_size), "seed": int(cfg.seed),
         "noise_sigma": sigmas, "noise_draws": int(cfg.noise_draws), "early_stop": bool(cfg.early_stop),
         "n_boot": int(cfg.n_boot), "psnr_cap_db": M.PSNR_CAP_DB,
+        "worst_case_over_smaller_eps": True,
     }
     if cfg.attack != ("pgd",) or cfg.dtype != "float32" or cfg.protocol is not None:
         # recorded only when set, so a plain PGD run keeps its digest (and its resumable partials)
