@@ -13,7 +13,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -111,6 +111,35 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "to_dict"):
         return finite_json(o.to_dict())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# A cell a spreadsheet reads as a formula (=, +, -, @, or a tab / carriage return before one); OWASP's list
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` as a CSV cell that no spreadsheet runs: text starting like a formula (a label such as
+    ``=HYPERLINK("http://x")``) gets a leading apostrophe; numbers, and text that is a number (``-0.5``), stay."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def write_csv_atomic(path: str | os.PathLike, header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> Path:
+    """The one CSV writer of medrep: UTF-8, written atomically, every cell (the header's too) through
+    :func:`csv_safe`, None as an empty cell."""
+    import csv
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow([csv_safe(c) for c in header])
+            writer.writerows([csv_safe(c) for c in row] for row in rows)
+
+    return atomic_write(path, _w)
 
 
 class _HashingWriter:

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, note_skipped, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
+                                   load_model, make_backend, make_cache, note_skipped, out_dir)
+from medrep.commands.common import add_subgroup_arguments, subgroup_config
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep explain --model demo-vit --methods attention,gradcam --limit 8 --out out/explain",
+)
 
 
 def _csv(value: str) -> list[str]:
@@ -23,15 +29,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
                    help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
     p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
-    p.add_argument("--target", default="class", choices=TARGETS,
-                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
+                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid; "
+                        "auto: class when the model has a head, else embedding")
+    add_deprecated_alias(p, "--target", "--explain-target", "explain_target", choices=("auto", *TARGETS))
     p.add_argument("--prompt", default=None, metavar="TEMPLATE",
-                   help="with --target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
-                        "formatted with each class name (e.g. 'a scan showing a {} lesion') instead of the class centroid")
+                   help="with --explain-target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
+                        "formatted with each class name (e.g. 'a scan showing a {label} lesion') instead of the class centroid "
+                        "(default: the class centroid)")
     p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
     p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
-    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
-    p.add_argument("--baseline", default="blur", choices=["blur", "zero", "mean"], help="what removed pixels become (deletion/insertion)")
+    p.add_argument("--deletion-steps", type=int, default=16, help="deletion/insertion steps")
+    add_deprecated_alias(p, "--steps", "--deletion-steps", "deletion_steps", type=int)
+    p.add_argument("--deletion-baseline", default="blur", choices=["blur", "zero", "mean"],
+                   help="what removed pixels become (deletion/insertion)")
+    add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
     p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
     p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
@@ -42,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
+    add_subgroup_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,18 +63,28 @@ def run(args: argparse.Namespace) -> int:
     from medrep.explain.run import run_explain, write_explain_outputs
     from medrep.manifest import build_manifest, write_manifest
 
+    subgroups = subgroup_config(args)
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     data, items_seen = _data_without_limit(args, skipped)
     encoder = load_model(args.model, args)
     references = None
+    if args.explain_target == "auto":
+        from medrep.explain.run import default_target
+
+        from medrep.progress import is_quiet
+
+        args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
+        if not is_quiet():
+            print(f"explaining the {args.explain_target} score (--explain-target auto: "
+                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
 
-        if args.target != "embedding":
-            raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
+        if args.explain_target != "embedding":
+            raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
     options = {
         "attention": {"block": args.block, "head_fusion": args.head_fusion},
@@ -69,11 +92,15 @@ def run(args: argparse.Namespace) -> int:
         "gradcam": {"layer": args.gradcam_layer},
         "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
     }
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
+    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.explain_target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
-                         steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
+                         steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
                          method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
                          backend=backend, out_dir=out, resume=args.resume)
+    if subgroups is not None:
+        from medrep.subgroups.items import explain_subgroups
+
+        result.subgroups = explain_subgroups(result, data, subgroups)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
@@ -87,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if dead:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table, write_group_table
+
+        write_group_table(result.subgroups, out)
+        print(format_subgroup_table(result.subgroups))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     note_skipped(skipped, items_seen)
     return 0

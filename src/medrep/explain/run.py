@@ -5,7 +5,6 @@ reads the same object); ``write_explain_outputs`` writes results.json, a method 
 """
 from __future__ import annotations
 
-import csv
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -79,6 +78,7 @@ class ExplainResult:
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
     dead: dict[str, np.ndarray] = field(default_factory=dict)  # method → (n,) bool: the map was constant
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) class index per id
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -106,6 +106,7 @@ class ExplainResult:
             "n_images": len(self.ids),
             "ids": self.ids,
             "settings": self.settings,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
     def format_table(self, ascii_only: bool = False) -> str:
@@ -194,15 +195,22 @@ def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 6
     return cents
 
 
-def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{}") -> torch.Tensor:
-    """(K, D) text embeddings of ``template.format(class name)`` from the encoder's own text tower."""
+def default_target(encoder: Encoder) -> str:
+    """What an explanation explains when the user does not say: the class logit when the model has a head
+    that can score the classes, else the cosine to the class's reference embedding."""
+    return "class" if encoder.has_head else "embedding"
+
+
+def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{label}") -> torch.Tensor:
+    """(K, D) text embeddings of ``template`` with each class name as ``{label}``, from the encoder's own text tower."""
+    from medrep.vocabulary import format_prompt
+
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --target embedding without --prompt", where="--prompt")
-    if "{}" not in template:
-        raise MedrepError("the prompt template needs a {} where the class name goes", where="--prompt")
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
+    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
     with torch.no_grad():
-        return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
+        return torch.as_tensor(tower.encode_text(prompts)).float()
 
 
 @dataclass
@@ -318,21 +326,21 @@ def run_explain(
     if bad:
         raise MedrepError(f"unknown metric(s) {', '.join(bad)} (choose from {', '.join(METRICS)})", where="--metrics")
     if target not in TARGETS:
-        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--target")
+        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--explain-target")
     if upsampling not in UPSAMPLING:
         raise MedrepError(f"unknown upsampling {upsampling!r} (choose from {', '.join(UPSAMPLING)})", where="--upsample")
     if perturbation_baseline not in PERTURBATION_BASELINES:
-        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--baseline")
+        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--deletion-baseline")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if target in ("class", "predicted") and not encoder.has_head:
-        raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+        raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where="--explain-target")
     method_options = dict(method_options or {})
     if any(m in ATTENTION_METHODS for m in methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, methods, method_options)
     if any(m in ("deletion", "insertion") for m in metrics) and steps < 1:
-        raise MedrepError("needs at least one step", where="--steps")
+        raise MedrepError("needs at least one step", where="--deletion-steps")
     for k in topk:
         if not 0 < k <= 100:
             raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")
@@ -480,40 +488,35 @@ def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: to
 def write_explain_outputs(result: ExplainResult, out_dir: str | Path) -> dict[str, Path]:
     """results.json, explain_table.csv (method × metric, mean and 95% interval), per_image_scores.csv (one row per
     image and method: id, label, method, every metric, dead_map), gallery.png."""
-    from medrep.io import atomic_write, write_json_atomic
+    from medrep.io import write_csv_atomic, write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": write_json_atomic(out / "results.json", result.to_dict())}
 
-    def write_csv(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["method"] + [f"{k}{suffix}" for k in result.metric_names for suffix in ("", "_low", "_high")] + ["n"])
-            for meth in result.methods:
-                row: list[Any] = [meth]
-                for k in result.metric_names:
-                    m = result.metrics[meth][k]
-                    row += [_fmt(m.value), _fmt(m.low), _fmt(m.high)]
-                w.writerow(row + [len(result.ids)])
+    table = []
+    for meth in result.methods:
+        row: list[Any] = [meth]
+        for k in result.metric_names:
+            m = result.metrics[meth][k]
+            row += [_fmt(m.value), _fmt(m.low), _fmt(m.high)]
+        table.append(row + [len(result.ids)])
+    paths["table"] = write_csv_atomic(
+        out / "explain_table.csv",
+        ["method"] + [f"{k}{suffix}" for k in result.metric_names for suffix in ("", "_low", "_high")] + ["n"], table)
 
-    paths["table"] = atomic_write(out / "explain_table.csv", write_csv)
-
-    def write_per_image(tmp: str) -> None:
-        classes = result.data.get("classes") or []
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "label", "method"] + list(result.metric_names) + ["dead_map"])
-            for i, image_id in enumerate(result.ids):
-                c = int(result.labels[i])
-                label = classes[c] if 0 <= c < len(classes) else c
-                for meth in result.methods:
-                    dead = result.dead.get(meth)
-                    w.writerow([image_id, label, meth]
-                               + [_fmt(float(result.per_image[meth][k][i])) for k in result.metric_names]
-                               + ["" if dead is None else int(dead[i])])
-
-    paths["per_image"] = atomic_write(out / "per_image_scores.csv", write_per_image)
+    classes = result.data.get("classes") or []
+    per_image = []
+    for i, image_id in enumerate(result.ids):
+        c = int(result.labels[i])
+        label = classes[c] if 0 <= c < len(classes) else c
+        for meth in result.methods:
+            dead = result.dead.get(meth)
+            per_image.append([image_id, label, meth]
+                             + [_fmt(float(result.per_image[meth][k][i])) for k in result.metric_names]
+                             + ["" if dead is None else int(dead[i])])
+    paths["per_image"] = write_csv_atomic(out / "per_image_scores.csv",
+                                          ["id", "label", "method"] + list(result.metric_names) + ["dead_map"], per_image)
     if len(result.gallery.get("ids", [])):
         paths["gallery"] = plot_gallery(result, out / "gallery.png")
     return paths

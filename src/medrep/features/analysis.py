@@ -2,7 +2,6 @@
 embeddings, on the same items and splits for every model (and layer)."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -316,19 +315,13 @@ def _safe(name: str) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    from medrep.io import atomic_write
+    """Rows of dicts as CSV (columns in order of first appearance), through medrep's one CSV writer."""
+    from medrep.io import write_csv_atomic
 
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-
-    def _w(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-
-    return atomic_write(path, _w)
+    return write_csv_atomic(path, cols, ([r.get(c) for c in cols] for r in rows))
 
 
 def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[str, Path]:

@@ -561,7 +561,7 @@ def make_attack(norm: str, **kwargs) -> GradientAttack:
 
 def check_steps(steps: int) -> int:
     if int(steps) < 1:
-        raise MedrepError(f"must be at least 1 (got {steps})", where="--steps")
+        raise MedrepError(f"must be at least 1 (got {steps})", where="--attack-steps")
     return int(steps)
 
 

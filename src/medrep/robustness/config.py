@@ -17,7 +17,7 @@ from medrep.robustness.attacks import DEFAULT_RELATIVE_STEP, parse_attacks
 #: Noise levels of the label-consistency detector: the useful σ depends on the model (the paper gives none).
 DEFAULT_NOISE_SIGMAS = (0.005, 0.01, 0.03)
 TARGET_MODES = ("image", "centroid")
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}  # the last two: autocast
 
 #: A fixed protocol makes numbers comparable across models and papers (AutoAttack's idea): its settings replace
 #: the corresponding options, and its name and settings go into results.json and the report.

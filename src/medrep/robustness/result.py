@@ -37,6 +37,7 @@ class AttackResult:
     gallery_source: np.ndarray | None = None
     gallery_target: np.ndarray | None = None
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def primary(self) -> str:
@@ -59,6 +60,7 @@ class AttackResult:
             "pairs": [{"source": s, "target": t, "source_label": name(int(a)), "target_label": name(int(b)) if t else None}
                       for s, t, a, b in zip(self.source_ids, self.target_ids, labels, targets)],
             "results": self.summaries,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
 

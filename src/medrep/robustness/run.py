@@ -306,7 +306,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
         build_attack(name, ball.name, cfg.steps, cfg.queries)
     check_eps_budget(eps_list, ball.name)
     if cfg.target not in TARGET_MODES:
-        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where="--target")
+        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where="--attack-target")
     if cfg.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if obj.needs_head and not encoder.has_head:

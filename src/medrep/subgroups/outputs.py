@@ -2,11 +2,10 @@
 plain-language reading."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
-from medrep.io import atomic_write
+from medrep.io import write_csv_atomic
 from medrep.results import Metric
 from medrep.subgroups.result import SubgroupResult
 
@@ -29,13 +28,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-
-    def w(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(rows)
-    return atomic_write(path, w)
+    return write_csv_atomic(path, cols, ([r.get(c) for c in cols] for r in rows))  # subgroup names are user data
 
 
 def group_rows(result: SubgroupResult) -> list[dict[str, Any]]:
@@ -106,6 +99,11 @@ def forest_plot(result: SubgroupResult, model: str, overall: dict[str, Metric], 
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def write_group_table(result: SubgroupResult, out_dir: str | Path) -> Path:
+    """subgroups.csv: one row per attribute, subgroup and figure (for commands without embeddings)."""
+    return _write_csv(Path(out_dir) / "subgroups.csv", group_rows(result))
 
 
 def write_subgroup_outputs(result: SubgroupResult, out_dir: str | Path, overall: dict[str, Metric],

@@ -97,6 +97,10 @@ def breakdown(figure: ItemFigure, groups: np.ndarray, labels: np.ndarray, patien
     subgroup large enough to judge, and its within-class permutation p-value."""
     groups = np.asarray(groups, dtype=object).astype(str)
     labels = np.asarray(labels)
+    if figure.values is not None and not np.isfinite(figure.values).all():
+        # an item without a score (a NaN) belongs to no subgroup for this figure
+        groups = np.where(np.isfinite(figure.values), groups, UNKNOWN).astype(object)
+        figure = ItemFigure(figure.name, values=np.nan_to_num(figure.values))
     per_group: dict[str, dict] = {}
     for name in subgroup_names(groups):
         idx = np.flatnonzero(groups == name)
