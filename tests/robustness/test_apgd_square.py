@@ -221,7 +221,7 @@ def test_cli_ensemble_prints_each_attack_and_records_it(tmp_path, capsys):
 
     out = tmp_path / "ens"
     rc = main(["attack", "--model", TINY, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "4",
-               "--eps", "0.0157,8/255", "--steps", "3", "--attack", "ensemble", "--queries", "20", "--early-stop",
+               "--eps", "0.0157,8/255", "--attack-steps", "3", "--attack", "ensemble", "--queries", "20", "--early-stop",
                "--objective", "ce", "--batch-size", "4", "--noise-draws", "2", "--out", str(out), "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out

@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protocol", default=None, choices=["standard"],
                    help="a fixed evaluation protocol whose settings replace the options it fixes; standard: L∞ ε ∈ "
                         "{1,2,4,8}/255, APGD 100 steps + Square 5,000 queries, worst case per item, early exit, the test "
-                        "split or 1,000 items, seed 0")
+                        "split or 1,000 items, seed 0 (default: none, the options as given)")
     g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="compute dtype of the attack's forward and backward passes (bfloat16 / float16: autocast; the "
                         "first attack is also run in float32 and both attacked accuracies are reported)")
