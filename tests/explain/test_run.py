@@ -61,7 +61,7 @@ def test_embedding_target_for_a_headless_encoder(small_phantoms):
 
 def test_bad_options_name_the_option(vit64, small_phantoms):
     data = small_phantoms.split("test")
-    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "--methods"),
+    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "^methods: unknown explanation method"),
                           (dict(target="text"), "--explain-target"), (dict(upsampling="cubic"), "--upsample")):
         with pytest.raises(MedrepError, match=where):
             run_explain(vit64, data, **{"methods": ["attention"], "metrics": ["pointing"], "limit": 2, **kwargs})

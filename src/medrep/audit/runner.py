@@ -7,7 +7,6 @@ failure is shown in its section; everything already computed stays on disk).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -16,16 +15,15 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from medrep.audit.config import validate_config
+from medrep.audit.config import audit_place, validate_config
 from medrep.errors import MedrepError
-from medrep.io import csv_safe, finite_json, write_csv_atomic, write_json_atomic
+from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
-ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
 # Stage key → section title (the same title whether the stage succeeds or fails).
 TITLES = {
     "robustness": "1 · Robustness of the representation",
@@ -45,14 +43,6 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
 def _FMT(m: Any) -> str:  # noqa: N802 - a metric dict as "0.123" ("–" when absent)
     v = m.get("value") if isinstance(m, dict) else m
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def _safe(name: str, width: int = 60) -> str:
-    """A file-name-safe slug; a lossy or truncated one gets a short digest so that distinct names stay distinct."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
-    if slug == name and len(slug) <= width:
-        return slug
-    return f"{slug[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
 def _markup_escape(text: str) -> str:
@@ -80,8 +70,8 @@ class Audit:
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
-        from medrep.commands.common import resolve_device
         from medrep.data import load_dataset
+        from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
         self.dataset = load_dataset(self.config["data"])
@@ -133,6 +123,7 @@ class Audit:
         try:
             section = fn(stage_dir)
         except MedrepError as err:
+            err = err.placed(audit_place(key, err.where))  # a parameter as its key in the config
             section = Section(key, title, error=str(err))
             self.results[key] = {"error": str(err)}
         except Exception as err:  # noqa: BLE001 - a bug in one analysis must not lose the others
@@ -213,14 +204,15 @@ class Audit:
         return self._encoders[spec]
 
     def explain(self, out: Path) -> Section:
+        from medrep.explain.methods import attention_methods
         from medrep.explain.run import default_target, run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
-            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
-            d = out / _safe(spec)
+            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in attention_methods()]
+            d = out / slug(spec)
             target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
@@ -253,15 +245,14 @@ class Audit:
                                       "a real competitor." if isinstance(area.get("mean"), float) else ""), readings, figures, tables)
 
     def features(self, out: Path) -> Section:
+        from medrep.configs import from_mapping
         from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_features(encs, self.dataset, train_split=self.config["train_split"], test_split=self.config["test_split"],
-                              limit=cfg["limit"], k=cfg["k"], shots=cfg["shots"], projections=cfg["projections"],
-                              n_permutations=cfg["n_permutations"], n_boot=self.n_boot(200),
-                              batch_size=self.config["batch_size"], cache=self.cache,
-                              seed=self.config["seed"])
+        config = from_mapping(FeaturesConfig, {**self.config, **cfg}, by="key", n_boot=self.n_boot(200))
+        result = run_features(encs, self.dataset, config, cache=self.cache)
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
@@ -341,7 +332,7 @@ class Audit:
                                    train_split=self.config["train_split"], eval_split=self.config["test_split"],
                                    batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
-            paths = write_align_outputs(result, out / _safe(name.replace(" → ", "-to-")))
+            paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
             tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
@@ -580,7 +571,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
         for n, t in enumerate(s.tables, 1):
             if not t.rows:
                 continue
-            name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
+            name = f"{slug(s.id, 24)}-{n}-{slug(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
             write_csv_atomic(folder / name, cols, rows)
             t.csv = f"{folder.name}/{name}"

@@ -40,12 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=32)
+    from medrep.robustness.attacks import NORMS
+    from medrep.robustness.objectives import OBJECTIVES
+
     g = p.add_argument_group("attack")
-    g.add_argument("--objective", default="collide",
-                   choices=["collide", "push", "collide-cosine", "push-cosine", "ce", "dlr"],
-                   help="collide: pull f(x) onto an image of another class (PRM); push: move f(x) away from itself; "
-                        "collide-cosine / push-cosine: the same by angle (1 − cos to the target / cos to the original); "
-                        "ce, dlr: the classic losses on the model's own logits (models with a head)")
+    g.add_argument("--objective", default="collide", choices=list(OBJECTIVES),
+                   help="; ".join(f"{e.name}: {e.help}" for e in OBJECTIVES.entries()).replace("%", "%%"))
     g.add_argument("--attack", default="pgd",
                    help="pgd, apgd (Auto-PGD: adaptive step size, momentum, restarts), square (black-box, no gradients), "
                         "ensemble (= apgd,square) or a comma-separated list: several give the worst case per item, each "
@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "first attack is also run in float32 and both attacked accuracies are reported)")
     g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255). "
                    "linf: the largest change of any pixel (at most 1); l2: the Euclidean length of the whole change (at most √(C·H·W))")
-    g.add_argument("--norm", default="linf", help="linf (sign steps) or l2 (normalised steps)")
+    g.add_argument("--norm", default="linf", type=str.lower, choices=list(NORMS),
+                   help="; ".join(f"{e.name}: {e.help}" for e in NORMS.entries()).replace("%", "%%"))
     g.add_argument("--attack-steps", type=int, default=50, help="attack iterations per image")
     add_deprecated_alias(g, "--steps", "--attack-steps", "attack_steps", type=int)
     g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/attack-steps, as in Madry et al.)")

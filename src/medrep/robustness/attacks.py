@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from medrep.errors import MedrepError
+from medrep.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv (B×C×H×W) → per-item loss to minimise (B,)
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv → bool (B,): item counts as done
@@ -553,10 +554,8 @@ ATTACKS: dict[str, type[GradientAttack]] = {"linf": LinfPGD, "l2": L2PGD}
 
 
 def make_attack(norm: str, **kwargs) -> GradientAttack:
-    key = str(norm).lower()
-    if key not in ATTACKS:
-        raise MedrepError(f"unknown norm {norm!r} (choose from {', '.join(ATTACKS)})", where="--norm")
-    return ATTACKS[key](**kwargs)
+    key = str(norm)
+    return NORMS.get(key if key in NORMS else key.lower())(**kwargs)
 
 
 def check_steps(steps: int) -> int:

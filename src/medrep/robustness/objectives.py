@@ -17,6 +17,7 @@ import torch
 
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder
+from medrep.registry import Registry
 
 EmbedFn = Callable[[Encoder, torch.Tensor], torch.Tensor]  # (encoder, raw pixels) → (B, D)
 
@@ -67,6 +68,20 @@ class Objective:
         raise NotImplementedError
 
 
+#: name → Objective class; its metadata (``uses_target``, ``wants_random_start``) is read off the class.
+OBJECTIVES = Registry("objective", param="objective", meta_from=lambda cls: {
+    "uses_target": bool(getattr(cls, "uses_target", False)),
+    "wants_random_start": bool(getattr(cls, "wants_random_start", False)),
+    "needs_head": bool(getattr(cls, "needs_head", False)),
+    "criterion": getattr(cls, "criterion", "misclassified")})
+
+
+def register_objective(name: str, **meta):
+    """Class decorator: ``@register_objective("name")`` makes the Objective available to attack and the audit."""
+    return OBJECTIVES.register(name, help=meta.pop("help", ""), **meta)
+
+
+@register_objective("collide", help="pull f(x) onto an image of another class (PRM)")
 class Collide(Objective):
     """PRM: minimise ½‖f(x₀+δ) − f(x_tg)‖² towards a target of another class."""
 
@@ -83,6 +98,7 @@ class Collide(Objective):
         return 0.5 * _squared_distance(z, reference)
 
 
+@register_objective("push", help="move f(x) away from itself")
 class Push(Objective):
     """Divergence: maximise ‖f(x₀+δ) − f(x₀)‖, written as minimising −½‖·‖² (same maximiser, smooth at 0)."""
 
@@ -96,6 +112,7 @@ class Push(Objective):
         return -0.5 * _squared_distance(z, reference)
 
 
+@register_objective("collide-cosine", help="collide by angle: 1 − cos to the target's representation")
 class CollideCosine(Collide):
     """Collide by angle: minimise 1 − cos(f(x₀+δ), f(x_tg)) (scale-free; what cosine-read classifiers see)."""
 
@@ -105,6 +122,7 @@ class CollideCosine(Collide):
         return 1 - _cosine(z, reference)
 
 
+@register_objective("push-cosine", help="push by angle: cos to the original representation")
 class PushCosine(Push):
     """Push by angle: minimise cos(f(x₀+δ), f(x₀)) (zero gradient at δ = 0: random start by default)."""
 
@@ -128,6 +146,7 @@ class LogitObjective(Objective):
         return labels
 
 
+@register_objective("ce", help="cross-entropy on the model's own logits (models with a head)")
 class CrossEntropy(LogitObjective):
     """Untargeted cross-entropy on the logits, maximised (minimise −CE)."""
 
@@ -137,6 +156,7 @@ class CrossEntropy(LogitObjective):
         return -torch.nn.functional.cross_entropy(z.float(), reference.long(), reduction="none")
 
 
+@register_objective("dlr", help="Croce & Hein's difference of logits ratio (models with a head, 3+ classes)")
 class DLR(LogitObjective):
     """Croce & Hein's difference of logits ratio, untargeted: minimise (z_y − max_{i≠y} z_i) / (z_π1 − z_π3)."""
 
@@ -165,16 +185,15 @@ def _squared_distance(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return (z.to(dtype) - reference.to(dtype)).pow(2).sum(dim=1)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (Collide, Push, CollideCosine, PushCosine, CrossEntropy, DLR)}
-
-
 def make_objective(objective: str | Objective) -> Objective:
     if isinstance(objective, Objective):
         return objective
-    key = str(objective).lower()
-    if key not in OBJECTIVES:
-        raise MedrepError(f"unknown objective {objective!r} (choose from {', '.join(OBJECTIVES)})", where="--objective")
-    return OBJECTIVES[key]()
+    key = str(objective)
+    key = key if key in OBJECTIVES else key.lower()
+    made = OBJECTIVES.get(key)()
+    if made.name == Objective.name:  # a registered class need not repeat its name
+        made.name = key
+    return made
 
 
 class ObjectiveLoss:
