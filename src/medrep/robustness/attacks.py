@@ -550,7 +550,10 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 #: norm → the PGD attack with that geometry (kept for callers of the PGD template by norm)
-ATTACKS: dict[str, type[GradientAttack]] = {"linf": LinfPGD, "l2": L2PGD}
+NORMS = Registry("norm", param="norm")
+NORMS.register("linf", LinfPGD)
+NORMS.register("l2", L2PGD)
+ATTACKS = NORMS
 
 
 def make_attack(norm: str, **kwargs) -> GradientAttack:
