@@ -117,7 +117,9 @@ BALLS: dict[str, type[Ball]] = {"linf": LinfBall, "l2": L2Ball}
 def make_ball(norm: str) -> Ball:
     key = str(norm).lower()
     if key not in BALLS:
-        raise MedrepError(f"unknown norm {norm!r} (choose from {', '.join(BALLS)})", where="--norm")
+        NORMS.check(key)  # the registry's one-line error, naming the parameter
+        raise MedrepError(f"norm {norm!r} has no ball for APGD / Square (they know {', '.join(BALLS)})",
+                          where=NORMS.param)
     return BALLS[key]()
 
 
