@@ -36,7 +36,7 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
     "explanations": ("2 · explanations", "pointing game of the best method"),
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
-    "zero-shot": ("4 · alignment: zero-shot", "zero-shot accuracy"),
+    "caption-alignment": ("4 · alignment: captions", "caption-alignment accuracy"),
 }
 
 
@@ -67,6 +67,7 @@ class Audit:
         self.timings: dict[str, float] = {}
         self._encoders: dict[str, Any] = {}
         self._text = None
+        self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -74,7 +75,13 @@ class Audit:
         from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
-        self.dataset = load_dataset(self.config["data"])
+        from medrep.data.autosplit import announce_split, with_train_test
+
+        train_split, test_split = self.config["train_split"], self.config["test_split"]
+        self.dataset, self.auto_split = with_train_test(load_dataset(self.config["data"]), train_split, test_split,
+                                                        self.config["seed"], where="data")
+        if self.auto_split is not None:
+            _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "
@@ -223,7 +230,8 @@ class Audit:
             keys = rd["metric_names"]
             tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} lesion images (mean [95% CI])",
                                 [{"method": m, **{k: rd["metrics"][m][k] for k in keys}} for m in rd["methods"]],
-                                note="random and center are baselines; higher is better except deletion AUC."))
+                                note="random and center are baselines; higher is better except deletion AUC. "
+                                     f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
             pointing = {m: rd["metrics"][m].get("pointing", {}).get("value") for m in rd["methods"]}
@@ -267,6 +275,11 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
+        from medrep.features.probes import describe_adapted
+
+        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        for line in describe_adapted(result.settings.get("adapted", {})):
+            _log(_markup_escape(line))
         section = _section("features",
                            "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
                            "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
@@ -316,14 +329,12 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        anchors = sorted({n for n in cfg["anchors"] if n <= len(self.train)})
-        if not anchors:
-            raise MedrepError(f"every anchor count exceeds the {len(self.train)} items of the "
-                              f"{self.config['train_split']!r} split", where="analyses.alignment.anchors")
-        dropped = sorted(set(cfg["anchors"]) - set(anchors))
-        if dropped:
-            readings.append(f"Anchor counts {', '.join(map(str, dropped))} exceed the {len(self.train)} training items "
-                            "and were left out.")
+        from medrep.align.api import fit_anchor_counts
+
+        anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
+        if scaled:
+            readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                            f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
         for src, tgt, text in jobs:
             result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
@@ -339,10 +350,10 @@ class Audit:
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
-                self.scorecard[src]["zero-shot"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
+                self.scorecard[src]["caption-alignment"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
                                                             f"(naive {_FMT(m.get('zero_shot_naive_accuracy'))}, {top} anchors)",
                                                     "metric": m.get("zero_shot_accuracy")}
-                readings.append(f"{name}: zero-shot accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
+                readings.append(f"{name}: caption-alignment accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
                                 f"(naive mapping {_FMT(m.get('zero_shot_naive_accuracy'))}, chance {_FMT(m.get('chance_accuracy'))}).")
             else:
                 self.scorecard[src].setdefault("stitching", {"text": f"→ {tgt}: {_FMT(m.get('stitched_accuracy'))} "
@@ -350,11 +361,11 @@ class Audit:
                                                              "metric": m.get("stitched_accuracy")})
                 readings.append(f"{name}: stitched accuracy {_FMT(m.get('stitched_accuracy'))} against the target's own "
                                 f"{_FMT(m.get('target_accuracy'))}; naive stitch {_FMT(m.get('naive_accuracy'))}, wrong (shuffled) "
-                                f"pairs {_FMT(m.get('shuffled_accuracy'))} — with {top} anchors, {cfg['estimator']} estimator.")
+                                f"pairs {_FMT(m.get('shuffled_accuracy'))} (mean of {_runs(m)} permutations, SD {_FMT(m.get('shuffled_accuracy_sd'))}) — with {top} anchors, {cfg['estimator']} estimator.")
         self.results["alignment"] = res
         return _section("alignment", "A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
-                                     "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
-                                     "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
+                                     "the target's classifier reads translated source embeddings) or into a text encoder's (classification by cosine to "
+                                     "class prompts: caption alignment). The captions used as anchors name the class, so this is not zero-shot but few-shot "
                                      "through the anchors.", readings, figures, tables)
 
     # -- the report ------------------------------------------------------------------------------
@@ -364,24 +375,25 @@ class Audit:
         for spec, card in self.scorecard.items():
             rows = []
             for key, (question, headline) in QUESTIONS.items():
-                if key in ("stitching", "zero-shot") and key not in card and self._skipped_alignment(key):
+                if key in ("stitching", "caption-alignment") and key not in card and self._skipped_alignment(key):
                     continue
                 entry = card.get(key)
                 rows.append({"question": question, "headline figure": headline,
                              "value [95% CI]": entry.get("metric") if entry else None,
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
-        reading = ("One headline figure per question and model, with its 95% bootstrap interval (details in the sections "
-                   "below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → after, and which "
-                   "objective and ε, in the context column); 2: how often "
+        reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
+                   "sections below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → "
+                   "after, and which objective and ε, in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
-                   "this model's embeddings after alignment (stitching), and zero-shot through the text encoder. "
+                   "this model's embeddings after alignment (stitching), and classification through the text encoder after "
+                   "alignment on image–caption anchors (caption alignment; not zero-shot, the captions name the classes). "
                    "Intervals that overlap a baseline mean the difference is not established on this many images.")
         return Section("scorecard", "Scorecard", reading, tables=tables)
 
     def _missing(self, spec: str, key: str) -> str:
-        stage = {"explanations": "explain", "stitching": "alignment", "zero-shot": "alignment"}.get(key, key)
+        stage = {"explanations": "explain", "stitching": "alignment", "caption-alignment": "alignment"}.get(key, key)
         if not self.config["analyses"][stage]["enabled"]:
             return "not run (disabled in the config)"
         if "error" in self.results.get(stage, {}):
@@ -470,6 +482,12 @@ def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: li
             "model from a fragile one when the control stays well above the others.")
 
 
+def _runs(m: dict) -> str:
+    sd = m.get("shuffled_accuracy_sd")
+    n = sd.get("n") if isinstance(sd, dict) else getattr(sd, "n", None)
+    return str(n) if n else "several"
+
+
 def _section(key: str, intro: str, readings: list[str], figures: list[Figure], tables: list[Table]) -> Section:
     """A stage's section: its title, the stage's general reading followed by one paragraph per model or pair."""
     return Section(key, TITLES[key], intro + "\n\n" + "\n\n".join(readings), figures, tables)
@@ -512,7 +530,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     table_index = write_table_csvs(out / "tables", sections)
     manifest = build_manifest("audit", arguments or {}, seeds={"seed": config["seed"]},
                               data=audit.dataset.describe(), models={s: e.describe() for s, e in audit._encoders.items()},
-                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings,
+                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings, auto_split=audit.auto_split,
                               total_seconds=round(time.time() - t0, 1), config=config)
     results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "medrep_version": __version__,
                "title": config["title"], "config": config,

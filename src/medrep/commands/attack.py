@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
     skipped = SkipLog()
     full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
     data = pick_data(full, args)
-    train = None
+    train = auto_split = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     encoder = load_model(args.model, args)
     names = resolve_classifiers(args.classifiers, encoder)
     if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     result = run_attack(
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.attack_steps,
         step_size=args.step_size, random_start=args.random_start, target=args.attack_target, layer=args.layer, pool=args.pool,
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     discard_partials(out)
     write_manifest(out, build_manifest(
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
-        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
+        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(), auto_split=auto_split,
         output={k: p.name for k, p in paths.items()}))
     from medrep.robustness.outputs import attack_lines, eps_label
 
@@ -180,6 +180,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     note_skipped(skipped, items_seen)
     return 0
+
+
+def _train_and_data(full, data, args: argparse.Namespace):
+    """(training split, attacked items, the split made here or None): data without any split is divided
+    here (seeded, stratified, grouped by patient) so the probe / kNN / centroids never see attacked items."""
+    if full.splits:
+        return _train_split(full, args.train_split), data, None
+    import sys
+
+    from medrep.data.autosplit import announce_split, with_train_test
+
+    split, record = with_train_test(full, "train", "test", args.seed)
+    print(announce_split(record), file=sys.stderr)
+    return split.split("train"), pick_data(split, args, "test"), record
 
 
 def _train_split(full, name: str):

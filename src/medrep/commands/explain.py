@@ -113,12 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if args.explain_target == "auto":
         from medrep.explain.run import default_target
 
-        from medrep.progress import is_quiet
-
         args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
-        if not is_quiet():
-            print(f"explaining the {args.explain_target} score (--explain-target auto: "
-                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
+        print(f"explaining the {args.explain_target} score (--explain-target auto: "
+              + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references

@@ -14,7 +14,7 @@ from medrep.features.config import FeaturesConfig
 from medrep.features.extract import Embeddings, extract_embeddings
 from medrep.features.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
-from medrep.features.probes import few_shot_accuracy, knn_accuracy, linear_probe_scores
+from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores
 from medrep.features.projection import PROJECTIONS, project_2d
 from medrep.io import slug
 from medrep.features.separability import (calinski_harabasz, centroid_cosine_matrix, davies_bouldin, fisher_ratio,
@@ -234,6 +234,10 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     classes = list(dataset.classes)
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", Param("data")))
+    adapted: dict[str, Any] = {}  # defaults scaled down to small data, reported rather than failing
+    k, adapted["k"] = adapt_k(k, train.labels)
+    shots, adapted["shots"] = adapt_shots(shots, train.labels)
+    adapted = {name: a for name, a in adapted.items() if a is not None}
     analysis = _subgroup_analysis(subgroups, test)
     probe_groups, probe_patients = None, None
     if analysis is not None:  # the attribute probe reads train and test items together
@@ -248,7 +252,7 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,
         "shots": list(shots), "few_shot_draws": n_draws, "n_boot": n_boot, "n_permutations": n_permutations,
         "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
-        "geometry": "L2-normalised test embeddings",
+        "adapted": adapted, "geometry": "L2-normalised test embeddings",
         "intervals": "95%: bootstrap over items (accuracies, AUC, mutual kNN), over draws (few-shot), "
                      "delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher, CKA)"})
     n_pairs = len(reps) * (len(reps) - 1) // 2
