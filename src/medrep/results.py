@@ -64,12 +64,17 @@ def bootstrap_metric(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    proportion: bool | None = None,
     groups: np.ndarray | None = None,
 ) -> Metric:
-    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 values (an accuracy, a
+    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 outcomes (an accuracy, a
     pointing-game hit rate) gets the Wilson score interval instead: the bootstrap collapses to [1, 1] at
-    12/12 correct, while the proportion is only known to lie in about [0.76, 1].  With ``groups`` (a patient
-    id per value) that hold several values, a cluster bootstrap over groups instead (see
+    12/12 correct, while the proportion is only known to lie in about [0.76, 1].
+
+    ``proportion``: True — the values are 0/1 outcomes (Wilson; anything else is an error); False — they
+    are not, even where every value happens to be 0 or 1 (per-draw accuracies, overlap fractions: the
+    bootstrap); None — Wilson exactly when every value is 0 or 1.  With ``groups`` (a patient id per value)
+    holding several values: a cluster bootstrap over groups instead, never Wilson (see
     :func:`cluster_bootstrap_values`)."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.shape[0])
@@ -78,7 +83,10 @@ def bootstrap_metric(
     if is_clustered(groups, n):
         return cluster_bootstrap_values(v, groups, statistic, n_boot, confidence, seed)
     point = float(statistic(v))
-    if statistic is np.mean and bool(np.isin(v, (0.0, 1.0)).all()):
+    outcomes = bool(np.isin(v, (0.0, 1.0)).all())
+    if proportion and not outcomes:
+        raise ValueError("a proportion needs 0/1 outcomes")
+    if statistic is np.mean and outcomes and proportion is not False:
         low, high = wilson_interval(int(v.sum()), n, confidence)
         return Metric(point, low, high, n)
     rng = np.random.default_rng(seed)
