@@ -119,10 +119,21 @@ class ExplainResult:
             lines.append([method] + [_fmt_metric(self.metrics[method][k]) for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+        return (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
+                f"(deletion_auc: the score should fall fast as the top pixels go)")
+
+    def interval_legend(self) -> str:
+        """What the bracketed intervals are: Wilson score intervals for the pointing game (one 0/1 hit per
+        image), percentile bootstrap intervals over images for every other score."""
         n_boot = self.settings.get("bootstrap", {}).get("n_boot")
         boot = f", {n_boot} resamples" if n_boot else ""
-        return (f"{table}\nmean [95% bootstrap CI over images{boot}]; {up} higher is better, {down} lower is better "
-                f"(deletion_auc: the score should fall fast as the top pixels go)")
+        keys = list(self.metric_names)
+        wilson = "Wilson score interval for pointing (a 0/1 hit per image)"
+        if keys == ["pointing"]:
+            return f"95% CI over images: {wilson}"
+        if "pointing" in keys:
+            return f"95% CI over images: {wilson}, percentile bootstrap for the others{boot}"
+        return f"95% bootstrap CI over images{boot}"
 
 
 def _as_flag(flag: str, check: Any, *args: Any) -> None:
@@ -404,7 +415,10 @@ def run_explain(
 
     n = len(ids)
     values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}
-    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed) for k, v in ks.items()} for m, ks in values.items()}
+    # pointing: one 0/1 hit per image, a proportion (Wilson); every other score is a mean of continuous values,
+    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which
+    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed, proportion=None if k == "pointing" else False)
+                   for k, v in ks.items()} for m, ks in values.items()}
     area = np.concatenate(areas)
     lab = np.concatenate(labels)
     area_stats: dict[str, Any] = {

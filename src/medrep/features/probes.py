@@ -124,8 +124,10 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int
                       n_boot: int = 1000) -> Metric | None:
     """Probe fitted on ``shots`` random train items per class, repeated ``n_draws`` times.
 
-    The value is the mean test accuracy over draws; the interval is a bootstrap over draws (the
-    variability that matters with so few examples).  None when some class has fewer than ``shots`` items.
+    The value is the mean test accuracy over draws; the interval is a percentile bootstrap over draws (the
+    variability that matters with so few examples), never a proportion interval: a draw's accuracy is a
+    mean over the test items, not one 0/1 outcome, even when every draw scores 1.  None when some class has
+    fewer than ``shots`` items.
     """
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
@@ -139,7 +141,7 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int
         idx = np.concatenate([rng.choice(p, size=shots, replace=False) for p in pools])
         pred = LinearProbe(seed=seed).fit(train_x[idx], train_y[idx]).predict(test_x)
         accs.append(float(np.mean(pred == test_y)))
-    return bootstrap_metric(accs, n_boot=n_boot, seed=seed)
+    return bootstrap_metric(accs, n_boot=n_boot, seed=seed, proportion=False)
 
 
 def adapt_k(k: int, train_labels, setting: str = "k") -> tuple[int, dict[str, Any] | None]:
