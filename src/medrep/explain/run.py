@@ -28,7 +28,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = default_methods()  # the built-ins; the registry's ``default`` metadata is the source
@@ -120,10 +120,21 @@ class ExplainResult:
             lines.append([method] + [_fmt_metric(self.metrics[method][k]) for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+        return (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
+                f"(deletion_auc: the score should fall fast as the top pixels go)")
+
+    def interval_legend(self) -> str:
+        """What the bracketed intervals are: Wilson score intervals for the pointing game (one 0/1 hit per
+        image), percentile bootstrap intervals over images for every other score."""
         n_boot = self.settings.get("bootstrap", {}).get("n_boot")
         boot = f", {n_boot} resamples" if n_boot else ""
-        return (f"{table}\nmean [95% bootstrap CI over images{boot}]; {up} higher is better, {down} lower is better "
-                f"(deletion_auc: the score should fall fast as the top pixels go)")
+        keys = list(self.metric_names)
+        wilson = "Wilson score interval for pointing (a 0/1 hit per image)"
+        if keys == ["pointing"]:
+            return f"95% CI over images: {wilson}"
+        if "pointing" in keys:
+            return f"95% CI over images: {wilson}, percentile bootstrap for the others{boot}"
+        return f"95% bootstrap CI over images{boot}"
 
 
 def _as_flag(flag: str, check: Any, *args: Any) -> None:
@@ -173,6 +184,15 @@ def supported_methods(encoder: Encoder, methods: Sequence[str], skip_unsupported
     if reasons and not skip_unsupported:
         raise MedrepError("; ".join(reasons.values()), where="--methods")
     return [m for m in methods if m not in reasons], reasons
+
+
+def _patients_of(dataset: ImageDataset, ids: Sequence[str]) -> np.ndarray | None:
+    """Patient id of each scored item (None when the source has no patient ids)."""
+    patients = dataset.patients
+    if patients is None:
+        return None
+    by_id = dict(zip(dataset.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
 
 
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
@@ -425,7 +445,13 @@ def run_explain(
 
     n = len(ids)
     values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}
-    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed) for k, v in ks.items()} for m, ks in values.items()}
+    # pointing: one 0/1 hit per image, a proportion (Wilson); every other score is a mean of continuous values,
+    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which.
+    # With patient ids, the images of one patient are resampled together (a cluster bootstrap) instead.
+    groups = _patients_of(dataset, ids)
+    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed, proportion=None if k == "pointing" else False,
+                                       groups=groups)
+                   for k, v in ks.items()} for m, ks in values.items()}
     area = np.concatenate(areas)
     lab = np.concatenate(labels)
     area_stats: dict[str, Any] = {
@@ -440,6 +466,8 @@ def run_explain(
         "maps": {m: np.concatenate(v) for m, v in gallery["maps"].items() if v},
     }
     data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    if groups is not None:
+        data_desc.update(n_images=n, n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
     settings = {"upsampling": upsampling, "topk_percent": list(topk), "perturbation_steps": steps,
                 "perturbation_baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "limit": limit,
                 "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95},
