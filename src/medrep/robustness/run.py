@@ -289,7 +289,9 @@ def run_attack(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageData
                 units[(b, e)] = arrays
             if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
                 raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
-    return _assemble(units, n_batches, job, meta, plan, dataset)
+    result = _assemble(units, n_batches, job, meta, plan, dataset)
+    result.head = encoder.head_fit(dataset.classes).to_dict() if encoder.has_head else None
+    return result
 
 
 def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset | None, cfg: AttackConfig, cache,
@@ -422,7 +424,6 @@ def _assemble(units, n_batches: int, job: AttackJob, meta: dict[str, Any], plan:
     groups = bootstrap_groups(dataset)  # patients: intervals resample their images together
     result.summaries = [summarise(r, job.names, job.obj.uses_target, cfg.seed, cfg.n_boot, job.sigmas, cfg.noise_draws,
                                   groups) for r in per_eps]
-    result.head = encoder.head_fit(dataset.classes).to_dict() if encoder.has_head else None
     return result
 
 
