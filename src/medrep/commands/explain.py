@@ -15,14 +15,17 @@ def _csv(value: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from medrep.explain.run import DEFAULT_METHODS, METRICS, TARGETS
+    from medrep.explain.config import (DEFAULT_METHODS, DEFAULT_METRICS, METRICS, MIOU_ON, PROTOCOLS, ROAD_PERCENTS,
+                                       TARGETS, THRESHOLDS)
+    from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=16)
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
                    help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
-    p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
+    p.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS),
+                   help=f"comma-separated scores from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--target", default="class", choices=TARGETS,
                    help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
     p.add_argument("--prompt", default=None, metavar="TEMPLATE",
@@ -37,6 +40,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
     p.add_argument("--gradcam-layer", default=None, help="Grad-CAM layer (default: ViT blocks[-1].norm1, CNN last feature layer)")
     p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
+    p.add_argument("--road-percents", type=lambda s: [float(v) for v in _csv(s)], default=list(ROAD_PERCENTS),
+                   help=f"ROAD: percentages of pixels removed (default {','.join(f'{v:g}' for v in ROAD_PERCENTS)}); add road to --metrics")
+    p.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="a named scoring protocol beside medrep's scores: chexlocalize (Saporta et al. 2022: original image "
+                        "size, Otsu or tuned threshold, hit rate, mIoU) or chung2025 (Chung et al. 2025's own code's conventions)")
+    p.add_argument("--threshold", default="otsu", choices=THRESHOLDS,
+                   help="chexlocalize: binarise maps with Otsu's threshold or a per-class threshold tuned on --tune-split")
+    p.add_argument("--tune-split", default=None, metavar="SPLIT",
+                   help="chexlocalize with --threshold tuned: the split the per-class thresholds are tuned on (e.g. val)")
+    p.add_argument("--probability-cutoff", type=float, default=None, metavar="P",
+                   help="chexlocalize: an image whose target-class probability is below P gets an empty segmentation")
+    p.add_argument("--miou-on", default="all", choices=MIOU_ON,
+                   help="chexlocalize: mIoU over all images or over true positives only (non-empty predicted segmentation)")
+    p.add_argument("--sanity", type=_csv, default=[], metavar="TESTS",
+                   help=f"comma-separated sanity checks from {','.join(SANITY_TESTS)}: model-parameter randomisation "
+                        "(cascading from the top down, or one unit at a time) on a copy of the model, and the random-logit test")
+    p.add_argument("--sanity-images", type=int, default=16, metavar="N", help="images the sanity checks run on (default 16)")
+    p.add_argument("--sanity-threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"a method passes randomisation when Spearman |map| after full randomisation, and its interval's "
+                        f"upper end, are below this (default {DEFAULT_THRESHOLD:g})")
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
@@ -46,7 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medrep.partial import discard_partials
-    from medrep.explain.run import run_explain, write_explain_outputs
+    from medrep.explain.config import ExplainConfig
+    from medrep.explain.outputs import write_explain_outputs
+    from medrep.explain.run import run_explain
     from medrep.manifest import build_manifest, write_manifest
 
     backend = make_backend(args)
@@ -67,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
         "gradcam": {"layer": args.gradcam_layer},
         "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
     }
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
-                         seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
-                         steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
-                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
+    config = ExplainConfig(
+        methods=tuple(args.methods), metrics=tuple(args.metrics), target=args.target, limit=args.limit, seed=args.seed,
+        batch_size=args.batch_size, upsampling=args.upsample, topk=tuple(args.topk), steps=args.steps,
+        perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
+        method_options={m: o for m, o in options.items() if m in args.methods}, protocol=args.protocol,
+        threshold=args.threshold, tune_split=args.tune_split, probability_cutoff=args.probability_cutoff,
+        miou_on=args.miou_on, road_percents=tuple(args.road_percents), sanity=tuple(args.sanity),
+        sanity_images=args.sanity_images, sanity_threshold=args.sanity_threshold)
+    tune = _tune_split(args, config)
+    result = run_explain(encoder, data, config, references=references, tune_dataset=tune, cache=make_cache(args),
                          backend=backend, out_dir=out, resume=args.resume)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
@@ -84,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     if dead:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
+    verdict_lines = result.format_verdicts()
+    if verdict_lines:
+        print("verdicts (localises / depends on the model / faithful):")
+        print(verdict_lines)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -97,6 +132,21 @@ def _can_print(text: str) -> bool:
         return True
     except (UnicodeEncodeError, LookupError):
         return False
+
+
+def _tune_split(args: argparse.Namespace, config):
+    """The split a tuned CheXlocalize threshold is chosen on (None unless --threshold tuned)."""
+    if config.threshold != "tuned" or not args.tune_split:
+        return None
+    from medrep.data import load_dataset
+    from medrep.errors import MedrepError
+
+    if args.tune_split == args.split:
+        raise MedrepError(f"tuning on the split that is scored ({args.split}) would leak; name another split", where="--tune-split")
+    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    if not ds.splits:
+        raise MedrepError(f"dataset {args.data} has no splits to tune on", where="--tune-split")
+    return ds.split(args.tune_split)
 
 
 def _data_without_limit(args: argparse.Namespace):
