@@ -58,10 +58,13 @@ SCHEMA: dict[str, Any] = {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str),
             "methods": _f(list, ["attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig"], list_of=str),
-            "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
+            "metrics": _f(list, ["pointing", "iou", "mass", "auprc", "deletion", "insertion"], list_of=str),
             "target": _f(str, "class", choices=("class", "predicted", "embedding")),
             "limit": _f((int, type(None)), 48, minimum=1),
             "steps": _f(int, 16, minimum=1),
+            "sanity": _f(list, [], list_of=str, choices=("cascading", "independent", "logit"),
+                         help="sanity checks: model-parameter randomisation (cascading, independent), random-logit test"),
+            "sanity_images": _f(int, 8, minimum=1, help="images the sanity checks run on"),
         },
         "features": {
             "enabled": _f(bool, True),
@@ -199,6 +202,8 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     # (200 pairs, 50 steps) are a `medrep attack` call away.
     config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], steps=10,
                                             noise_sigma=[0.01, 0.03], noise_draws=4)
+    # a cheap cascading randomisation: few images, so each method's verdict says whether it depends on the model
+    config["analyses"]["explain"].update(sanity=["cascading"], sanity_images=4)
     if fast:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)

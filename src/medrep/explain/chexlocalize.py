@@ -82,10 +82,11 @@ def ious(predicted: torch.Tensor, masks: torch.Tensor, true_positives_only: bool
 
 
 def score_original_size(raw: torch.Tensor, masks: Sequence[torch.Tensor], probabilities: torch.Tensor | None,
-                        cutoff: float | None) -> dict[str, np.ndarray]:
+                        cutoff: float | None, tuning_grid: bool = True, chunk: int = 32) -> dict[str, np.ndarray]:
     """Per-image CheXlocalize scores of ``raw`` (B, h, w) maps against masks at each image's original size:
-    hit, IoU with Otsu's segmentation (all images), whether the segmentation is non-empty, and the IoU at every
-    threshold of :data:`TUNING_GRID` ((B, T), for tuning).  Images of one original size are scored together."""
+    hit, IoU with Otsu's segmentation (all images), whether the segmentation is non-empty, and (``tuning_grid``)
+    the IoU at every threshold of :data:`TUNING_GRID` ((B, T), for tuning; NaN without it).  Images of one
+    original size are scored together, ``chunk`` at a time (original images can be large)."""
     b = raw.shape[0]
     out = {"hit": np.zeros(b), "iou_otsu": np.zeros(b), "predicted": np.zeros(b, dtype=bool),
            "iou_grid": np.zeros((b, len(TUNING_GRID))), "predicted_grid": np.zeros((b, len(TUNING_GRID)), dtype=bool)}
@@ -96,21 +97,32 @@ def score_original_size(raw: torch.Tensor, masks: Sequence[torch.Tensor], probab
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, mask in enumerate(masks):
         sizes.setdefault(tuple(mask.shape[-2:]), []).append(i)
-    for size, rows in sizes.items():
-        sel = torch.as_tensor(rows, device=raw.device)
-        mask = torch.stack([masks[i] for i in rows]).to(device=raw.device, dtype=torch.bool)
-        up = F.interpolate(raw[sel][:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-        keep = ~empty[sel].view(-1, 1, 1)
-        seg = segment(up) & keep
-        out["hit"][rows] = hits(up, mask).cpu().numpy()
-        out["iou_otsu"][rows] = ious(seg, mask, False).cpu().numpy()
-        out["predicted"][rows] = seg.flatten(1).any(1).cpu().numpy()
-        norm = normalize_maps(up.double())
-        for t, level in enumerate(grid):  # one threshold at a time: memory stays at one batch of maps
-            graded = (norm > level) & keep
-            out["iou_grid"][rows, t] = ious(graded, mask, False).cpu().numpy()
-            out["predicted_grid"][rows, t] = graded.flatten(1).any(1).cpu().numpy()
+    if not tuning_grid:
+        out["iou_grid"][:] = np.nan
+    for size, all_rows in sizes.items():
+        for at in range(0, len(all_rows), chunk):
+            _score_rows(out, raw, masks, all_rows[at:at + chunk], size, empty, grid if tuning_grid else None)
     return out
+
+
+def _score_rows(out: dict[str, np.ndarray], raw: torch.Tensor, masks: Sequence[torch.Tensor], rows: list[int],
+                size: tuple[int, int], empty: torch.Tensor, grid: torch.Tensor | None) -> None:
+    """Score the images ``rows`` (one original size) into ``out``."""
+    sel = torch.as_tensor(rows, device=raw.device)
+    mask = torch.stack([masks[i] for i in rows]).to(device=raw.device, dtype=torch.bool)
+    up = F.interpolate(raw[sel][:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    keep = ~empty[sel].view(-1, 1, 1)
+    seg = segment(up) & keep
+    out["hit"][rows] = hits(up, mask).cpu().numpy()
+    out["iou_otsu"][rows] = ious(seg, mask, False).cpu().numpy()
+    out["predicted"][rows] = seg.flatten(1).any(1).cpu().numpy()
+    if grid is None:
+        return
+    norm = normalize_maps(up.double())
+    for t, level in enumerate(grid):  # one threshold at a time: memory stays at one chunk of maps
+        graded = (norm > level) & keep
+        out["iou_grid"][rows, t] = ious(graded, mask, False).cpu().numpy()
+        out["predicted_grid"][rows, t] = graded.flatten(1).any(1).cpu().numpy()
 
 
 def tune_thresholds(iou_grid: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, float]:

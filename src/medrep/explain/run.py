@@ -161,7 +161,8 @@ def _protocol_scores(cfg: ExplainConfig, method: str, raw: torch.Tensor, items: 
     """Per-image scores of the named protocol (none without one)."""
     if cfg.protocol == "chexlocalize":
         originals = [torch.as_tensor(it.mask) for it in items]  # the ORIGINAL image size, not the model's
-        return chexlocalize.score_original_size(raw.cpu(), originals, probabilities, cfg.probability_cutoff)
+        return chexlocalize.score_original_size(raw.cpu(), originals, probabilities, cfg.probability_cutoff,
+                                                tuning_grid=cfg.threshold == "tuned")
     if cfg.protocol == "chung2025":
         maps = chung2025.protocol_maps(raw, method, tuple(pixels.shape[-2:]))
         return {k: v.cpu().numpy() for k, v in chung2025.chung_scores(maps, masks, tuple(cfg.topk)).items()}
@@ -360,7 +361,7 @@ def _tuned_thresholds(encoder: Encoder, tune_dataset: ImageDataset, cfg: Explain
     """Per method and class, the threshold that maximises mIoU on the tuning split's masked images."""
     import dataclasses
 
-    tune_cfg = dataclasses.replace(cfg, metrics=(), limit=None, threshold="otsu", sanity=())
+    tune_cfg = dataclasses.replace(cfg, metrics=(), limit=None, sanity=())
     indices, _ = _select_indices(tune_dataset, None, cfg.seed)
     job = ExplainJob(indices=indices, config=tune_cfg, methods=methods, references=refs, gallery=False)
     n_batches = (len(indices) + cfg.batch_size - 1) // cfg.batch_size
