@@ -36,11 +36,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medrep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _commands():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP, formatter_class=HelpFormatter,
+                           epilog=examples_epilog(getattr(mod, "EXAMPLES", ())))
         mod.add_arguments(p)
         add_global_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or action.required or any(default is v for v in (None, False, argparse.SUPPRESS))
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._VersionAction))):
+            return text
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
+            if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        if getattr(action, "switch", False):  # a switch that still accepts an old spelling's value
+            return ""
+        return super()._format_args(action, default_metavar)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if getattr(action, "switch", False):
+            return ", ".join(action.option_strings)
+        return super()._format_action_invocation(action)
+
+
+def examples_epilog(examples) -> str | None:
+    """The lines closing a command's help: commands that run as they are on the embedded default."""
+    if not examples:
+        return None
+    return "examples (on the embedded default):\n" + "\n".join(f"  {e}" for e in examples)
 
 
 def add_global_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from medrep.errors import MedrepError
-from medrep.io import load_array_checked, save_array_checked, write_json_atomic
+from medrep.io import load_array_checked, remove_stale_temporaries, save_array_checked, write_json_atomic
 
 
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_@-]{0,80}")
@@ -30,6 +30,7 @@ class PartialStore:
             if resume:
                 raise MedrepError("resuming needs the output directory of the interrupted run", where="--resume")
             return
+        remove_stale_temporaries(self.dir)  # what a killed writer left half-written
         marker = self.dir / "run.json"
         if marker.exists():
             try:

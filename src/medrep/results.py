@@ -127,3 +127,35 @@ class Result:
             "tables": self.tables,
             **self.extra,
         }
+
+
+def cluster_bootstrap_metric(
+    fn: Callable[[np.ndarray], float],
+    clusters: Sequence[Any] | np.ndarray,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Metric:
+    """Percentile bootstrap that resamples whole clusters (patients) with replacement: ``fn(indices)`` is the
+    statistic on the items of the drawn clusters.  Images of one patient are not independent, so resampling
+    them one by one would give intervals that are too narrow.  ``n`` is the number of items."""
+    codes = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)[1]
+    n = int(codes.shape[0])
+    point = float(fn(np.arange(n)))
+    n_clusters = int(codes.max()) + 1 if n else 0
+    if n_clusters < 2:
+        return Metric(point, None, None, n)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_clusters + 1))
+    members = [order[starts[c]:starts[c + 1]] for c in range(n_clusters)]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot, dtype=np.float64)
+    for b in range(n_boot):
+        drawn = rng.integers(0, n_clusters, size=n_clusters)
+        boots[b] = fn(np.concatenate([members[c] for c in drawn]))
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return Metric(point, None, None, n)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(point, float(low), float(high), n)

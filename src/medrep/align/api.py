@@ -1,7 +1,6 @@
 """``run_alignment`` (encoders + dataset → AlignResult) and ``write_align_outputs`` (JSON, CSV, PNG)."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -146,7 +145,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target/--text")
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target-model/--text")
     if estimator not in ESTIMATORS:
         raise MedrepError(f"unknown estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
     counts = parse_anchor_counts(anchors)
@@ -315,19 +314,14 @@ def plot_accuracy_vs_anchors(result: AlignResult, path: str | Path) -> Path:
 
 def write_align_outputs(result: AlignResult, out_dir: str | Path) -> dict[str, Path]:
     """results.json, sweep.csv, prompts.csv (zero-shot) and accuracy_vs_anchors.png; returns the figure paths."""
-    from medrep.io import atomic_write, write_json_atomic
+    from medrep.io import write_csv_atomic, write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", result.to_dict())
 
     def _csv(name: str, header: list[str], rows: list[list[Any]]) -> None:
-        def w(tmp: str) -> None:
-            with open(tmp, "w", newline="") as f:
-                wr = csv.writer(f)
-                wr.writerow(header)
-                wr.writerows(rows)
-        atomic_write(out / name, w)
+        write_csv_atomic(out / name, header, rows)
 
     _csv("sweep.csv", ["anchors", "metric", "value", "low", "high", "n", "meaning"],
          [[r["anchors"], r["metric"], r["value"], r["low"], r["high"], r["n"], METRIC_HELP.get(r["metric"], "")] for r in result.table()])

@@ -45,10 +45,10 @@ SCHEMA: dict[str, Any] = {
             "objectives": _f(list, ["collide", "push"], list_of=str, choices=("collide", "push")),
             "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
             "norm": _f(str, "linf", choices=("linf", "l2")),
-            "steps": _f(int, 20, minimum=1),
+            "attack_steps": _f(int, 20, minimum=1, help="attack iterations per image"),
             "step_size": _f((float, int, type(None)), None),
             "random_start": _f((bool, type(None)), None),
-            "target": _f(str, "image", choices=("image", "centroid")),
+            "attack_target": _f(str, "image", choices=("image", "centroid")),
             "limit": _f((int, type(None)), 96, help="number of source images (pairs)", minimum=1),
             "batch_size": _f(int, 32, minimum=1, help="images attacked together"),
             "noise_sigma": _f(list, [0.005, 0.01, 0.03], list_of=NUM, help="σ values of the noise-consistency detector"),
@@ -59,9 +59,10 @@ SCHEMA: dict[str, Any] = {
             "models": _f((list, type(None)), None, list_of=str),
             "methods": _f(list, ["attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig"], list_of=str),
             "metrics": _f(list, ["pointing", "iou", "mass", "auprc", "deletion", "insertion"], list_of=str),
-            "target": _f(str, "class", choices=("class", "predicted", "embedding")),
+            "explain_target": _f(str, "auto", choices=("auto", "class", "predicted", "embedding"),
+                                 help="auto: class when the model has a head, else embedding"),
             "limit": _f((int, type(None)), 48, minimum=1),
-            "steps": _f(int, 16, minimum=1),
+            "deletion_steps": _f(int, 16, minimum=1),
             "sanity": _f(list, [], list_of=str, choices=("cascading", "independent", "logit"),
                          help="sanity checks: model-parameter randomisation (cascading, independent), random-logit test"),
             "sanity_images": _f(int, 8, minimum=1, help="images the sanity checks run on"),
@@ -77,7 +78,7 @@ SCHEMA: dict[str, Any] = {
         "overlay": {
             "enabled": _f(bool, True),
             "words": _f((list, type(None)), None, list_of=str, help="default: the class names"),
-            "size": _f(NUM, 0.25),
+            "font_size": _f(NUM, 0.25),
             "position": _f(str, "center"),
             "opacity": _f(NUM, 1.0),
             "limit": _f((int, type(None)), 300, minimum=1),
@@ -88,10 +89,36 @@ SCHEMA: dict[str, Any] = {
             "estimator": _f(str, "ortho", choices=("ortho", "linear", "lortho", "affine")),
             "anchor_selection": _f(str, "random", choices=("random", "balanced", "kmeans")),
             "stitching": _f(bool, True),
-            "zero_shot": _f(bool, True),
+            "caption_alignment": _f(bool, True, help="map each model into the text encoder's space on image–caption anchors"),
         },
     },
 }
+
+
+# Keys renamed so that a YAML key is its command-line flag without dashes; the old key works for one release.
+RENAMED_KEYS: dict[str, dict[str, str]] = {
+    "analyses.robustness": {"steps": "attack_steps", "target": "attack_target"},
+    "analyses.explain": {"steps": "deletion_steps", "target": "explain_target"},
+    "analyses.overlay": {"size": "font_size"},
+    "analyses.alignment": {"zero_shot": "caption_alignment"},
+}
+
+
+def _renamed(value: dict, path: str) -> dict:
+    """``value`` with any old key of this section under its new name (noting the old one once)."""
+    from medrep.vocabulary import deprecated
+
+    renames = RENAMED_KEYS.get(path, {})
+    if not any(k in value for k in renames):
+        return value
+    value = dict(value)
+    for old, new in renames.items():
+        if old in value:
+            if new in value:
+                raise MedrepError(f"give {new} only ({old} is its old name)", where=f"{path}.{old}")
+            deprecated(f"the audit key {path}.{old}", f"{path}.{new}")
+            value[new] = value.pop(old)
+    return value
 
 
 def _check(value: Any, spec: Any, path: str) -> Any:
@@ -100,6 +127,7 @@ def _check(value: Any, spec: Any, path: str) -> Any:
             value = {}
         if not isinstance(value, dict):
             raise MedrepError(f"expected a mapping, got {type(value).__name__}", where=path)
+        value = _renamed(value, path)
         out = {}
         for key in value:
             if not isinstance(key, str) or key not in spec:
@@ -174,10 +202,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
-    if not p.exists():
+    if str(path) == "-":  # the YAML comes on standard input
+        import sys
+
+        p, text = Path("<stdin>"), sys.stdin.read()
+    elif not p.exists():
         raise MedrepError("config file not found", where=str(p))
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text if str(path) == "-" else p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise MedrepError(f"not UTF-8 text (byte {err.start})", where=str(p)) from None
     except yaml.YAMLError as err:
@@ -200,13 +232,13 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     config = validate_config({"title": "medrep demo audit: lesion phantoms", "seed": seed})
     # Sized so the whole demo stays within a few minutes on 2 CPU cores; the attacks' fuller settings
     # (200 pairs, 50 steps) are a `medrep attack` call away.
-    config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], steps=10,
+    config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], attack_steps=10,
                                             noise_sigma=[0.01, 0.03], noise_draws=4)
     # a cheap cascading randomisation: few images, so each method's verdict says whether it depends on the model
     config["analyses"]["explain"].update(sanity=["cascading"], sanity_images=4)
     if fast:
         a = config["analyses"]
-        a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)
+        a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], attack_steps=10)
         a["explain"].update(limit=16)
         a["features"].update(projections=["tsne"], n_permutations=50)
         a["overlay"].update(limit=100)

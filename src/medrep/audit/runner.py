@@ -7,7 +7,6 @@ failure is shown in its section; everything already computed stays on disk).
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -19,7 +18,7 @@ from typing import Any, Callable
 
 from medrep.audit.config import validate_config
 from medrep.errors import MedrepError
-from medrep.io import atomic_write, finite_json, write_json_atomic
+from medrep.io import csv_safe, finite_json, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
@@ -97,12 +96,18 @@ class Audit:
         import torch
 
         device = resolve_device(self.device)
-        for spec in self.config["models"]:
+        for i, spec in enumerate(self.config["models"]):
             # A model with random weights (timm:…?pretrained=false) is the same model in every run with this seed,
             # so its cache entries are reused; the caller's global generator is left as it was.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config["seed"])
-                self._encoders[spec] = load_encoder(spec).to(device)
+                try:
+                    self._encoders[spec] = load_encoder(spec).to(device)
+                except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
+                    message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
+                    if err.where and err.where != "--model":
+                        message = f"{err.where}: {message}"
+                    raise MedrepError(message, where=f"models[{i}]") from err
             self.scorecard[spec] = {"model": spec}
         # Two specs of one architecture (timm:vit…?depth=2 and ?depth=4) share an encoder name; the analyses
         # key their results by name, so such models are renamed to their full spec.
@@ -157,8 +162,8 @@ class Audit:
                 enc = self._encoders[spec]
                 d = out / f"{_safe(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
-                                    steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                                    target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
+                                    steps=cfg["attack_steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
+                                    target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
                                     noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
                                     out_dir=d, resume=self.resume)
                 paths = write_attack_outputs(result, d)
@@ -176,7 +181,7 @@ class Audit:
                                      "cos to target after": m["cosine_to_target_after"]} if objective == "collide" else
                                     {"relative change": m["relative_change"]}),
                                  "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
-                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['steps']} steps, classifier: {result.primary})", rows))
+                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['attack_steps']} steps, classifier: {result.primary})", rows))
                 figures.append(Figure(paths["accuracy_vs_eps"], f"{spec}, {objective}: accuracy under attack vs ε"))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
@@ -200,7 +205,7 @@ class Audit:
                                       "representation is not semantically stable.", readings, figures, tables)
 
     def explain(self, out: Path) -> Section:
-        from medrep.explain.run import run_explain, write_explain_outputs
+        from medrep.explain.run import default_target, run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
         figures, tables, res, readings = [], [], {}, []
@@ -208,8 +213,9 @@ class Audit:
             enc = self._encoders[spec]
             methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
             d = out / _safe(spec)
-            result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
-                                 limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
+            target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
+            result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
+                                 limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
                                  gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
                                  sanity=tuple(cfg.get("sanity") or ()), sanity_images=cfg.get("sanity_images", 8))
             paths = write_explain_outputs(result, d)
@@ -290,7 +296,7 @@ class Audit:
 
         cfg = self.config["analyses"]["overlay"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["size"], position=cfg["position"],
+        result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["font_size"], position=cfg["position"],
                              opacity=cfg["opacity"], limit=cfg["limit"], k=self.config["analyses"]["features"]["k"],
                              batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache,
                              seed=self.config["seed"],
@@ -312,7 +318,7 @@ class Audit:
         specs = self.config["models"]
         pairs = list(itertools.permutations(specs, 2)) if cfg["stitching"] and len(specs) > 1 else []
         jobs: list[tuple[str, str | None, bool]] = [(s, t, False) for s, t in pairs]
-        if cfg["zero_shot"] and self.text_encoder is not None:
+        if cfg["caption_alignment"] and self.text_encoder is not None:
             jobs += [(s, None, True) for s in specs]
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
@@ -394,7 +400,7 @@ class Audit:
         cfg = self.config["analyses"]["alignment"]
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
-        return not cfg["zero_shot"] or not self.config["text"]
+        return not cfg["caption_alignment"] or not self.config["text"]
 
 
 def _verdict_table(spec: str, result: Any) -> Table:
@@ -478,9 +484,6 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     return results
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -488,12 +491,7 @@ def _csv_cell(value: Any) -> Any:
         return ""
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value  # a label such as "=HYPERLINK(…)" must not run as a spreadsheet formula
-    return value
+    return csv_safe(value)  # a label such as "=HYPERLINK(…)" must not run as a spreadsheet formula
 
 
 def _csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -525,14 +523,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
                 continue
             name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
-
-            def w(tmp: str, cols=cols, rows=rows) -> None:
-                with open(tmp, "w", newline="", encoding="utf-8") as f:
-                    writer = csv.writer(f)
-                    writer.writerow(cols)
-                    writer.writerows(rows)
-
-            atomic_write(folder / name, w)
+            write_csv_atomic(folder / name, cols, rows)
             t.csv = f"{folder.name}/{name}"
             index.append({"section": s.id, "title": t.title, "csv": t.csv, "rows": len(rows), "columns": cols})
     return index
@@ -540,16 +531,13 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
 
 def _write_scorecard_csv(path: Path, scorecard: dict[str, dict[str, Any]]) -> None:
     """Long format: one row per model and question (value, 95% interval, n, context)."""
-    def w(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["model", "question", "headline", "value", "low", "high", "n", "context"])
-            for spec, card in scorecard.items():
-                for key, (_, headline) in QUESTIONS.items():
-                    entry = card.get(key)
-                    if not entry:
-                        continue
-                    m = entry.get("metric") if isinstance(entry.get("metric"), dict) else {"value": entry.get("metric")}
-                    writer.writerow([_csv_cell(spec), key, headline, *[_csv_cell(m.get(k)) for k in ("value", "low", "high", "n")],
-                                     _csv_cell(entry.get("text"))])
-    atomic_write(path, w)
+    rows = []
+    for spec, card in scorecard.items():
+        for key, (_, headline) in QUESTIONS.items():
+            entry = card.get(key)
+            if not entry:
+                continue
+            m = entry.get("metric") if isinstance(entry.get("metric"), dict) else {"value": entry.get("metric")}
+            rows.append([_csv_cell(spec), key, headline, *[_csv_cell(m.get(k)) for k in ("value", "low", "high", "n")],
+                         _csv_cell(entry.get("text"))])
+    write_csv_atomic(path, ["model", "question", "headline", "value", "low", "high", "n", "context"], rows)

@@ -17,10 +17,32 @@ def add_data_arguments(p: argparse.ArgumentParser, split_default: str | None = "
     g = p.add_argument_group("data")
     g.add_argument("--data", default="demo", help="data spec: demo, a class-folder tree, a CSV manifest, DICOM file/folder, medmnist:FILE.npz")
     g.add_argument("--split", default=split_default, help="split to use (train, val, test, all)")
-    g.add_argument("--limit", type=int, default=None, help="use at most N items (seeded choice)")
+    g.add_argument("--limit", type=int, default=None, help="use at most N items (seeded choice; default: all)")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable items and list them in the manifest")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--seed", type=int, default=0, help="random seed (item choice, pairs, bootstrap, permutations)")
+    g.add_argument("--batch-size", type=int, default=64, help="images per batch")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: sets the new option's destination and notes the new name once."""
+
+    def __init__(self, option_strings, dest, new: str = "", append: bool = False, **kwargs):
+        self.new, self.append = new, append
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from medrep.vocabulary import deprecated
+
+        deprecated(option_string, self.new)
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p, old: str, new: str, dest: str, append: bool = False, **kwargs) -> None:
+    """Keep ``old`` working for one release as a hidden alias of ``new`` (same destination)."""
+    p.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, append=append, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS, **kwargs)
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,9 +89,25 @@ def load_model(spec: str, args: argparse.Namespace):
 
 
 def load_data(args: argparse.Namespace, split: str | None = None, skipped: SkipLog | None = None) -> ImageDataset:
+    return pick_data(load_all_data(args, skipped if skipped is not None else SkipLog())[0], args, split)
+
+
+def load_all_data(args: argparse.Namespace, skipped: SkipLog) -> tuple[ImageDataset, int]:
+    """--data as loaded (every split), bad items left out into ``skipped`` under --skip-bad, and the number
+    of items the source held (kept + skipped), for :func:`note_skipped`."""
     from medrep.data import load_dataset
 
-    return pick_data(load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped), args, split)
+    ds = load_dataset(args.data, skip_bad=args.skip_bad, skipped=skipped)
+    return ds, len(ds) + len(skipped.skipped)
+
+
+def note_skipped(skipped: SkipLog, items_seen: int) -> None:
+    """One console line when --skip-bad left items out (the manifest lists which and why)."""
+    import sys
+
+    if skipped.skipped:
+        print(f"skipped {len(skipped.skipped)} of {max(items_seen, len(skipped.skipped))} items: see manifest.json",
+              file=sys.stderr)
 
 
 def pick_data(ds: ImageDataset, args: argparse.Namespace, split: str | None = None) -> ImageDataset:
@@ -118,3 +156,31 @@ def out_dir(path: str | Path) -> Path:
 
 def arguments_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def add_subgroup_arguments(p: argparse.ArgumentParser) -> None:
+    """``--by`` and its options: every headline figure by subgroup, separability and the shortcut check."""
+    p.add_argument("--by", default=None, metavar="ATTR[,ATTR…]",
+                   help="item attributes to break every headline figure down by (e.g. sex,age,site: from a dataset "
+                        "recipe, a CSV attrs column, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
+                        "with permutation p-values, subgroup separability and a shortcut check (default: none)")
+    p.add_argument("--min-group-size", type=int, default=30,
+                   help="subgroups with fewer items are shown but flagged too small to judge and left out of the gap")
+    p.add_argument("--age-bins", default=None, metavar="EDGES",
+                   help="edges of the age bands for numeric age attributes, comma-separated (default: decades)")
+
+
+def subgroup_config(args: argparse.Namespace, n_boot: int = 1000, n_permutations: int = 1000):
+    """The SubgroupConfig of ``--by`` (None without it)."""
+    from medrep.subgroups.config import DECADES, SubgroupConfig, parse_age_bins, parse_by
+
+    by = parse_by(getattr(args, "by", None))
+    if not by:
+        return None
+    if args.min_group_size < 1:
+        from medrep.errors import MedrepError
+
+        raise MedrepError("must be at least 1", where="--min-group-size")
+    bins = parse_age_bins(args.age_bins) if args.age_bins else DECADES
+    return SubgroupConfig(by=by, min_group_size=args.min_group_size, age_bins=bins, n_boot=n_boot,
+                          n_permutations=n_permutations, seed=getattr(args, "seed", 0) or 0)

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
+                                   load_model, make_backend, make_cache, note_skipped, out_dir)
+from medrep.commands.common import add_subgroup_arguments, subgroup_config
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep explain --model demo-vit --methods attention,gradcam --limit 8 --out out/explain",
+)
 
 
 def _csv(value: str) -> list[str]:
@@ -26,15 +32,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
     p.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS),
                    help=f"comma-separated scores from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
-    p.add_argument("--target", default="class", choices=TARGETS,
-                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
+                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid; "
+                        "auto: class when the model has a head, else embedding")
+    add_deprecated_alias(p, "--target", "--explain-target", "explain_target", choices=("auto", *TARGETS))
     p.add_argument("--prompt", default=None, metavar="TEMPLATE",
-                   help="with --target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
-                        "formatted with each class name (e.g. 'a scan showing a {} lesion') instead of the class centroid")
+                   help="with --explain-target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
+                        "formatted with each class name (e.g. 'a scan showing a {label} lesion') instead of the class centroid "
+                        "(default: the class centroid)")
     p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
     p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
-    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
-    p.add_argument("--baseline", default="blur", choices=["blur", "zero", "mean"], help="what removed pixels become (deletion/insertion)")
+    p.add_argument("--deletion-steps", type=int, default=16, help="deletion/insertion steps")
+    add_deprecated_alias(p, "--steps", "--deletion-steps", "deletion_steps", type=int)
+    p.add_argument("--deletion-baseline", default="blur", choices=["blur", "zero", "mean"],
+                   help="what removed pixels become (deletion/insertion)")
+    add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
     p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
     p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
@@ -65,26 +77,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
     add_backend_arguments(p)
+    add_subgroup_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrep.data.base import SkipLog
     from medrep.partial import discard_partials
     from medrep.explain.config import ExplainConfig
     from medrep.explain.outputs import write_explain_outputs
     from medrep.explain.run import run_explain
     from medrep.manifest import build_manifest, write_manifest
 
+    subgroups = subgroup_config(args)
     backend = make_backend(args)
     out = out_dir(args.out)
-    data = _data_without_limit(args)
+    skipped = SkipLog()
+    data, items_seen = _data_without_limit(args, skipped)
     encoder = load_model(args.model, args)
     references = None
+    if args.explain_target == "auto":
+        from medrep.explain.run import default_target
+
+        from medrep.progress import is_quiet
+
+        args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
+        if not is_quiet():
+            print(f"explaining the {args.explain_target} score (--explain-target auto: "
+                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
 
-        if args.target != "embedding":
-            raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
+        if args.explain_target != "embedding":
+            raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
     options = {
         "attention": {"block": args.block, "head_fusion": args.head_fusion},
@@ -93,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
     }
     config = ExplainConfig(
-        methods=tuple(args.methods), metrics=tuple(args.metrics), target=args.target, limit=args.limit, seed=args.seed,
-        batch_size=args.batch_size, upsampling=args.upsample, topk=tuple(args.topk), steps=args.steps,
-        perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
+        methods=tuple(args.methods), metrics=tuple(args.metrics), target=args.explain_target, limit=args.limit,
+        seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=tuple(args.topk),
+        steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
         method_options={m: o for m, o in options.items() if m in args.methods}, protocol=args.protocol,
         threshold=args.threshold, tune_split=args.tune_split, probability_cutoff=args.probability_cutoff,
         miou_on=args.miou_on, road_percents=tuple(args.road_percents), sanity=tuple(args.sanity),
@@ -103,10 +128,15 @@ def run(args: argparse.Namespace) -> int:
     tune = _tune_split(args, config)
     result = run_explain(encoder, data, config, references=references, tune_dataset=tune, cache=make_cache(args),
                          backend=backend, out_dir=out, resume=args.resume)
+    if subgroups is not None:
+        from medrep.subgroups.items import explain_subgroups
+
+        result.subgroups = explain_subgroups(result, data, subgroups)
     paths = write_explain_outputs(result, out)
     discard_partials(out)
     write_manifest(out, build_manifest(
-        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, encoder=encoder.describe(),
+        "explain", arguments_of(args), seeds={"limit": args.seed, "bootstrap": args.seed}, skipped=skipped.skipped,
+        encoder=encoder.describe(),
         data=data.describe(), output={k: str(v.name) for k, v in paths.items()},
         timing={"seconds_per_image": result.seconds_per_image}))
     print(result.format_table(ascii_only=not _can_print("↑↓")))
@@ -115,11 +145,17 @@ def run(args: argparse.Namespace) -> int:
     if dead:
         print("dead (constant) maps, scored 0 on pointing and IoU: "
               + ", ".join(f"{m} {k}/{len(result.ids)}" for m, k in dead.items()))
+    if subgroups is not None:
+        from medrep.subgroups.outputs import format_subgroup_table, write_group_table
+
+        write_group_table(result.subgroups, out)
+        print(format_subgroup_table(result.subgroups))
     verdict_lines = result.format_verdicts()
     if verdict_lines:
         print("verdicts (localises / depends on the model / faithful):")
         print(verdict_lines)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    note_skipped(skipped, items_seen)
     return 0
 
 
@@ -149,10 +185,11 @@ def _tune_split(args: argparse.Namespace, config):
     return ds.split(args.tune_split)
 
 
-def _data_without_limit(args: argparse.Namespace):
-    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all."""
-    from medrep.data import load_dataset
+def _data_without_limit(args: argparse.Namespace, skipped):
+    """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all;
+    and the number of items the source held."""
+    from medrep.commands.common import load_all_data
 
-    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    ds, items_seen = load_all_data(args, skipped)
     split = args.split if ds.splits else None
-    return ds.split(split)
+    return ds.split(split), items_seen

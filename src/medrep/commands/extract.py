@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_data, load_model,
-                                   make_backend, make_cache, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_all_data, load_model,
+                                   make_backend, make_cache, note_skipped, out_dir, pick_data)
 
 NAME = "extract"
 HELP = "embed a dataset with a model (cached) and write embeddings.parquet"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep extract --model demo-vit --limit 32 --out out/extract",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--layer", default=None, help="module name to embed at (default: the model's representation)")
     p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="compute dtype of the model")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default: none for in-memory data, else one)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--chunk-size", type=int, default=1024,
                    help="items per cache chunk: an interrupted run loses at most one chunk of work")
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
-    data = load_data(args, skipped=skipped)
+    full, items_seen = load_all_data(args, skipped)
+    data = pick_data(full, args)
     encoder = load_model(args.model, args)
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
                              cache=make_cache(args), chunk_size=args.chunk_size, num_workers=args.workers, dtype=args.dtype,
@@ -50,4 +55,5 @@ def run(args: argparse.Namespace) -> int:
         output={"file": "embeddings.parquet", "rows": len(emb), "dim": int(emb.vectors.shape[-1]), "from_cache": emb.meta.get("from_cache")}))
     print(f"wrote {len(emb)} embeddings of width {emb.vectors.shape[-1]} to {out / 'embeddings.parquet'}"
           + (" (from cache)" if emb.meta.get("from_cache") else ""))
+    note_skipped(skipped, items_seen)
     return 0

@@ -107,21 +107,32 @@ def _to_unit(raw: np.ndarray, where: str) -> np.ndarray:
 
 
 def _open_pil(p: Path):
-    """Open and fully decode with PIL; PIL decodes lazily, so ``load()`` must sit inside the try."""
+    """Open and fully decode with PIL; PIL decodes lazily, so ``load()`` must sit inside the try.  An image
+    that fails after opening is closed before the error leaves (the error's traceback would keep it open)."""
     from PIL import Image, UnidentifiedImageError
 
     where = show_path(p)
     check_readable(p)
     try:
         im = Image.open(p)
-        im.load()
     except UnidentifiedImageError:
         raise BadInputError("not a readable image (unknown or damaged format)", where=where) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise BadInputError(f"damaged image ({err})", where=where) from None
+    try:
+        im.load()
+        if im.width == 0 or im.height == 0:
+            raise BadInputError(f"image has zero size {im.width}×{im.height}", where=where)
+    except BadInputError:
+        im.close()
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        im.close()
         # Truncated PNG/JPEG data lands here ("image file is truncated", "broken data stream", …).
         raise BadInputError(f"damaged image ({err})", where=where) from None
-    if im.width == 0 or im.height == 0:
-        raise BadInputError(f"image has zero size {im.width}×{im.height}", where=where)
+    except BaseException:
+        im.close()
+        raise
     return im
 
 

@@ -24,6 +24,14 @@ GENERATOR_VERSION = 1  # bump when the images change, so on-disk caches are not 
 TAG_STYLE = 2  # the confounder tag's rendering (part of the cache key of tagged phantoms only)
 TAG_PLATE_LEVEL = 0.06
 _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
+#: Item attributes the phantoms can carry.  ``site``: one of two simulated scanners; scanner B is noisier, has
+#: less contrast and an intensity ramp across the field, and sees more malignant cases (a realistic shortcut).
+#: ``sex``: assigned at random, with no effect on the image (a negative control).
+ATTRIBUTES = ("site", "sex")
+SITE_B_SHARE = (0.2, 0.5, 0.8)  # P(scanner B | normal, benign, malignant)
+SITE_B_NOISE = 0.05  # std of scanner B's additive noise (scanner A adds none)
+SITE_B_CONTRAST = 0.6  # scanner B's intensities around the tissue mean, scaled by this
+SITE_B_RAMP = 0.3  # scanner B's field inhomogeneity: a multiplicative ramp of ± this across the image
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,14 @@ class PhantomConfig:
     confounder_rate: float | None = None
     confounder_text: str = "R"
     class_balance: tuple[float, float, float] = field(default=(1 / 3, 1 / 3, 1 / 3))
+    # Item attributes to simulate (names from ATTRIBUTES); () leaves the images exactly as they were.
+    attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = [a for a in self.attributes if a not in ATTRIBUTES]
+        if unknown:
+            raise MedrepError(f"unknown phantom attribute {unknown[0]!r} (choose from {', '.join(ATTRIBUTES)})",
+                              where="phantoms")
         if self.modality not in MODALITIES:
             raise MedrepError(f"unknown modality {self.modality!r} (choose from {', '.join(MODALITIES)})", where="phantoms")
         if self.size < 16:
@@ -164,6 +178,9 @@ def generate_split(cfg: PhantomConfig, split: str, return_background: bool = Fal
         background = background * speckle
         lesion = -lesion * speckle * 1.5
     clean = np.clip(background + lesion, 0.0, 1.0)
+    attributes = {}
+    if cfg.attributes:
+        clean, attributes = _simulate_attributes(cfg, split, labels, clean)
     if cfg.confounder_rate is not None:
         has_tag = np.where(labels == 2, rng.random(n) < cfg.confounder_rate, rng.random(n) >= cfg.confounder_rate)
         patch = _tag_patch(cfg.confounder_text, size)
@@ -188,11 +205,39 @@ def generate_split(cfg: PhantomConfig, split: str, return_background: bool = Fal
         "captions": captions,
         "has_tag": has_tag,
         "ids": [f"phantom-{split}-{i:05d}" for i in range(n)],
+        **{f"attr_{name}": values for name, values in attributes.items()},
     }
     if return_background:
         bg = np.clip(background, 0, 1)
         out["background"] = np.round((bg[:, None] if cfg.modality != "endoscopy" else np.clip(bg[:, None] * tissue * 1.4, 0, 1)) * 255).astype(np.uint8)
     return out
+
+
+def _simulate_attributes(cfg: PhantomConfig, split: str, labels: np.ndarray,
+                         clean: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw the requested attributes and apply scanner B's acquisition to its images.
+
+    The draws come from their own seed stream, so labels, lesions and masks are those of the same
+    phantoms without attributes; scanner B changes every pixel alike (noise, contrast, a smooth ramp), so a
+    lesion still changes exactly its mask's pixels relative to the same image without it."""
+    n, size = clean.shape[0], clean.shape[-1]
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, _SPLIT_INDEX[split], GENERATOR_VERSION, 7]))
+    site_b = rng.random(n) < np.asarray(SITE_B_SHARE)[labels]
+    sex = np.where(rng.random(n) < 0.5, "female", "male")
+    out: dict[str, np.ndarray] = {}
+    if "site" in cfg.attributes:
+        out["site"] = np.where(site_b, "B", "A")
+        idx = np.flatnonzero(site_b)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1) - 0.5
+        angle = rng.uniform(0, 2 * np.pi, len(idx)).astype(np.float32)[:, None, None]
+        ramp = 1 + 2 * SITE_B_RAMP * (np.cos(angle) * xx + np.sin(angle) * yy)
+        noise = rng.normal(0, SITE_B_NOISE, (len(idx), size, size)).astype(np.float32)
+        b = clean[idx]
+        clean = clean.copy()
+        clean[idx] = np.clip((0.42 + SITE_B_CONTRAST * (b - 0.42)) * ramp + noise, 0.0, 1.0)
+    if "sex" in cfg.attributes:
+        out["sex"] = sex
+    return clean, out
 
 
 def cache_root() -> Path:
@@ -202,7 +247,10 @@ def cache_root() -> Path:
 def load_phantoms(cfg: PhantomConfig | None = None, cache: bool = True) -> SplitDataset:
     """The phantom dataset with train / val / test splits, generated once and cached on disk."""
     cfg = cfg or PhantomConfig()
-    key = digest_json({"config": asdict(cfg), "version": GENERATOR_VERSION,
+    config = asdict(cfg)
+    if not cfg.attributes:  # phantoms without attributes keep the cache key (and content digest) they always had
+        del config["attributes"]
+    key = digest_json({"config": config, "version": GENERATOR_VERSION,
                        **({"tag_style": TAG_STYLE} if cfg.confounder_rate is not None else {})})
     path = cache_root() / "phantoms" / f"{key}.npz"
     data = None
@@ -238,5 +286,6 @@ def load_phantoms(cfg: PhantomConfig | None = None, cache: bool = True) -> Split
             captions=[str(s) for s in data[f"{split}/captions"]],
             name=f"phantoms:{split}",
             digest=digest_json({"phantoms": key, "split": split}),
+            attributes={name: [str(v) for v in data[f"{split}/attr_{name}"]] for name in cfg.attributes} or None,
         )
     return SplitDataset(parts, name="phantoms")

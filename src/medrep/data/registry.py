@@ -1,6 +1,6 @@
 """One registry from data specs to Datasets.
 
-``demo`` / ``phantoms`` (options: ``?n_train=..&modality=ultrasound&confounder_rate=0.9&seed=..``),
+``demo`` / ``phantoms`` (options: ``?n_train=..&modality=ultrasound&confounder_rate=0.9&seed=..&attributes=site,sex``),
 ``medmnist:PATH.npz``, ``csv:PATH`` or a ``.csv`` path (manifest), ``dicom:PATH`` or a ``.dcm`` file /
 folder of DICOM files, ``folder:PATH`` or a class-per-folder directory.
 """
@@ -45,7 +45,16 @@ def _phantoms(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     from medrep.data.phantoms import PhantomConfig, load_phantoms
 
     opts = _coerce(spec.options, {"n_train": int, "n_val": int, "n_test": int, "size": int, "seed": int,
-                                  "modality": str, "confounder_rate": float, "confounder_text": str})
+                                  "modality": str, "confounder_rate": float, "confounder_text": str, "attributes": str})
+    if "attributes" in opts:
+        from medrep.data.phantoms import ATTRIBUTES
+
+        names = [a.strip() for a in opts["attributes"].split(",") if a.strip()]
+        unknown = [a for a in names if a not in ATTRIBUTES]
+        if unknown:
+            raise SpecError(f"unknown phantom attribute {unknown[0]!r} in ?attributes= (choose from {', '.join(ATTRIBUTES)})",
+                            where="--data")
+        opts["attributes"] = tuple(a for a in ATTRIBUTES if a in names)  # one order, one cache key
     return load_phantoms(PhantomConfig(**opts))
 
 

@@ -91,9 +91,9 @@ def check_config(config: ExplainConfig, encoder: Encoder) -> None:
     for m in config.methods:
         get_method(m)
     _check_choice(config.metrics, METRICS, "--metrics", "metric")
-    _check_choice([config.target], TARGETS, "--target", "target")
+    _check_choice([config.target], TARGETS, "--explain-target", "target")
     _check_choice([config.upsampling], UPSAMPLING, "--upsample", "upsampling")
-    _check_choice([config.perturbation_baseline], PERTURBATION_BASELINES, "--baseline", "baseline")
+    _check_choice([config.perturbation_baseline], PERTURBATION_BASELINES, "--deletion-baseline", "baseline")
     _check_choice(config.sanity, SANITY_TESTS, "--sanity", "sanity test")
     _check_choice([config.threshold], THRESHOLDS, "--threshold", "threshold")
     _check_choice([config.miou_on], MIOU_ON, "--miou-on", "image set")
@@ -102,12 +102,13 @@ def check_config(config: ExplainConfig, encoder: Encoder) -> None:
     if config.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if config.target in ("class", "predicted") and not encoder.has_head:
-        raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+        raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding",
+                          where="--explain-target")
     if any(m in ATTENTION_METHODS for m in config.methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, config.methods, config.method_options)
     if any(m in ("deletion", "insertion") for m in config.metrics) and config.steps < 1:
-        raise MedrepError("needs at least one step", where="--steps")
+        raise MedrepError("needs at least one step", where="--deletion-steps")
     for k in config.topk:
         if not 0 < k <= 100:
             raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")

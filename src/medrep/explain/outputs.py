@@ -2,7 +2,6 @@
 gallery.png and, when the sanity checks ran, sanity.png (similarity against the number of randomised units)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,35 @@ from medrep.explain.result import ExplainResult
 def write_explain_outputs(result: ExplainResult, out_dir: str | Path) -> dict[str, Path]:
     """results.json, explain_table.csv (method × metric, mean and 95% interval), per_image_scores.csv (one row per
     image and method: id, label, method, every metric, dead_map), gallery.png, sanity.png (with sanity checks)."""
-    from medrep.io import atomic_write, write_json_atomic
+    from medrep.io import write_csv_atomic, write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": write_json_atomic(out / "results.json", result.to_dict())}
 
-    def write_csv(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["method"] + [f"{k}{suffix}" for k in result.metric_names for suffix in ("", "_low", "_high")] + ["n"])
-            for meth in result.methods:
-                row: list[Any] = [meth]
-                for k in result.metric_names:
-                    m = result.metrics[meth][k]
-                    row += [_fmt(m.value), _fmt(m.low), _fmt(m.high)]
-                w.writerow(row + [len(result.ids)])
+    table = []
+    for meth in result.methods:
+        row: list[Any] = [meth]
+        for k in result.metric_names:
+            m = result.metrics[meth][k]
+            row += [_fmt(m.value), _fmt(m.low), _fmt(m.high)]
+        table.append(row + [len(result.ids)])
+    paths["table"] = write_csv_atomic(
+        out / "explain_table.csv",
+        ["method"] + [f"{k}{suffix}" for k in result.metric_names for suffix in ("", "_low", "_high")] + ["n"], table)
 
-    paths["table"] = atomic_write(out / "explain_table.csv", write_csv)
-
-    def write_per_image(tmp: str) -> None:
-        classes = result.data.get("classes") or []
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "label", "method"] + list(result.metric_names) + ["dead_map"])
-            for i, image_id in enumerate(result.ids):
-                c = int(result.labels[i])
-                label = classes[c] if 0 <= c < len(classes) else c
-                for meth in result.methods:
-                    dead = result.dead.get(meth)
-                    w.writerow([image_id, label, meth]
-                               + [_fmt(float(result.per_image[meth][k][i])) for k in result.metric_names]
-                               + ["" if dead is None else int(dead[i])])
-
-    paths["per_image"] = atomic_write(out / "per_image_scores.csv", write_per_image)
+    classes = result.data.get("classes") or []
+    per_image = []
+    for i, image_id in enumerate(result.ids):
+        c = int(result.labels[i])
+        label = classes[c] if 0 <= c < len(classes) else c
+        for meth in result.methods:
+            dead = result.dead.get(meth)
+            per_image.append([image_id, label, meth]
+                             + [_fmt(float(result.per_image[meth][k][i])) for k in result.metric_names]
+                             + ["" if dead is None else int(dead[i])])
+    paths["per_image"] = write_csv_atomic(out / "per_image_scores.csv",
+                                          ["id", "label", "method"] + list(result.metric_names) + ["dead_map"], per_image)
     if len(result.gallery.get("ids", [])):
         paths["gallery"] = plot_gallery(result, out / "gallery.png")
     if result.sanity is not None and any(e.get("cascading") for e in result.sanity["methods"].values()):

@@ -64,6 +64,7 @@ class ExplainResult:
     protocol: dict[str, Any] = field(default_factory=dict)  # {'chexlocalize': {method: ...}} / {'chung2025': ...}
     road: dict[str, Any] = field(default_factory=dict)      # method → {percentages, morf, lerf} mean curves
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -112,6 +113,7 @@ class ExplainResult:
             "n_images": len(self.ids),
             "ids": self.ids,
             "settings": self.settings,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
     def format_verdicts(self) -> str:

@@ -70,15 +70,22 @@ def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 6
     return cents
 
 
-def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{}") -> torch.Tensor:
-    """(K, D) text embeddings of ``template.format(class name)`` from the encoder's own text tower."""
+def default_target(encoder: Encoder) -> str:
+    """What an explanation explains when the user does not say: the class logit when the model has a head
+    that can score the classes, else the cosine to the class's reference embedding."""
+    return "class" if encoder.has_head else "embedding"
+
+
+def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{label}") -> torch.Tensor:
+    """(K, D) text embeddings of ``template`` with each class name as ``{label}``, from the encoder's own text tower."""
+    from medrep.vocabulary import format_prompt
+
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --target embedding without --prompt", where="--prompt")
-    if "{}" not in template:
-        raise MedrepError("the prompt template needs a {} where the class name goes", where="--prompt")
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
+    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
     with torch.no_grad():
-        return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
+        return torch.as_tensor(tower.encode_text(prompts)).float()
 
 
 def _batch_target(kind: str, encoder: Encoder, pixels: torch.Tensor, labels: torch.Tensor,

@@ -2,7 +2,6 @@
 embeddings, on the same items and splits for every model (and layer)."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,6 +43,7 @@ class FeaturesResult(Result):
     pairs: list[PairSimilarity] = field(default_factory=list)
     projections: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     def model_table(self) -> list[dict[str, Any]]:
         rows = []
@@ -91,6 +91,9 @@ class FeaturesResult(Result):
             for name, m in self.models.items()}
         out["pairs"] = [p.to_dict() for p in self.pairs]
         out["settings"] = self.settings
+        if self.subgroups is not None:
+            out["subgroups"] = self.subgroups.to_dict()
+            out["settings"]["subgroups"] = self.subgroups.settings
         return out
 
 
@@ -151,11 +154,13 @@ def check_split_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[st
 
 
 def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10,
-                  n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000) -> tuple[dict[str, Metric], np.ndarray]:
+                  n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000,
+                  per_item: dict[str, Any] | None = None) -> tuple[dict[str, Metric], np.ndarray]:
     """Every per-model metric (with 95% intervals) and the centroid cosine matrix, from plain arrays.
 
     Probes are fitted on train and scored on test; the geometry is measured on the L2-normalised
     test embeddings (cosine geometry, as in the kNN; comparable across models of different scale).
+    ``per_item``, when given, receives the probes' per-test-item outputs (for the subgroup breakdown).
     """
     metrics: dict[str, Metric] = {}
     knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed)
@@ -163,6 +168,9 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
     lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed)
     metrics["linear_probe_accuracy"] = lin.accuracy
     metrics["linear_probe_auc"] = lin.auc
+    if per_item is not None:
+        per_item.update(knn_predictions=knn.predictions, linear_predictions=lin.predictions, linear_proba=lin.proba,
+                        linear_classes=lin.classes)
     for s in shots:
         fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed)
         if fs is not None:
@@ -202,9 +210,11 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
                  train_split: str = "train", test_split: str = "test", limit: int | None = None, k: int = 20,
                  mutual_k: int = 10, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10, n_boot: int = 200,
                  n_permutations: int = 200, cka_estimator: str = "biased", projections: Sequence[str] = ("tsne", "umap"),
-                 max_projection: int = 2000, batch_size: int = 64, cache=None, seed: int = 0) -> FeaturesResult:
+                 max_projection: int = 2000, batch_size: int = 64, cache=None, seed: int = 0,
+                 subgroups=None) -> FeaturesResult:
     """Per model (and layer): kNN / linear / few-shot probes, separability, 2-D projections; per pair:
-    CKA and mutual kNN with permutation p-values.  Embeddings come from (and go to) the cache."""
+    CKA and mutual kNN with permutation p-values.  Embeddings come from (and go to) the cache.
+    ``subgroups`` (a SubgroupConfig): the probes' figures by subgroup, attribute separability, shortcut check."""
     if not encoders:
         raise MedrepError("no model given", where="--model")
     if cka_estimator not in ("biased", "unbiased"):
@@ -218,6 +228,15 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     classes = list(dataset.classes)
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
+    analysis = _subgroup_analysis(subgroups, test)
+    probe_groups, probe_patients = None, None
+    if analysis is not None:  # the attribute probe reads train and test items together
+        from medrep.subgroups.run import attribute_groups
+
+        probe_groups = {k: np.concatenate([attribute_groups(train, [k], subgroups.age_bins)[k], v])
+                        for k, v in analysis.groups.items()}
+        probe_patients = None if train.patients is None or test.patients is None else \
+            np.concatenate([train.patients, test.patients])
     reps = load_representations(encoders, train, test, layers, pool=pool, batch_size=batch_size, cache=cache)
     result = FeaturesResult(classes=classes, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,
@@ -229,8 +248,11 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
     n_pairs = len(reps) * (len(reps) - 1) // 2
     with progress_bar("features analysis", len(reps) + n_pairs) as bar:
         for rep in reps:
+            per_item: dict[str, Any] = {}
             metrics, cos = model_metrics(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=k,
-                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed)
+                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed, per_item=per_item)
+            if analysis is not None:
+                _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
             result.models[rep.name] = {
                 "metrics": metrics, "dim": int(rep.test.vectors.shape[1]), "n_train": len(rep.train),
                 "n_test": len(rep.test), "encoder": rep.test.meta.get("encoder"), "layer": rep.test.meta.get("layer"),
@@ -251,7 +273,41 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
                                                    unbiased=cka_estimator == "unbiased", n_permutations=n_permutations,
                                                    n_boot=min(n_boot, 100), seed=seed))
                 bar.advance(1)
+    if analysis is not None:
+        result.subgroups = analysis.result
     return result
+
+
+def _subgroup_analysis(config, test):
+    if config is None:
+        return None
+    from medrep.subgroups.run import SubgroupAnalysis, attribute_groups
+
+    groups = attribute_groups(test, config.by, config.age_bins)
+    return SubgroupAnalysis(config, groups, np.asarray(test.labels), test.patients)
+
+
+def _add_subgroups(analysis, rep: RepresentationData, per_item: dict[str, Any], test_ids: list[str],
+                   classes: list[str], probe: tuple[dict[str, np.ndarray], np.ndarray | None]) -> None:
+    """The probes' per-item figures by subgroup, and the attributes' separability / shortcut check in this space."""
+    from medrep.features.probes import macro_auc
+    from medrep.subgroups.stats import ItemFigure
+
+    if list(rep.test.ids) != list(test_ids):
+        raise MedrepError(f"{rep.name} embedded a different set of test items (--skip-bad); the subgroup breakdown needs "
+                          "every item", where="--by")
+    y = np.asarray(rep.test.labels)
+    proba, cls = per_item["linear_proba"], per_item["linear_classes"]
+    linear_correct = per_item["linear_predictions"] == y
+    analysis.add_figures([
+        ItemFigure(f"{rep.name}/knn_accuracy", values=per_item["knn_predictions"] == y),
+        ItemFigure(f"{rep.name}/linear_probe_accuracy", values=linear_correct),
+        ItemFigure(f"{rep.name}/linear_probe_auc", fn=lambda i: macro_auc(y[i], proba[i], cls))])
+    probe_items = None
+    if all(len(v) == len(rep.train) + len(rep.test) for v in probe[0].values()):  # unless --skip-bad dropped some
+        probe_items = (np.concatenate([rep.train.vectors, rep.test.vectors]), probe[0], probe[1])
+    analysis.add_representation(rep.name, rep.test.vectors, class_scores=proba, correct=linear_correct,
+                                class_names=[classes[int(c)] for c in cls], probe_items=probe_items)
 
 
 def _safe(name: str) -> str:
@@ -259,19 +315,13 @@ def _safe(name: str) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    from medrep.io import atomic_write
+    """Rows of dicts as CSV (columns in order of first appearance), through medrep's one CSV writer."""
+    from medrep.io import write_csv_atomic
 
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-
-    def _w(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-
-    return atomic_write(path, _w)
+    return write_csv_atomic(path, cols, ([r.get(c) for c in cols] for r in rows))
 
 
 def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[str, Path]:
@@ -304,6 +354,11 @@ def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[
                          for j in range(len(names))] for i in range(len(names))])
         figures["cka"] = heatmap(cka, names, names, "linear CKA (* p < 0.01 vs permutation null)", out / "cka_heatmap.png",
                                  vmin=0, vmax=1, annotations=ann)
+    if result.subgroups is not None:
+        from medrep.subgroups.outputs import write_subgroup_outputs
+
+        overall = {f"{name}/{k}": v for name, m in result.models.items() for k, v in m["metrics"].items()}
+        figures.update(write_subgroup_outputs(result.subgroups, out, overall, list(result.models)))
     return figures
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medrep.errors import MedrepError
-from medrep.io import digest_json, load_array_checked, save_array_checked, write_json_atomic
+from medrep.io import digest_json, load_array_checked, remove_stale_temporaries, save_array_checked, write_json_atomic
 
 
 def default_cache_dir() -> Path:
@@ -26,13 +26,16 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(encoder_fingerprint: str, layer: str | None, pool: str, dtype: str, data_digest: str) -> str:
-    return digest_json({"encoder": encoder_fingerprint, "layer": layer, "pool": pool, "dtype": dtype, "data": data_digest, "v": 1})
+    return digest_json({"encoder": encoder_fingerprint, "layer": layer, "pool": pool, "dtype": dtype, "data": data_digest, "v": 2})
 
 
 @dataclass
 class CacheEntry:
     root: Path
     key: str
+
+    def __post_init__(self) -> None:
+        remove_stale_temporaries(self.path)  # what a killed writer left half-written
 
     @property
     def path(self) -> Path:
@@ -46,6 +49,10 @@ class CacheEntry:
 
     # -- chunks (resumable writes) --------------------------------------------------------------
     def write_chunk(self, index: int, array: np.ndarray, ids: list[str]) -> None:
+        """Store a computed chunk.  Only finite embeddings are cached: the caller refuses the others, and a
+        non-finite value read back from the cache then always means a damaged entry."""
+        if not np.isfinite(array).all():
+            return
         digest = save_array_checked(self.chunk_path(index), array)
         write_json_atomic(self._progress_path(index), {"digest": digest, "rows": int(array.shape[0]), "ids": ids})
 
@@ -68,6 +75,8 @@ class CacheEntry:
             array = load_array_checked(bad, meta["digest"])
             if meta.get("ids") != expected_ids or array.shape[0] != meta["rows"]:
                 raise ValueError("chunk does not hold the expected items")
+            if array.dtype.kind != "f" or not np.isfinite(array).all():
+                raise ValueError("it holds non-finite or non-float values (only finite embeddings are cached)")
             return array
         except (MedrepError, ValueError, KeyError, TypeError, OSError) as err:
             why = str(err).removeprefix(f"{err.where}: ") if isinstance(err, MedrepError) and err.where else str(err)

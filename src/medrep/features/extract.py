@@ -220,7 +220,7 @@ def extract_embeddings(
     if not parts:
         raise MedrepError("no item could be embedded", where=dataset.name)
     vectors = np.concatenate(parts)
-    if use_cache:
+    if use_cache and np.isfinite(vectors).all():  # non-finite chunks were not cached: no complete entry
         entry.finalise(n_chunks, vectors.shape[0], {"chunk_size": chunk_size, **meta})
     return Embeddings(kept_ids, np.concatenate(kept_labels), vectors, key,
                       {**meta, "from_cache": False, "skipped": skipped.skipped, "backend": backend.name})

@@ -99,6 +99,8 @@ class ProbeScores:
     accuracy: Metric
     predictions: np.ndarray
     auc: Metric | None = None
+    proba: np.ndarray | None = None  # class probabilities per test item (linear probe)
+    classes: np.ndarray | None = None  # the class of each proba column
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, n_boot: int = 1000, seed: int = 0) -> ProbeScores:
@@ -114,7 +116,7 @@ def linear_probe_scores(train_x, train_y, test_x, test_y, n_boot: int = 1000, n_
     test_y = np.asarray(test_y)
     acc = bootstrap_metric(pred == test_y, n_boot=n_boot, seed=seed)
     auc = bootstrap_paired(lambda i: macro_auc(test_y[i], proba[i], probe.classes_), len(test_y), n_boot=n_boot_auc, seed=seed)
-    return ProbeScores(acc, pred, auc)
+    return ProbeScores(acc, pred, auc, proba, probe.classes_)
 
 
 def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int = 10, seed: int = 0,

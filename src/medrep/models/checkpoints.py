@@ -51,3 +51,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise MedrepError("checkpoint holds no state dict of tensors", where=str(p))
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def refused_pickle(folder: str | os.PathLike, err: BaseException) -> MedrepError:
+    """The one-line refusal for a model folder (Hugging Face ``save_pretrained``) whose pickled weights, e.g.
+    ``pytorch_model.bin``, hold more than tensors: transformers reads them weights-only and raises
+    ``UnpicklingError``; this names the file instead of ending in a traceback."""
+    root = Path(folder).expanduser()
+    pickles = sorted(q for q in root.glob("*.bin")) if root.is_dir() else []
+    where = str(pickles[0]) if len(pickles) == 1 else str(root)
+    what = "" if len(pickles) < 2 else f" ({', '.join(q.name for q in pickles)})"
+    return MedrepError(f"refused to load{what}: a pickled checkpoint that is not weights-only "
+                       f"({type(err).__name__}); only safetensors or weights-only checkpoints are loaded, and medrep "
+                       "never unpickles code (convert it to model.safetensors)", where=where)

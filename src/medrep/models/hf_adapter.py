@@ -24,6 +24,7 @@ model's own text tower, so zero-shot can use it; ``load_text_encoder("hf:DIR")``
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from medrep.errors import MedrepError
+from medrep.models.checkpoints import refused_pickle
 from medrep.models.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD, Encoder, Preprocessing,
                                 TokenGrid)
 from medrep.models.registry import register_image_scheme, register_text_scheme
@@ -305,6 +307,8 @@ def load_hf(path: str, trust_remote_code: bool = False, options: dict[str, str] 
                                                attn_implementation="eager", output_loading_info=True)
     except (OSError, ValueError) as err:
         raise MedrepError(f"cannot load the model weights ({err})", where=path) from err
+    except pickle.UnpicklingError as err:
+        raise refused_pickle(path, err) from err
     missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith("position_ids"))
     random_pooler = any(".pooler." in f".{k}" for k in missing)
     others = [k for k in missing if ".pooler." not in f".{k}"]

@@ -116,8 +116,10 @@ def _load_parsed(spec: str, parsed: Spec, trust_remote_code: bool) -> Encoder:
 
         if Path(parsed.name).exists() and "file" in _IMAGE:
             return _IMAGE["file"](parsed, trust_remote_code)
+        from medrep.vocabulary import did_you_mean
+
         raise SpecError(
-            f"unknown model spec {spec!r}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
+            f"unknown model spec {spec!r}{did_you_mean(parsed.name, [*_NAMED, *_TEXT])}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
             "or a path to a checkpoint", where="--model")
     if parsed.scheme not in _IMAGE:
         raise SpecError(f"{parsed.scheme}: models are text encoders, not image encoders", where=spec)
@@ -132,7 +134,10 @@ def load_text_encoder(spec: str | Any, trust_remote_code: bool = False):
     parsed = parse_spec(spec, _schemes())
     key = parsed.scheme or parsed.name
     if key not in _TEXT:
-        raise SpecError(f"{spec!r} is not a text encoder spec (use {', '.join(sorted(_TEXT))})", where="--text")
+        from medrep.vocabulary import did_you_mean
+
+        raise SpecError(f"{spec!r} is not a text encoder spec{did_you_mean(key, _TEXT)} (use {', '.join(sorted(_TEXT))})",
+                        where="--text")
     return _TEXT[key](parsed, trust_remote_code)
 
 

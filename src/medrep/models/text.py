@@ -5,6 +5,7 @@ Interface: ``encode_text(list[str]) -> Tensor (B, D)`` (not normalised), ``name`
 """
 from __future__ import annotations
 
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -124,6 +125,10 @@ class HFTextEncoder(BatchedTextEncoder):
                 self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         except OSError as err:
             raise MedrepError(f"cannot load a text model from {path!r} ({err})", where="--text") from err
+        except pickle.UnpicklingError as err:
+            from medrep.models.checkpoints import refused_pickle
+
+            raise refused_pickle(path, err) from err
         self.name, self.path, self.max_length, self.batch_size = name, path, max_length, batch_size
         self._fp: str | None = None
 

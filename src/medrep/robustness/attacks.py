@@ -37,7 +37,7 @@ class GradientAttack:
     def __init__(self, steps: int, step_size: float | None = None, relative_step: float = DEFAULT_RELATIVE_STEP,
                  random_start: bool = False, early_stop: StopFn | None = None):
         if int(steps) < 1:
-            raise MedrepError(f"must be at least 1 (got {steps})", where="--steps")
+            raise MedrepError(f"must be at least 1 (got {steps})", where="--attack-steps")
         if step_size is not None and not step_size > 0:
             raise MedrepError(f"must be positive (got {step_size})", where="--step-size")
         self.steps = int(steps)

@@ -1,12 +1,11 @@
 """Files a person reads: results.json, one CSV of per-item values per ε, accuracy-vs-ε and galleries."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from medrep.io import atomic_write, write_json_atomic
+from medrep.io import atomic_write, write_csv_atomic, write_json_atomic
 from medrep.robustness.runner import AttackResult
 
 
@@ -46,13 +45,9 @@ def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: flo
 
 
 def _write_csv(result: AttackResult, r, path: Path) -> Path:
-    def w(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["source_id", "target_id", *r.columns])
-            for sid, tid, row in zip(result.source_ids, result.target_ids, r.values):
-                writer.writerow([sid, tid or "", *[_fmt(v) for v in row]])
-    return atomic_write(path, w)
+    return write_csv_atomic(path, ["source_id", "target_id", *r.columns],
+                            ([sid, tid or "", *[_fmt(v) for v in row]]
+                             for sid, tid, row in zip(result.source_ids, result.target_ids, r.values)))
 
 
 def _fmt(v: float) -> str:

@@ -65,6 +65,7 @@ class AttackResult:
     gallery_source: np.ndarray | None = None
     gallery_target: np.ndarray | None = None
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
 
     @property
     def primary(self) -> str:
@@ -87,6 +88,7 @@ class AttackResult:
             "pairs": [{"source": s, "target": t, "source_label": name(int(a)), "target_label": name(int(b)) if t else None}
                       for s, t, a, b in zip(self.source_ids, self.target_ids, labels, targets)],
             "results": self.summaries,
+            **({"subgroups": self.subgroups.to_dict()} if self.subgroups is not None else {}),
         }
 
 
@@ -265,7 +267,7 @@ def run_attack(
     geometry = make_attack(norm, steps=steps, step_size=step_size)  # validates norm / steps / step size
     check_eps_budget(eps_list, geometry.norm)
     if target not in TARGET_MODES:
-        raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--target")
+        raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--attack-target")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     names = resolve_classifiers(classifiers, encoder)
