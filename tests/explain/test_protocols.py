@@ -133,3 +133,11 @@ def test_road_imputation_solves_the_neighbour_equations():
         np.testing.assert_allclose(out[:, y, x], num / den, atol=1e-10)
     noisy = impute(image, removed, noise=0.01, rng=np.random.default_rng(1))
     assert 0.005 < float(np.std(noisy[:, removed] - out[:, removed])) < 0.015
+
+
+def test_the_readme_lists_the_chung2025_differences_from_the_one_place():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for convention, ours, theirs in chung2025.DIFFERENCES:
+        assert f"| {convention} | {ours} | {theirs} |" in readme, convention

@@ -56,18 +56,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"ROAD: percentages of pixels removed (default {','.join(f'{v:g}' for v in ROAD_PERCENTS)}); add road to --metrics")
     p.add_argument("--protocol", default=None, choices=PROTOCOLS,
                    help="a named scoring protocol beside medrep's scores: chexlocalize (Saporta et al. 2022: original image "
-                        "size, Otsu or tuned threshold, hit rate, mIoU) or chung2025 (Chung et al. 2025's own code's conventions)")
+                        "size, Otsu or tuned threshold, hit rate, mIoU) or chung2025 (Chung et al. 2025's own code's conventions); default: none")
     p.add_argument("--threshold", default="otsu", choices=THRESHOLDS,
-                   help="chexlocalize: binarise maps with Otsu's threshold or a per-class threshold tuned on --tune-split")
+                   help="chexlocalize: binarise maps with Otsu's threshold or a per-class threshold tuned on --tune-split (default: otsu)")
     p.add_argument("--tune-split", default=None, metavar="SPLIT",
-                   help="chexlocalize with --threshold tuned: the split the per-class thresholds are tuned on (e.g. val)")
+                   help="chexlocalize with --threshold tuned: the split the per-class thresholds are tuned on, e.g. val (default: none)")
     p.add_argument("--probability-cutoff", type=float, default=None, metavar="P",
-                   help="chexlocalize: an image whose target-class probability is below P gets an empty segmentation")
+                   help="chexlocalize: an image whose target-class probability is below P gets an empty segmentation (default: no cut-off)")
     p.add_argument("--miou-on", default="all", choices=MIOU_ON,
-                   help="chexlocalize: mIoU over all images or over true positives only (non-empty predicted segmentation)")
+                   help="chexlocalize: mIoU over all images or over true positives only (non-empty predicted segmentation; default: all)")
     p.add_argument("--sanity", type=_csv, default=[], metavar="TESTS",
                    help=f"comma-separated sanity checks from {','.join(SANITY_TESTS)}: model-parameter randomisation "
-                        "(cascading from the top down, or one unit at a time) on a copy of the model, and the random-logit test")
+                        "(cascading from the top down, or one unit at a time) on a copy of the model, and the random-logit test (default: none)")
     p.add_argument("--sanity-images", type=int, default=16, metavar="N", help="images the sanity checks run on (default 16)")
     p.add_argument("--sanity-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"a method passes randomisation when Spearman |map| after full randomisation, and its interval's "

@@ -2,7 +2,7 @@
 rajpurkarlab/cheXlocalize): maps scored at the **original** image size.
 
 * the map at the method's own resolution is upsampled bilinearly (align_corners=False) to the original image;
-* min-max normalised and quantised to 8 bits (⌊255·m⌋, as the reference code's ``np.uint8``);
+* min-max normalised and quantised to 8 bits in float32 (⌊255·m⌋, as the reference code's ``np.uint8``);
 * binarised with Otsu's threshold of that 8-bit map (pixels strictly above it; scikit-image's
   ``threshold_otsu`` on the same map gives the same threshold), or with a per-class threshold on the
   normalised map tuned on another split to maximise mIoU;
@@ -33,8 +33,8 @@ def otsu_thresholds(levels: torch.Tensor) -> torch.Tensor:
     """(B,) Otsu's threshold of each (B, N) map of integer levels 0…255: the level t maximising the
     between-class variance of {≤ t} and {> t}, the first such level on ties (scikit-image's rule)."""
     b = levels.shape[0]
-    hist = torch.zeros(b, 256, dtype=torch.float64, device=levels.device)
-    hist.scatter_add_(1, levels.long(), torch.ones_like(levels, dtype=torch.float64))
+    offsets = torch.arange(b, device=levels.device).view(-1, 1) * 256
+    hist = torch.bincount((levels.long() + offsets).flatten(), minlength=b * 256).view(b, 256).double()
     centers = torch.arange(256, dtype=torch.float64, device=levels.device)
     w1 = hist.cumsum(1)
     w2 = hist.flip(1).cumsum(1).flip(1)
@@ -51,8 +51,13 @@ def otsu_thresholds(levels: torch.Tensor) -> torch.Tensor:
 
 
 def to_levels(maps: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) min-max normalised and quantised to 0…255 (truncation, as ``np.uint8(255 · m)``)."""
-    return (normalize_maps(maps.double()) * 255).floor().clamp(0, 255)
+    """(B, H, W) uint8 levels as the reference code makes them, in float32: 255 · (m − min) / max(m − min),
+    truncated (``np.uint8``); a constant map is all zeros."""
+    flat = maps.float().flatten(1)
+    shifted = flat - flat.amin(1, keepdim=True)
+    top = shifted.amax(1, keepdim=True)
+    scaled = torch.where(top > 0, 255 * (shifted / top.clamp_min(torch.finfo(torch.float32).tiny)), torch.zeros_like(shifted))
+    return scaled.to(torch.uint8).view(maps.shape)
 
 
 def segment(maps: torch.Tensor, thresholds: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,7 +65,7 @@ def segment(maps: torch.Tensor, thresholds: torch.Tensor | None = None) -> torch
     if thresholds is None:
         levels = to_levels(maps)
         t = otsu_thresholds(levels.flatten(1))
-        return levels > t.view(-1, 1, 1)
+        return levels > t.to(torch.uint8).view(-1, 1, 1)
     return normalize_maps(maps.double()) > thresholds.double().view(-1, 1, 1)
 
 
