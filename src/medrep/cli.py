@@ -27,9 +27,24 @@ def _commands():
     return found
 
 
+def load_plugins() -> None:
+    """Import the modules named in $MEDREP_PLUGINS (comma-separated): each registers its methods, objectives,
+    estimators, data sources or models, which the commands then list and accept like the built-in ones."""
+    from medrep.errors import MedrepError
+
+    for name in filter(None, (n.strip() for n in os.environ.get("MEDREP_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name and name.startswith(err.name):
+                raise MedrepError(f"plug-in module {name!r} not found (is it on PYTHONPATH?)", where="MEDREP_PLUGINS") from None
+            raise
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medrep import __version__
 
+    load_plugins()
     parser = argparse.ArgumentParser(
         prog="medrep", description="Audit the representations of medical-imaging models: robustness, explanations, "
         "feature distributions and alignment.")
@@ -86,10 +101,14 @@ def add_global_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from medrep.errors import MedrepError
+    from medrep.errors import MedrepError, cli_place
     from medrep.progress import set_quiet
 
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except MedrepError as err:  # a plug-in that cannot be imported
+        print(f"medrep: error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -113,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedrepError as err:
         if args.debug:
             raise
-        print(f"medrep {args.command}: error: {err}", file=sys.stderr)
+        print(f"medrep {args.command}: error: {err.placed(cli_place(err.where))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medrep {args.command}: interrupted; finished work is kept (rerun with --resume where offered)", file=sys.stderr)

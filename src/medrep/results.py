@@ -56,16 +56,24 @@ def bootstrap_metric(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    proportion: bool | None = None,
 ) -> Metric:
-    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 values (an accuracy, a
+    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 outcomes (an accuracy, a
     pointing-game hit rate) gets the Wilson score interval instead: the bootstrap collapses to [1, 1] at
-    12/12 correct, while the proportion is only known to lie in about [0.76, 1]."""
+    12/12 correct, while the proportion is only known to lie in about [0.76, 1].
+
+    ``proportion``: True — the values are 0/1 outcomes (Wilson; anything else is an error); False — they
+    are not, even where every value happens to be 0 or 1 (per-draw accuracies, overlap fractions: the
+    bootstrap); None — Wilson exactly when every value is 0 or 1."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.shape[0])
     if n == 0:
         return Metric(float("nan"), None, None, 0)
     point = float(statistic(v))
-    if statistic is np.mean and bool(np.isin(v, (0.0, 1.0)).all()):
+    outcomes = bool(np.isin(v, (0.0, 1.0)).all())
+    if proportion and not outcomes:
+        raise ValueError("a proportion needs 0/1 outcomes")
+    if statistic is np.mean and outcomes and proportion is not False:
         low, high = wilson_interval(int(v.sum()), n, confidence)
         return Metric(point, low, high, n)
     rng = np.random.default_rng(seed)

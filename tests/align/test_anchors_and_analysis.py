@@ -28,10 +28,10 @@ def test_anchor_selection():
     assert sorted(k // 25) == [0, 1, 2, 3]  # one representative per cluster
     with pytest.raises(MedrepError, match="training split has only 100"):
         select_anchors(101, labels)
-    with pytest.raises(MedrepError, match="--anchor-selection"):
+    with pytest.raises(MedrepError, match="^anchor_selection: "):
         select_anchors(5, labels, "farthest")
     assert parse_anchor_counts("500, 10,50,10") == [10, 50, 500]
-    with pytest.raises(MedrepError, match="--anchors"):
+    with pytest.raises(MedrepError, match="^anchors: "):
         parse_anchor_counts("10,abc")
 
 
@@ -97,7 +97,7 @@ def test_prompts_default_file_and_templates(tmp_path):
     assert class_prompts(["a", "b"], prompts=str(f)) == {"a": ["an a"], "b": ["one b", "two b"]}
     with pytest.raises(MedrepError, match=r"prompts.json: no prompts for class\(es\) c"):
         class_prompts(["a", "b", "c"], prompts=str(f))
-    with pytest.raises(MedrepError, match="--prompt"):
+    with pytest.raises(MedrepError, match="^prompt: "):
         class_prompts(["a"], templates=["no placeholder"])
 
 

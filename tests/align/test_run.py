@@ -72,12 +72,14 @@ def test_zero_shot_through_minilm_on_the_demo_cnn(demo_cnn, small_phantoms):
 
 
 def test_errors_name_the_option(tiny32, small_phantoms):
-    with pytest.raises(MedrepError, match="--target-model/--text"):
+    with pytest.raises(MedrepError, match="^target_model/text: "):
         run_alignment(tiny32, small_phantoms)
-    with pytest.raises(MedrepError, match=r"--anchors: the linear estimator needs at least 32 anchors.*got 10"):
+    with pytest.raises(MedrepError, match=r"^anchors: the linear estimator needs at least 32 anchors.*got 10"):
         run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors="10,50", estimator="linear")
-    with pytest.raises(MedrepError, match="--anchors: 500 anchors requested"):
-        run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500)
+    # more anchors than training items: scaled down to the data (and said so), not refused
+    res = run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500, n_boot=20)
+    assert list(res.by_anchors) == [len(small_phantoms.split("train"))]
+    assert any("anchor counts scaled down to the data: 500 → " in n for n in res.notes)
     with pytest.raises(MedrepError, match="--text.*not a text encoder"):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
 
@@ -134,4 +136,4 @@ def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
     one = TensorDataset(torch.zeros(4, 1, 4, 4), [0, 1, 0, 1], ["a", "b"], ids=[f"x.dcm#frame={k}" for k in range(4)])
     with pytest.raises(MedrepError, match="source file") as err:
         _splits(one, "train", "test", seed=0)
-    assert err.value.where == "--data"
+    assert err.value.where == "data"

@@ -17,7 +17,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # The audit section that runs each command's analysis.
 SECTION_OF = {"attack": "robustness", "explain": "explain", "features": "features", "overlay": "overlay", "align": "alignment"}
 # YAML keys with no command-line counterpart (the audit's own switches and subsets).
-YAML_ONLY = {"title", "enabled", "models", "stitching", "caption_alignment"}
+YAML_ONLY = {"title", "enabled", "models", "stitching", "caption_alignment", "controls"}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -259,7 +259,7 @@ def readme_table() -> str:
         action = next(a for a in _live(parsers[command]) if flag in a.option_strings)
         default = f"{_help_default(parsers[command], action)} ({command})"
         if key is not None:
-            in_yaml = _shown(fields[key.replace("*", "robustness")].default)
+            in_yaml = _shown(fields[key.replace("*", "robustness")].default_value())
             default += f"; audit: {in_yaml}" if key != "analyses.*.limit" else "; audit: per analysis"
         rows.append(f"| {concept} | `{flag}` | {f'`{key}`' if key else '—'} | {default} |")
     return "\n".join(rows)

@@ -32,7 +32,7 @@ def test_one_class_collide_is_refused(tiny_encoder):
 
 @pytest.mark.parametrize("kwargs, where", [
     ({"eps": [0.0]}, "--eps"), ({"eps": [-1 / 255]}, "--eps"), ({"eps": [2.0]}, "--eps"),
-    ({"norm": "l1"}, "--norm"), ({"objective": "swap"}, "--objective"), ({"target": "nearest"}, "--attack-target"),
+    ({"norm": "l1"}, "norm"), ({"objective": "swap"}, "objective"), ({"target": "nearest"}, "--attack-target"),
     ({"classifiers": "probe"}, "train_dataset"),
     ({"norm": "l2", "eps": [32.5]}, "--eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
     ({"noise_draws": 0}, "--noise-draws"), ({"noise_sigma": [0.01, 0.0]}, "--noise-sigma"),
@@ -59,7 +59,7 @@ def test_image_quality_against_formula():
 def test_noise_detector_and_auc():
     # classifier: is the mean pixel above 0.5?  Items near 0.5 flip under noise, far ones never do.
     classify = lambda p: (p.flatten(1).mean(1) > 0.5).long().numpy()  # noqa: E731
-    for sigma, draws, where in ((0.1, 0, "--noise-draws"), (0.0, 4, "--noise-sigma")):
+    for sigma, draws, where in ((0.1, 0, "noise_draws"), (0.0, 4, "noise_sigma")):
         with pytest.raises(MedrepError) as err:
             noise_inconsistency(classify, torch.rand(2, 1, 8, 8), sigma, draws)
         assert err.value.where == where

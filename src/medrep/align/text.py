@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.vocabulary import format_prompt
 from medrep.io import digest_json, load_array_checked, save_array_checked
 
@@ -66,7 +66,7 @@ def dataset_captions(dataset: Any) -> list[str]:
         ids = dataset.ids
         raise MedrepError(f"{len(missing)} items have no caption (first: {', '.join(ids[i] for i in missing[:3])}); "
                           "zero-shot anchors are image–caption pairs — give the CSV manifest a caption column",
-                          where=getattr(dataset, "name", "--data"))
+                          where=getattr(dataset, "name", Param("data")))
     return list(caps)
 
 
@@ -121,7 +121,7 @@ def class_prompts(classes: Sequence[str], captions: Sequence[str] = (), prompts:
             out[c] = [format_prompt(s, c.replace("_", " "), where=where, require_label=False, image=image) if "{" in s else s for s in p]
         return out
     if templates:
-        return {c: [format_prompt(t, c.replace("_", " "), where="--prompt", image=image) for t in templates] for c in classes}
+        return {c: [format_prompt(t, c.replace("_", " "), where=Param("prompt"), image=image) for t in templates] for c in classes}
     if sorted(classes) == sorted(PHANTOM_PROMPTS):
         return {c: [p.format(image=image) for p in PHANTOM_PROMPTS[c]] for c in classes}
     return {c: [format_prompt(t, c.replace("_", " "), image=image) for t in DEFAULT_TEMPLATES] for c in classes}

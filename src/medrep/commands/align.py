@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from medrep.commands.common import (add_data_arguments, add_deprecated_alias, arguments_of, load_all_data, load_model,
                                    make_cache, note_skipped, out_dir)
@@ -27,12 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             action.help = ("one split to divide 70/30 into anchors and test items (default: the --train-split and "
                            "--test-split of the data)")
     p.add_argument("--anchors", default="500", help="anchor count or comma-separated sweep, e.g. 10,50,100,500,1000")
-    p.add_argument("--estimator", default="ortho", choices=["ortho", "linear", "lortho", "affine"],
-                   help="ortho: Procrustes; linear: least squares; lortho: least squares then orthogonalised; affine: with bias")
+    from medrep.align.estimators import ESTIMATORS
+
+    p.add_argument("--estimator", default="ortho", choices=list(ESTIMATORS),
+                   help="; ".join(f"{e.name}: {e.help}" for e in ESTIMATORS.entries()).replace("%", "%%"))
     p.add_argument("--anchor-selection", default="random", choices=["random", "balanced", "kmeans"],
                    help="anchors from the train split: random, equal per class, or nearest to k-means centres in source space")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge penalty for linear / lortho / affine (allows fewer anchors than dims)")
-    p.add_argument("--affine-solver", default="closed", choices=["closed", "gd"], help="affine fit in closed form or by gradient descent")
     p.add_argument("--no-scale", action="store_true", help="skip standard scaling with each space's anchor statistics")
     p.add_argument("--relative", action="store_true", help="also stitch through relative representations (cosine to anchors)")
     p.add_argument("--prompt-file", default=None,
@@ -51,6 +53,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--out", required=True, help="output directory")
+    add_estimator_option_arguments(p)
+
+
+def _estimator_options() -> dict[str, tuple[Any, list[tuple[str, str]]]]:
+    """flag → (its Option, [(estimator, option name), …]), as the estimator registry declares them."""
+    from medrep.align.estimators import ESTIMATORS
+    from medrep.registry import option_flag
+
+    flags: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+    for entry in ESTIMATORS.entries():
+        for option in entry.options:
+            flags.setdefault(option_flag(entry, option), (option, []))[1].append((entry.name, option.name))
+    return flags
+
+
+def add_estimator_option_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per estimator option; an option whose flag the command already has (--seed) reads that flag."""
+    taken = {s for a in p._actions for s in a.option_strings}
+    g = p.add_argument_group("estimator options")
+    for flag, (option, users) in _estimator_options().items():
+        if f"--{flag}" in taken:
+            continue
+        g.add_argument(f"--{flag}", type=str if option.type is bool else option.type, default=option.default,
+                       choices=option.choices,
+                       help=f"{option.help or option.name} [{', '.join(e for e, _ in users)}]".replace("%", "%%"))
+
+
+def estimator_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen estimator's options from their flags."""
+    return {name: getattr(args, flag.replace("-", "_")) for flag, (_, users) in _estimator_options().items()
+            for estimator, name in users if estimator == args.estimator}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         data = data.split(args.split)  # a single named split is then divided 70/30 by run_alignment
     result = run_alignment(source, data, target_encoder=target, text_encoder=text, anchors=args.anchors,
                            estimator=args.estimator, anchor_selection=args.anchor_selection, seed=args.seed,
-                           ridge=args.ridge, affine_solver=args.affine_solver, scale=not args.no_scale,
+                           ridge=args.ridge, scale=not args.no_scale, options=estimator_options_from(args),
                            relative=args.relative, prompts=args.prompt_file, templates=args.prompt,
                            center_text=not args.no_center_text, train_split=args.train_split, eval_split=args.test_split,
                            limit_eval=args.limit, layer=args.layer, pool=args.pool, batch_size=args.batch_size,

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import torch
 
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.devices import resolve_device  # noqa: F401  (commands import it from here)
 from medrep.errors import MedrepError
 
 
@@ -66,19 +67,6 @@ def make_backend(args: argparse.Namespace):
     if name == "local" and workers is not None:
         raise MedrepError("a number of Ray workers needs --backend ray", where="--ray-workers")
     return get_backend(name, address=address, workers=workers, device=getattr(args, "device", "auto"))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise MedrepError(f"unknown device {name!r}", where="--device") from err
 
 
 def load_model(spec: str, args: argparse.Namespace):

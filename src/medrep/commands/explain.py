@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import sys
 
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
@@ -20,16 +21,58 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _method_options() -> dict[str, tuple[Any, list[tuple[str, str]]]]:
+    """flag → (its Option, [(method, option name), …]): one flag may serve several methods (--head-fusion)."""
+    from medrep.explain.methods import METHODS
+    from medrep.registry import option_flag
+
+    flags: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+    for entry in METHODS.entries():
+        for option in entry.options:
+            flags.setdefault(option_flag(entry, option), (option, []))[1].append((entry.name, option.name))
+    return flags
+
+
+def add_method_option_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per method option the registry declares."""
+    g = p.add_argument_group("method options")
+    for flag, (option, users) in _method_options().items():
+        methods = ", ".join(m for m, _ in users)
+        g.add_argument(f"--{flag}", type=_option_type(option), default=option.default, choices=option.choices,
+                       help=f"{option.help or option.name} [{methods}]".replace("%", "%%"))
+
+
+def _option_type(option: Any):
+    if option.type is bool:
+        return lambda text: option.convert(text, where=None)
+    return option.type
+
+
+def method_options_from(args: argparse.Namespace, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """{method: {option: value}} for the named methods, from the flags the registry generated."""
+    options: dict[str, dict[str, Any]] = {}
+    for flag, (_, users) in _method_options().items():
+        for method, name in users:
+            if method in methods:
+                options.setdefault(method, {})[name] = getattr(args, flag.replace("-", "_"))
+    if "ig" in options:  # IG's interpolated inputs run in chunks that follow the batch size
+        options["ig"]["internal_batch_size"] = max(args.batch_size * 4, 16)
+    return options
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from medrep.explain.config import (DEFAULT_METHODS, DEFAULT_METRICS, METRICS, MIOU_ON, PROTOCOLS, ROAD_PERCENTS,
-                                       TARGETS, THRESHOLDS)
+    from medrep.explain.config import DEFAULT_METRICS, METRICS, MIOU_ON, PROTOCOLS, ROAD_PERCENTS, TARGETS, THRESHOLDS
+    from medrep.explain.methods import METHODS, baseline_methods, default_methods
     from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
+
+    DEFAULT_METHODS = default_methods()
 
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=16)
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
-                   help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
+                   help=f"comma-separated methods, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}); "
+                        f"{' and '.join(baseline_methods())} are always added")
     p.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS),
                    help=f"comma-separated scores from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
@@ -47,11 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-baseline", default="blur", choices=["blur", "zero", "mean"],
                    help="what removed pixels become (deletion/insertion)")
     add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
-    p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
-    p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
-    p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
-    p.add_argument("--gradcam-layer", default=None, help="Grad-CAM layer (default: ViT blocks[-1].norm1, CNN last feature layer)")
-    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
+    add_method_option_arguments(p)
     p.add_argument("--road-percents", type=lambda s: [float(v) for v in _csv(s)], default=list(ROAD_PERCENTS),
                    help=f"ROAD: percentages of pixels removed (default {','.join(f'{v:g}' for v in ROAD_PERCENTS)}); add road to --metrics")
     p.add_argument("--protocol", default=None, choices=PROTOCOLS,
@@ -98,12 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.explain_target == "auto":
         from medrep.explain.run import default_target
 
-        from medrep.progress import is_quiet
-
         args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
-        if not is_quiet():
-            print(f"explaining the {args.explain_target} score (--explain-target auto: "
-                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
+        print(f"explaining the {args.explain_target} score (--explain-target auto: "
+              + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
@@ -111,17 +147,11 @@ def run(args: argparse.Namespace) -> int:
         if args.explain_target != "embedding":
             raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
-    options = {
-        "attention": {"block": args.block, "head_fusion": args.head_fusion},
-        "rollout": {"head_fusion": args.head_fusion, "discard_ratio": args.discard_ratio},
-        "gradcam": {"layer": args.gradcam_layer},
-        "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
-    }
     config = ExplainConfig(
         methods=tuple(args.methods), metrics=tuple(args.metrics), target=args.explain_target, limit=args.limit,
         seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=tuple(args.topk),
         steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
-        method_options={m: o for m, o in options.items() if m in args.methods}, protocol=args.protocol,
+        method_options=method_options_from(args, args.methods), protocol=args.protocol,
         threshold=args.threshold, tune_split=args.tune_split, probability_cutoff=args.probability_cutoff,
         miou_on=args.miou_on, road_percents=tuple(args.road_percents), sanity=tuple(args.sanity),
         sanity_images=args.sanity_images, sanity_threshold=args.sanity_threshold)

@@ -49,8 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
     add_deprecated_alias(p, "--permutations", "--n-permutations", "n_permutations", type=int)
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
-    p.add_argument("--projection", action="append", choices=["tsne", "umap", "none"], default=None,
-                   help="2-D pictures to draw (default: tsne and umap)")
+    p.add_argument("--max-projection", type=int, default=2000,
+                   help="most test embeddings drawn in one 2-D picture (a seeded subsample above it)")
+    from medrep.features.projection import PROJECTIONS
+
+    p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
+                   help=f"2-D pictures to draw, repeatable (default: {' and '.join(PROJECTIONS.names(default=True))})")
     add_subgroup_arguments(p)
     g = add_overlay_arguments(p)
     g.add_argument("--overlay", nargs="?", const="", default=None, action=_OverlaySwitch,
@@ -69,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise MedrepError(f"expected whole numbers separated by commas, got {args.shots!r}", where="--shots") from err
     if any(s < 1 for s in shots):
         raise MedrepError("shot counts must be at least 1", where="--shots")
-    projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
+    from medrep.features.projection import PROJECTIONS
+
+    projections = [p for p in (args.projection or PROJECTIONS.names(default=True)) if p != "none"]
     check_model_specs(args)
     resolve_test_split(args)
     subgroups = subgroup_config(args, n_boot=args.n_boot, n_permutations=args.n_permutations)
@@ -79,13 +85,17 @@ def run(args: argparse.Namespace) -> int:
     data = load_split_data(args)
     encoders = load_models(args)
     cache = make_cache(args)
-    result = run_features(encoders, data, layers=args.layer, pool=args.pool, train_split=args.train_split,
-                          test_split=args.test_split, limit=args.limit, k=args.k, mutual_k=args.mutual_k, shots=shots,
-                          n_draws=args.draws, n_boot=args.n_boot, n_permutations=args.n_permutations,
-                          cka_estimator=args.cka, projections=projections, batch_size=args.batch_size, cache=cache,
-                          seed=args.seed, subgroups=subgroups)
+    from medrep.configs import from_mapping
+    from medrep.features.config import FeaturesConfig
+
+    config = from_mapping(FeaturesConfig, vars(args), by="dest", shots=tuple(shots), projections=tuple(projections))
+    result = run_features(encoders, data, config, cache=cache, subgroups=subgroups)
     figures = write_features_outputs(result, out)
     print(format_model_table(result))
+    from medrep.features.probes import describe_adapted
+
+    for line in describe_adapted(result.settings.get("adapted", {})):
+        print(line)
     if subgroups is not None:
         from medrep.subgroups.outputs import format_subgroup_table
 
@@ -105,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         figures.update(write_overlay_outputs(ov, out / "overlay", data))
         print(format_overlay_table(ov))
     write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,
+                                       auto_split=args._auto_split,
                                        output={"results": "results.json",
                                                "figures": {k: str(v.relative_to(out)) for k, v in figures.items()}}))
     # the files write_features_outputs wrote: pairs.csv only when there is a pair of models (or layers)

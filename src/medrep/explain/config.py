@@ -13,7 +13,8 @@ import torch
 from medrep.errors import MedrepError
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
-from medrep.explain.methods import BASELINES, UPSAMPLING, default_gradcam_layer, get_method, ig_coefficients, rollout_matrices
+from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_gradcam_layer, default_methods,
+                                    get_method, ig_coefficients, rollout_matrices)
 from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 from medrep.explain.scores import TOPK_PERCENTS
 from medrep.models.base import Encoder
@@ -21,9 +22,8 @@ from medrep.models.base import Encoder
 METRICS = ("pointing", "iou", "mass", "auprc", "deletion", "insertion", "road")
 #: what runs when --metrics is not given (ROAD solves a sparse system per image and percentage: opt in)
 DEFAULT_METRICS = ("pointing", "iou", "mass", "auprc", "deletion", "insertion")
-DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
+DEFAULT_METHODS = default_methods()  # the built-ins; the registry's ``default`` metadata is the source
 TARGETS = ("class", "predicted", "embedding")
-ATTENTION_METHODS = ("attention", "rollout", "chefer", "chefer-lrp")
 PROTOCOLS = ("chexlocalize", "chung2025")
 THRESHOLDS = ("otsu", "tuned")
 MIOU_ON = ("all", "true-positives")
@@ -35,7 +35,7 @@ class ExplainConfig:
     """What an explanation run computes.  Runtime arguments (cache, backend, out_dir, resume) are not here:
     they do not change the figures."""
 
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[str, ...] | None = None  # None: the registry's default methods
     metrics: tuple[str, ...] = DEFAULT_METRICS
     target: str = "class"
     limit: int | None = None
@@ -61,6 +61,8 @@ class ExplainConfig:
     sanity_topk: float = 10
 
     def __post_init__(self) -> None:
+        if self.methods is None:  # the registry's defaults
+            object.__setattr__(self, "methods", default_methods())
         for name in ("methods", "metrics", "topk", "road_percents", "sanity"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "method_options", {m: dict(o) for m, o in dict(self.method_options).items()})
@@ -79,7 +81,7 @@ class ExplainConfig:
         """The methods in order, the random and centre baselines added unless ``add_baselines`` is off."""
         methods = list(dict.fromkeys(self.methods))
         if self.add_baselines:
-            methods += [b for b in BASELINES if b not in methods]
+            methods += [b for b in baseline_methods() if b not in methods]
         return methods
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def check_config(config: ExplainConfig, encoder: Encoder) -> None:
     if config.target in ("class", "predicted") and not encoder.has_head:
         raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding",
                           where="--explain-target")
-    if any(m in ATTENTION_METHODS for m in config.methods):
+    if any(m in attention_methods() for m in config.methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, config.methods, config.method_options)
     if any(m in ("deletion", "insertion") for m in config.metrics) and config.steps < 1:

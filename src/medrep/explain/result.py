@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.explain.methods import BASELINES
+from medrep.explain.methods import baseline_methods
 from medrep.explain.scores import TOPK_PERCENTS
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, metric_rows
 
@@ -102,7 +102,7 @@ class ExplainResult:
             "data": self.data,
             "target": self.target,
             "methods": self.methods,
-            "baselines": [m for m in self.methods if m in BASELINES],
+            "baselines": [m for m in self.methods if m in baseline_methods()],
             "metric_names": self.metric_names,
             "higher_is_better": {k: higher_is_better(k) for k in self.metric_names},
             "metrics": {meth: {k: m.to_dict() for k, m in ms.items()} for meth, ms in self.metrics.items()},
@@ -142,9 +142,20 @@ class ExplainResult:
             lines.append([method] + [_fmt_metric(self.metrics[method][k]) for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+        return (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
+                f"(deletion_auc: the score should fall fast as the top pixels go)")
+
+    def interval_legend(self) -> str:
+        """What the bracketed intervals are: Wilson score intervals for the pointing game (one 0/1 hit per
+        image), percentile bootstrap intervals over images for every other score."""
         n_boot = self.settings.get("bootstrap", {}).get("n_boot")
         boot = f", {n_boot} resamples" if n_boot else ""
-        return (f"{table}\nmean [95% bootstrap CI over images{boot}]; {up} higher is better, {down} lower is better "
-                f"(deletion_auc: the score should fall fast as the top pixels go)")
+        keys = list(self.metric_names)
+        wilson = "Wilson score interval for pointing (a 0/1 hit per image)"
+        if keys == ["pointing"]:
+            return f"95% CI over images: {wilson}"
+        if "pointing" in keys:
+            return f"95% CI over images: {wilson}, percentile bootstrap for the others{boot}"
+        return f"95% bootstrap CI over images{boot}"
 
 

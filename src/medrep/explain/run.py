@@ -18,10 +18,10 @@ import torch
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
 from medrep.explain import chexlocalize, chung2025
-from medrep.explain.config import (ATTENTION_METHODS, DEFAULT_METHODS, METRICS, TARGETS, ExplainConfig,  # noqa: F401
+from medrep.explain.config import (DEFAULT_METHODS, METRICS, TARGETS, ExplainConfig,  # noqa: F401
                                    check_config, check_method_options)
 from medrep.explain.faithfulness import deletion_auc, insertion_auc, pixel_ranks
-from medrep.explain.methods import BASELINES, normalize_maps, raw_maps, token_offset, upsample
+from medrep.explain.methods import baseline_methods, normalize_maps, raw_maps, token_offset, upsample
 from medrep.explain.outputs import plot_gallery, write_explain_outputs  # noqa: F401
 from medrep.explain.result import ExplainResult, higher_is_better, metric_keys  # noqa: F401
 from medrep.explain.road import road_curves
@@ -307,7 +307,7 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
         result.protocol = {cfg.protocol: _protocol_summary(outs, result.labels, list(dataset.classes), cfg, methods, tuned)}
     if cfg.sanity:
         result.sanity = _run_sanity(encoder, dataset, cfg, methods, indices, refs, store, backend)
-    result.verdicts = verdicts(methods, result.metrics, BASELINES, result.sanity)
+    result.verdicts = verdicts(methods, result.metrics, tuple(baseline_methods()), result.sanity)
     return result
 
 
@@ -318,7 +318,10 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
     cat = np.concatenate
     ids = [i for o in outs for i in o["ids"]]
     values = {m: {k: cat([o["scores"][m][k] for o in outs]) for k in keys} for m in methods}
-    summary = {m: {k: bootstrap_metric(v, n_boot=cfg.n_boot, seed=cfg.seed) for k, v in ks.items()} for m, ks in values.items()}
+    # pointing: one 0/1 hit per image, a proportion (Wilson); every other score is a mean of continuous values,
+    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which
+    summary = {m: {k: bootstrap_metric(v, n_boot=cfg.n_boot, seed=cfg.seed, proportion=None if k == "pointing" else False)
+                   for k, v in ks.items()} for m, ks in values.items()}
     area, lab = cat([o["areas"] for o in outs]), cat([o["labels"] for o in outs])
     n = len(ids)
     area_stats: dict[str, Any] = {
@@ -381,7 +384,7 @@ def _tuned_thresholds(encoder: Encoder, tune_dataset: ImageDataset, cfg: Explain
 def _run_sanity(encoder: Encoder, dataset: ImageDataset, cfg: ExplainConfig, methods: list[str], indices: list[int],
                 refs: torch.Tensor | None, store: PartialStore, backend: Any) -> dict[str, Any]:
     """The sanity checks on the first ``sanity_images`` scored images, for every method but the baselines."""
-    tested = [m for m in methods if m not in BASELINES]
+    tested = [m for m in methods if m not in baseline_methods()]
     units = randomisation_units(encoder) if {"cascading", "independent"} & set(cfg.sanity) else []
     chosen = indices[:cfg.sanity_images]
     job = SanityJob(indices=chosen, methods=tested, tests=list(cfg.sanity), target=cfg.target, references=refs,

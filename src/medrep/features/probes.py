@@ -6,10 +6,11 @@ correctness into a bootstrapped :class:`~medrep.results.Metric`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.features.neighbours import cosine_topk, l2_normalise
 from medrep.results import Metric, bootstrap_metric, bootstrap_paired
 
@@ -40,13 +41,13 @@ class KNNClassifier:
 
     def __init__(self, k: int = 20, chunk_size: int | None = None):
         if k < 1:
-            raise MedrepError("must be at least 1", where="--k")
+            raise MedrepError("must be at least 1", where=Param("k"))
         self.k, self.chunk_size = k, chunk_size
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "KNNClassifier":
         check_labels(y, "kNN train labels")
         if self.k > len(y):
-            raise MedrepError(f"k={self.k} exceeds the {len(y)} training embeddings", where="--k")
+            raise MedrepError(f"k={self.k} exceeds the {len(y)} training embeddings", where=Param("k"))
         self.x_ = np.asarray(x, dtype=np.float32)
         self.y_ = np.asarray(y, dtype=np.int64)
         self.n_classes_ = int(self.y_.max()) + 1
@@ -123,8 +124,10 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int
                       n_boot: int = 1000) -> Metric | None:
     """Probe fitted on ``shots`` random train items per class, repeated ``n_draws`` times.
 
-    The value is the mean test accuracy over draws; the interval is a bootstrap over draws (the
-    variability that matters with so few examples).  None when some class has fewer than ``shots`` items.
+    The value is the mean test accuracy over draws; the interval is a percentile bootstrap over draws (the
+    variability that matters with so few examples), never a proportion interval: a draw's accuracy is a
+    mean over the test items, not one 0/1 outcome, even when every draw scores 1.  None when some class has
+    fewer than ``shots`` items.
     """
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
@@ -138,4 +141,32 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int
         idx = np.concatenate([rng.choice(p, size=shots, replace=False) for p in pools])
         pred = LinearProbe(seed=seed).fit(train_x[idx], train_y[idx]).predict(test_x)
         accs.append(float(np.mean(pred == test_y)))
-    return bootstrap_metric(accs, n_boot=n_boot, seed=seed)
+    return bootstrap_metric(accs, n_boot=n_boot, seed=seed, proportion=False)
+
+
+def adapt_k(k: int, train_labels, setting: str = "k") -> tuple[int, dict[str, Any] | None]:
+    """k for a kNN on these training labels: the asked k, or — when the smallest class has fewer training items
+    than that — the smallest class's count (a class must be able to fill the vote), with the record of the change."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 1
+    if k <= smallest:
+        return k, None
+    used = max(1, smallest)
+    return used, {"asked": k, "used": used,
+                  "why": f"the smallest class has {smallest} training item(s), fewer than {setting}={k}"}
+
+
+def adapt_shots(shots, train_labels) -> tuple[list[int], dict[str, Any] | None]:
+    """The few-shot sizes every class can fill from these training labels, with the record of those left out."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+    kept = [s for s in shots if s <= smallest]
+    if len(kept) == len(list(shots)):
+        return kept, None
+    return kept, {"asked": list(shots), "used": kept,
+                  "why": f"the smallest class has {smallest} training item(s); larger shot counts cannot be drawn"}
+
+
+def describe_adapted(adapted: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per setting that was scaled down to the data."""
+    return [f"{name} scaled down to the data: {a['asked']} → {a['used']} ({a['why']})" for name, a in adapted.items()]
