@@ -82,6 +82,9 @@ class Audit:
                                                         self.config["seed"], where="data")
         if self.auto_split is not None:
             _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
+        from medrep.data.findings import require_single_label
+
+        require_single_label(self.dataset, where="data")
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "

@@ -6,6 +6,7 @@ import argparse
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
                                    load_all_data, load_model, make_backend, make_cache, note_skipped, out_dir, pick_data)
 from medrep.commands.common import add_subgroup_arguments, subgroup_config
+from medrep.data.findings import require_single_label
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     out = out_dir(args.out)
     skipped = SkipLog()
     full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
+    require_single_label(full)
     data = pick_data(full, args)
     train = auto_split = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads

@@ -33,7 +33,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import bootstrap_metric
+from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
 
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
 SCORING_VERSION = 4
@@ -208,6 +208,15 @@ def _score(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tensor, masks: to
     return {k: out[k].detach().float().cpu().numpy() for k in order}, curves
 
 
+def _patients_of(dataset: ImageDataset, ids: Sequence[str]) -> np.ndarray | None:
+    """Patient id of each scored item (None when the source has no patient ids)."""
+    patients = dataset.patients
+    if patients is None:
+        return None
+    by_id = dict(zip(dataset.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
+
+
 def _select_indices(dataset: ImageDataset, limit: int | None, seed: int) -> tuple[list[int], int]:
     indices, n_empty = _masked_indices(dataset)
     if limit is not None and limit < len(indices):
@@ -319,8 +328,11 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
     ids = [i for o in outs for i in o["ids"]]
     values = {m: {k: cat([o["scores"][m][k] for o in outs]) for k in keys} for m in methods}
     # pointing: one 0/1 hit per image, a proportion (Wilson); every other score is a mean of continuous values,
-    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which
-    summary = {m: {k: bootstrap_metric(v, n_boot=cfg.n_boot, seed=cfg.seed, proportion=None if k == "pointing" else False)
+    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which.
+    # With patient ids, the images of one patient are resampled together (a cluster bootstrap) instead.
+    groups = _patients_of(dataset, ids)
+    summary = {m: {k: bootstrap_metric(v, n_boot=cfg.n_boot, seed=cfg.seed, proportion=None if k == "pointing" else False,
+                                       groups=groups)
                    for k, v in ks.items()} for m, ks in values.items()}
     area, lab = cat([o["areas"] for o in outs]), cat([o["labels"] for o in outs])
     n = len(ids)
@@ -347,8 +359,11 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
                 "limit": cfg.limit, "method_options": cfg.method_options, "protocol": cfg.protocol,
                 "road_percents": list(cfg.road_percents), "sanity": list(cfg.sanity),
                 "bootstrap": {"n_boot": cfg.n_boot, "confidence": 0.95}}
+    data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    if groups is not None:
+        data_desc.update(n_images=n, n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
     return ExplainResult(
-        model=encoder.name, data={"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)},
+        model=encoder.name, data=data_desc,
         target=cfg.target, methods=methods, metric_names=keys, metrics=summary, per_image=values, ids=ids,
         mask_area=area_stats, settings=settings,
         seconds_per_image={m: sum(o["seconds"][m] for o in outs) / max(n, 1) for m in methods}, gallery=gal,

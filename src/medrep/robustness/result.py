@@ -65,9 +65,10 @@ class AttackResult:
 
 
 def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_boot: int,
-              sigmas: Sequence[float], draws: int) -> dict[str, Any]:
-    """Aggregate one ε from its per-item columns (bootstrap 95% intervals, seeded)."""
-    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed).to_dict()  # noqa: E731
+              sigmas: Sequence[float], draws: int, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Aggregate one ε from its per-item columns (bootstrap 95% intervals, seeded; over whole patients
+    when ``groups`` gives each item's patient)."""
+    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups).to_dict()  # noqa: E731
     null = Metric(float("nan"), None, None, 0).to_dict()
     y, ty = r.column("label"), r.column("target_label")
     per_clf = {}

@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from medrep.data.base import ImageDataset, collate
+from medrep.data.patients import bootstrap_groups
 from medrep.errors import MedrepError
 from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
+from medrep.results import CLUSTER_INTERVAL
 from medrep.robustness import metrics as M
 from medrep.robustness.attacks import AttackOutput, build_attack, check_eps, check_steps, make_ball
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
@@ -365,6 +367,8 @@ def _describe(cfg: AttackConfig, obj: Objective, rep: Representation, names: lis
     model = {"name": encoder.name, "fingerprint": encoder.fingerprint, "has_head": encoder.has_head}
     data = {"name": getattr(dataset, "name", "dataset"), "n": len(dataset), "classes": list(dataset.classes),
             "digest": dataset.content_digest()}
+    if dataset.patients is not None:
+        data.update(n_images=len(dataset), n_patients=len(set(dataset.patients.tolist())), interval=CLUSTER_INTERVAL)
     return {"config": config, "model": model, "data": data}
 
 
@@ -415,8 +419,9 @@ def _assemble(units, n_batches: int, job: AttackJob, meta: dict[str, Any], plan:
     gt = [p["gallery_target"] for p in first if "gallery_target" in p]
     result = AttackResult(meta["config"], meta["model"], meta["data"], job.names, list(ids), target_ids, per_eps,
                           np.concatenate(gs) if gs else None, np.concatenate(gt) if gt else None)
-    result.summaries = [summarise(r, job.names, job.obj.uses_target, cfg.seed, cfg.n_boot, job.sigmas, cfg.noise_draws)
-                        for r in per_eps]
+    groups = bootstrap_groups(dataset)  # patients: intervals resample their images together
+    result.summaries = [summarise(r, job.names, job.obj.uses_target, cfg.seed, cfg.n_boot, job.sigmas, cfg.noise_draws,
+                                  groups) for r in per_eps]
     return result
 
 
