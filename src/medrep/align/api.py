@@ -12,7 +12,7 @@ from medrep.align.anchors import parse_anchor_counts, select_anchors
 from medrep.align.estimators import ESTIMATORS, estimator_options
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.errors import MedrepError, Param
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
 METRIC_HELP = {
@@ -181,7 +181,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                                   "train_split": train_split, "eval_split": eval_split, "limit_eval": limit_eval,
                                   "layer": layer, "pool": pool, "n_boot": n_boot},
                          cache_keys={f"source/{train_split}": s_train.key, f"source/{eval_split}": s_test.key}, notes=notes)
-    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed)  # noqa: E731
+    groups = test.patients if test.patients is not None and len(test) == len(y_test) else None
+    if groups is not None:  # images of one patient are resampled together
+        result.options.update(n_images=len(test), n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
+    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups)  # noqa: E731
     for n in counts:
         result.by_anchors[n] = {}
 

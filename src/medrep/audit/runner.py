@@ -32,7 +32,7 @@ TITLES = {
     "alignment": "4 · Can it be aligned with another model?",
 }
 QUESTIONS = {  # scorecard key → (question, headline figure)
-    "robustness": ("1 · robustness", "accuracy under the strongest attack"),
+    "robustness": ("1 · robustness", "lowest accuracy under attack"),
     "explanations": ("2 · explanations", "pointing game of the best method"),
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
@@ -82,6 +82,9 @@ class Audit:
                                                         self.config["seed"], where="data")
         if self.auto_split is not None:
             _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
+        from medrep.data.findings import require_single_label
+
+        require_single_label(self.dataset, where="data")
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "
@@ -154,60 +157,66 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
-        from medrep.robustness.objectives import OBJECTIVES
-        from medrep.robustness.outputs import format_eps, write_attack_outputs
-        from medrep.robustness.runner import run_attack
-
         cfg = self.config["analyses"]["robustness"]
         test = self.test.limit(cfg["limit"], seed=self.config["seed"]) if cfg["limit"] else self.test
         figures, tables, res, readings = [], [], {}, []
-        for spec in self.models_for("robustness"):
-            for objective in cfg["objectives"]:
-                targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
-                enc = self._encoders[spec]
-                d = out / f"{slug(spec)}-{objective}"
-                result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
-                                    steps=cfg["attack_steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                                    target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
-                                    noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
-                                    out_dir=d, resume=self.resume)
-                paths = write_attack_outputs(result, d)
+        lowest: dict[str, dict[str, Any]] = {}
+        controls = [c for c in cfg["controls"] if c not in self._encoders]
+        for spec in [*self.models_for("robustness"), *controls]:
+            control = spec in controls
+            for objective in (cfg["objectives"][:1] if control else cfg["objectives"]):  # a control: the first objective
+                result, paths = self._attack(spec, objective, test, out / f"{_safe(spec)}-{objective}")
                 res.setdefault(spec, {})[objective] = result.to_dict()
-                rows = []
-                linf = cfg["norm"] == "linf"
-                for s in result.summaries:
-                    m = s["metrics"]
-                    # one column per noise σ: picking the best σ on these very images would flatter the detector
-                    noise = {f"noise-check AUC (σ = {d['sigma']:g})": d["roc_auc"] for d in s["detector"]["by_sigma"]}
-                    rows.append({("ε (×1/255)" if linf else "L2 ε"): s["eps_255"] if linf else s["eps"],
-                                 "clean accuracy": m["clean_accuracy"],
-                                 "attacked accuracy": m["attacked_accuracy"],
-                                 **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
-                                     "cos to target after": m["cosine_to_target_after"]} if targeted else
-                                    {"relative change": m["relative_change"]}),
-                                 "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
-                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['attack_steps']} steps, classifier: {result.primary})", rows))
-                figures.append(Figure(paths["accuracy_vs_eps"], f"{spec}, {objective}: accuracy under attack vs ε"))
+                label = f"{spec}{' (positive control)' if control else ''}"
+                tables.append(Table(f"{label} — {objective} ({cfg['norm']}, {'+'.join(result.config.get('attack', ['pgd']))}, "
+                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective)))
+                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε"))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
-                    figures.append(Figure(paths[gal[-1]], f"{spec}, {objective}: original / perturbed / amplified difference"
-                                          + (" / target" if targeted else "")))
-                last = result.summaries[-1]
-                if targeted or "robustness" not in self.scorecard[spec]:
-                    self.scorecard[spec]["robustness"] = {
-                        "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
-                                f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
-                readings.append(
-                    f"{spec}, {objective}: accuracy {_FMT(last['metrics']['clean_accuracy'])} on clean images falls to "
-                    f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
-                    f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
-                    + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
-                       if targeted else "."))
+                    figures.append(Figure(paths[gal[-1]], f"{label}, {objective}: original / perturbed / amplified difference"
+                                          + (" / target" if result.config.get("target") else "")))
+                low = _lowest_accuracy(result, objective)
+                if low["value"] < lowest.get(spec, {}).get("value", float("inf")):
+                    lowest[spec] = low
+                readings.extend(_robustness_readings(label, objective, result))
+        for spec, low in lowest.items():
+            text = (f"{_FMT(low['clean'])} → {_FMT(low['metric'])} (lowest over ε and objectives: {low['objective']}, "
+                    f"{low['eps_text']})")
+            if spec in self.scorecard:
+                self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
+        for control in controls:
+            readings.append(_control_reading(control, lowest, self.config["models"]))
         self.results["robustness"] = res
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
                                       "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
                                       "representation is not semantically stable.", readings, figures, tables)
+
+    def _attack(self, spec: str, objective: str, test, d: Path):
+        from medrep.robustness.config import AttackConfig
+        from medrep.robustness.outputs import write_attack_outputs
+        from medrep.robustness.run import run_attack
+
+        cfg = self.config["analyses"]["robustness"]
+        enc = self._encoders.get(spec) or self._load_control(spec)
+        config = AttackConfig(objective=objective, eps=cfg["eps"], norm=cfg["norm"], attack=cfg["attack"], steps=cfg["attack_steps"],
+                              queries=cfg["queries"], step_size=cfg["step_size"], random_start=cfg["random_start"],
+                              target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
+                              noise_draws=cfg["noise_draws"], early_stop=cfg["early_stop"], seed=self.config["seed"],
+                              gallery_size=4, n_boot=self.n_boot(500))
+        result = run_attack(enc, test, self.train, config, cache=self.cache, out_dir=d, resume=self.resume)
+        return result, write_attack_outputs(result, d)
+
+    def _load_control(self, spec: str):
+        import torch
+
+        from medrep.commands.common import resolve_device
+        from medrep.models import load_encoder
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config["seed"])
+            self._encoders[spec] = load_encoder(spec).to(resolve_device(self.device))
+        return self._encoders[spec]
 
     def explain(self, out: Path) -> Section:
         from medrep.explain.methods import attention_methods
@@ -382,7 +391,8 @@ class Audit:
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
         reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
-                   "sections below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
+                   "sections below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → "
+                   "after, and which objective and ε, in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
                    "this model's embeddings after alignment (stitching), and classification through the text encoder after "
@@ -405,6 +415,79 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["caption_alignment"] or not self.config["text"]
+
+
+def _robustness_rows(result, objective: str) -> list[dict[str, Any]]:
+    from medrep.robustness.outputs import eps_label
+
+    norm = result.config["norm"]
+    rows = []
+    for s in result.summaries:
+        m = s["metrics"]
+        att = s.get("attacks") or {}
+        per = att.get("per_attack") or {}
+        # one column per noise σ: picking the best σ on these very images would flatter the detector
+        noise = {f"noise-check AUC (σ = {d['sigma']:g})": d["roc_auc"] for d in s["detector"]["by_sigma"]}
+        rows.append({("ε" if norm == "linf" else "L2 ε"): eps_label(s["eps"], norm),
+                     "clean accuracy": m["clean_accuracy"],
+                     "attacked accuracy": m["attacked_accuracy"],
+                     **({f"{a} alone": v["attacked_accuracy"] for a, v in per.items()} if len(per) > 1 else {}),
+                     **({"gradient masking": "suspected" if att["gradient_masking_suspected"] else "no"}
+                        if "gradient_masking_suspected" in att else {}),
+                     **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
+                         "cos to target after": m["cosine_to_target_after"]} if result.config.get("target") else
+                        {"relative change": m["relative_change"]}),
+                     "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
+    return rows
+
+
+def _lowest_accuracy(result, objective: str) -> dict[str, Any]:
+    """The lowest attacked accuracy over ε (the smallest ε among equals), with its ε as written."""
+    from medrep.robustness.outputs import format_eps
+
+    best = min(result.summaries, key=lambda s: (s["metrics"]["attacked_accuracy"]["value"], s["eps"]))
+    m = best["metrics"]
+    return {"value": m["attacked_accuracy"]["value"], "metric": m["attacked_accuracy"], "clean": m["clean_accuracy"],
+            "objective": objective, "eps_text": format_eps(best["eps"], result.config["norm"])}
+
+
+def _robustness_readings(label: str, objective: str, result) -> list[str]:
+    from medrep.robustness.outputs import format_eps
+
+    norm = result.config["norm"]
+    low = _lowest_accuracy(result, objective)
+    m = result.summaries[-1]["metrics"]
+    out = [f"{label}, {objective}: accuracy {_FMT(low['clean'])} on clean images falls to {_FMT(low['metric'])} at "
+           f"{low['eps_text']} (its lowest) while the images stay at PSNR {_FMT(m['psnr_mean'])} dB / SSIM "
+           f"{_FMT(m['ssim_mean'])} at the largest ε"
+           + (f"; {_FMT(m['match_success_rate'])} of attacked images are classified as the target's class."
+              if result.config.get("target") else ".")]
+    for s in result.summaries:
+        att = s.get("attacks") or {}
+        if att.get("gradient_masking_suspected"):
+            out.append(f"{label}, {objective}, {format_eps(s['eps'], norm)}: gradient masking suspected — the black-box "
+                       f"Square attack, which uses no gradients, broke {att['square_only_breaks']} item(s) the gradient "
+                       "attacks could not; the gradient attacks' figures overstate this model's robustness.")
+    below = sorted({(format_eps(s["eps"], norm), d["sigma"]) for s in result.summaries for d in s["detector"]["by_sigma"]
+                    if d["roc_auc"].get("value") is not None and d["roc_auc"]["value"] < 0.5})
+    if below:
+        where = ", ".join(f"{e} with σ = {sg:g}" for e, sg in below)
+        out.append(f"{label}, {objective}: the noise-check detector's ROC AUC is below 0.5 ({where}): noise relabels the "
+                   "attacked images less often than the clean ones — the attack pushed them deep into another class "
+                   "rather than onto a decision boundary, so they are more stable under noise, and this check would not "
+                   "catch them (an AUC below 0.5 is not a better detector read the other way round: it is measured on "
+                   "these same images).")
+    return out
+
+
+def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: list[str]) -> str:
+    low = lowest.get(control)
+    if low is None:
+        return f"{control} (positive control) gave no result."
+    others = ", ".join(f"{m} {_FMT(lowest[m]['metric'])}" for m in models if m in lowest)
+    return (f"{control} is a positive control (adversarially trained): its lowest attacked accuracy is {_FMT(low['metric'])} "
+            f"({low['objective']}, {low['eps_text']}) against {others or 'no other model'}; the suite tells a robust "
+            "model from a fragile one when the control stays well above the others.")
 
 
 def _runs(m: dict) -> str:

@@ -170,7 +170,9 @@ def _data_without_limit(args: argparse.Namespace, skipped):
     """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all;
     and the number of items the source held."""
     from medrep.commands.common import load_all_data
+    from medrep.data.findings import require_single_label
 
     ds, items_seen = load_all_data(args, skipped)
+    require_single_label(ds)
     split = args.split if ds.splits else None
     return ds.split(split), items_seen

@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     options = overlay_options(args) if run_overlay_test else None
     out = out_dir(args.out)
     data = load_split_data(args)
+    if run_overlay_test:
+        from medrep.data.findings import require_single_label
+
+        require_single_label(data, where="--overlay")
     encoders = load_models(args)
     cache = make_cache(args)
     from medrep.configs import from_mapping

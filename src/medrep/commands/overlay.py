@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
                     colour=options["colour"], opacity=options["opacity"])
     out = out_dir(args.out)
     data = load_split_data(args)
+    from medrep.data.findings import require_single_label
+
+    require_single_label(data)
     encoders = load_models(args)
     text_encoder = None
     if args.text:

@@ -20,8 +20,8 @@ TRAIN_FRACTION = 0.7
 
 def grouped_split(dataset: ImageDataset, seed: int = 0, train_fraction: float = TRAIN_FRACTION,
                   where: str = Param("data")) -> tuple[list[int], list[int], str]:
-    """(train indices, test indices, what the groups are): per class, whole groups go to train until it holds
-    ``train_fraction`` of the class's items; a group counts for its most common label."""
+    """(train indices, test indices, what the groups are): per class, whole groups go to train while that
+    brings it closer to ``train_fraction`` of the class's items; a group counts for its most common label."""
     patients = dataset.patients
     by = "patient" if patients is not None else "source file"
     keys = [str(p) for p in patients] if patients is not None else [i.split("#", 1)[0] for i in dataset.ids]
@@ -38,8 +38,8 @@ def grouped_split(dataset: ImageDataset, seed: int = 0, train_fraction: float = 
         order = rng.permutation(np.flatnonzero(group_labels == c))
         target = int(round(train_fraction * sum(len(members[g]) for g in order)))
         taken = 0
-        for g in order:
-            if taken < target:
+        for g in order:  # a group goes to train while that brings train closer to its target (one item: until it holds it)
+            if taken + len(members[g]) / 2 <= target:
                 train.extend(members[g])
                 taken += len(members[g])
             else:

@@ -27,7 +27,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
 DEFAULT_METHODS = default_methods()  # the built-ins; the registry's ``default`` metadata is the source
@@ -172,6 +172,15 @@ def check_method_options(encoder: Encoder, methods: Sequence[str], method_option
                 _as_flag("--gradcam-layer", default_gradcam_layer, encoder)
         if method == "ig" and "steps" in opts:
             _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))
+
+
+def _patients_of(dataset: ImageDataset, ids: Sequence[str]) -> np.ndarray | None:
+    """Patient id of each scored item (None when the source has no patient ids)."""
+    patients = dataset.patients
+    if patients is None:
+        return None
+    by_id = dict(zip(dataset.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
 
 
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
@@ -416,8 +425,11 @@ def run_explain(
     n = len(ids)
     values = {m: {k: np.concatenate(v) for k, v in ks.items()} for m, ks in per_image.items()}
     # pointing: one 0/1 hit per image, a proportion (Wilson); every other score is a mean of continuous values,
-    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which
-    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed, proportion=None if k == "pointing" else False)
+    # bootstrapped even where all happen to be 0 or 1: the table's legend says which interval is which.
+    # With patient ids, the images of one patient are resampled together (a cluster bootstrap) instead.
+    groups = _patients_of(dataset, ids)
+    summary = {m: {k: bootstrap_metric(v, n_boot=n_boot, seed=seed, proportion=None if k == "pointing" else False,
+                                       groups=groups)
                    for k, v in ks.items()} for m, ks in values.items()}
     area = np.concatenate(areas)
     lab = np.concatenate(labels)
@@ -433,6 +445,8 @@ def run_explain(
         "maps": {m: np.concatenate(v) for m, v in gallery["maps"].items() if v},
     }
     data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    if groups is not None:
+        data_desc.update(n_images=n, n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
     settings = {"upsampling": upsampling, "topk_percent": list(topk), "perturbation_steps": steps,
                 "perturbation_baseline": perturbation_baseline, "batch_size": batch_size, "seed": seed, "limit": limit,
                 "method_options": method_options, "bootstrap": {"n_boot": n_boot, "confidence": 0.95}}
