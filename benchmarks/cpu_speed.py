@@ -56,7 +56,7 @@ def _cos(a, b):
 
 
 def bench_compile(ds, args) -> None:
-    from medrep.features import EmbeddingCache, extract_embeddings
+    from medrep.embeddings import EmbeddingCache, extract_embeddings
     from medrep.models import load_encoder
 
     eager, comp = load_encoder("demo-cnn"), load_encoder("demo-cnn")
@@ -76,7 +76,7 @@ def bench_compile(ds, args) -> None:
 
 
 def bench_bf16(ds, args) -> None:
-    from medrep.features import EmbeddingCache, extract_embeddings
+    from medrep.embeddings import EmbeddingCache, extract_embeddings
     from medrep.models import load_encoder
 
     nc = EmbeddingCache(enabled=False)
@@ -95,7 +95,7 @@ def bench_bf16(ds, args) -> None:
 
 
 def _ray_extract(backend, enc, ds, args):
-    from medrep.features import EmbeddingCache, extract_embeddings
+    from medrep.embeddings import EmbeddingCache, extract_embeddings
 
     return extract_embeddings(enc, ds, batch_size=args.batch_size, chunk_size=args.chunk_size,
                               cache=EmbeddingCache(enabled=False), backend=backend)

@@ -137,6 +137,8 @@ def audit_place(section: str | None, where: Any) -> Any:
     for name in str(where).split("/"):
         if name in keys:
             places.append(f"analyses.{section}.{name}")
+        elif f"{name}s" in keys:  # a list key is the plural of its flag (layers ↔ --layer)
+            places.append(f"analyses.{section}.{name}s")
         elif name in SCHEMA and not isinstance(SCHEMA[name], dict):
             places.append(name)
         else:

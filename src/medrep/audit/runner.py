@@ -97,7 +97,7 @@ class Audit:
 
         device = resolve_device(self.device)
         if self.config["compile"]:
-            from medrep.features.extract import check_compile_available
+            from medrep.embeddings.extract import check_compile_available
 
             check_compile_available("compile")
         for i, spec in enumerate(self.config["models"]):

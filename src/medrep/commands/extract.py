@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     data = pick_data(full, args)
     encoder = load_model(args.model, args)
     if args.compile:
-        from medrep.features.extract import check_compile_available
+        from medrep.embeddings.extract import check_compile_available
 
         check_compile_available("--compile")
     encoder.compile_extraction = args.compile

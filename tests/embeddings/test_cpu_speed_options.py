@@ -6,7 +6,7 @@ import pytest
 
 from medrep.data.base import Subset
 from medrep.errors import MedrepError
-from medrep.features import EmbeddingCache, extract_embeddings
+from medrep.embeddings import EmbeddingCache, extract_embeddings
 from medrep.models import load_encoder
 
 
@@ -48,7 +48,7 @@ def test_bfloat16_autocast_extraction_keeps_cosine_to_float32_above_0_99(phantom
 def test_compile_is_refused_in_one_line_without_a_cxx_compiler(monkeypatch):
     import shutil
 
-    from medrep.features.extract import check_compile_available
+    from medrep.embeddings.extract import check_compile_available
 
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
