@@ -16,14 +16,13 @@ from medrep.errors import MedrepError
 
 
 def fit_probe(vectors: np.ndarray, labels: np.ndarray, seed: int = 0, max_iter: int = 2000):
-    """The 'classifier trained on the target's space': standardised multinomial logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """The 'classifier trained on the target's space': medrep's linear probe on the vectors as they are (no L2
+    normalisation: a translated vector's norm is part of what the stitching test measures)."""
+    from medrep.features.probes import LinearProbe
 
     if len(np.unique(labels)) < 2:
         raise MedrepError("the training split holds a single class; a classifier cannot be trained", where="labels")
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)).fit(vectors, labels)
+    return LinearProbe(max_iter=max_iter, seed=seed, normalise=False).fit(vectors, labels)
 
 
 def _torch_pad(x: np.ndarray, dim: int) -> np.ndarray:

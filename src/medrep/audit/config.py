@@ -58,6 +58,7 @@ SCHEMA: dict[str, Any] = {
     "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
     "seed": _f(int, 0),
     "batch_size": _f(int, 64, minimum=1),
+    "compile": _f(bool, False, help="extract embeddings through torch.compile (as `medrep extract --compile`)"),
     "n_boot": _f((int, type(None)), None, help="bootstrap resamples behind every 95% interval (null: each analysis's default)"),
     "analyses": {
         "robustness": {
@@ -139,6 +140,8 @@ def audit_place(section: str | None, where: Any) -> Any:
     for name in str(where).split("/"):
         if name in keys:
             places.append(f"analyses.{section}.{name}")
+        elif f"{name}s" in keys:  # a list key is the plural of its flag (layers ↔ --layer)
+            places.append(f"analyses.{section}.{name}s")
         elif name in SCHEMA and not isinstance(SCHEMA[name], dict):
             places.append(name)
         else:

@@ -96,6 +96,10 @@ class Audit:
         import torch
 
         device = resolve_device(self.device)
+        if self.config["compile"]:
+            from medrep.embeddings.extract import check_compile_available
+
+            check_compile_available("compile")
         for i, spec in enumerate(self.config["models"]):
             # A model with random weights (timm:…?pretrained=false) is the same model in every run with this seed,
             # so its cache entries are reused; the caller's global generator is left as it was.
@@ -103,6 +107,7 @@ class Audit:
                 torch.manual_seed(self.config["seed"])
                 try:
                     self._encoders[spec] = load_encoder(spec).to(device)
+                    self._encoders[spec].compile_extraction = self.config["compile"]
                 except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
                     message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
                     if err.where and err.where != "--model":

@@ -11,7 +11,7 @@ import numpy as np
 from medrep.configs import replace
 from medrep.errors import MedrepError, Param
 from medrep.features.config import FeaturesConfig
-from medrep.features.extract import Embeddings, extract_embeddings
+from medrep.embeddings.extract import Embeddings, extract_embeddings
 from medrep.features.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
 from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores

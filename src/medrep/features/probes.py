@@ -59,17 +59,21 @@ class KNNClassifier:
 
 
 class LinearProbe:
-    """Multinomial logistic regression on standardised, L2-normalised embeddings (scikit-learn, lbfgs)."""
+    """Multinomial logistic regression on standardised, L2-normalised embeddings (scikit-learn, lbfgs): medrep's one
+    linear probe (features, robustness and align all use it).
 
-    def __init__(self, c: float = 1.0, max_iter: int = 1000, seed: int = 0):
-        self.c, self.max_iter, self.seed = c, max_iter, seed
+    ``normalise=False`` skips the L2 normalisation: alignment's stitching classifier must read translated
+    vectors at the scale the translator produced, norms included."""
+
+    def __init__(self, c: float = 1.0, max_iter: int = 1000, seed: int = 0, normalise: bool = True):
+        self.c, self.max_iter, self.seed, self.normalise = c, max_iter, seed, normalise
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "LinearProbe":
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         check_labels(y, "linear-probe train labels")
-        x = l2_normalise(x)
+        x = l2_normalise(x) if self.normalise else np.asarray(x)
         self.scaler_ = StandardScaler().fit(x)
         self.model_ = LogisticRegression(C=self.c, max_iter=self.max_iter, random_state=self.seed)
         self.model_.fit(self.scaler_.transform(x), np.asarray(y))
@@ -77,7 +81,7 @@ class LinearProbe:
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(self.scaler_.transform(l2_normalise(x)))
+        return self.model_.predict_proba(self.scaler_.transform(l2_normalise(x) if self.normalise else np.asarray(x)))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(x), axis=1)]
