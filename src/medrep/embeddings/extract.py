@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ class ExtractJob:
     n: int
     num_workers: int = 0
     skip_bad: bool = False
+    compile: bool = False  # torch.compile the embedding call (built once per encoder, in whichever process runs it)
 
     def rows(self, chunk: int) -> range:
         """The dataset indices of one chunk."""
@@ -123,6 +125,7 @@ class ExtractJob:
                             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
         torch_dtype = _DTYPES[self.dtype]
         device = encoder.device
+        embed = compiled_embed(encoder) if self.compile else encoder.embed
         out, c_ids, c_labels, bad_items = [], [], [], []
         with torch.inference_mode():
             for batch, bad in loader:
@@ -130,7 +133,7 @@ class ExtractJob:
                 if batch is not None:
                     x = batch["image"].to(device)
                     with torch.autocast(device.type, dtype=torch_dtype, enabled=torch_dtype != torch.float32):
-                        emb = encoder.embed(x, layer=self.layer, pool=self.pool)
+                        emb = embed(x, layer=self.layer, pool=self.pool)
                     out.append(emb.float().cpu().numpy())
                     c_ids += batch["id"]
                     c_labels.append(batch["label"].numpy())
@@ -139,6 +142,26 @@ class ExtractJob:
         if not out:
             return None, [], np.zeros(0, np.int64), bad_items
         return np.concatenate(out).astype(np.float32, copy=False), c_ids, np.concatenate(c_labels), bad_items
+
+
+_COMPILED: "weakref.WeakKeyDictionary[Encoder, Any]" = weakref.WeakKeyDictionary()
+
+
+def check_compile_available(where: str = "--compile") -> None:
+    """Refuse ``torch.compile`` in one line where its CPU backend cannot build kernels (no C++ compiler)."""
+    import os
+    import shutil
+
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        raise MedrepError("torch.compile needs a C++ compiler on the PATH (g++ / clang++, or $CXX) to build its CPU "
+                          "kernels, and none was found; leave the option out", where=where)
+
+
+def compiled_embed(encoder: Encoder) -> Any:
+    """``encoder.embed`` through ``torch.compile``, built once per encoder (the first batches pay the compile)."""
+    if encoder not in _COMPILED:
+        _COMPILED[encoder] = torch.compile(encoder.embed)
+    return _COMPILED[encoder]
 
 
 def extract_embeddings(
@@ -162,6 +185,8 @@ def extract_embeddings(
     item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
     current one, see :mod:`medrep.backends`) computes the missing chunks; the Ray backend shards them
     over its workers, and every finished chunk lands in the cache as it arrives, whichever computed it.
+    ``encoder.compile_extraction = True`` (``--compile``) runs the embedding call through ``torch.compile``:
+    the same embeddings within float tolerance (tested), so the cache key does not change.
     """
     from medrep.backends import resolve_backend
 
@@ -192,7 +217,8 @@ def extract_embeddings(
     if getattr(backend, "distributed", False):
         num_workers = 0  # a Ray worker is one process on one core: no DataLoader processes inside it
     skipped = skipped if skipped is not None else SkipLog()
-    job = ExtractJob(layer, asked_pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad)
+    job = ExtractJob(layer, asked_pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad,
+                     compile=bool(getattr(encoder, "compile_extraction", False)))
     results: dict[int, tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]] = {}
     with progress_bar(description or f"embedding with {encoder.name}", n) as bar:
         todo = []
