@@ -86,11 +86,14 @@ SCHEMA: dict[str, Any] = {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str),
             "methods": _f(list, _default_explain_methods, list_of=str, choices=_registry_names("medrep.explain.methods", "METHODS")),
-            "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
+            "metrics": _f(list, ["pointing", "iou", "mass", "auprc", "deletion", "insertion"], list_of=str),
             "explain_target": _f(str, "auto", choices=("auto", "class", "predicted", "embedding"),
                                  help="auto: class when the model has a head, else embedding"),
             "limit": _f((int, type(None)), 48, minimum=1),
             "deletion_steps": _f(int, 16, minimum=1),
+            "sanity": _f(list, [], list_of=str, choices=("cascading", "independent", "logit"),
+                         help="sanity checks: model-parameter randomisation (cascading, independent), random-logit test"),
+            "sanity_images": _f(int, 8, minimum=1, help="images the sanity checks run on"),
         },
         "features": {
             "enabled": _f(bool, True),
@@ -294,6 +297,8 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     # steps, where PGD's fixed 2.5·ε/steps did not; early exit spends the steps on the items still unbroken.
     config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], attack_steps=10,
                                             noise_sigma=[0.01, 0.03], noise_draws=4, attack="apgd", early_stop=True)
+    # a cheap cascading randomisation: few images, so each method's verdict says whether it depends on the model
+    config["analyses"]["explain"].update(sanity=["cascading"], sanity_images=4)
     if fast:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], attack_steps=10)

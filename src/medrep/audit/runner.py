@@ -231,7 +231,8 @@ class Audit:
             target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
+                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
+                                 sanity=tuple(cfg.get("sanity") or ()), sanity_images=cfg.get("sanity_images", 8))
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
             res[spec] = rd
@@ -242,6 +243,11 @@ class Audit:
                                      f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
+            if "sanity" in paths:
+                figures.append(Figure(paths["sanity"], f"{spec}: similarity of each method's map to the trained model's as "
+                                                       "units are randomised from the top down (95% intervals)"))
+            tables.append(_verdict_table(spec, result))
+            readings += [f"{spec}: {v['sentence']}" for m, v in result.verdicts.items() if not v.get("baseline")]
             pointing = {m: rd["metrics"][m].get("pointing", {}).get("value") for m in rd["methods"]}
             real = {m: v for m, v in pointing.items() if m not in rd["baselines"] and v is not None}
             if real:
@@ -415,6 +421,23 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["caption_alignment"] or not self.config["text"]
+
+
+def _verdict_table(spec: str, result: Any) -> Table:
+    """One row per method: localises / depends on the model / faithful (yes, no, not run) and the sentence."""
+    rows = []
+    for method, v in result.verdicts.items():
+        if v.get("baseline") and "localises" not in v:
+            rows.append({"method": method, "localises": "baseline", "depends on the model": "", "faithful": "",
+                         "reading": v["sentence"]})
+            continue
+        rows.append({"method": method, "localises": v["localises"]["answer"],
+                     "depends on the model": v["depends_on_model"]["answer"], "faithful": v["faithful"]["answer"],
+                     "reading": v["sentence"]})
+    return Table(f"{spec} — verdict per method", rows,
+                 note="localises: the pointing-game interval lies above the centre prior; depends on the model: passes "
+                      "cascading randomisation (Spearman |map| below the threshold after every unit is randomised); "
+                      "faithful: deletion (and ROAD) beat a random pixel order.")
 
 
 def _robustness_rows(result, objective: str) -> list[dict[str, Any]]:
