@@ -278,6 +278,35 @@ def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] 
     return result
 
 
+def run_probe_subgroups(encoders: Sequence[Any], dataset, config, train_split: str = "train", test_split: str = "test",
+                        limit: int | None = None, k: int = 20, batch_size: int = 64, cache=None,
+                        seed: int = 0) -> tuple[Any, dict[str, Metric]]:
+    """The subgroup analysis alone (no geometry, projections or model pairs): kNN and linear-probe figures by
+    subgroup, attribute separability and the shortcut check per model.  Returns (SubgroupResult, {figure:
+    overall Metric})."""
+    check_unique_encoders(encoders)
+    train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
+    classes = list(dataset.classes)
+    check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "data"))
+    analysis = _subgroup_analysis(config, test)
+    from medrep.subgroups.run import attribute_groups
+
+    probe_groups = {a: np.concatenate([attribute_groups(train, [a], config.age_bins)[a], v]) for a, v in analysis.groups.items()}
+    probe_patients = None if train.patients is None or test.patients is None else np.concatenate([train.patients, test.patients])
+    overall: dict[str, Metric] = {}
+    for rep in load_representations(encoders, train, test, [None], batch_size=batch_size, cache=cache):
+        knn = knn_accuracy(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=min(k, len(rep.train)),
+                           n_boot=config.n_boot, seed=seed)
+        lin = linear_probe_scores(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels,
+                                  n_boot=config.n_boot, n_boot_auc=min(config.n_boot, 200), seed=seed)
+        overall.update({f"{rep.name}/knn_accuracy": knn.accuracy, f"{rep.name}/linear_probe_accuracy": lin.accuracy,
+                        f"{rep.name}/linear_probe_auc": lin.auc})
+        per_item = {"knn_predictions": knn.predictions, "linear_predictions": lin.predictions, "linear_proba": lin.proba,
+                    "linear_classes": lin.classes}
+        _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
+    return analysis.result, overall
+
+
 def _subgroup_analysis(config, test):
     if config is None:
         return None
