@@ -216,8 +216,8 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     # Who does it fail for: the phantoms with two simulated scanners (a shortcut) and a random sex (no effect); the
     # rest of the demo keeps the default phantoms, so its figures and cache keys stand
     config.update(by=["site", "sex"])
-    config["analyses"]["subgroups"].update(data="demo?attributes=site,sex&n_train=600&n_val=0&n_test=400",
-                                           n_permutations=500, probe_permutations=20)
+    config["analyses"]["subgroups"].update(data="demo?attributes=site,sex&n_train=500&n_val=0&n_test=300",
+                                           n_permutations=200, probe_permutations=20)
     if fast:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)

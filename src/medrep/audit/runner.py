@@ -404,8 +404,11 @@ class Audit:
             gap = result.largest_gap(f"{name}/linear_probe_accuracy")
             shortcuts = [a.name for a in result.attributes.values() if a.shortcut.get(name, {}).get("flagged")]
             if gap is not None:
+                groups = result.attributes[gap["attribute"]].figures[gap["figure"]]["groups"]
                 self.scorecard[spec]["subgroups"] = {
-                    "text": f"linear-probe accuracy by {gap['attribute']}: {gap['worst']} vs {gap['best']} "
+                    "text": f"linear-probe accuracy by {gap['attribute']}: {gap['worst']} "
+                            f"{_FMT(groups[gap['worst']]['metric'].value)} vs {gap['best']} "
+                            f"{_FMT(groups[gap['best']]['metric'].value)} "
                             f"(p = {_FMT(gap['gap_p'])}); likely shortcut: {', '.join(shortcuts) or 'none'}",
                     "metric": {"value": gap["gap"], "low": None, "high": None, "n": None}}
         return subgroup_section(result, names, figs, self.item_subgroups,
