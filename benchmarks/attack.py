@@ -7,7 +7,7 @@ Same model, batch, number of steps and L∞ budget for all three:
   on the network with its parameters frozen (as medrep holds it; ART's best case) and with them trainable (as
   ``timm.create_model`` or ``torch.load`` hand a model to a user, and as ART's own examples use it).
 
-    python benchmarks/attack.py [--model demo-vit] [--batch 32] [--steps 10] [--repeats 3] [--threads 2]
+    python benchmarks/attack.py [--model demo-vit] [--batch 32] [--attack-steps 10] [--repeats 3] [--threads 2]
 
 Prints images·steps per second and the ratio of medrep's throughput to each peer's (best of the repeats).
 """
@@ -129,14 +129,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model spec (default: demo-vit if its weights exist, else demo-cnn)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--attack-steps", type=int, default=10, help="attack iterations")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--eps", type=float, default=4 / 255)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    run(args.model, args.batch, args.steps, args.repeats, args.eps)
+    run(args.model, args.batch, args.attack_steps, args.repeats, args.eps)
 
 
 if __name__ == "__main__":

@@ -169,11 +169,11 @@ def main() -> None:
     p.add_argument("--model", default="demo-vit")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--maps", type=int, default=256)
-    p.add_argument("--steps", type=int, default=16, help="deletion steps (Quantus: H·W/steps pixels per step)")
+    p.add_argument("--deletion-steps", type=int, default=16, help="deletion steps (Quantus: H·W/steps pixels per step)")
     p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps (both sides)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    run(args.model, args.batch, args.maps, args.steps, args.repeats, args.ig_steps)
+    run(args.model, args.batch, args.maps, args.deletion_steps, args.repeats, args.ig_steps)
 
 
 if __name__ == "__main__":

@@ -27,20 +27,67 @@ def _commands():
     return found
 
 
+def load_plugins() -> None:
+    """Import the modules named in $MEDREP_PLUGINS (comma-separated): each registers its methods, objectives,
+    estimators, data sources or models, which the commands then list and accept like the built-in ones."""
+    from medrep.errors import MedrepError
+
+    for name in filter(None, (n.strip() for n in os.environ.get("MEDREP_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name and name.startswith(err.name):
+                raise MedrepError(f"plug-in module {name!r} not found (is it on PYTHONPATH?)", where="MEDREP_PLUGINS") from None
+            raise
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medrep import __version__
 
+    load_plugins()
     parser = argparse.ArgumentParser(
         prog="medrep", description="Audit the representations of medical-imaging models: robustness, explanations, "
         "feature distributions and alignment.")
     parser.add_argument("--version", action="version", version=f"medrep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _commands():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP, formatter_class=HelpFormatter,
+                           epilog=examples_epilog(getattr(mod, "EXAMPLES", ())))
         mod.add_arguments(p)
         add_global_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or action.required or any(default is v for v in (None, False, argparse.SUPPRESS))
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._VersionAction))):
+            return text
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
+            if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        if getattr(action, "switch", False):  # a switch that still accepts an old spelling's value
+            return ""
+        return super()._format_args(action, default_metavar)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if getattr(action, "switch", False):
+            return ", ".join(action.option_strings)
+        return super()._format_action_invocation(action)
+
+
+def examples_epilog(examples) -> str | None:
+    """The lines closing a command's help: commands that run as they are on the embedded default."""
+    if not examples:
+        return None
+    return "examples (on the embedded default):\n" + "\n".join(f"  {e}" for e in examples)
 
 
 def add_global_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,10 +101,14 @@ def add_global_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from medrep.errors import MedrepError
+    from medrep.errors import MedrepError, cli_place
     from medrep.progress import set_quiet
 
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except MedrepError as err:  # a plug-in that cannot be imported
+        print(f"medrep: error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -81,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedrepError as err:
         if args.debug:
             raise
-        print(f"medrep {args.command}: error: {err}", file=sys.stderr)
+        print(f"medrep {args.command}: error: {err.placed(cli_place(err.where))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medrep {args.command}: interrupted; finished work is kept (rerun with --resume where offered)", file=sys.stderr)

@@ -241,3 +241,13 @@ def safe_output_path(out_dir: str | os.PathLike, name: str) -> Path:
     if root != target and root not in target.parents:
         raise MedrepError(f"output path escapes the output directory {root}", where=name)
     return target
+
+
+def slug(name: str, width: int = 60) -> str:
+    """A file-name-safe form of ``name`` that never gives two names the same file: a name that is already safe
+    (letters, digits, ``-_.``, at most ``width`` characters) stays as it is; any other gets a short digest of
+    the original appended, so "a/b" and "a_b" stay apart."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
+    if safe == name and len(safe) <= width:
+        return safe
+    return f"{safe[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"

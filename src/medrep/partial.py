@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import load_array_checked, remove_stale_temporaries, save_array_checked, write_json_atomic
 
 
@@ -28,7 +28,7 @@ class PartialStore:
         self.resume = resume
         if self.dir is None:
             if resume:
-                raise MedrepError("resuming needs the output directory of the interrupted run", where="--resume")
+                raise MedrepError("resuming needs the output directory of the interrupted run", where=Param("resume"))
             return
         remove_stale_temporaries(self.dir)  # what a killed writer left half-written
         marker = self.dir / "run.json"

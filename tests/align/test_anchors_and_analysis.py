@@ -28,10 +28,10 @@ def test_anchor_selection():
     assert sorted(k // 25) == [0, 1, 2, 3]  # one representative per cluster
     with pytest.raises(MedrepError, match="training split has only 100"):
         select_anchors(101, labels)
-    with pytest.raises(MedrepError, match="--anchor-selection"):
+    with pytest.raises(MedrepError, match="^anchor_selection: "):
         select_anchors(5, labels, "farthest")
     assert parse_anchor_counts("500, 10,50,10") == [10, 50, 500]
-    with pytest.raises(MedrepError, match="--anchors"):
+    with pytest.raises(MedrepError, match="^anchors: "):
         parse_anchor_counts("10,abc")
 
 
@@ -91,13 +91,13 @@ def test_prompts_default_file_and_templates(tmp_path):
     assert modality_noun(caps) == "radiograph"
     p = class_prompts(["normal", "benign", "malignant"], caps)
     assert len(p["benign"]) == 4 and all(s.startswith("a radiograph") for s in p["malignant"])
-    assert class_prompts(["pleural_effusion"], [], templates=["a {image} of {c}"]) == {"pleural_effusion": ["a medical image of pleural effusion"]}
+    assert class_prompts(["pleural_effusion"], [], templates=["a {image} of {label}"]) == {"pleural_effusion": ["a medical image of pleural effusion"]}
     f = tmp_path / "prompts.json"
     f.write_text('{"a": "an a", "b": ["one b", "two b"]}')
     assert class_prompts(["a", "b"], prompts=str(f)) == {"a": ["an a"], "b": ["one b", "two b"]}
     with pytest.raises(MedrepError, match=r"prompts.json: no prompts for class\(es\) c"):
         class_prompts(["a", "b", "c"], prompts=str(f))
-    with pytest.raises(MedrepError, match="--template"):
+    with pytest.raises(MedrepError, match="^prompt: "):
         class_prompts(["a"], templates=["no placeholder"])
 
 

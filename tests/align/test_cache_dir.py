@@ -45,7 +45,7 @@ def test_features_and_audit_follow_cache_dir(tmp_path, monkeypatch):
     cache = tmp_path / "fc"
     rc = main(["features", "--model", "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=1",
                "--data", DATA.replace("seed=17", "seed=18"), "--shots", "1", "--draws", "2", "--n-boot", "10",
-               "--permutations", "10", "--k", "3", "--projection", "none", "--cache-dir", str(cache),
+               "--n-permutations", "10", "--k", "3", "--projection", "none", "--cache-dir", str(cache),
                "--out", str(tmp_path / "f"), "--quiet"])
     assert rc == 0 and len(_files(cache / "phantoms")) == 1
     assert set(_files(Path(session_root) / "phantoms")) == session_phantoms

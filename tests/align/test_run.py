@@ -72,11 +72,11 @@ def test_zero_shot_through_minilm_on_the_demo_cnn(demo_cnn, small_phantoms):
 
 
 def test_errors_name_the_option(tiny32, small_phantoms):
-    with pytest.raises(MedrepError, match="--target/--text"):
+    with pytest.raises(MedrepError, match="^target_model/text: "):
         run_alignment(tiny32, small_phantoms)
-    with pytest.raises(MedrepError, match=r"--anchors: the linear estimator needs at least 32 anchors.*got 10"):
+    with pytest.raises(MedrepError, match=r"^anchors: the linear estimator needs at least 32 anchors.*got 10"):
         run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors="10,50", estimator="linear")
-    with pytest.raises(MedrepError, match="--anchors: 500 anchors requested"):
+    with pytest.raises(MedrepError, match="^anchors: 500 anchors requested"):
         run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500)
     with pytest.raises(MedrepError, match="--text.*not a text encoder"):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
@@ -89,13 +89,13 @@ def test_cli_reports_a_wrong_text_spec_in_one_line(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "not a text encoder" in err and err.count("\n") == 1
     rc = main(["align", "--source", TINY, "--data", SMALL, "--out", "/tmp/unused-align", "--quiet"])
-    assert rc == 2 and "--target" in capsys.readouterr().err
+    assert rc == 2 and "--target-model" in capsys.readouterr().err
 
 
 def test_cli_stitching_writes_results(tmp_path, capsys):
     from medrep.cli import main
 
-    rc = main(["align", "--source", "demo-cnn", "--target", "demo-cnn", "--data", SMALL, "--anchors", "20,60",
+    rc = main(["align", "--source", "demo-cnn", "--target-model", "demo-cnn", "--data", SMALL, "--anchors", "20,60",
                "--n-boot", "100", "--anchor-selection", "balanced", "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     d = json.loads((tmp_path / "results.json").read_text())
@@ -134,4 +134,4 @@ def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
     one = TensorDataset(torch.zeros(4, 1, 4, 4), [0, 1, 0, 1], ["a", "b"], ids=[f"x.dcm#frame={k}" for k in range(4)])
     with pytest.raises(MedrepError, match="source file") as err:
         _splits(one, "train", "test", seed=0)
-    assert err.value.where == "--data"
+    assert err.value.where == "data"

@@ -29,8 +29,8 @@ def tiny_config(**overrides) -> dict:
         "batch_size": 32,
         "n_boot": 50,
         "analyses": {
-            "robustness": {"objectives": ["collide"], "eps": [8 / 255], "steps": 2, "limit": 8},
-            "explain": {"methods": ["attention", "gradcam"], "metrics": ["pointing", "iou"], "limit": 8, "steps": 4},
+            "robustness": {"objectives": ["collide"], "eps": [8 / 255], "attack_steps": 2, "limit": 8},
+            "explain": {"methods": ["attention", "gradcam"], "metrics": ["pointing", "iou"], "limit": 8, "deletion_steps": 4},
             "features": {"k": 5, "shots": [1], "projections": ["tsne"], "n_permutations": 10},
             "overlay": {"limit": 16},
             "alignment": {"anchors": [10, 30]},

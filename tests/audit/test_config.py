@@ -34,7 +34,7 @@ def _cli(tmp_path, text: str, capsys):
 @pytest.mark.parametrize("text, path, hint", [
     ("modles: [demo-cnn]\n", "modles", "did you mean 'models'"),
     ("analyses:\n  robustnes:\n    steps: 3\n", "analyses.robustnes", "did you mean 'robustness'"),
-    ("analyses:\n  robustness:\n    setps: 3\n", "analyses.robustness.setps", "did you mean 'steps'"),
+    ("analyses:\n  robustness:\n    atack_steps: 3\n", "analyses.robustness.atack_steps", "did you mean 'attack_steps'"),
     ("analyses:\n  alignment:\n    anchors: [10, 25]\n    estimater: ortho\n", "analyses.alignment.estimater", "did you mean 'estimator'"),
 ])
 def test_unknown_key_is_refused_with_its_path(tmp_path, capsys, no_work, text, path, hint):
@@ -47,7 +47,7 @@ def test_unknown_key_is_refused_with_its_path(tmp_path, capsys, no_work, text, p
 
 
 @pytest.mark.parametrize("text, path, expected", [
-    ("analyses:\n  robustness:\n    steps: ten\n", "analyses.robustness.steps", "expected an integer, got str"),
+    ("analyses:\n  robustness:\n    attack_steps: ten\n", "analyses.robustness.attack_steps", "expected an integer, got str"),
     ("seed: true\n", "seed", "expected an integer, got a boolean"),
     ("models: demo-cnn\n", "models", "expected a list, got str"),
     ("analyses:\n  robustness:\n    eps: [1/255]\n", "analyses.robustness.eps[0]", "expected an integer or a number, got str"),
@@ -55,7 +55,7 @@ def test_unknown_key_is_refused_with_its_path(tmp_path, capsys, no_work, text, p
     ("analyses:\n  features: 3\n", "analyses.features", "expected a mapping, got int"),
     ("analyses:\n  explain:\n    enabled: 'yes'\n", "analyses.explain.enabled", "expected true/false, got str"),
     ("n_boot: 2\n", "n_boot", "use at least 10"),
-    ("analyses:\n  robustness:\n    steps: 0\n", "analyses.robustness.steps", "must be at least 1, got 0"),
+    ("analyses:\n  robustness:\n    attack_steps: 0\n", "analyses.robustness.attack_steps", "must be at least 1, got 0"),
     ("analyses:\n  alignment:\n    anchors: [10, -5]\n", "analyses.alignment.anchors[1]", "must be at least 1, got -5"),
 ])
 def test_wrong_type_or_value_is_refused_with_its_path(tmp_path, capsys, no_work, text, path, expected):
@@ -86,9 +86,9 @@ def test_missing_config_file(tmp_path, capsys, no_work):
 
 def test_defaults_fill_in_and_validation_is_idempotent(tmp_path):
     cfg = tmp_path / "a.yaml"
-    cfg.write_text("models: [demo-cnn]\nanalyses:\n  robustness:\n    steps: 3\n")
+    cfg.write_text("models: [demo-cnn]\nanalyses:\n  robustness:\n    attack_steps: 3\n")
     config = load_config(cfg)
-    assert config["analyses"]["robustness"]["steps"] == 3 and config["analyses"]["robustness"]["norm"] == "linf"
+    assert config["analyses"]["robustness"]["attack_steps"] == 3 and config["analyses"]["robustness"]["norm"] == "linf"
     assert config["text"] == "minilm" and config["n_boot"] is None
     assert validate_config(config) == config
     for fast in (False, True):

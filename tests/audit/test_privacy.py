@@ -89,7 +89,7 @@ def test_no_patient_attribute_leaves_the_dicom_files(tmp_path, capfd, caplog, on
         "title": "privacy audit", "data": str(data / "manifest.csv"), "models": ["demo-cnn"], "text": "minilm",
         "batch_size": 8, "n_boot": 20,
         "analyses": {
-            "robustness": {"objectives": ["collide"], "eps": [8 / 255], "steps": 1, "limit": 4},
+            "robustness": {"objectives": ["collide"], "eps": [8 / 255], "attack_steps": 1, "limit": 4},
             "explain": {"enabled": False},  # needs lesion masks
             "features": {"k": 3, "shots": [1], "projections": [], "n_permutations": 10},
             "overlay": {"limit": None},

@@ -29,17 +29,17 @@ def test_local_is_the_default():
     assert isinstance(current_backend(), LocalBackend) and get_backend("local").name == "local"
     with pytest.raises(MedrepError) as err:
         get_backend("spark")
-    assert err.value.where == "--backend"
+    assert err.value.where == "backend"
     with pytest.raises(MedrepError, match="needs --backend ray") as err:
         get_backend("local", address="auto")
-    assert err.value.where == "--ray-address"
+    assert err.value.where == "ray_address"
 
 
 def test_ray_missing_says_how_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError, as on a machine without it
     with pytest.raises(MedrepError, match=r"pip install 'medrep\[ray\]'") as err:
         get_backend("ray")
-    assert err.value.where == "--backend"
+    assert err.value.where == "backend"
     from medrep.cli import main
 
     code = main(["extract", "--model", "demo-cnn", "--data", "demo", "--out", str(tmp_path / "out"), "--backend", "ray"])

@@ -174,7 +174,7 @@ def test_a_real_audit_on_ray_equals_the_local_audit(backend, tmp_path):
 
     config = {"title": "ray audit", "data": "demo?n_train=40&n_val=0&n_test=16&seed=4&size=32", "models": ["demo-cnn"],
               "text": None, "seed": 2, "n_boot": 50,
-              "analyses": {"robustness": {"objectives": ["collide"], "eps": [4 / 255], "steps": 2, "limit": 8, "batch_size": 4,
+              "analyses": {"robustness": {"objectives": ["collide"], "eps": [4 / 255], "attack_steps": 2, "limit": 8, "batch_size": 4,
                                           "noise_sigma": [0.01], "noise_draws": 2},
                            "explain": {"methods": ["gradcam"], "metrics": ["pointing", "mass"], "limit": 8},
                            "features": {"k": 5, "shots": [1], "projections": ["tsne"], "n_permutations": 10},

@@ -52,7 +52,7 @@ def test_embedding_target_for_a_headless_encoder(small_phantoms):
     torch.manual_seed(0)
     enc = load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=64&patch_size=16&depth=2&num_classes=0")
     data = small_phantoms.split("test")
-    with pytest.raises(MedrepError, match="--target"):
+    with pytest.raises(MedrepError, match="--explain-target"):
         run_explain(enc, data, methods=["chefer"], metrics=["pointing"], limit=2)
     res = run_explain(enc, data, methods=["chefer", "chefer-lrp"], metrics=["pointing", "insertion"], target="embedding",
                       limit=4, batch_size=4, steps=2, n_boot=50)
@@ -61,8 +61,8 @@ def test_embedding_target_for_a_headless_encoder(small_phantoms):
 
 def test_bad_options_name_the_option(vit64, small_phantoms):
     data = small_phantoms.split("test")
-    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "--methods"),
-                          (dict(target="text"), "--target"), (dict(upsampling="cubic"), "--upsample")):
+    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "^methods: unknown explanation method"),
+                          (dict(target="text"), "--explain-target"), (dict(upsampling="cubic"), "--upsample")):
         with pytest.raises(MedrepError, match=where):
             run_explain(vit64, data, **{"methods": ["attention"], "metrics": ["pointing"], "limit": 2, **kwargs})
 
@@ -196,7 +196,7 @@ def test_per_image_scores_are_written(monkeypatch, tmp_path, capsys):
     ("--ig-steps", "0", "--ig-steps: needs at least one step"),
     ("--discard-ratio", "1", "--discard-ratio: discard ratio must be in [0, 1), got 1.0"),
     ("--block", "6", "--block: model demo-vit has 6 attention blocks; block 6 does not exist"),
-    ("--steps", "0", "--steps: needs at least one step"),
+    ("--deletion-steps", "0", "--deletion-steps: needs at least one step"),
     ("--topk", "10,0", "--topk: top-k percentage must be in (0, 100], got 0"),
 ])
 def test_bad_method_options_are_refused_before_any_work_naming_the_flag(flag, value, message, monkeypatch, tmp_path,
@@ -244,7 +244,7 @@ def test_table_shows_intervals_and_directions(tmp_path, capsys):
 
     from medrep.cli import main
 
-    assert main(["explain", "--model", "demo-cnn", "--methods", "gradcam", "--metrics", "pointing,deletion", "--steps", "2",
+    assert main(["explain", "--model", "demo-cnn", "--methods", "gradcam", "--metrics", "pointing,deletion", "--deletion-steps", "2",
                  "--limit", "4", "--batch-size", "4", "--out", str(tmp_path / "ex"), "--quiet", "--no-cache"]) == 0
     head, gradcam = capsys.readouterr().out.splitlines()[:2]
     assert head.split() == ["method", "pointing", "↑", "deletion_auc", "↓"]

@@ -10,8 +10,8 @@ def test_features_command_with_overlay(tmp_path, capsys):
     out = tmp_path / "f"
     rc = main(["features", "--model", TINY, "--layer", "blocks.0", "--layer", "blocks.1", "--pool", "cls",
                "--data", "demo?n_train=30&n_val=0&n_test=24&size=32", "--limit", "36", "--shots", "1", "--draws", "2", "--n-boot", "10",
-               "--permutations", "20", "--k", "3", "--mutual-k", "3", "--projection", "none",
-               "--overlay", "malignant", "--font-size", "0.3", "--out", str(out), "--quiet"])
+               "--n-permutations", "20", "--k", "3", "--mutual-k", "3", "--projection", "none",
+               "--overlay", "--words", "malignant", "--font-size", "0.3", "--out", str(out), "--quiet"])
     assert rc == 0
     d = json.loads((out / "results.json").read_text())
     assert len(d["models"]) == 2 and len(d["pairs"]) == 1
@@ -29,14 +29,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "--position" in capsys.readouterr().err
     assert main(["overlay", "--model", TINY, "--text-aligned", "--data", "demo?n_train=30&n_val=0&n_test=24&size=32",
                  "--out", str(tmp_path), "--quiet"]) == 2
-    assert "--text-aligned: needs --text-model" in capsys.readouterr().err
+    assert "--text-aligned: needs --text " in capsys.readouterr().err
 
 
 def test_one_model_and_split_flag(tmp_path, capsys):
     data = "demo?n_train=30&n_val=18&n_test=24&size=32"
     out = tmp_path / "one"
     rc = main(["features", "--model", TINY, "--data", data, "--split", "val", "--shots", "1", "--draws", "2",
-               "--n-boot", "10", "--permutations", "10", "--k", "3", "--projection", "none", "--out", str(out), "--quiet"])
+               "--n-boot", "10", "--n-permutations", "10", "--k", "3", "--projection", "none", "--out", str(out), "--quiet"])
     assert rc == 0
     d = json.loads((out / "results.json").read_text())
     (model,) = d["models"].values()

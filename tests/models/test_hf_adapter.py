@@ -118,7 +118,7 @@ def test_siglip_has_no_cls_and_pools_with_its_head(hf_siglip_dir, pixels):
         torch.testing.assert_close(enc.embed(pixels, pool="patches"), out.last_hidden_state, atol=1e-5, rtol=1e-5)
     with pytest.raises(MedrepError, match="no CLS token") as info:
         enc.embed(pixels, layer="vision_model.encoder.layers.1", pool="cls")
-    assert info.value.where == "--pool"
+    assert info.value.where == "pool"
     text = enc.text_encoder.encode_text(["a lesion", "no lesion"])
     tok = enc.text_encoder.tokenizer(["a lesion", "no lesion"], padding="max_length", max_length=32, return_tensors="pt")
     with torch.no_grad():
@@ -139,7 +139,7 @@ def test_bad_hf_specs_name_the_culprit(tmp_path, hf_vit_dir, minilm_dir, pixels)
     enc = load_encoder(f"hf:{hf_vit_dir}")
     with pytest.raises(MedrepError, match="no layer 'vit.layers.9'") as info:
         enc.embed(pixels, layer="vit.layers.9")
-    assert info.value.where == "--layer"
+    assert info.value.where == "layer"
     with pytest.raises(MedrepError, match="has no text tower") as info:
         load_text_encoder(f"hf:{hf_vit_dir}")
 

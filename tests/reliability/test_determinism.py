@@ -11,7 +11,7 @@ import pytest
 
 
 def attack(cli, out):
-    return ["attack", "--model", cli.TINY, "--data", cli.DATA, "--limit", "8", "--eps", "4/255", "--steps", "2",
+    return ["attack", "--model", cli.TINY, "--data", cli.DATA, "--limit", "8", "--eps", "4/255", "--attack-steps", "2",
             "--batch-size", "4", "--noise-draws", "2", "--noise-sigma", "0.01", "--seed", "3", "--out", str(out),
             "--no-cache", "--quiet"]
 
@@ -25,7 +25,7 @@ def explain(cli, out):
 def features(cli, out):
     return ["features", "--model", cli.TINY, "--layer", "blocks.0", "--layer", "blocks.1", "--pool", "cls",
             "--data", cli.DATA, "--limit", "24", "--shots", "1", "--draws", "2",
-            "--n-boot", "10", "--permutations", "10", "--k", "3", "--mutual-k", "3", "--projection", "none",
+            "--n-boot", "10", "--n-permutations", "10", "--k", "3", "--mutual-k", "3", "--projection", "none",
             "--seed", "3", "--out", str(out), "--no-cache", "--quiet"]
 
 

@@ -27,7 +27,7 @@ def extract_args(cli, out, cache):
 
 def attack_args(cli, out, cache):
     return ["attack", "--model", cli.TINY, "--data", cli.DATA, "--split", "test", "--batch-size", str(ATTACK_BATCH),
-            "--objective", "push", "--eps", "2/255,4/255", "--steps", "3", "--noise-draws", "2",
+            "--objective", "push", "--eps", "2/255,4/255", "--attack-steps", "3", "--noise-draws", "2",
             "--noise-sigma", "0.01,0.03", "--seed", "7", "--out", str(out), "--cache-dir", str(cache), "--quiet"]
 
 
@@ -91,7 +91,7 @@ EXPLAIN_BATCH = 3  # explain: 8 batches of the masked test images
 
 def explain_args(cli, out, cache):
     return ["explain", "--model", cli.TINY, "--data", cli.DATA, "--split", "test", "--batch-size", str(EXPLAIN_BATCH),
-            "--methods", "rollout,gradcam", "--metrics", "pointing,iou,deletion", "--steps", "4", "--limit", "24",
+            "--methods", "rollout,gradcam", "--metrics", "pointing,iou,deletion", "--deletion-steps", "4", "--limit", "24",
             "--seed", "5", "--out", str(out), "--cache-dir", str(cache), "--quiet"]
 
 
@@ -122,9 +122,9 @@ def _audit_config(cli, path):
     path.write_text(yaml.safe_dump({
         "title": "killed audit", "data": cli.DATA, "models": [cli.TINY], "text": None, "seed": 3, "n_boot": 50,
         "analyses": {
-            "robustness": {"objectives": ["push"], "eps": [4 / 255], "steps": 3, "limit": 16, "batch_size": 4,
+            "robustness": {"objectives": ["push"], "eps": [4 / 255], "attack_steps": 3, "limit": 16, "batch_size": 4,
                            "noise_sigma": [0.01], "noise_draws": 2},
-            "explain": {"methods": ["gradcam"], "metrics": ["pointing"], "limit": 8, "steps": 4},
+            "explain": {"methods": ["gradcam"], "metrics": ["pointing"], "limit": 8, "deletion_steps": 4},
             "features": {"enabled": False}, "overlay": {"enabled": False}, "alignment": {"enabled": False},
         }}))
     return path

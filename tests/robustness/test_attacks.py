@@ -97,8 +97,8 @@ def test_early_stop_freezes_finished_items(tiny_encoder, small_phantoms):
 
 
 @pytest.mark.parametrize("kwargs, where", [
-    ({"norm": "l3", "steps": 5}, "--norm"),
-    ({"norm": "linf", "steps": 0}, "--steps"),
+    ({"norm": "l3", "steps": 5}, "norm"),
+    ({"norm": "linf", "steps": 0}, "--attack-steps"),
     ({"norm": "l2", "steps": 5, "step_size": -1.0}, "--step-size"),
 ])
 def test_bad_attack_options(kwargs, where):

@@ -32,7 +32,7 @@ def test_one_class_collide_is_refused(tiny_encoder):
 
 @pytest.mark.parametrize("kwargs, where", [
     ({"eps": [0.0]}, "--eps"), ({"eps": [-1 / 255]}, "--eps"), ({"eps": [2.0]}, "--eps"),
-    ({"norm": "l1"}, "--norm"), ({"objective": "swap"}, "--objective"), ({"target": "nearest"}, "--target"),
+    ({"norm": "l1"}, "norm"), ({"objective": "swap"}, "objective"), ({"target": "nearest"}, "--attack-target"),
     ({"classifiers": "probe"}, "train_dataset"),
     ({"norm": "l2", "eps": [32.5]}, "--eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
     ({"noise_draws": 0}, "--noise-draws"), ({"noise_sigma": [0.01, 0.0]}, "--noise-sigma"),
@@ -59,7 +59,7 @@ def test_image_quality_against_formula():
 def test_noise_detector_and_auc():
     # classifier: is the mean pixel above 0.5?  Items near 0.5 flip under noise, far ones never do.
     classify = lambda p: (p.flatten(1).mean(1) > 0.5).long().numpy()  # noqa: E731
-    for sigma, draws, where in ((0.1, 0, "--noise-draws"), (0.0, 4, "--noise-sigma")):
+    for sigma, draws, where in ((0.1, 0, "noise_draws"), (0.0, 4, "noise_sigma")):
         with pytest.raises(MedrepError) as err:
             noise_inconsistency(classify, torch.rand(2, 1, 8, 8), sigma, draws)
         assert err.value.where == where
@@ -217,7 +217,7 @@ def test_cli_attack(tmp_path, capsys):
     from medrep.cli import main
 
     spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
-    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--steps", "2", "--batch-size", "3",
+    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--attack-steps", "2", "--batch-size", "3",
                "--noise-draws", "2", "--noise-sigma", "0.01,0.2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
     assert rc == 0
     d = json.loads((tmp_path / "results.json").read_text())
@@ -237,7 +237,7 @@ def test_cli_attack(tmp_path, capsys):
     assert "--eps: ε is in [0, 1] pixel units (got 2.0)" in capsys.readouterr().err
     # L2: ε = 2 is a normal budget and is shown in raw units; beyond √(C·H·W) = √(1·32·32) it is refused
     rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
-               "--objective", "push", "--eps", "2", "--steps", "1", "--noise-draws", "1", "--noise-sigma", "0.01", "--out", str(tmp_path / "l2"),
+               "--objective", "push", "--eps", "2", "--attack-steps", "1", "--noise-draws", "1", "--noise-sigma", "0.01", "--out", str(tmp_path / "l2"),
                "--quiet", "--cache-dir", str(tmp_path / "c")])
     out = capsys.readouterr().out
     assert rc == 0 and "/255" not in out and "L2 eps" in out and (tmp_path / "l2" / "per_item_eps2.csv").exists()
@@ -247,7 +247,7 @@ def test_cli_attack(tmp_path, capsys):
     # option errors name the option at fault, and come before the model loads (this spec would fail to load)
     data = "demo?n_train=30&n_val=0&n_test=12&seed=3"
     for extra, message in ((["--train-split", "nosuch", "--classifiers", "probe"], "--train-split: no split 'nosuch' in"),
-                           (["--train-split", "nosuch", "--target", "centroid"], "--train-split: no split 'nosuch' in"),
+                           (["--train-split", "nosuch", "--attack-target", "centroid"], "--train-split: no split 'nosuch' in"),
                            (["--noise-draws", "0"], "--noise-draws: must be at least 1 (got 0)"),
                            (["--noise-sigma", "0.01,0"], "--noise-sigma: needs one or more positive σ values"),
                            (["--classifiers", "probe,svm"], "--classifiers: unknown classifier 'svm'")):

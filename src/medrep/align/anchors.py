@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 SELECTIONS = ("random", "balanced", "kmeans")
 
@@ -18,9 +18,9 @@ def select_anchors(n: int, labels: np.ndarray, method: str = "random", seed: int
     """Indices (into the training items) of ``n`` anchors."""
     total = len(labels)
     if n < 1:
-        raise MedrepError(f"anchor counts must be positive, got {n}", where="--anchors")
+        raise MedrepError(f"anchor counts must be positive, got {n}", where=Param("anchors"))
     if n > total:
-        raise MedrepError(f"{n} anchors requested but the training split has only {total} items", where="--anchors")
+        raise MedrepError(f"{n} anchors requested but the training split has only {total} items", where=Param("anchors"))
     rng = np.random.default_rng(seed)
     if method == "random":
         return np.sort(rng.permutation(total)[:n])
@@ -28,9 +28,9 @@ def select_anchors(n: int, labels: np.ndarray, method: str = "random", seed: int
         return np.sort(_balanced_order(labels, rng)[:n])
     if method == "kmeans":
         if vectors is None:
-            raise MedrepError("k-means anchor selection needs the source embeddings", where="--anchor-selection")
+            raise MedrepError("k-means anchor selection needs the source embeddings", where=Param("anchor_selection"))
         return _kmeans_anchors(vectors, n, seed)
-    raise MedrepError(f"unknown anchor selection {method!r} (choose from {', '.join(SELECTIONS)})", where="--anchor-selection")
+    raise MedrepError(f"unknown anchor selection {method!r} (choose from {', '.join(SELECTIONS)})", where=Param("anchor_selection"))
 
 
 def _balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -70,9 +70,9 @@ def parse_anchor_counts(text: str | list[int] | int) -> list[int]:
         try:
             values = [int(v) for v in text.replace(" ", "").split(",") if v]
         except ValueError:
-            raise MedrepError(f"expected comma-separated integers, got {text!r}", where="--anchors") from None
+            raise MedrepError(f"expected comma-separated integers, got {text!r}", where=Param("anchors")) from None
     else:
         values = [int(v) for v in text]
     if not values or any(v < 1 for v in values):
-        raise MedrepError(f"anchor counts must be positive integers, got {text!r}", where="--anchors")
+        raise MedrepError(f"anchor counts must be positive integers, got {text!r}", where=Param("anchors"))
     return sorted(set(values))

@@ -9,9 +9,9 @@ import numpy as np
 
 from medrep.align.analysis import default_factory, fit_probe, stitch, zero_shot, zero_shot_predict, class_embeddings
 from medrep.align.anchors import parse_anchor_counts, select_anchors
-from medrep.align.estimators import ESTIMATORS
+from medrep.align.estimators import ESTIMATORS, estimator_options
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
@@ -97,7 +97,7 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
         return dataset.split(train_split), dataset.split(eval_split), None
     if names and (train_split in names) != (eval_split in names):
         missing = eval_split if train_split in names else train_split
-        raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where="--data")
+        raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where=Param("data"))
     # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
     # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
     # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
@@ -123,7 +123,7 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
     if not train or not test:
         raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
                           "70/30 without putting frames of one file on both sides; give train and test splits",
-                          where="--data")
+                          where=Param("data"))
     return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
         "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
 
@@ -134,22 +134,27 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                   prompts: str | dict | None = None, templates: Sequence[str] | None = None, center_text: bool = True,
                   train_split: str = "train", eval_split: str = "test", limit_eval: int | None = None,
                   layer: str | None = None, pool: str | None = None, batch_size: int = 64, cache=None,
-                  text_cache: bool = True, n_boot: int = 1000) -> AlignResult:
+                  text_cache: bool = True, n_boot: int = 1000, options: dict[str, Any] | None = None) -> AlignResult:
     """Fit T on anchors from ``train_split`` and evaluate on ``eval_split``, for every anchor count.
 
     ``target_encoder``: stitching (source → target classifier); ``text_encoder`` (spec or object): zero-shot
     through image–caption anchors.  At least one of the two is required; both may be given.
+    ``options``: the estimator's own options (see ``ESTIMATORS``), beyond ``affine_solver`` and ``seed``.
     """
     from medrep.data import load_dataset
     from medrep.features.extract import extract_embeddings
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where="--target/--text")
-    if estimator not in ESTIMATORS:
-        raise MedrepError(f"unknown estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where=Param("target_model/text"))
+    ESTIMATORS.check(estimator)
+    extra = dict(options or {})
+    unknown = sorted(set(extra) - {o.name for o in ESTIMATORS.entry(estimator).options})
+    if unknown:
+        raise MedrepError(f"the {estimator} estimator has no option {', '.join(unknown)}", where=Param("estimator"))
+    own = estimator_options(estimator, {"solver": affine_solver, "seed": seed, **extra})
     counts = parse_anchor_counts(anchors)
-    factory = default_factory(estimator, ridge=ridge, scale=scale, **({"solver": affine_solver, "seed": seed} if estimator == "affine" else {}))
+    factory = default_factory(estimator, ridge=ridge, scale=scale, **own)
     check = factory()  # validates ridge / solver before any embedding work; checks the anchor counts below
     source = load_encoder(source_encoder)
     target = load_encoder(target_encoder) if target_encoder is not None else None
@@ -168,13 +173,14 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     for n in counts:  # fail before the expensive parts when a count cannot work
         check.check_anchor_count(n, s_train.vectors.shape[1])
         if n > len(train):
-            raise MedrepError(f"{n} anchors requested but the {train_split} split has {len(train)} items", where="--anchors")
+            raise MedrepError(f"{n} anchors requested but the {train_split} split has {len(train)} items", where=Param("anchors"))
     y_train, y_test = s_train.labels, s_test.labels
     anchor_sets = {n: select_anchors(n, y_train, anchor_selection, seed, s_train.vectors) for n in counts}
     result = AlignResult(source=source.name, target=target.name if target else None, text=getattr(text, "name", None),
                          estimator=estimator, anchor_selection=anchor_selection, seed=seed, anchor_counts=counts,
                          n_train=len(train), n_test=len(test), classes=list(data.classes),
-                         options={"ridge": ridge, "affine_solver": affine_solver if estimator == "affine" else None,
+                         options={"ridge": ridge, "affine_solver": own.get("solver"),
+                                  **({"estimator_options": other} if (other := {k: v for k, v in own.items() if k not in ("solver", "seed")}) else {}),
                                   "scale": scale, "relative": relative, "center_text": center_text,
                                   "train_split": train_split, "eval_split": eval_split, "limit_eval": limit_eval,
                                   "layer": layer, "pool": pool, "n_boot": n_boot},
@@ -279,12 +285,10 @@ _CURVES = [  # (metric, label, style)
 
 
 def plot_accuracy_vs_anchors(result: AlignResult, path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from medrep.io import atomic_write
+    from medrep.plotting import pyplot
+
+    plt = pyplot()
 
     counts = sorted(result.by_anchors)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)

@@ -13,9 +13,17 @@ import numpy as np
 import torch
 
 from medrep.align import functional as AF
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
+from medrep.registry import Option, Registry
 
-ESTIMATORS = ("ortho", "linear", "lortho", "affine")
+#: name → Aligner class, built as ``cls(ridge, **options)``; ``options`` are the keywords beyond ``ridge`` that
+#: the front ends expose (an option whose flag the command already has, such as ``seed``, reads that flag).
+ESTIMATORS = Registry("estimator", param="estimator")
+
+
+def register_estimator(name: str, *, options=(), help: str = "", **meta):
+    """Class decorator: ``@register_estimator("name")`` on an :class:`Aligner` subclass."""
+    return ESTIMATORS.register(name, options=options, help=help, **meta)
 
 
 def _t(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -80,7 +88,7 @@ class Aligner(_Fitted):
 
     def __init__(self, ridge: float = 0.0):
         if ridge < 0:
-            raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where="--ridge")
+            raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where=Param("ridge"))
         self.ridge = float(ridge)
 
     def min_anchors(self, source_dim: int) -> int:
@@ -100,18 +108,20 @@ class Aligner(_Fitted):
         return x @ self.matrix if self.bias is None else x @ self.matrix + self.bias
 
 
+@register_estimator("ortho", help="Procrustes (orthogonal)")
 class Orthogonal(Aligner):
     name = "ortho"
 
     def __init__(self, ridge: float = 0.0):
         if ridge:
-            raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where="--ridge")
+            raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where=Param("ridge"))
         super().__init__(0.0)
 
     def solve(self, x, y):
         return AF.procrustes(x, y), None
 
 
+@register_estimator("linear", help="least squares")
 class LeastSquares(Aligner):
     name = "linear"
 
@@ -123,6 +133,7 @@ class LeastSquares(Aligner):
         return AF.least_squares(x, y, self.ridge), None
 
 
+@register_estimator("lortho", help="least squares then orthogonalised")
 class LeastSquaresOrtho(LeastSquares):
     name = "lortho"
 
@@ -130,13 +141,17 @@ class LeastSquaresOrtho(LeastSquares):
         return AF.lstsq_ortho(x, y, self.ridge), None
 
 
+@register_estimator("affine", help="least squares with a bias", options=[
+    Option("solver", str, "closed", choices=("closed", "gd"), flag="affine-solver",
+           help="affine fit in closed form or by gradient descent"),
+    Option("seed", int, 0, flag="seed", help="seed of the gradient-descent fit")])
 class Affine(Aligner):
     name = "affine"
 
     def __init__(self, ridge: float = 0.0, solver: str = "closed", steps: int = 300, lr: float = 1e-2, seed: int = 0):
         super().__init__(ridge)
         if solver not in ("closed", "gd"):
-            raise MedrepError(f"unknown affine solver {solver!r} (choose closed or gd)", where="--affine-solver")
+            raise MedrepError(f"unknown affine solver {solver!r} (choose closed or gd)", where=Param("affine_solver"))
         self.solver, self.steps, self.lr, self.seed = solver, steps, lr, seed
 
     def min_anchors(self, source_dim: int) -> int:
@@ -149,15 +164,14 @@ class Affine(Aligner):
 
 
 def make_aligner(name: str, ridge: float = 0.0, **options: Any) -> Aligner:
-    if name == "ortho":
-        return Orthogonal(ridge)
-    if name == "linear":
-        return LeastSquares(ridge)
-    if name == "lortho":
-        return LeastSquaresOrtho(ridge)
-    if name == "affine":
-        return Affine(ridge, **options)
-    raise MedrepError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})", where="--estimator")
+    return ESTIMATORS.get(name)(ridge, **options)
+
+
+def estimator_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``given`` that estimator ``name`` declares, converted to their types."""
+    declared = {o.name: o for o in ESTIMATORS.entry(name).options}
+    return {k: declared[k].convert(v, where=Param((declared[k].flag or k).replace("-", "_"))) for k, v in given.items()
+            if k in declared and v is not None}
 
 
 class Translator(_Fitted):
@@ -178,10 +192,10 @@ class Translator(_Fitted):
     def name(self) -> str:
         return self.aligner.name
 
-    def check_anchor_count(self, n: int, source_dim: int, where: str = "--anchors") -> None:
+    def check_anchor_count(self, n: int, source_dim: int, where: str = Param("anchors")) -> None:
         need = self.aligner.min_anchors(source_dim)
         if n < need:
-            hint = " (or pass --ridge > 0, or use --estimator ortho)" if self.aligner.name != "ortho" else ""
+            hint = " (or a ridge > 0, or the ortho estimator)" if self.aligner.name != "ortho" else ""
             raise MedrepError(f"the {self.aligner.name} estimator needs at least {need} anchors for a {source_dim}-d source "
                               f"space, got {n}{hint}", where=where)
 

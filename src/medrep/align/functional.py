@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 
 # -- scaling -----------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, ridge: float = 0.0) -> torch
     """W minimising ‖xW − y‖² (+ ridge·‖W‖²).  Minimum-norm when x has zero (padded) columns."""
     _check_pair(x, y)
     if ridge < 0:
-        raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where="--ridge")
+        raise MedrepError(f"ridge must be ≥ 0, got {ridge}", where=Param("ridge"))
     if ridge > 0:
         gram = x.T @ x
         gram = gram + ridge * torch.eye(gram.shape[0], dtype=x.dtype, device=x.device)
@@ -99,7 +99,7 @@ def affine_gradient_descent(x: torch.Tensor, y: torch.Tensor, steps: int = 300, 
     """(W, b) fitted by Adam on the mean squared error (the latentis / paper 'SGD affine' variant)."""
     _check_pair(x, y)
     if steps < 1:
-        raise MedrepError(f"needs at least one step, got {steps}", where="--affine-steps")
+        raise MedrepError(f"needs at least one step, got {steps}", where=Param("affine_steps"))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     bound = 1.0 / max(1, x.shape[1]) ** 0.5
     w = ((torch.rand(x.shape[1], y.shape[1], generator=gen, dtype=x.dtype) * 2 - 1) * bound).to(x.device)

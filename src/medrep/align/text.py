@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
+from medrep.vocabulary import format_prompt
 from medrep.io import digest_json, load_array_checked, save_array_checked
 
 
@@ -65,7 +66,7 @@ def dataset_captions(dataset: Any) -> list[str]:
         ids = dataset.ids
         raise MedrepError(f"{len(missing)} items have no caption (first: {', '.join(ids[i] for i in missing[:3])}); "
                           "zero-shot anchors are image–caption pairs — give the CSV manifest a caption column",
-                          where=getattr(dataset, "name", "--data"))
+                          where=getattr(dataset, "name", Param("data")))
     return list(caps)
 
 
@@ -79,7 +80,7 @@ PHANTOM_PROMPTS: dict[str, list[str]] = {
                   "a {image} showing a small irregular spiculated malignant lesion",
                   "a {image} showing a large irregular spiculated malignant lesion", "a {image} showing a malignant lesion"],
 }
-DEFAULT_TEMPLATES = ["a {image} of {c}", "a {image} showing {c}", "a medical image of {c}", "{c}"]
+DEFAULT_TEMPLATES = ["a {image} of {label}", "a {image} showing {label}", "a medical image of {label}", "{label}"]
 
 
 def modality_noun(captions: Sequence[str]) -> str:
@@ -93,7 +94,7 @@ def class_prompts(classes: Sequence[str], captions: Sequence[str] = (), prompts:
     """Prompt ensemble per class.
 
     ``prompts``: a JSON file or dict {class: prompt | [prompts]} (every class must appear); otherwise
-    ``templates`` with ``{c}`` (class name, underscores as spaces) and ``{image}``; otherwise the phantom
+    ``templates`` with ``{label}`` (class name, underscores as spaces) and ``{image}``; otherwise the phantom
     ensembles when the classes are normal/benign/malignant, else :data:`DEFAULT_TEMPLATES`.
     """
     image = modality_noun(captions)
@@ -117,13 +118,10 @@ def class_prompts(classes: Sequence[str], captions: Sequence[str] = (), prompts:
             p = [p] if isinstance(p, str) else list(p)
             if not p or not all(isinstance(s, str) and s.strip() for s in p):
                 raise MedrepError(f"class {c!r} needs one or more non-empty prompt strings", where=where)
-            out[c] = [s.format(image=image, c=c.replace("_", " ")) if "{" in s else s for s in p]
+            out[c] = [format_prompt(s, c.replace("_", " "), where=where, require_label=False, image=image) if "{" in s else s for s in p]
         return out
     if templates:
-        for t in templates:
-            if "{c}" not in t:
-                raise MedrepError(f"template {t!r} has no {{c}} placeholder for the class name", where="--template")
-        return {c: [t.format(image=image, c=c.replace("_", " ")) for t in templates] for c in classes}
+        return {c: [format_prompt(t, c.replace("_", " "), where=Param("prompt"), image=image) for t in templates] for c in classes}
     if sorted(classes) == sorted(PHANTOM_PROMPTS):
         return {c: [p.format(image=image) for p in PHANTOM_PROMPTS[c]] for c in classes}
-    return {c: [t.format(image=image, c=c.replace("_", " ")) for t in DEFAULT_TEMPLATES] for c in classes}
+    return {c: [format_prompt(t, c.replace("_", " "), image=image) for t in DEFAULT_TEMPLATES] for c in classes}

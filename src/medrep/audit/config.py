@@ -6,19 +6,40 @@ import copy
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 
 @dataclass(frozen=True)
 class Field:
     types: tuple[type, ...]
-    default: Any = None
+    default: Any = None  # a callable is called (registry-backed defaults are read when a config is checked)
     list_of: tuple[type, ...] | None = None  # element types when the field is a list
-    choices: tuple[Any, ...] | None = None
+    choices: tuple[Any, ...] | Callable[[], Sequence[Any]] | None = None  # a callable reads a registry
     help: str = ""
     minimum: float | None = None  # smallest allowed number (for a list: of each element)
+
+    def allowed(self) -> tuple[Any, ...] | None:
+        return tuple(self.choices()) if callable(self.choices) else self.choices
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else copy.deepcopy(self.default)
+
+
+def _registry_names(module: str, registry: str, **meta: Any) -> Callable[[], tuple[str, ...]]:
+    """The names of a registry, read when a config is checked (so entries registered by plug-ins count)."""
+    def names() -> tuple[str, ...]:
+        import importlib
+
+        return getattr(importlib.import_module(module), registry).names(**meta)
+    return names
+
+
+def _default_explain_methods() -> list[str]:
+    from medrep.explain.methods import default_methods
+
+    return list(default_methods(baselines=False))  # the baselines are added by the analysis itself
 
 
 def _f(types, default=None, list_of=None, choices=None, help="", minimum=None):
@@ -45,13 +66,13 @@ SCHEMA: dict[str, Any] = {
         "robustness": {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str, help="subset of models (default: all)"),
-            "objectives": _f(list, ["collide", "push"], list_of=str, choices=("collide", "push")),
+            "objectives": _f(list, ["collide", "push"], list_of=str, choices=_registry_names("medrep.robustness.objectives", "OBJECTIVES")),
             "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
-            "norm": _f(str, "linf", choices=("linf", "l2")),
-            "steps": _f(int, 20, minimum=1),
+            "norm": _f(str, "linf", choices=_registry_names("medrep.robustness.attacks", "NORMS")),
+            "attack_steps": _f(int, 20, minimum=1, help="attack iterations per image"),
             "step_size": _f((float, int, type(None)), None),
             "random_start": _f((bool, type(None)), None),
-            "target": _f(str, "image", choices=("image", "centroid")),
+            "attack_target": _f(str, "image", choices=("image", "centroid")),
             "limit": _f((int, type(None)), 96, help="number of source images (pairs)", minimum=1),
             "batch_size": _f(int, 32, minimum=1, help="images attacked together"),
             "noise_sigma": _f(list, [0.005, 0.01, 0.03], list_of=NUM, help="σ values of the noise-consistency detector"),
@@ -60,24 +81,31 @@ SCHEMA: dict[str, Any] = {
         "explain": {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str),
-            "methods": _f(list, ["attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig"], list_of=str),
+            "methods": _f(list, _default_explain_methods, list_of=str, choices=_registry_names("medrep.explain.methods", "METHODS")),
             "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
-            "target": _f(str, "class", choices=("class", "predicted", "embedding")),
+            "explain_target": _f(str, "auto", choices=("auto", "class", "predicted", "embedding"),
+                                 help="auto: class when the model has a head, else embedding"),
             "limit": _f((int, type(None)), 48, minimum=1),
-            "steps": _f(int, 16, minimum=1),
+            "deletion_steps": _f(int, 16, minimum=1),
         },
         "features": {
             "enabled": _f(bool, True),
             "k": _f(int, 20, minimum=1),
             "shots": _f(list, [1, 5, 10], list_of=int, minimum=1),
-            "projections": _f(list, ["tsne", "umap"], list_of=str, choices=("tsne", "umap")),
+            "projections": _f(list, ["tsne", "umap"], list_of=str, choices=_registry_names("medrep.features.projection", "PROJECTIONS")),
             "n_permutations": _f(int, 200, minimum=0),
             "limit": _f((int, type(None)), None, minimum=1),
+            "layers": _f((list, type(None)), None, list_of=str, help="modules to embed at (default: each model's representation)"),
+            "pool": _f((str, type(None)), None, choices=("cls", "mean", None), help="pooling of that module (default: the model's own)"),
+            "mutual_k": _f(int, 10, minimum=1, help="neighbours for mutual-kNN alignment"),
+            "draws": _f(int, 10, minimum=1, help="repeated draws per few-shot size"),
+            "cka": _f(str, "biased", choices=("biased", "unbiased"), help="linear CKA estimator"),
+            "max_projection": _f(int, 2000, minimum=5, help="most test embeddings drawn in one 2-D picture"),
         },
         "overlay": {
             "enabled": _f(bool, True),
             "words": _f((list, type(None)), None, list_of=str, help="default: the class names"),
-            "size": _f(NUM, 0.25),
+            "font_size": _f(NUM, 0.25),
             "position": _f(str, "center"),
             "opacity": _f(NUM, 1.0),
             "limit": _f((int, type(None)), 300, minimum=1),
@@ -92,13 +120,57 @@ SCHEMA: dict[str, Any] = {
         "alignment": {
             "enabled": _f(bool, True),
             "anchors": _f(list, [10, 25, 50, 100, 250, 500, 1000], list_of=int, minimum=1),
-            "estimator": _f(str, "ortho", choices=("ortho", "linear", "lortho", "affine")),
+            "estimator": _f(str, "ortho", choices=_registry_names("medrep.align.estimators", "ESTIMATORS")),
             "anchor_selection": _f(str, "random", choices=("random", "balanced", "kmeans")),
             "stitching": _f(bool, True),
-            "zero_shot": _f(bool, True),
+            "caption_alignment": _f(bool, True, help="map each model into the text encoder's space on image–caption anchors"),
         },
     },
 }
+
+
+def audit_place(section: str | None, where: Any) -> Any:
+    """Where an error of the analysis ``section`` is in the audit config: a parameter (:class:`Param`) as its
+    YAML path (``analyses.robustness.eps``); a parameter the config has no key for is named beside its
+    section (``analyses.robustness (layer)``); anything else (a file, a spec) as it is."""
+    if not isinstance(where, Param):
+        return where
+    keys = SCHEMA["analyses"].get(section, {}) if section else {}
+    places = []
+    for name in str(where).split("/"):
+        if name in keys:
+            places.append(f"analyses.{section}.{name}")
+        elif name in SCHEMA and not isinstance(SCHEMA[name], dict):
+            places.append(name)
+        else:
+            places.append(f"analyses.{section} ({name})" if section else name)
+    return " / ".join(places)
+
+
+# Keys renamed so that a YAML key is its command-line flag without dashes; the old key works for one release.
+RENAMED_KEYS: dict[str, dict[str, str]] = {
+    "analyses.robustness": {"steps": "attack_steps", "target": "attack_target"},
+    "analyses.explain": {"steps": "deletion_steps", "target": "explain_target"},
+    "analyses.overlay": {"size": "font_size"},
+    "analyses.alignment": {"zero_shot": "caption_alignment"},
+}
+
+
+def _renamed(value: dict, path: str) -> dict:
+    """``value`` with any old key of this section under its new name (noting the old one once)."""
+    from medrep.vocabulary import deprecated
+
+    renames = RENAMED_KEYS.get(path, {})
+    if not any(k in value for k in renames):
+        return value
+    value = dict(value)
+    for old, new in renames.items():
+        if old in value:
+            if new in value:
+                raise MedrepError(f"give {new} only ({old} is its old name)", where=f"{path}.{old}")
+            deprecated(f"the audit key {path}.{old}", f"{path}.{new}")
+            value[new] = value.pop(old)
+    return value
 
 
 def _check(value: Any, spec: Any, path: str) -> Any:
@@ -107,6 +179,7 @@ def _check(value: Any, spec: Any, path: str) -> Any:
             value = {}
         if not isinstance(value, dict):
             raise MedrepError(f"expected a mapping, got {type(value).__name__}", where=path)
+        value = _renamed(value, path)
         out = {}
         for key in value:
             if not isinstance(key, str) or key not in spec:
@@ -118,7 +191,7 @@ def _check(value: Any, spec: Any, path: str) -> Any:
         return out
     field: Field = spec
     if value is _MISSING:
-        return copy.deepcopy(field.default)
+        return field.default_value()
     if isinstance(value, bool) and bool not in field.types:
         raise MedrepError(f"expected {_names(field.types)}, got a boolean", where=path)
     if not isinstance(value, field.types):
@@ -130,12 +203,13 @@ def _check(value: Any, spec: Any, path: str) -> Any:
         for i, v in enumerate(value):
             if isinstance(v, bool) or not isinstance(v, field.list_of):
                 raise MedrepError(f"expected {_names(field.list_of)}, got {type(v).__name__} ({v!r})", where=f"{path}[{i}]")
-            if field.choices is not None and v not in field.choices:
-                raise MedrepError(f"{v!r} is not one of {', '.join(map(str, field.choices))}", where=f"{path}[{i}]")
+            allowed = field.allowed()
+            if allowed is not None and v not in allowed:
+                raise MedrepError(f"{v!r} is not one of {', '.join(map(str, allowed))}", where=f"{path}[{i}]")
             if field.minimum is not None and v < field.minimum:
                 raise MedrepError(f"must be at least {field.minimum:g}, got {v!r}", where=f"{path}[{i}]")
-    elif field.choices is not None and value not in field.choices:
-        raise MedrepError(f"{value!r} is not one of {', '.join(map(str, field.choices))}", where=path)
+    elif field.allowed() is not None and value not in field.allowed():
+        raise MedrepError(f"{value!r} is not one of {', '.join(map(str, field.allowed()))}", where=path)
     elif field.minimum is not None and isinstance(value, (int, float)) and value < field.minimum:
         raise MedrepError(f"must be at least {field.minimum:g}, got {value!r}", where=path)
     return value
@@ -185,10 +259,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
-    if not p.exists():
+    if str(path) == "-":  # the YAML comes on standard input
+        import sys
+
+        p, text = Path("<stdin>"), sys.stdin.read()
+    elif not p.exists():
         raise MedrepError("config file not found", where=str(p))
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text if str(path) == "-" else p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise MedrepError(f"not UTF-8 text (byte {err.start})", where=str(p)) from None
     except yaml.YAMLError as err:
@@ -211,7 +289,7 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     config = validate_config({"title": "medrep demo audit: lesion phantoms", "seed": seed})
     # Sized so the whole demo stays within a few minutes on 2 CPU cores; the attacks' fuller settings
     # (200 pairs, 50 steps) are a `medrep attack` call away.
-    config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], steps=10,
+    config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], attack_steps=10,
                                             noise_sigma=[0.01, 0.03], noise_draws=4)
     # Who does it fail for: the phantoms with two simulated scanners (a shortcut) and a random sex (no effect); the
     # rest of the demo keeps the default phantoms, so its figures and cache keys stand
@@ -220,7 +298,7 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
                                            n_permutations=200, probe_permutations=20)
     if fast:
         a = config["analyses"]
-        a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], steps=10)
+        a["robustness"].update(limit=32, eps=[2 / 255, 8 / 255], attack_steps=10)
         a["explain"].update(limit=16)
         a["features"].update(projections=["tsne"], n_permutations=50)
         a["overlay"].update(limit=100)

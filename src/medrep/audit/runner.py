@@ -7,7 +7,6 @@ failure is shown in its section; everything already computed stays on disk).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -16,16 +15,15 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from medrep.audit.config import validate_config
+from medrep.audit.config import audit_place, validate_config
 from medrep.errors import MedrepError
-from medrep.io import csv_safe, finite_json, write_csv_atomic, write_json_atomic
+from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
 from medrep.progress import is_quiet
 from medrep.report import Figure, Section, Table, write_report
 from medrep.results import RESULTS_SCHEMA_VERSION
 
-ATTENTION_METHODS = {"attention", "rollout", "chefer", "chefer-lrp"}
 # Stage key → section title (the same title whether the stage succeeds or fails).
 TITLES = {
     "robustness": "1 · Robustness of the representation",
@@ -47,14 +45,6 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
 def _FMT(m: Any) -> str:  # noqa: N802 - a metric dict as "0.123" ("–" when absent)
     v = m.get("value") if isinstance(m, dict) else m
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def _safe(name: str, width: int = 60) -> str:
-    """A file-name-safe slug; a lossy or truncated one gets a short digest so that distinct names stay distinct."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
-    if slug == name and len(slug) <= width:
-        return slug
-    return f"{slug[:width - 9]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
 def _markup_escape(text: str) -> str:
@@ -83,8 +73,8 @@ class Audit:
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
-        from medrep.commands.common import resolve_device
         from medrep.data import load_dataset
+        from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
         self.dataset = load_dataset(self.config["data"])
@@ -99,12 +89,18 @@ class Audit:
         import torch
 
         device = resolve_device(self.device)
-        for spec in self.config["models"]:
+        for i, spec in enumerate(self.config["models"]):
             # A model with random weights (timm:…?pretrained=false) is the same model in every run with this seed,
             # so its cache entries are reused; the caller's global generator is left as it was.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config["seed"])
-                self._encoders[spec] = load_encoder(spec).to(device)
+                try:
+                    self._encoders[spec] = load_encoder(spec).to(device)
+                except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
+                    message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
+                    if err.where and err.where != "--model":
+                        message = f"{err.where}: {message}"
+                    raise MedrepError(message, where=f"models[{i}]") from err
             self.scorecard[spec] = {"model": spec}
         # Two specs of one architecture (timm:vit…?depth=2 and ?depth=4) share an encoder name; the analyses
         # key their results by name, so such models are renamed to their full spec.
@@ -130,6 +126,7 @@ class Audit:
         try:
             section = fn(stage_dir)
         except MedrepError as err:
+            err = err.placed(audit_place(key, err.where))  # a parameter as its key in the config
             section = Section(key, title, error=str(err))
             self.results[key] = {"error": str(err)}
         except Exception as err:  # noqa: BLE001 - a bug in one analysis must not lose the others
@@ -148,6 +145,7 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
+        from medrep.robustness.objectives import OBJECTIVES
         from medrep.robustness.outputs import format_eps, write_attack_outputs
         from medrep.robustness.runner import run_attack
 
@@ -156,11 +154,12 @@ class Audit:
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("robustness"):
             for objective in cfg["objectives"]:
+                targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
                 enc = self._encoders[spec]
-                d = out / f"{_safe(spec)}-{objective}"
+                d = out / f"{slug(spec)}-{objective}"
                 result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
-                                    steps=cfg["steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                                    target=cfg["target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
+                                    steps=cfg["attack_steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
+                                    target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
                                     noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
                                     out_dir=d, resume=self.resume)
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
@@ -176,17 +175,17 @@ class Audit:
                                  "clean accuracy": m["clean_accuracy"],
                                  "attacked accuracy": m["attacked_accuracy"],
                                  **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
-                                     "cos to target after": m["cosine_to_target_after"]} if objective == "collide" else
+                                     "cos to target after": m["cosine_to_target_after"]} if targeted else
                                     {"relative change": m["relative_change"]}),
                                  "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
-                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['steps']} steps, classifier: {result.primary})", rows))
+                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['attack_steps']} steps, classifier: {result.primary})", rows))
                 figures.append(Figure(paths["accuracy_vs_eps"], f"{spec}, {objective}: accuracy under attack vs ε"))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
                     figures.append(Figure(paths[gal[-1]], f"{spec}, {objective}: original / perturbed / amplified difference"
-                                          + (" / target" if objective == "collide" else "")))
+                                          + (" / target" if targeted else "")))
                 last = result.summaries[-1]
-                if objective == "collide" or "robustness" not in self.scorecard[spec]:
+                if targeted or "robustness" not in self.scorecard[spec]:
                     self.scorecard[spec]["robustness"] = {
                         "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
                                 f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
@@ -195,7 +194,7 @@ class Audit:
                     f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
                     f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
                     + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
-                       if objective == "collide" else "."))
+                       if targeted else "."))
         self.results["robustness"] = res
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
@@ -203,16 +202,18 @@ class Audit:
                                       "representation is not semantically stable.", readings, figures, tables)
 
     def explain(self, out: Path) -> Section:
-        from medrep.explain.run import run_explain, write_explain_outputs
+        from medrep.explain.methods import attention_methods
+        from medrep.explain.run import default_target, run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
         figures, tables, res, readings = [], [], {}, []
         for spec in self.models_for("explain"):
             enc = self._encoders[spec]
-            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in ATTENTION_METHODS]
-            d = out / _safe(spec)
-            result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=cfg["target"],
-                                 limit=cfg["limit"], seed=self.config["seed"], steps=cfg["steps"], cache=self.cache,
+            methods = [m for m in cfg["methods"] if enc.token_grid is not None or m not in attention_methods()]
+            d = out / slug(spec)
+            target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
+            result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
+                                 limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
                                  gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
             self._by_subgroup(f"{spec}, explanations", result, self.test, "explain")
             paths = write_explain_outputs(result, d)
@@ -243,15 +244,14 @@ class Audit:
                                       "a real competitor." if isinstance(area.get("mean"), float) else ""), readings, figures, tables)
 
     def features(self, out: Path) -> Section:
+        from medrep.configs import from_mapping
         from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_features(encs, self.dataset, train_split=self.config["train_split"], test_split=self.config["test_split"],
-                              limit=cfg["limit"], k=cfg["k"], shots=cfg["shots"], projections=cfg["projections"],
-                              n_permutations=cfg["n_permutations"], n_boot=self.n_boot(200),
-                              batch_size=self.config["batch_size"], cache=self.cache,
-                              seed=self.config["seed"])
+        config = from_mapping(FeaturesConfig, {**self.config, **cfg}, by="key", n_boot=self.n_boot(200))
+        result = run_features(encs, self.dataset, config, cache=self.cache)
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
@@ -288,7 +288,7 @@ class Audit:
 
         cfg = self.config["analyses"]["overlay"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["size"], position=cfg["position"],
+        result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["font_size"], position=cfg["position"],
                              opacity=cfg["opacity"], limit=cfg["limit"], k=self.config["analyses"]["features"]["k"],
                              batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache,
                              seed=self.config["seed"],
@@ -310,7 +310,7 @@ class Audit:
         specs = self.config["models"]
         pairs = list(itertools.permutations(specs, 2)) if cfg["stitching"] and len(specs) > 1 else []
         jobs: list[tuple[str, str | None, bool]] = [(s, t, False) for s, t in pairs]
-        if cfg["zero_shot"] and self.text_encoder is not None:
+        if cfg["caption_alignment"] and self.text_encoder is not None:
             jobs += [(s, None, True) for s in specs]
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
@@ -331,7 +331,7 @@ class Audit:
                                    train_split=self.config["train_split"], eval_split=self.config["test_split"],
                                    batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
-            paths = write_align_outputs(result, out / _safe(name.replace(" → ", "-to-")))
+            paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
             tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
@@ -453,7 +453,7 @@ class Audit:
         cfg = self.config["analyses"]["alignment"]
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
-        return not cfg["zero_shot"] or not self.config["text"]
+        return not cfg["caption_alignment"] or not self.config["text"]
 
 
 def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], item_subgroups: list[tuple[str, Any]],
@@ -601,7 +601,7 @@ def write_table_csvs(folder: Path, sections: list[Section]) -> list[dict[str, An
         for n, t in enumerate(s.tables, 1):
             if not t.rows:
                 continue
-            name = f"{_safe(s.id, 24)}-{n}-{_safe(t.title.lower().replace(' ', '-'), 48)}.csv"
+            name = f"{slug(s.id, 24)}-{n}-{slug(t.title.lower().replace(' ', '-'), 48)}.csv"
             cols, rows = _csv_rows(t.rows)
             write_csv_atomic(folder / name, cols, rows)
             t.csv = f"{folder.name}/{name}"

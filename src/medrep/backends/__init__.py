@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Protocol, Sequence
 
 from medrep.backends.local import LocalBackend
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 BACKENDS = ("local", "ray")
 RAY_INSTALL_HINT = "the ray backend needs Ray, which is not installed: pip install 'medrep[ray]' (or 'ray[data]>=2.9')"
@@ -45,15 +45,15 @@ def get_backend(name: str | Any = "local", address: str | None = None, workers: 
         return name
     key = name.lower()
     if key not in BACKENDS:
-        raise MedrepError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})", where="--backend")
+        raise MedrepError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})", where=Param("backend"))
     if key == "local":
         if address is not None:
-            raise MedrepError("a Ray address needs --backend ray", where="--ray-address")
+            raise MedrepError("a Ray address needs --backend ray", where=Param("ray_address"))
         return LocalBackend()
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise MedrepError(RAY_INSTALL_HINT, where="--backend") from None
+        raise MedrepError(RAY_INSTALL_HINT, where=Param("backend")) from None
     from medrep.backends.ray_backend import RayBackend
 
     return RayBackend(address=address, workers=workers, device=device)

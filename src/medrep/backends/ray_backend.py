@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import ray
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 _ENV_KEYS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "MEDREP_CACHE",
              "OPEN_CLIP_CACHE")
@@ -131,7 +131,7 @@ class RayBackend:
                  cpus_per_worker: float = 1.0, queue_depth: int = 2, max_restarts: int = 3, max_task_retries: int = 3,
                  max_attempts: int = 4):
         if workers is not None and workers < 1:
-            raise MedrepError("must be at least 1", where="--ray-workers")
+            raise MedrepError("must be at least 1", where=Param("ray_workers"))
         self.address = address
         self.workers = workers
         self.device = device or "auto"
@@ -154,7 +154,7 @@ class RayBackend:
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            where = "--ray-address" if self.address else "--backend"
+            where = Param("ray_address") if self.address else Param("backend")
             raise MedrepError(f"cannot start or reach a Ray cluster ({str(err).splitlines()[0]})", where=where) from err
 
     def describe(self) -> dict[str, Any]:
@@ -168,7 +168,7 @@ class RayBackend:
         res = ray.cluster_resources()
         gpus = float(res.get("GPU", 0)) if not str(self.device).startswith("cpu") else 0.0
         if str(self.device).startswith("cuda") and gpus <= 0:
-            raise MedrepError("the Ray cluster has no GPUs; use --device auto or cpu with --backend ray", where="--device")
+            raise MedrepError("the Ray cluster has no GPUs; use --device auto or cpu with --backend ray", where=Param("device"))
         if self.workers is not None:
             n = self.workers
         elif gpus >= 1:
@@ -310,7 +310,7 @@ class RayBackend:
                 attempts[k] += 1
                 if attempts[k] >= self.max_attempts:
                     raise MedrepError(f"unit {units[k]!r} failed on {attempts[k]} workers in a row ({err})",
-                                      where="--backend ray") from err
+                                      where=Param("backend")) from err
                 if gen == generation[slot]:  # replace the lost actor once; its other units come back here too
                     try:
                         ray.kill(actors[slot], no_restart=True)
@@ -334,7 +334,7 @@ class RayBackend:
             submit(slot)
         missing = [units[k] for k in range(len(units)) if not done[k]]
         if missing:  # pragma: no cover - defensive: the loop above only ends when every unit came back
-            raise MedrepError(f"{len(missing)} unit(s) never came back from the Ray workers", where="--backend ray")
+            raise MedrepError(f"{len(missing)} unit(s) never came back from the Ray workers", where=Param("backend"))
 
     @property
     def restarted(self) -> bool:

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_all_data, load_model,
-                                   make_backend, make_cache, note_skipped, out_dir, pick_data)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
+                                   load_all_data, load_model, make_backend, make_cache, note_skipped, out_dir, pick_data)
 from medrep.commands.common import add_subgroup_arguments, subgroup_config
 from medrep.errors import MedrepError
 
 NAME = "attack"
 HELP = "attack a model's representation (collide with another class / push away) and measure the damage"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep attack --model demo-vit --limit 8 --attack-steps 5 --noise-draws 2 --out out/attack",
+)
 
 
 def parse_eps(text: str, where: str = "--eps") -> list[float]:
@@ -36,20 +40,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=32)
+    from medrep.robustness.attacks import NORMS
+    from medrep.robustness.objectives import OBJECTIVES
+
     g = p.add_argument_group("attack")
-    g.add_argument("--objective", default="collide", choices=["collide", "push"],
-                   help="collide: pull f(x) onto an image of another class (PRM); push: move f(x) away from itself")
+    g.add_argument("--objective", default="collide", choices=list(OBJECTIVES),
+                   help="; ".join(f"{e.name}: {e.help}" for e in OBJECTIVES.entries()).replace("%", "%%"))
     g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255). "
                    "linf: the largest change of any pixel (at most 1); l2: the Euclidean length of the whole change (at most √(C·H·W))")
-    g.add_argument("--norm", default="linf", help="linf (sign steps) or l2 (normalised steps)")
-    g.add_argument("--steps", type=int, default=50)
-    g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/steps, as in Madry et al.)")
+    g.add_argument("--norm", default="linf", type=str.lower, choices=list(NORMS),
+                   help="; ".join(f"{e.name}: {e.help}" for e in NORMS.entries()).replace("%", "%%"))
+    g.add_argument("--attack-steps", type=int, default=50, help="attack iterations per image")
+    add_deprecated_alias(g, "--steps", "--attack-steps", "attack_steps", type=int)
+    g.add_argument("--step-size", type=float, default=None, help="absolute step size (default: 2.5·ε/attack-steps, as in Madry et al.)")
     rs = g.add_mutually_exclusive_group()
     rs.add_argument("--random-start", dest="random_start", action="store_true", default=None,
                     help="start from a uniform point in the ε-ball (default: on for push, off for collide)")
-    rs.add_argument("--no-random-start", dest="random_start", action="store_false")
-    g.add_argument("--target", default="image", choices=["image", "centroid"],
+    rs.add_argument("--no-random-start", dest="random_start", action="store_false", help="start from the clean image")
+    g.add_argument("--attack-target", default="image", choices=["image", "centroid"],
                    help="collide onto a seeded image of another class, or onto that class's mean training representation")
+    add_deprecated_alias(g, "--target", "--attack-target", "attack_target", choices=["image", "centroid"])
     g.add_argument("--layer", default=None, help="module whose output is attacked (default: the model's representation)")
     g.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling of that layer (default: the model's own)")
     g.add_argument("--classifiers", default="auto", help="head,probe,knn (default: the head when there is one, else probe,knn)")
@@ -79,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     eps = [check_eps(e) for e in parse_eps(args.eps)]
     subgroups = subgroup_config(args)
     sigmas = check_detector(parse_eps(args.noise_sigma, where="--noise-sigma"), args.noise_draws)
-    geometry = make_attack(args.norm, steps=args.steps, step_size=args.step_size)
+    geometry = make_attack(args.norm, steps=args.attack_steps, step_size=args.step_size)
     check_eps_budget(eps, geometry.norm)  # L2's bound needs the image size: run_attack checks it
     if args.batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
@@ -87,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     for n in named or []:
         if n not in CLASSIFIERS:
             raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
-    centroids = args.objective == "collide" and args.target == "centroid"
+    from medrep.robustness.objectives import OBJECTIVES
+
+    centroids = OBJECTIVES.meta(args.objective, "uses_target") and args.attack_target == "centroid"
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
@@ -101,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
         train = _train_split(full, args.train_split)
     result = run_attack(
-        encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.steps,
-        step_size=args.step_size, random_start=args.random_start, target=args.target, layer=args.layer, pool=args.pool,
+        encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.attack_steps,
+        step_size=args.step_size, random_start=args.random_start, target=args.attack_target, layer=args.layer, pool=args.pool,
         classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
         noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args),
         backend=backend)
@@ -116,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
         skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
         output={k: p.name for k, p in paths.items()}))
-    print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.steps} steps ({args.norm}), "
+    print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.attack_steps} steps ({args.norm}), "
           f"classifier: {result.primary}")
     norm = result.config["norm"]
     eps_text = lambda s: f"{s['eps_255']:g}/255" if norm == "linf" else f"{s['eps']:g}"  # noqa: E731  L2: raw units

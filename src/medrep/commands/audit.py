@@ -5,10 +5,14 @@ import argparse
 
 NAME = "audit"
 HELP = "run the analyses named in a YAML config and write report.html, results.json and CSV tables"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "echo \"{data: 'demo?n_train=150&n_val=0&n_test=60', models: [demo-cnn], analyses: {robustness: {limit: 8, attack_steps: 2}, explain: {limit: 4}, features: {projections: [tsne], n_permutations: 20}, overlay: {limit: 20}, alignment: {anchors: [50]}}}\" | medrep audit - --out out/audit",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML file: data, models, text encoder, analyses and their parameters")
+    p.add_argument("config", help="YAML file (- for standard input): data, models, text encoder, analyses and their parameters")
     p.add_argument("--resume", action="store_true", help="continue an interrupted audit in the same --out")
     p.add_argument("--out", default="audit-out", help="output directory (default: audit-out)")
     from medrep.commands.common import add_backend_arguments

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import torch
 
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.devices import resolve_device  # noqa: F401  (commands import it from here)
 from medrep.errors import MedrepError
 
 
@@ -17,10 +18,32 @@ def add_data_arguments(p: argparse.ArgumentParser, split_default: str | None = "
     g = p.add_argument_group("data")
     g.add_argument("--data", default="demo", help="data spec: demo, a class-folder tree, a CSV manifest, DICOM file/folder, medmnist:FILE.npz")
     g.add_argument("--split", default=split_default, help="split to use (train, val, test, all)")
-    g.add_argument("--limit", type=int, default=None, help="use at most N items (seeded choice)")
+    g.add_argument("--limit", type=int, default=None, help="use at most N items (seeded choice; default: all)")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable items and list them in the manifest")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--seed", type=int, default=0, help="random seed (item choice, pairs, bootstrap, permutations)")
+    g.add_argument("--batch-size", type=int, default=64, help="images per batch")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: sets the new option's destination and notes the new name once."""
+
+    def __init__(self, option_strings, dest, new: str = "", append: bool = False, **kwargs):
+        self.new, self.append = new, append
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from medrep.vocabulary import deprecated
+
+        deprecated(option_string, self.new)
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p, old: str, new: str, dest: str, append: bool = False, **kwargs) -> None:
+    """Keep ``old`` working for one release as a hidden alias of ``new`` (same destination)."""
+    p.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, append=append, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS, **kwargs)
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,19 +67,6 @@ def make_backend(args: argparse.Namespace):
     if name == "local" and workers is not None:
         raise MedrepError("a number of Ray workers needs --backend ray", where="--ray-workers")
     return get_backend(name, address=address, workers=workers, device=getattr(args, "device", "auto"))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise MedrepError(f"unknown device {name!r}", where="--device") from err
 
 
 def load_model(spec: str, args: argparse.Namespace):
@@ -141,7 +151,7 @@ def add_subgroup_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, metavar="ATTR[,ATTR…]",
                    help="item attributes to break every headline figure down by (e.g. sex,age,site: from a dataset "
                         "recipe, a CSV attrs column, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
-                        "with permutation p-values, subgroup separability and a shortcut check")
+                        "with permutation p-values, subgroup separability and a shortcut check (default: none)")
     p.add_argument("--min-group-size", type=int, default=30,
                    help="subgroups with fewer items are shown but flagged too small to judge and left out of the gap")
     p.add_argument("--age-bins", default=None, metavar="EDGES",

@@ -10,12 +10,16 @@ import argparse
 
 NAME = "demo"
 HELP = "run the audit on the embedded default: lesion phantoms, demo-vit, demo-cnn and minilm"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep demo --fast --out out/demo",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted audit in the same --out")
     p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of every analysis")
     p.add_argument("--fast", action="store_true", help="smaller settings (fewer attack pairs and explanation images)")
 
 

@@ -2,42 +2,93 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+import sys
 
-from medrep.commands.common import (add_backend_arguments, add_data_arguments, arguments_of, load_model, make_backend,
-                                   make_cache, note_skipped, out_dir)
+from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
+                                   load_model, make_backend, make_cache, note_skipped, out_dir)
 from medrep.commands.common import add_subgroup_arguments, subgroup_config
 
 NAME = "explain"
 HELP = "explanation maps (attention, rollout, Chefer, Grad-CAM, IG, baselines) scored against lesion masks"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep explain --model demo-vit --methods attention,gradcam --limit 8 --out out/explain",
+)
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _method_options() -> dict[str, tuple[Any, list[tuple[str, str]]]]:
+    """flag → (its Option, [(method, option name), …]): one flag may serve several methods (--head-fusion)."""
+    from medrep.explain.methods import METHODS
+    from medrep.registry import option_flag
+
+    flags: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+    for entry in METHODS.entries():
+        for option in entry.options:
+            flags.setdefault(option_flag(entry, option), (option, []))[1].append((entry.name, option.name))
+    return flags
+
+
+def add_method_option_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per method option the registry declares."""
+    g = p.add_argument_group("method options")
+    for flag, (option, users) in _method_options().items():
+        methods = ", ".join(m for m, _ in users)
+        g.add_argument(f"--{flag}", type=_option_type(option), default=option.default, choices=option.choices,
+                       help=f"{option.help or option.name} [{methods}]".replace("%", "%%"))
+
+
+def _option_type(option: Any):
+    if option.type is bool:
+        return lambda text: option.convert(text, where=None)
+    return option.type
+
+
+def method_options_from(args: argparse.Namespace, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """{method: {option: value}} for the named methods, from the flags the registry generated."""
+    options: dict[str, dict[str, Any]] = {}
+    for flag, (_, users) in _method_options().items():
+        for method, name in users:
+            if method in methods:
+                options.setdefault(method, {})[name] = getattr(args, flag.replace("-", "_"))
+    if "ig" in options:  # IG's interpolated inputs run in chunks that follow the batch size
+        options["ig"]["internal_batch_size"] = max(args.batch_size * 4, 16)
+    return options
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from medrep.explain.run import DEFAULT_METHODS, METRICS, TARGETS
+    from medrep.explain.methods import METHODS, baseline_methods, default_methods
+    from medrep.explain.run import METRICS, TARGETS
+
+    DEFAULT_METHODS = default_methods()
 
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=16)
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
-                   help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}); random and center are always added")
+                   help=f"comma-separated methods, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}); "
+                        f"{' and '.join(baseline_methods())} are always added")
     p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
-    p.add_argument("--target", default="class", choices=TARGETS,
-                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid")
+    p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
+                   help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid; "
+                        "auto: class when the model has a head, else embedding")
+    add_deprecated_alias(p, "--target", "--explain-target", "explain_target", choices=("auto", *TARGETS))
     p.add_argument("--prompt", default=None, metavar="TEMPLATE",
-                   help="with --target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
-                        "formatted with each class name (e.g. 'a scan showing a {} lesion') instead of the class centroid")
+                   help="with --explain-target embedding on a CLIP-style model: compare with the text embedding of TEMPLATE "
+                        "formatted with each class name (e.g. 'a scan showing a {label} lesion') instead of the class centroid "
+                        "(default: the class centroid)")
     p.add_argument("--upsample", default="bilinear", choices=["nearest", "bilinear", "bicubic"], help="map upsampling mode")
     p.add_argument("--topk", type=lambda s: [float(v) for v in _csv(s)], default=[5, 10, 20, 40], help="top-k%% for IoU (default 5,10,20,40)")
-    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
-    p.add_argument("--baseline", default="blur", choices=["blur", "zero", "mean"], help="what removed pixels become (deletion/insertion)")
-    p.add_argument("--block", type=int, default=-1, help="block whose attention the 'attention' method shows (default: last)")
-    p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="head fusion for attention and rollout")
-    p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of the weakest attention weights dropped")
-    p.add_argument("--gradcam-layer", default=None, help="Grad-CAM layer (default: ViT blocks[-1].norm1, CNN last feature layer)")
-    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
+    p.add_argument("--deletion-steps", type=int, default=16, help="deletion/insertion steps")
+    add_deprecated_alias(p, "--steps", "--deletion-steps", "deletion_steps", type=int)
+    p.add_argument("--deletion-baseline", default="blur", choices=["blur", "zero", "mean"],
+                   help="what removed pixels become (deletion/insertion)")
+    add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
+    add_method_option_arguments(p)
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
@@ -59,23 +110,26 @@ def run(args: argparse.Namespace) -> int:
     data, items_seen = _data_without_limit(args, skipped)
     encoder = load_model(args.model, args)
     references = None
+    if args.explain_target == "auto":
+        from medrep.explain.run import default_target
+
+        from medrep.progress import is_quiet
+
+        args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
+        if not is_quiet():
+            print(f"explaining the {args.explain_target} score (--explain-target auto: "
+                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
 
-        if args.target != "embedding":
-            raise MedrepError("a prompt is a target embedding: add --target embedding", where="--prompt")
+        if args.explain_target != "embedding":
+            raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
-    options = {
-        "attention": {"block": args.block, "head_fusion": args.head_fusion},
-        "rollout": {"head_fusion": args.head_fusion, "discard_ratio": args.discard_ratio},
-        "gradcam": {"layer": args.gradcam_layer},
-        "ig": {"steps": args.ig_steps, "internal_batch_size": max(args.batch_size * 4, 16)},
-    }
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.target, limit=args.limit,
+    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.explain_target, limit=args.limit,
                          seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
-                         steps=args.steps, perturbation_baseline=args.baseline, add_baselines=not args.no_baselines,
-                         method_options={m: o for m, o in options.items() if m in args.methods}, cache=make_cache(args), references=references,
+                         steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
+                         method_options=method_options_from(args, args.methods), cache=make_cache(args), references=references,
                          backend=backend, out_dir=out, resume=args.resume)
     if subgroups is not None:
         from medrep.subgroups.items import explain_subgroups

@@ -8,6 +8,10 @@ from medrep.commands.common import (add_backend_arguments, add_data_arguments, a
 
 NAME = "extract"
 HELP = "embed a dataset with a model (cached) and write embeddings.parquet"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep extract --model demo-vit --limit 32 --out out/extract",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--layer", default=None, help="module name to embed at (default: the model's representation)")
     p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="compute dtype of the model")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default: none for in-memory data, else one)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--chunk-size", type=int, default=1024,
                    help="items per cache chunk: an interrupted run loses at most one chunk of work")

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import (add_data_arguments, add_subgroup_arguments, arguments_of, make_cache, out_dir,
-                                   subgroup_config)
+from medrep.commands.common import (add_data_arguments, add_deprecated_alias, add_subgroup_arguments, arguments_of, make_cache,
+                                   out_dir, subgroup_config)
 from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, describe_split_flag, load_models,
                                      load_split_data, overlay_options, resolve_test_split)
 from medrep.errors import MedrepError
 
 NAME = "features"
 HELP = "feature-distribution analysis: kNN / linear / few-shot probes, separability, t-SNE / UMAP, CKA across models"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep features --model demo-vit --model demo-cnn --data 'demo?n_train=150&n_val=0&n_test=60' --n-boot 100 --n-permutations 20 --projection none --out out/features",
+)
+
+
+class _OverlaySwitch(argparse.Action):
+    """``--overlay`` switches the text-overlay test on; ``--overlay WORDS`` is the old spelling of ``--overlay --words WORDS``."""
+
+    switch = True  # the help shows it without a value
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from medrep.vocabulary import deprecated
+
+        if values:
+            deprecated("--overlay WORDS", "--overlay --words WORDS")
+            namespace.words = values
+        namespace.overlay = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,12 +46,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", default="1,5,10", help="few-shot sizes per class, comma-separated")
     p.add_argument("--draws", type=int, default=10, help="repeated draws per few-shot size")
     p.add_argument("--n-boot", type=int, default=200, help="resamples for the 95%% intervals")
-    p.add_argument("--permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
+    p.add_argument("--n-permutations", type=int, default=200, help="permutations for the CKA / mutual-kNN null")
+    add_deprecated_alias(p, "--permutations", "--n-permutations", "n_permutations", type=int)
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
-    p.add_argument("--projection", action="append", choices=["tsne", "umap", "none"], default=None,
-                   help="2-D pictures to draw (default: tsne and umap)")
+    p.add_argument("--max-projection", type=int, default=2000,
+                   help="most test embeddings drawn in one 2-D picture (a seeded subsample above it)")
+    from medrep.features.projection import PROJECTIONS
+
+    p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
+                   help=f"2-D pictures to draw, repeatable (default: {' and '.join(PROJECTIONS.names(default=True))})")
     add_subgroup_arguments(p)
-    add_overlay_arguments(p, words_flag="--overlay")
+    g = add_overlay_arguments(p)
+    g.add_argument("--overlay", nargs="?", const="", default=None, action=_OverlaySwitch,
+                   help="also run the text-overlay test (words: --words, default the class names)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--out", required=True, help="output directory")
 
@@ -48,21 +73,23 @@ def run(args: argparse.Namespace) -> int:
         raise MedrepError(f"expected whole numbers separated by commas, got {args.shots!r}", where="--shots") from err
     if any(s < 1 for s in shots):
         raise MedrepError("shot counts must be at least 1", where="--shots")
-    projections = [p for p in (args.projection or ["tsne", "umap"]) if p != "none"]
+    from medrep.features.projection import PROJECTIONS
+
+    projections = [p for p in (args.projection or PROJECTIONS.names(default=True)) if p != "none"]
     check_model_specs(args)
     resolve_test_split(args)
-    subgroups = subgroup_config(args, n_boot=args.n_boot,
-                                n_permutations=getattr(args, "n_permutations", None) or getattr(args, "permutations", 200))
-    options = overlay_options(args, words_attr="overlay") if args.overlay else None
+    subgroups = subgroup_config(args, n_boot=args.n_boot, n_permutations=args.n_permutations)
+    run_overlay_test = args.overlay is not None or args.words is not None  # --words alone asks for it too
+    options = overlay_options(args) if run_overlay_test else None
     out = out_dir(args.out)
     data = load_split_data(args)
     encoders = load_models(args)
     cache = make_cache(args)
-    result = run_features(encoders, data, layers=args.layer, pool=args.pool, train_split=args.train_split,
-                          test_split=args.test_split, limit=args.limit, k=args.k, mutual_k=args.mutual_k, shots=shots,
-                          n_draws=args.draws, n_boot=args.n_boot, n_permutations=args.permutations,
-                          cka_estimator=args.cka, projections=projections, batch_size=args.batch_size, cache=cache,
-                          seed=args.seed, subgroups=subgroups)
+    from medrep.configs import from_mapping
+    from medrep.features.config import FeaturesConfig
+
+    config = from_mapping(FeaturesConfig, vars(args), by="dest", shots=tuple(shots), projections=tuple(projections))
+    result = run_features(encoders, data, config, cache=cache, subgroups=subgroups)
     figures = write_features_outputs(result, out)
     print(format_model_table(result))
     if subgroups is not None:
@@ -70,14 +97,14 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_subgroup_table(result.subgroups))
     cache_keys = {f"{n}/{s}": k for n, m in result.models.items() for s, k in m["cache_keys"].items()}
-    if args.overlay:
+    if run_overlay_test:
         from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
 
         text_encoder = None
-        if args.text_model:
+        if args.text:
             from medrep.models import load_text_encoder
 
-            text_encoder = load_text_encoder(args.text_model)
+            text_encoder = load_text_encoder(args.text)
         ov = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
                          test_split=args.test_split, limit=args.limit, k=args.k, batch_size=args.batch_size,
                          cache=cache, seed=args.seed, **options)
@@ -89,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     # the files write_features_outputs wrote: pairs.csv only when there is a pair of models (or layers)
     files = ["results.json", "models.csv", *(["pairs.csv"] if result.pairs else []), "centroid_cosine.csv",
              *(["subgroups.csv", "separability.csv"] if subgroups is not None else [])]
-    if args.overlay:
+    if run_overlay_test:
         files += ["overlay/results.json", "overlay/overlay.csv"]
     print(f"wrote {', '.join(files)}, manifest.json and {len(figures)} figure(s) to {out}")
     return 0

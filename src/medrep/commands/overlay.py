@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import argparse
 
-from medrep.commands.common import add_data_arguments, arguments_of, load_model, make_cache, out_dir
+from medrep.commands.common import add_data_arguments, add_deprecated_alias, arguments_of, load_model, make_cache, out_dir
 from medrep.errors import MedrepError
 
 NAME = "overlay"
 HELP = "text-overlay test: how much written words move each model's representation and predictions"
+# Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
+EXAMPLES = (
+    "medrep overlay --model demo-cnn --words benign,malignant --data 'demo?n_train=150&n_val=0&n_test=60' --n-boot 100 --out out/overlay",
+)
 
 
-def add_overlay_arguments(p: argparse.ArgumentParser, words_flag: str = "--words") -> None:
+def add_overlay_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("text overlay")
-    g.add_argument(words_flag, default=None, help="comma-separated words to write (default: the class names)")
-    g.add_argument("--target", action="append", default=[], metavar="WORD=CLASS",
-                   help="class a word stands for when it is not a class name (e.g. R=malignant for the confounder tag)")
+    g.add_argument("--words", default=None, help="comma-separated words to write (default: the class names)")
+    g.add_argument("--word-class", action="append", default=[], metavar="WORD=CLASS",
+                   help="class a word stands for when it is not a class name (e.g. R=malignant for the confounder tag); "
+                        "repeat for several words (default: none)")
+    add_deprecated_alias(g, "--target", "--word-class", "word_class", append=True, metavar="WORD=CLASS")
     g.add_argument("--font", default=None, help="a .ttf file (default: DejaVu Sans, shipped with matplotlib)")
     g.add_argument("--font-size", type=float, default=0.25, help="share of the image height (≤ 1) or pixels (> 1)")
     g.add_argument("--position", default="center", help="center, top-left, top-right, bottom-left, bottom-right, top, bottom, or X,Y fractions")
     g.add_argument("--colour", default="1.0", help="grey level or R,G,B in [0, 1]")
     g.add_argument("--opacity", type=float, default=1.0, help="1 = opaque text")
     g.add_argument("--no-fit", action="store_true", help="do not shrink text that is wider than the image")
-    g.add_argument("--prompt", default="a medical image showing {}", help="zero-shot prompt template ({} = class name)")
-    g.add_argument("--text-model", default=None, help="text encoder sharing the image space (e.g. a CLIP text tower) for zero-shot")
+    g.add_argument("--prompt", default="a medical image showing {label}", help="zero-shot prompt template ({label} = class name)")
+    g.add_argument("--text", default=None,
+                   help="text encoder sharing the image space (e.g. a CLIP text tower) for zero-shot (default: none; a "
+                        "model's own text tower is used when it has one)")
+    add_deprecated_alias(g, "--text-model", "--text", "text")
     g.add_argument("--text-aligned", action="store_true",
-                   help="state that --text-model shares the image models' embedding space (trained with them); without "
+                   help="state that --text shares the image models' embedding space (trained with them); without "
                         "it zero-shot uses only a model's own text tower")
+    return g
 
 
 def _floats(text: str, where: str) -> tuple[float, ...]:
@@ -36,16 +46,18 @@ def _floats(text: str, where: str) -> tuple[float, ...]:
         raise MedrepError(f"expected numbers separated by commas, got {text!r}", where=where) from err
 
 
-def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict:
+def overlay_options(args: argparse.Namespace) -> dict:
     """run_overlay keyword arguments from the parsed overlay flags."""
-    if args.text_aligned and not args.text_model:
-        raise MedrepError("needs --text-model (the text encoder said to share the image space)", where="--text-aligned")
-    raw = getattr(args, words_attr)
+    from medrep.vocabulary import upgrade_template
+
+    if args.text_aligned and not args.text:
+        raise MedrepError("needs --text (the text encoder said to share the image space)", where="--text-aligned")
+    raw = args.words
     words = [w.strip() for w in raw.split(",") if w.strip()] if raw else None
     targets = {}
-    for spec in args.target:
+    for spec in args.word_class:
         if "=" not in spec:
-            raise MedrepError(f"expected WORD=CLASS, got {spec!r}", where="--target")
+            raise MedrepError(f"expected WORD=CLASS, got {spec!r}", where="--word-class")
         w, c = spec.split("=", 1)
         targets[w.strip()] = c.strip()
     colour = _floats(args.colour, "--colour")
@@ -56,7 +68,7 @@ def overlay_options(args: argparse.Namespace, words_attr: str = "words") -> dict
         position = _floats(position, "--position")
     return {"words": words, "targets": targets or None, "font": args.font, "size": args.font_size,
             "position": position, "colour": colour[0] if len(colour) == 1 else colour, "opacity": args.opacity,
-            "fit": not args.no_fit, "prompt_template": args.prompt, "text_aligned": args.text_aligned}
+            "fit": not args.no_fit, "prompt_template": upgrade_template(args.prompt), "text_aligned": args.text_aligned}
 
 
 def describe_split_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -133,10 +145,10 @@ def run(args: argparse.Namespace) -> int:
     data = load_split_data(args)
     encoders = load_models(args)
     text_encoder = None
-    if args.text_model:
+    if args.text:
         from medrep.models import load_text_encoder
 
-        text_encoder = load_text_encoder(args.text_model)
+        text_encoder = load_text_encoder(args.text)
     result = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
                          test_split=args.test_split, limit=args.limit, k=args.k, n_boot=args.n_boot,
                          batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **options)

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from medrep.errors import BadInputError, MedrepError
+from medrep.errors import BadInputError, MedrepError, Param
 from medrep.io import digest_bytes, digest_json
 
 
@@ -113,7 +113,7 @@ class ImageDataset:
     def split(self, name: str | None) -> "ImageDataset":
         if name is None or name == "all":
             return self
-        raise MedrepError(f"this dataset has no split {name!r} (available: {self.splits or ['all']})", where="--split")
+        raise MedrepError(f"this dataset has no split {name!r} (available: {self.splits or ['all']})", where=Param("split"))
 
     def content_digest(self) -> str:
         """Digest of ids and content: the data part of every cache key."""
@@ -127,7 +127,7 @@ class ImageDataset:
         if n is None or n >= len(self):
             return self
         if n <= 0:
-            raise MedrepError("must be a positive number", where="--limit")
+            raise MedrepError("must be a positive number", where=Param("limit"))
         order = np.random.default_rng(seed).permutation(len(self))
         return self.subset(sorted(order[:n].tolist()))
 
@@ -396,7 +396,7 @@ class SplitDataset(ImageDataset):
         if name is None or name == "all":
             return self
         if name not in self.parts:
-            raise MedrepError(f"no split {name!r} in {self.name} (available: {', '.join(self.parts)})", where="--split")
+            raise MedrepError(f"no split {name!r} in {self.name} (available: {', '.join(self.parts)})", where=Param("split"))
         return self.parts[name]
 
     def __len__(self) -> int:

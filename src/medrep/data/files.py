@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from medrep.data.base import ImageDataset, Item, SkipLog, validate_item
+from medrep.data.dicom_pixels import parse_window
 from medrep.data.images import MASK_SUFFIXES, check_readable, is_dicom_file, read_image, read_mask, show_path
 from medrep.errors import BadInputError, SpecError
 from medrep.io import digest_file, digest_json
@@ -43,8 +44,6 @@ class ReadOptions:
 
 def take_read_options(options: dict[str, str]) -> ReadOptions:
     """Pop ``frame``, ``frames`` and ``window`` from spec options (the caller rejects what remains)."""
-    from medrep.data.dicom import parse_window
-
     frame = take_int_option(options, "frame", "a 0-based integer")
     if frame is not None and frame < 0:
         raise SpecError(f"frame must be ≥ 0, got {frame}", where="?frame")
@@ -164,7 +163,7 @@ def build_file_dataset(
             _fail(e, err, skip_bad, skipped)
             continue
         if read.all_frames and is_dicom_file(e.path):
-            from medrep.data.dicom import dicom_frame_count
+            from medrep.data.dicom_pixels import dicom_frame_count
 
             try:
                 n = dicom_frame_count(e.path)

@@ -19,7 +19,7 @@ from medrep.data.base import ImageDataset, SkipLog, SplitDataset
 from medrep.data.files import FileEntry, ReadOptions, build_file_dataset, display_id, find_mask, take_read_options
 from medrep.data.images import as_path, is_image_file, show_path
 from medrep.data.registry import register_data_scheme
-from medrep.errors import BadInputError, MedrepError, SpecError
+from medrep.errors import BadInputError, MedrepError, Param, SpecError
 from medrep.specs import Spec
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "dev", "test")
@@ -153,5 +153,5 @@ def load_folder(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     read = take_read_options(opts)
     masks = opts.pop("masks", None)
     if opts:
-        raise SpecError(f"unknown option {sorted(opts)[0]!r} for folder: (known: masks, frame, frames, window)", where="--data")
+        raise SpecError(f"unknown option {sorted(opts)[0]!r} for folder: (known: masks, frame, frames, window)", where=Param("data"))
     return load_class_tree(spec.name, read=read, masks=masks, skip_bad=skip_bad, skipped=skipped)

@@ -1,7 +1,7 @@
 """Reading one image or one lesion mask from disk: the single reader behind folders, CSV manifests and masks.
 
 Images come back as float32 tensors C×H×W in [0, 1] (C = 1 for grayscale, 3 for colour); DICOM files
-are handed to :mod:`medrep.data.dicom`.  Every failure is a :class:`BadInputError` naming the file.
+are handed to :mod:`medrep.data.dicom_pixels`.  Every failure is a :class:`BadInputError` naming the file.
 
 Rules (documented here because users hit them):
 - grayscale stays one channel; palette, RGBA, CMYK, LA… become RGB or L (alpha is dropped);
@@ -14,7 +14,6 @@ Rules (documented here because users hit them):
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -22,59 +21,10 @@ import numpy as np
 import torch
 
 from medrep.data.base import warn_if_misnormalised
+from medrep.data.dicom_pixels import read_dicom_frames
+from medrep.data.paths import (DICOM_SUFFIXES, IMAGE_SUFFIXES, MASK_SUFFIXES, as_path,  # noqa: F401  (re-exports)
+                               check_readable, is_dicom_file, is_image_file, show_path)
 from medrep.errors import BadInputError
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
-MASK_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".bmp", ".gif")
-
-
-def as_path(path) -> Path:
-    """A Path from str / bytes / PathLike; bytes keep undecodable names via surrogateescape."""
-    return Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
-
-
-def show_path(path) -> str:
-    """A printable name for messages and ids: non-UTF-8 bytes appear as ``\\xff`` instead of crashing the print."""
-    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def is_dicom_file(path) -> bool:
-    """By suffix, or by the ``DICM`` magic at byte 128 (DICOM files often have no suffix)."""
-    p = as_path(path)
-    if p.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in (".npy", ".npz", ".csv", ".txt", ".json"):
-        return False
-    try:
-        with open(p, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
-
-def is_image_file(path) -> bool:
-    p = as_path(path)
-    return not p.name.startswith(".") and (p.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(p))
-
-
-def check_readable(path) -> Path:
-    """Existence, kind and non-emptiness: the cheap checks done for every file at dataset load time."""
-    p = as_path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise BadInputError("no such file", where=show_path(p)) from None
-    except OSError as err:
-        raise BadInputError(f"cannot access file ({err.strerror})", where=show_path(p)) from None
-    if not p.is_file():
-        raise BadInputError("is not a regular file", where=show_path(p))
-    if st.st_size == 0:
-        raise BadInputError("file is empty (0 bytes)", where=show_path(p))
-    return p
-
 
 def _to_unit(raw: np.ndarray, where: str) -> np.ndarray:
     """Raw PIL pixels → float32 in [0, 1] by the container's bit depth."""
@@ -157,8 +107,6 @@ def read_image(path, *, frame: int | None = None, window: tuple[float, float] | 
     p = as_path(path)
     check_readable(p)
     if is_dicom_file(p):
-        from medrep.data.dicom import read_dicom_frames
-
         return torch.from_numpy(read_dicom_frames(p, frames=[frame] if frame is not None else None, window=window)[0])
     where = show_path(p)
     with _open_pil(p) as im:

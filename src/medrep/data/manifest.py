@@ -17,7 +17,7 @@ from medrep.data.base import ImageDataset, SkipLog, SplitDataset
 from medrep.data.files import FileEntry, build_file_dataset, take_read_options
 from medrep.data.images import as_path, check_readable, show_path
 from medrep.data.registry import register_data_scheme
-from medrep.errors import BadInputError, MedrepError, SpecError
+from medrep.errors import BadInputError, MedrepError, Param, SpecError
 from medrep.specs import Spec, take_list_option
 
 REQUIRED = ("path", "label")
@@ -79,7 +79,7 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
     read = take_read_options(opts)
     fixed = take_list_option(opts, "classes")
     if opts:
-        raise SpecError(f"unknown option {sorted(opts)[0]!r} for csv: (known: classes, frame, frames, window)", where="--data")
+        raise SpecError(f"unknown option {sorted(opts)[0]!r} for csv: (known: classes, frame, frames, window)", where=Param("data"))
     cols, rows = read_manifest_rows(csv_path)
     if not rows:
         raise MedrepError("manifest has a header but no rows", where=where)

@@ -15,7 +15,7 @@ import numpy as np
 from medrep.data.base import ImageDataset, SkipLog, SplitDataset, TensorDataset, warn_if_misnormalised
 from medrep.data.images import as_path, check_readable, show_path
 from medrep.data.registry import register_data_scheme
-from medrep.errors import BadInputError, MedrepError, SpecError
+from medrep.errors import BadInputError, MedrepError, Param, SpecError
 from medrep.io import digest_file, digest_json
 from medrep.specs import Spec, take_int_option, take_list_option
 
@@ -93,7 +93,7 @@ def load_medmnist(path, options: dict[str, str] | None = None, skip_bad: bool = 
     label_column = take_int_option(opts, "label_column")
     classes = take_list_option(opts, "classes")
     if opts:
-        raise SpecError(f"unknown option {sorted(opts)[0]!r} for medmnist: (known: classes, label_column)", where="--data")
+        raise SpecError(f"unknown option {sorted(opts)[0]!r} for medmnist: (known: classes, label_column)", where=Param("data"))
     check_readable(p)
     try:
         with np.load(p, allow_pickle=False) as z:

@@ -10,17 +10,22 @@ from typing import Any, Callable
 
 from medrep.data.base import ImageDataset, SkipLog
 from medrep.errors import SpecError
+from medrep.registry import Registry
 from medrep.specs import Spec, parse_spec
 
 DataLoaderFn = Callable[[Spec, bool, SkipLog], ImageDataset]
-_DATA: dict[str, DataLoaderFn] = {}
+#: scheme → loader ``fn(spec, skip_bad, skipped) -> ImageDataset``; metadata ``detect(path) -> bool`` lets a
+#: bare path pick the scheme.  The built-in sources register themselves when first needed.
+DATA_SOURCES = Registry("data source", param="data", builtins=(
+    "medrep.data.folders", "medrep.data.manifest", "medrep.data.dicom", "medrep.data.medmnist"))
+_DATA = DATA_SOURCES
 _DETECTORS: list[tuple[Callable[[str], bool], str]] = []
 
 
-def register_data_scheme(scheme: str, detect: Callable[[str], bool] | None = None):
+def register_data_scheme(scheme: str, detect: Callable[[str], bool] | None = None, **meta: Any):
     """Register a loader; ``detect(path)`` lets a bare path pick this scheme (e.g. by suffix)."""
     def deco(fn: DataLoaderFn) -> DataLoaderFn:
-        _DATA[scheme] = fn
+        DATA_SOURCES.register(scheme, fn, detect=detect, **meta)
         if detect is not None:
             _DETECTORS.append((detect, scheme))
         return fn
@@ -58,13 +63,12 @@ def _phantoms(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     return load_phantoms(PhantomConfig(**opts))
 
 
-_DATA["phantoms"] = _phantoms
+DATA_SOURCES.alias("phantoms", "demo")
 
 
 def load_dataset(spec: str | ImageDataset, skip_bad: bool = False, skipped: SkipLog | None = None) -> ImageDataset:
     if isinstance(spec, ImageDataset):
         return spec
-    _load_builtin_sources()
     skipped = skipped if skipped is not None else SkipLog()
     parsed = parse_spec(spec, tuple(_DATA))
     if parsed.scheme is None and parsed.name in _DATA:
@@ -83,19 +87,5 @@ def load_dataset(spec: str | ImageDataset, skip_bad: bool = False, skipped: Skip
     return _DATA[parsed.scheme](parsed, skip_bad, skipped)
 
 
-_LOADED = False
-
-
 def _load_builtin_sources() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import importlib
-
-    for mod in ("medrep.data.folders", "medrep.data.manifest", "medrep.data.dicom", "medrep.data.medmnist"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise
+    DATA_SOURCES.names()  # importing the built-in source modules registers them

@@ -39,7 +39,7 @@ def baseline_image(pixels: torch.Tensor, baseline: str = "blur", blur_sigma: flo
         return torch.zeros_like(pixels)
     if baseline == "mean":
         return pixels.mean(dim=(2, 3), keepdim=True).expand_as(pixels)
-    raise MedrepError(f"unknown perturbation baseline {baseline!r} (choose {', '.join(BASELINES)})", where="--baseline")
+    raise MedrepError(f"unknown perturbation baseline {baseline!r} (choose {', '.join(BASELINES)})", where="--deletion-baseline")
 
 
 def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ def perturbation_curves(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tens
     if mode not in MODES:
         raise MedrepError(f"unknown mode {mode!r} (choose {', '.join(MODES)})", where="--metrics")
     if steps < 1:
-        raise MedrepError("needs at least one step", where="--steps")
+        raise MedrepError("needs at least one step", where="--deletion-steps")
     x = pixels.to(encoder.device, encoder.dtype)
     b, c, h, w = x.shape
     if tuple(maps.shape) != (b, h, w):

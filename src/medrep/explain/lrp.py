@@ -172,7 +172,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
         r = tokens * grads[-1].detach().float()
     else:
         if "head_in" not in final:
-            raise MedrepError(f"model {encoder.name} has no linear head; use --target embedding", where="--target")
+            raise MedrepError(f"model {encoder.name} has no linear head; use --explain-target embedding", where="--explain-target")
         feat = final["head_in"].detach().float()
         one_hot = torch.nn.functional.one_hot(target.classes.to(feat.device).long(), module.head.out_features).float()
         r_feat = linear_alpha1_beta0(feat, module.head.weight.float(), one_hot)

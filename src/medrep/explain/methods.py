@@ -7,7 +7,7 @@ All methods are batched: one forward (and at most one backward) per batch, excep
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,28 +19,49 @@ from medrep.explain.attention import (capture_attention, find_attention_sites, f
                                       require_grid)
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
+from medrep.registry import Option, Registry
 
 Method = Callable[..., torch.Tensor]
-METHODS: dict[str, Method] = {}
-BASELINES = ("random", "center")
+#: name → method, with metadata: ``needs_attention`` (reads a ViT's attention: skipped on CNNs by the audit),
+#: ``default`` (run when no method is named), ``baseline`` (a reference map, added unless told not to), and
+#: the options the front ends expose (command-line flags, audit keys).
+METHODS = Registry("explanation method", param="methods")
 UPSAMPLING = ("nearest", "bilinear", "bicubic")
+HEAD_FUSION = Option("head_fusion", str, "mean", choices=("mean", "max", "min"), flag="head-fusion",
+                     help="head fusion for attention and rollout")
 
 
-def register_method(name: str) -> Callable[[Method], Method]:
-    def deco(fn: Method) -> Method:
-        METHODS[name] = fn
-        return fn
-    return deco
+def register_method(name: str, *, options: Sequence[Option] = (), needs_attention: bool = False, default: bool = False,
+                    baseline: bool = False, **meta: Any) -> Callable[[Method], Method]:
+    """Register ``fn(encoder, pixels, target, **options) -> (B, h, w)`` maps under ``name``.
+
+    ``options`` are the keyword options the command line (``--<flag>``) and the audit expose; the method may
+    take more keywords, reachable from Python through ``method_options``."""
+    return METHODS.register(name, options=options, needs_attention=needs_attention, default=default,
+                            baseline=baseline, **meta)
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise MedrepError(f"unknown method {name!r} (choose from {', '.join(METHODS)})", where="--methods")
-    return METHODS[name]
+    return METHODS.get(name)
+
+
+def default_methods(baselines: bool = True) -> tuple[str, ...]:
+    """The methods run when none are named (with or without the baselines)."""
+    return tuple(m for m in METHODS.names(default=True) if baselines or not METHODS.meta(m, "baseline"))
+
+
+def attention_methods() -> tuple[str, ...]:
+    return METHODS.names(needs_attention=True)
+
+
+def baseline_methods() -> tuple[str, ...]:
+    return METHODS.names(baseline=True)
 
 
 # -- attention family ---------------------------------------------------------------------------------
-@register_method("attention")
+@register_method("attention", needs_attention=True, default=True, options=[
+    Option("block", int, -1, flag="block", help="block whose attention the 'attention' method shows (default: last)"),
+    HEAD_FUSION])
 def raw_attention(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, block: int = -1,
                   head_fusion: str = "mean") -> torch.Tensor:
     """Softmax attention of one block (default the last) over the patch tokens, heads fused: the CLS row, or
@@ -80,7 +101,9 @@ def rollout_matrices(attentions: list[torch.Tensor], head_fusion: str = "mean", 
     return result
 
 
-@register_method("rollout")
+@register_method("rollout", needs_attention=True, default=True, options=[
+    HEAD_FUSION,
+    Option("discard_ratio", float, 0.0, flag="discard-ratio", help="rollout: share of the weakest attention weights dropped")])
 def rollout(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, head_fusion: str = "mean",
             discard_ratio: float = 0.0) -> torch.Tensor:
     grid = require_grid(encoder)
@@ -119,14 +142,14 @@ def gradient_weighted_rollout(attentions: list[torch.Tensor], gradients: list[to
     return r
 
 
-@register_method("chefer")
+@register_method("chefer", needs_attention=True, default=True)
 def chefer(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torch.Tensor:
     grid = require_grid(encoder)
     attns, grads, _ = attention_and_gradients(encoder, pixels, target)
     return query_row_to_grid(gradient_weighted_rollout(attns, grads), grid, reads_cls(encoder))
 
 
-@register_method("chefer-lrp")
+@register_method("chefer-lrp", needs_attention=True, default=True)
 def chefer_lrp(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,
                normalize_rows: bool = True) -> torch.Tensor:
     from medrep.explain.lrp import transformer_attribution
@@ -159,7 +182,9 @@ def _as_batch_first(out: torch.Tensor, batch: int) -> torch.Tensor:
     return out
 
 
-@register_method("gradcam")
+@register_method("gradcam", default=True, options=[
+    Option("layer", str, None, flag="gradcam-layer",
+           help="Grad-CAM layer (default: ViT blocks[-1].norm1, CNN last feature layer)")])
 def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str | None = None) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_c mean_ij(∂y/∂A_c) · A_c) at ``layer``; ViT tokens are reshaped
     to the patch grid (CLS and registers dropped), as pytorch-grad-cam's reshape_transform does."""
@@ -246,7 +271,8 @@ def integrated_gradients(encoder: Encoder, pixels: torch.Tensor, target: Target,
     return total * (x - base)
 
 
-@register_method("ig")
+@register_method("ig", default=True, options=[
+    Option("steps", int, 32, flag="ig-steps", help="integrated-gradients steps")])
 def ig(encoder: Encoder, pixels: torch.Tensor, target: Target, steps: int = 32, baseline: float = 0.0,
        rule: str = "gausslegendre", internal_batch_size: int = 64, reduce: str = "abs") -> torch.Tensor:
     attr = integrated_gradients(encoder, pixels, target, steps, baseline, rule, internal_batch_size)
@@ -260,7 +286,7 @@ def ig(encoder: Encoder, pixels: torch.Tensor, target: Target, steps: int = 32, 
 
 
 # -- baselines ------------------------------------------------------------------------------------
-@register_method("random")
+@register_method("random", default=True, baseline=True)
 def random_map(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, seed: int = 0) -> torch.Tensor:
     """Uniform noise at pixel resolution: its pointing-game rate is the mask's share of the image."""
     b, _, h, w = pixels.shape
@@ -268,7 +294,7 @@ def random_map(encoder: Encoder, pixels: torch.Tensor, target: Target | None = N
     return torch.rand(b, h, w, generator=gen).to(pixels.device)
 
 
-@register_method("center")
+@register_method("center", default=True, baseline=True)
 def center_prior(encoder: Encoder, pixels: torch.Tensor, target: Target | None = None, sigma: float = 0.25) -> torch.Tensor:
     """A centred isotropic Gaussian (σ as a share of the image side): what a centre-biased map scores."""
     b, _, h, w = pixels.shape
@@ -345,3 +371,10 @@ def explain_with_raw(encoder: Encoder, pixels: torch.Tensor, method: str, target
     raw = raw.detach().float()
     up = upsample(raw, tuple(pixels.shape[-2:]), upsampling, token_offset(encoder, raw))
     return up, normalize_maps(up)
+
+
+def __getattr__(name: str) -> Any:
+    # read from the registry, so a baseline registered later is one too
+    if name == "BASELINES":
+        return baseline_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ from medrep.errors import MedrepError
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
 from medrep.explain.faithfulness import deletion_auc, insertion_auc, pixel_ranks
-from medrep.explain.methods import (BASELINES, UPSAMPLING, default_gradcam_layer, explain_with_raw, get_method,
-                                    ig_coefficients, rollout_matrices)
+from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_gradcam_layer, default_methods,
+                                    explain_with_raw, get_method, ig_coefficients, rollout_matrices)
 from medrep.explain.scores import TOPK_PERCENTS, dead_maps, iou_topk, mask_area, pointing_game, relevance_mass
 from medrep.explain.targets import Target, resolve_classes
 from medrep.io import digest_bytes, digest_json
@@ -30,9 +30,8 @@ from medrep.progress import progress_bar
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 METRICS = ("pointing", "iou", "mass", "deletion", "insertion")
-DEFAULT_METHODS = ("attention", "rollout", "chefer", "chefer-lrp", "gradcam", "ig", "random", "center")
+DEFAULT_METHODS = default_methods()  # the built-ins; the registry's ``default`` metadata is the source
 TARGETS = ("class", "predicted", "embedding")
-ATTENTION_METHODS = ("attention", "rollout", "chefer", "chefer-lrp")
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
 SCORING_VERSION = 3
 # which direction is better, for readers of the table
@@ -97,7 +96,7 @@ class ExplainResult:
             "data": self.data,
             "target": self.target,
             "methods": self.methods,
-            "baselines": [m for m in self.methods if m in BASELINES],
+            "baselines": [m for m in self.methods if m in baseline_methods()],
             "metric_names": self.metric_names,
             "higher_is_better": {k: higher_is_better(k) for k in self.metric_names},
             "metrics": {meth: {k: m.to_dict() for k, m in ms.items()} for meth, ms in self.metrics.items()},
@@ -195,15 +194,22 @@ def class_centroids(encoder: Encoder, dataset: ImageDataset, batch_size: int = 6
     return cents
 
 
-def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{}") -> torch.Tensor:
-    """(K, D) text embeddings of ``template.format(class name)`` from the encoder's own text tower."""
+def default_target(encoder: Encoder) -> str:
+    """What an explanation explains when the user does not say: the class logit when the model has a head
+    that can score the classes, else the cosine to the class's reference embedding."""
+    return "class" if encoder.has_head else "embedding"
+
+
+def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{label}") -> torch.Tensor:
+    """(K, D) text embeddings of ``template`` with each class name as ``{label}``, from the encoder's own text tower."""
+    from medrep.vocabulary import format_prompt
+
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --target embedding without --prompt", where="--prompt")
-    if "{}" not in template:
-        raise MedrepError("the prompt template needs a {} where the class name goes", where="--prompt")
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
+    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
     with torch.no_grad():
-        return torch.as_tensor(tower.encode_text([template.format(c) for c in classes])).float()
+        return torch.as_tensor(tower.encode_text(prompts)).float()
 
 
 @dataclass
@@ -277,7 +283,7 @@ class ExplainJob:
 def run_explain(
     encoder: Encoder,
     dataset: ImageDataset,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     metrics: Sequence[str] = METRICS,
     target: str = "class",
     limit: int | None = None,
@@ -310,30 +316,30 @@ def run_explain(
     from medrep.backends import resolve_backend
 
     backend = resolve_backend(backend)
-    methods = list(dict.fromkeys(methods))
+    methods = list(dict.fromkeys(default_methods() if methods is None else methods))
     for m in methods:
         get_method(m)
     if add_baselines:
-        methods += [b for b in BASELINES if b not in methods]
+        methods += [b for b in baseline_methods() if b not in methods]
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise MedrepError(f"unknown metric(s) {', '.join(bad)} (choose from {', '.join(METRICS)})", where="--metrics")
     if target not in TARGETS:
-        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--target")
+        raise MedrepError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", where="--explain-target")
     if upsampling not in UPSAMPLING:
         raise MedrepError(f"unknown upsampling {upsampling!r} (choose from {', '.join(UPSAMPLING)})", where="--upsample")
     if perturbation_baseline not in PERTURBATION_BASELINES:
-        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--baseline")
+        raise MedrepError(f"unknown baseline {perturbation_baseline!r} (choose {', '.join(PERTURBATION_BASELINES)})", where="--deletion-baseline")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     if target in ("class", "predicted") and not encoder.has_head:
-        raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+        raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where="--explain-target")
     method_options = dict(method_options or {})
-    if any(m in ATTENTION_METHODS for m in methods):
+    if any(m in attention_methods() for m in methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, methods, method_options)
     if any(m in ("deletion", "insertion") for m in metrics) and steps < 1:
-        raise MedrepError("needs at least one step", where="--steps")
+        raise MedrepError("needs at least one step", where="--deletion-steps")
     for k in topk:
         if not 0 < k <= 100:
             raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")

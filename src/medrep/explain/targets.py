@@ -29,10 +29,10 @@ class Target:
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
-            raise MedrepError(f"unknown target {self.kind!r} (choose {', '.join(TARGET_KINDS)})", where="--target")
+            raise MedrepError(f"unknown target {self.kind!r} (choose {', '.join(TARGET_KINDS)})", where="--explain-target")
         if self.kind == "embedding" and self.references is None:
             raise MedrepError("an embedding target needs reference embeddings (class centroids or a text embedding)",
-                              where="--target")
+                              where="--explain-target")
 
     def index(self, sl: slice | torch.Tensor) -> "Target":
         """The target of a sub-batch (rows ``sl``)."""
@@ -57,7 +57,7 @@ def model_output(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torc
     """Logits (B, K) for class targets, embeddings (B, D) for embedding targets."""
     if target.kind == "class":
         if not encoder.has_head:
-            raise MedrepError(f"model {encoder.name} has no classification head; use --target embedding", where="--target")
+            raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where="--explain-target")
         return encoder.logits(pixels)
     return encoder.embed(pixels)
 
@@ -71,14 +71,14 @@ def score_from_output(out: torch.Tensor, target: Target, probability: bool = Fal
             classes = out.detach().argmax(-1)
         classes = classes.to(out.device).long()
         if classes.shape[0] != out.shape[0]:
-            raise MedrepError(f"{classes.shape[0]} target classes for a batch of {out.shape[0]}", where="--target")
+            raise MedrepError(f"{classes.shape[0]} target classes for a batch of {out.shape[0]}", where="--explain-target")
         if int(classes.max()) >= out.shape[-1] or int(classes.min()) < 0:
-            raise MedrepError(f"target class out of range for a {out.shape[-1]}-class head", where="--target")
+            raise MedrepError(f"target class out of range for a {out.shape[-1]}-class head", where="--explain-target")
         vals = out.softmax(-1) if probability else out
         return vals.gather(1, classes[:, None])[:, 0]
     ref = target.references.to(out.device, out.dtype)
     if ref.shape[-1] != out.shape[-1]:
-        raise MedrepError(f"reference embeddings have width {ref.shape[-1]}, the model's {out.shape[-1]}", where="--target")
+        raise MedrepError(f"reference embeddings have width {ref.shape[-1]}, the model's {out.shape[-1]}", where="--explain-target")
     return F.cosine_similarity(out, ref, dim=-1)
 
 

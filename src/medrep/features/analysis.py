@@ -8,12 +8,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.configs import replace
+from medrep.errors import MedrepError, Param
+from medrep.features.config import FeaturesConfig
 from medrep.features.extract import Embeddings, extract_embeddings
 from medrep.features.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
 from medrep.features.probes import few_shot_accuracy, knn_accuracy, linear_probe_scores
-from medrep.features.projection import project_2d
+from medrep.features.projection import PROJECTIONS, project_2d
+from medrep.io import slug
 from medrep.features.separability import (calinski_harabasz, centroid_cosine_matrix, davies_bouldin, fisher_ratio,
                                           pairwise_distances, silhouette_samples_from_distances)
 from medrep.features.similarity import PairSimilarity, compare_spaces
@@ -104,7 +107,7 @@ def train_test_splits(dataset, train_split: str = "train", test_split: str = "te
     missing = [s for s in (train_split, test_split) if s not in available]
     if missing:
         raise MedrepError(f"needs a {' and a '.join(repr(s) for s in missing)} split to fit probes on one and test on the "
-                          f"other (available: {', '.join(available) or 'none'})", where=getattr(dataset, "name", "--data"))
+                          f"other (available: {', '.join(available) or 'none'})", where=getattr(dataset, "name", Param("data")))
     train, test = dataset.split(train_split), dataset.split(test_split)
     if limit:
         train, test = train.limit(limit, seed=seed), test.limit(limit, seed=seed)
@@ -117,7 +120,7 @@ def check_unique_encoders(encoders: Sequence[Any]) -> None:
         for key in (enc.name, enc.fingerprint):
             if key in seen:
                 raise MedrepError(f"model {enc.name!r} is listed twice (same {'name' if key == enc.name else 'weights'} "
-                                  f"as {seen[key]!r}); list each model once", where="--model")
+                                  f"as {seen[key]!r}); list each model once", where=Param("model"))
             seen[key] = enc.name
 
 
@@ -136,7 +139,7 @@ def load_representations(encoders, train, test, layers: Sequence[str | None] = (
             te = extract_embeddings(enc, test, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
                                     description=f"{name}: test embeddings").check_finite()
             if tr.vectors.ndim != 2:
-                raise MedrepError(f"needs pooled (N, D) embeddings, got shape {tr.vectors.shape}", where="--pool")
+                raise MedrepError(f"needs pooled (N, D) embeddings, got shape {tr.vectors.shape}", where=Param("pool"))
             reps.append(RepresentationData(name, tr, te))
     return reps
 
@@ -206,28 +209,31 @@ def _finite_or_nan(fn) -> float:
         return float("nan")
 
 
-def run_features(encoders: Sequence[Any], dataset, layers: Sequence[str | None] | None = None, pool: str | None = None,
-                 train_split: str = "train", test_split: str = "test", limit: int | None = None, k: int = 20,
-                 mutual_k: int = 10, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10, n_boot: int = 200,
-                 n_permutations: int = 200, cka_estimator: str = "biased", projections: Sequence[str] = ("tsne", "umap"),
-                 max_projection: int = 2000, batch_size: int = 64, cache=None, seed: int = 0,
-                 subgroups=None) -> FeaturesResult:
+def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None = None, *, cache=None,
+                 subgroups=None, **settings: Any) -> FeaturesResult:
     """Per model (and layer): kNN / linear / few-shot probes, separability, 2-D projections; per pair:
     CKA and mutual kNN with permutation p-values.  Embeddings come from (and go to) the cache.
+
+    ``config`` says what to compute; keyword ``settings`` (``k=5``) replace single fields of it.
     ``subgroups`` (a SubgroupConfig): the probes' figures by subgroup, attribute separability, shortcut check."""
+    config = replace(config or FeaturesConfig(), **settings)
+    layers, pool, train_split, test_split, limit = config.layers, config.pool, config.train_split, config.test_split, config.limit
+    k, mutual_k, shots, n_draws, n_boot = config.k, config.mutual_k, config.shots, config.n_draws, config.n_boot
+    n_permutations, cka_estimator, projections = config.n_permutations, config.cka_estimator, config.projections
+    max_projection, batch_size, seed = config.max_projection, config.batch_size, config.seed
     if not encoders:
-        raise MedrepError("no model given", where="--model")
+        raise MedrepError("no model given", where=Param("model"))
     if cka_estimator not in ("biased", "unbiased"):
-        raise MedrepError(f"unknown CKA estimator {cka_estimator!r} (choose biased or unbiased)", where="--cka")
+        raise MedrepError(f"unknown CKA estimator {cka_estimator!r} (choose biased or unbiased)", where=Param("cka"))
     if k < 1 or mutual_k < 1:
-        raise MedrepError("must be at least 1", where="--k")
+        raise MedrepError("must be at least 1", where=Param("k"))
     layers = list(layers) if layers else [None]
     if len(set(layers)) != len(layers):
-        raise MedrepError("a layer is listed twice", where="--layer")
+        raise MedrepError("a layer is listed twice", where=Param("layer"))
     check_unique_encoders(encoders)
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     classes = list(dataset.classes)
-    check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "--data"))
+    check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", Param("data")))
     analysis = _subgroup_analysis(subgroups, test)
     probe_groups, probe_patients = None, None
     if analysis is not None:  # the attribute probe reads train and test items together
@@ -330,7 +336,7 @@ def _add_subgroups(analysis, rep: RepresentationData, per_item: dict[str, Any], 
 
     if list(rep.test.ids) != list(test_ids):
         raise MedrepError(f"{rep.name} embedded a different set of test items (--skip-bad); the subgroup breakdown needs "
-                          "every item", where="--by")
+                          "every item", where=Param("by"))
     y = np.asarray(rep.test.labels)
     proba, cls = per_item["linear_proba"], per_item["linear_classes"]
     linear_correct = per_item["linear_predictions"] == y
@@ -376,12 +382,12 @@ def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[
     figures: dict[str, Path] = {}
     for name, projs in result.projections.items():
         for method, (coords, labels) in projs.items():
-            title = f"{name}: {'t-SNE' if method == 'tsne' else 'UMAP'} of test embeddings"
+            title = f"{name}: {PROJECTIONS.meta(method, 'title', method)} of test embeddings"
             figures[f"{method}:{name}"] = scatter_by_class(coords, labels, result.classes, title,
-                                                           out / f"{method}_{_safe(name)}.png")
+                                                           out / f"{method}_{slug(name)}.png")
     for name, m in result.centroid_cosine.items():
         figures[f"centroid_cosine:{name}"] = heatmap(m, result.classes, result.classes,
-                                                     f"{name}: class-centroid cosine", out / f"centroid_cosine_{_safe(name)}.png",
+                                                     f"{name}: class-centroid cosine", out / f"centroid_cosine_{slug(name)}.png",
                                                      vmin=-1, vmax=1)
     if result.pairs:
         names, cka, pval = result.cka_matrix()

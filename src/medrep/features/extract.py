@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medrep.data.base import ImageDataset, SkipLog, collate
-from medrep.errors import BadInputError, MedrepError
+from medrep.errors import BadInputError, MedrepError, Param
 from medrep.features.cache import EmbeddingCache, cache_key
 from medrep.geometry import fit_to_size
 from medrep.models.base import Encoder
@@ -166,9 +166,9 @@ def extract_embeddings(
     from medrep.backends import resolve_backend
 
     if batch_size < 1:
-        raise MedrepError("must be at least 1", where="--batch-size")
+        raise MedrepError("must be at least 1", where=Param("batch_size"))
     if dtype not in _DTYPES:
-        raise MedrepError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})", where="--dtype")
+        raise MedrepError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})", where=Param("dtype"))
     backend = resolve_backend(backend)
     # The cache and the results name what was computed: an explicit pooling, or the model's own
     # representation ("model" where that is not a plain pooling of its default layer, e.g. a CLIP projection).

@@ -7,13 +7,7 @@ from typing import Sequence
 import numpy as np
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+from medrep.plotting import pyplot as _plt
 
 
 def scatter_by_class(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str], title: str, path: str | Path) -> Path:

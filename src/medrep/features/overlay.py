@@ -82,7 +82,7 @@ class TextOverlay:
 
     def __post_init__(self) -> None:
         if not self.text.strip():
-            raise MedrepError("the overlay text is empty", where="--overlay")
+            raise MedrepError("the overlay text is empty", where="--words")
         if self.size <= 0:
             raise MedrepError("must be positive", where="--font-size")
         if not 0 <= self.opacity <= 1:
@@ -173,10 +173,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def text_tower_zero_shot(encode_text: Callable[[list[str]], Any], class_names: Sequence[str],
-                         template: str = "a medical image showing {}", scale: float = 100.0) -> ZeroShotFn:
+                         template: str = "a medical image showing {label}", scale: float = 100.0) -> ZeroShotFn:
     """CLIP-style zero-shot: cosine to each class prompt's text embedding, times CLIP's logit scale."""
+    from medrep.vocabulary import format_prompt
+
     with torch.inference_mode():
-        t = encode_text([template.format(c) for c in class_names])
+        t = encode_text([format_prompt(template, c) for c in class_names])
     text = l2_normalise(t.detach().float().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t))
 
     def scores(embeddings: np.ndarray) -> np.ndarray:
@@ -197,7 +199,7 @@ def _encoder_text_fn(encoder) -> Callable[[list[str]], Any] | None:
 
 
 def resolve_zero_shot(encoder, classes: Sequence[str], zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None,
-                      text_encoder=None, template: str = "a medical image showing {}",
+                      text_encoder=None, template: str = "a medical image showing {label}",
                       text_aligned: bool = False) -> tuple[ZeroShotFn | None, str]:
     """The zero-shot scorer for one encoder and where it came from (a note for the report).
 
@@ -311,7 +313,7 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
                 zero_shot: ZeroShotFn | Mapping[str, ZeroShotFn] | None = None, text_aligned: bool = False,
                 targets: Mapping[str, str] | None = None, font: str | None = None, size: float = 0.25,
                 position: str | tuple[float, float] = "center", colour: float | tuple[float, float, float] = 1.0,
-                opacity: float = 1.0, fit: bool = True, margin: float = 0.03, prompt_template: str = "a medical image showing {}", train_split: str = "train",
+                opacity: float = 1.0, fit: bool = True, margin: float = 0.03, prompt_template: str = "a medical image showing {label}", train_split: str = "train",
                 test_split: str = "test", limit: int | None = None, k: int = 20, n_boot: int = 1000,
                 batch_size: int = 64, cache=None, seed: int = 0) -> OverlayResult:
     """Overlay each of ``words`` (default: the class names) on the test images and compare with the clean ones.
@@ -330,13 +332,13 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     classes = list(dataset.classes)
     words = list(words) if words else list(classes)
     if len(set(words)) != len(words):
-        raise MedrepError("a word is listed twice", where="--overlay")
+        raise MedrepError("a word is listed twice", where="--words")
     lower = {c.lower(): i for i, c in enumerate(classes)}
     target_of: dict[str, int | None] = {}
     for w in words:
         t = (targets or {}).get(w, w)
         if targets and w in targets and t.lower() not in lower:
-            raise MedrepError(f"target class {t!r} for {w!r} is not a class (classes: {', '.join(classes)})", where="--target")
+            raise MedrepError(f"target class {t!r} for {w!r} is not a class (classes: {', '.join(classes)})", where="--word-class")
         target_of[w] = lower.get(t.lower())
     overlays = [TextOverlay(w, font=font, size=size, position=position, colour=colour, opacity=opacity, fit=fit, margin=margin) for w in words]
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.features.neighbours import cosine_topk, l2_normalise
 from medrep.results import Metric, bootstrap_metric, bootstrap_paired
 
@@ -40,13 +40,13 @@ class KNNClassifier:
 
     def __init__(self, k: int = 20, chunk_size: int | None = None):
         if k < 1:
-            raise MedrepError("must be at least 1", where="--k")
+            raise MedrepError("must be at least 1", where=Param("k"))
         self.k, self.chunk_size = k, chunk_size
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "KNNClassifier":
         check_labels(y, "kNN train labels")
         if self.k > len(y):
-            raise MedrepError(f"k={self.k} exceeds the {len(y)} training embeddings", where="--k")
+            raise MedrepError(f"k={self.k} exceeds the {len(y)} training embeddings", where=Param("k"))
         self.x_ = np.asarray(x, dtype=np.float32)
         self.y_ = np.asarray(y, dtype=np.int64)
         self.n_classes_ = int(self.y_.max()) + 1

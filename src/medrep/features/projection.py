@@ -3,10 +3,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.features.neighbours import l2_normalise
+from medrep.registry import Registry
 
-METHODS = ("tsne", "umap")
+#: name → ``fn(x, seed, perplexity=, n_neighbors=) -> (M, 2)`` on L2-normalised rows (M ≥ 5)
+PROJECTIONS = Registry("projection", param="projection")
+
+
+@PROJECTIONS.register("tsne", help="t-SNE (scikit-learn)", title="t-SNE", default=True)
+def _tsne(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perp = min(perplexity, (len(x) - 1) / 3)  # t-SNE requires perplexity < n
+    return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, metric="euclidean").fit_transform(x)
+
+
+@PROJECTIONS.register("umap", help="UMAP (umap-learn)", title="UMAP", default=True)
+def _umap(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": expected with a seed
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed)
+        return reducer.fit_transform(x)
+
+
+def __getattr__(name: str):
+    if name == "METHODS":  # the names, as a tuple (older callers)
+        return tuple(PROJECTIONS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def project_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, max_items: int = 5000,
@@ -23,20 +51,6 @@ def project_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, max_items: in
         x = x[idx]
     if len(x) < 5:
         raise MedrepError(f"needs at least 5 embeddings to project, got {len(x)}", where=method)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perp = min(perplexity, (len(x) - 1) / 3)  # t-SNE requires perplexity < n
-        coords = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, metric="euclidean").fit_transform(x)
-    elif method == "umap":
-        import warnings
-
-        import umap
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": expected with a seed
-            reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed)
-            coords = reducer.fit_transform(x)
-    else:
-        raise MedrepError(f"unknown projection {method!r} (choose from {', '.join(METHODS)})", where="--projection")
+    fn = PROJECTIONS.get(method, where=Param("projection"))
+    coords = fn(x, seed, perplexity=perplexity, n_neighbors=n_neighbors)
     return np.asarray(coords, dtype=np.float32), idx

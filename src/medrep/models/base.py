@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.geometry import INTERPOLATIONS, check_resize, fit_to_size
 from medrep.io import digest_bytes, digest_json
 
@@ -211,7 +211,7 @@ class Encoder(nn.Module):
         asked = pool
         pool = pool or self.default_pool
         if pool not in POOLS:
-            raise MedrepError(f"unknown pooling {pool!r} (choose from {', '.join(POOLS)})", where="--pool")
+            raise MedrepError(f"unknown pooling {pool!r} (choose from {', '.join(POOLS)})", where=Param("pool"))
         with self.analysis_state():
             x = self.preprocess(pixels)
             if layer is None and (asked is None or (pool == self.default_pool and self.default_is_plain_pool)):
@@ -221,7 +221,7 @@ class Encoder(nn.Module):
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         if not self.has_head:
-            raise MedrepError(f"model {self.name} has no classification head", where="--model")
+            raise MedrepError(f"model {self.name} has no classification head", where=Param("model"))
         with self.analysis_state():
             return self._logits(self.preprocess(pixels))
 
@@ -236,7 +236,7 @@ class Encoder(nn.Module):
     @property
     def default_layer(self) -> str:
         """Module name whose output ``embed(layer=None, pool!=default)`` pools."""
-        raise MedrepError(f"model {self.name} does not name a default layer; pass --layer", where="--layer")
+        raise MedrepError(f"model {self.name} does not name a default layer; pass --layer", where=Param("layer"))
 
     @property
     def layer_names(self) -> list[str]:
@@ -266,7 +266,7 @@ class Encoder(nn.Module):
         except AttributeError:
             near = [n for n in self.layer_names if layer.split(".")[-1] in n][:5]
             hint = f"; similar: {', '.join(near)}" if near else ""
-            raise MedrepError(f"model {self.name} has no layer {layer!r}{hint}", where="--layer") from None
+            raise MedrepError(f"model {self.name} has no layer {layer!r}{hint}", where=Param("layer")) from None
 
     def forward_layer(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """Output of submodule ``layer`` for preprocessed input ``x`` (network stops right after it)."""
@@ -286,14 +286,14 @@ class Encoder(nn.Module):
         finally:
             handle.remove()
         if not captured:
-            raise MedrepError(f"layer {layer!r} of model {self.name} did not run in the forward pass", where="--layer")
+            raise MedrepError(f"layer {layer!r} of model {self.name} did not run in the forward pass", where=Param("layer"))
         return captured[0]
 
     def pool(self, out: torch.Tensor, pool: str, layer: str = "") -> torch.Tensor:
         if out.ndim == 4:  # CNN feature map B×C×H×W
             if pool in ("mean", "cls"):
                 if pool == "cls" and self.token_grid is not None:
-                    raise MedrepError(f"layer {layer!r} gives a feature map; use --pool mean", where="--pool")
+                    raise MedrepError(f"layer {layer!r} gives a feature map; use --pool mean", where=Param("pool"))
                 return out.mean(dim=(2, 3))
             if pool == "patches":
                 return out.flatten(2).transpose(1, 2)
@@ -304,7 +304,7 @@ class Encoder(nn.Module):
             prefix = grid.num_prefix_tokens if grid else 0
             if pool == "cls":
                 if grid is not None and not grid.has_cls:
-                    raise MedrepError(f"model {self.name} has no CLS token; use --pool mean", where="--pool")
+                    raise MedrepError(f"model {self.name} has no CLS token; use --pool mean", where=Param("pool"))
                 return out[:, 0]
             if pool == "mean":
                 return out[:, prefix:].mean(1)
@@ -313,7 +313,7 @@ class Encoder(nn.Module):
                 return patches if pool == "patches" else grid.to_map(patches).permute(0, 3, 1, 2)
         if out.ndim == 2 and pool in ("cls", "mean"):
             return out
-        raise MedrepError(f"cannot pool an output of shape {tuple(out.shape)} with {pool!r}", where="--pool")
+        raise MedrepError(f"cannot pool an output of shape {tuple(out.shape)} with {pool!r}", where=Param("pool"))
 
     @property
     def device(self) -> torch.device:

@@ -85,7 +85,10 @@ def load_demo_module(name: str) -> nn.Module:
     from safetensors.torch import load_file
 
     if name not in BUILDERS:
-        raise MedrepError(f"unknown demo model {name!r} (choose from {', '.join(BUILDERS)})", where="--model")
+        from medrep.vocabulary import did_you_mean
+
+        raise MedrepError(f"unknown demo model {name!r}{did_you_mean(name, BUILDERS)} (choose from {', '.join(BUILDERS)})",
+                          where="--model")
     module = BUILDERS[name]()
     path = weights_path(name)
     if not path.exists():

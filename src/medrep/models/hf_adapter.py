@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.checkpoints import refused_pickle
 from medrep.models.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD, Encoder, Preprocessing,
                                 TokenGrid)
@@ -120,7 +120,7 @@ class HFEncoder(Encoder):
             return pooled.flatten(2).mean(-1) if pooled.ndim == 4 else pooled  # CNN poolers keep a 1×1 map
         if hidden is None:
             raise MedrepError(f"model {self.name}: its output ({type(out).__name__}) has neither pooler_output nor "
-                              "last_hidden_state; give --layer to embed a named submodule", where="--model")
+                              "last_hidden_state; give --layer to embed a named submodule", where=Param("model"))
         return hidden.flatten(2).mean(-1) if hidden.ndim == 4 else hidden[:, 0]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

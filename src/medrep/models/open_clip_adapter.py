@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.geometry import INTERPOLATIONS
 from medrep.models.base import CLIP_MEAN, CLIP_STD, Encoder, Preprocessing, TokenGrid
 from medrep.models.registry import register_image_scheme, register_text_scheme
@@ -61,7 +61,7 @@ def _layout(visual: nn.Module, preprocessing: Preprocessing) -> tuple[TokenGrid 
     name = type(visual).__name__
     if name == "VisionTransformer":
         if not getattr(visual.transformer, "batch_first", True):
-            raise MedrepError("open_clip ViT with sequence-first blocks is not supported", where="--model")
+            raise MedrepError("open_clip ViT with sequence-first blocks is not supported", where=Param("model"))
         gh, gw = (int(g) for g in visual.grid_size)
         ph, pw = (int(p) for p in visual.patch_size)
         has_cls = getattr(visual, "class_embedding", None) is not None
@@ -132,7 +132,7 @@ def load_open_clip(arch: str, weights: str | None = None, options: dict[str, str
     if not hub and arch.replace("/", "-") not in open_clip.list_models():
         close = [m for m in open_clip.list_models() if arch.split("-")[0].lower() in m.lower()][:5]
         raise MedrepError(f"open_clip has no architecture {arch!r}" + (f" (e.g. {', '.join(close)})" if close else "")
-                          + "; pass ?config=FILE.json for a custom one", where="--model")
+                          + "; pass ?config=FILE.json for a custom one", where=Param("model"))
     local = weights is not None and _is_path(weights)
     try:
         # Local files bypass open_clip's loader so medrep's safe reader (safetensors / weights_only) decides.

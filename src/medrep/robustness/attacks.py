@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from medrep.errors import MedrepError
+from medrep.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv (B×C×H×W) → per-item loss to minimise (B,)
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv → bool (B,): item counts as done
@@ -37,7 +38,7 @@ class GradientAttack:
     def __init__(self, steps: int, step_size: float | None = None, relative_step: float = DEFAULT_RELATIVE_STEP,
                  random_start: bool = False, early_stop: StopFn | None = None):
         if int(steps) < 1:
-            raise MedrepError(f"must be at least 1 (got {steps})", where="--steps")
+            raise MedrepError(f"must be at least 1 (got {steps})", where="--attack-steps")
         if step_size is not None and not step_size > 0:
             raise MedrepError(f"must be positive (got {step_size})", where="--step-size")
         self.steps = int(steps)
@@ -145,14 +146,16 @@ class L2PGD(GradientAttack):
         return delta * torch.clamp(eps / n.clamp_min(1e-12), max=1.0).to(delta.dtype)
 
 
-ATTACKS: dict[str, type[GradientAttack]] = {"linf": LinfPGD, "l2": L2PGD}
+#: norm → the gradient attack with that geometry (a new norm subclasses GradientAttack and registers here)
+NORMS = Registry("norm", param="norm")
+NORMS.register("linf", LinfPGD)
+NORMS.register("l2", L2PGD)
+ATTACKS = NORMS
 
 
 def make_attack(norm: str, **kwargs) -> GradientAttack:
-    key = str(norm).lower()
-    if key not in ATTACKS:
-        raise MedrepError(f"unknown norm {norm!r} (choose from {', '.join(ATTACKS)})", where="--norm")
-    return ATTACKS[key](**kwargs)
+    key = str(norm)
+    return NORMS.get(key if key in NORMS else key.lower())(**kwargs)
 
 
 def check_eps(eps: float) -> float:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder
 from medrep.robustness.objectives import Representation
 
@@ -30,7 +30,7 @@ class HeadClassifier(Classifier):
 
     def __init__(self, encoder: Encoder):
         if not encoder.has_head:
-            raise MedrepError(f"model {encoder.name} has no classification head; use probe or knn", where="--classifier")
+            raise MedrepError(f"model {encoder.name} has no classification head; use probe or knn", where=Param("classifier"))
         self.encoder = encoder
 
     def predict(self, pixels, z=None):
@@ -75,11 +75,11 @@ def resolve_classifiers(names: Sequence[str] | str | None, encoder: Encoder) -> 
     out = []
     for n in names:
         if n not in CLASSIFIERS:
-            raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
+            raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where=Param("classifiers"))
         if n == "head" and not encoder.has_head:
-            raise MedrepError(f"model {encoder.name} has no classification head", where="--classifiers")
+            raise MedrepError(f"model {encoder.name} has no classification head", where=Param("classifiers"))
         if n not in out:
             out.append(n)
     if not out:
-        raise MedrepError("name at least one classifier", where="--classifiers")
+        raise MedrepError("name at least one classifier", where=Param("classifiers"))
     return out

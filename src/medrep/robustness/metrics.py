@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 #: PSNR of an unchanged image is infinite; capping keeps means and JSON finite (documented in results).
 PSNR_CAP_DB = 100.0
@@ -26,7 +26,7 @@ def image_quality(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[np.ndarray, np.
     a = x.detach().cpu().numpy().astype(np.float64)
     b = x_adv.detach().cpu().numpy().astype(np.float64)
     if min(a.shape[-2:]) < 7:
-        raise MedrepError(f"images of {a.shape[-2]}×{a.shape[-1]} px are too small for SSIM (needs ≥ 7)", where="--data")
+        raise MedrepError(f"images of {a.shape[-2]}×{a.shape[-1]} px are too small for SSIM (needs ≥ 7)", where=Param("data"))
     psnr = np.empty(len(a))
     ssim = np.empty(len(a))
     for i in range(len(a)):  # scikit-image works on one image at a time
@@ -57,9 +57,9 @@ def noise_inconsistency(classify, pixels: torch.Tensor, sigma: float, draws: int
     already has them (``classify(pixels)``), so they are not predicted again.
     """
     if not sigma > 0:
-        raise MedrepError(f"needs σ > 0 (got {sigma})", where="--noise-sigma")
+        raise MedrepError(f"needs σ > 0 (got {sigma})", where=Param("noise_sigma"))
     if draws < 1:
-        raise MedrepError(f"must be at least 1 (got {draws})", where="--noise-draws")
+        raise MedrepError(f"must be at least 1 (got {draws})", where=Param("noise_draws"))
     if base is None:
         base = classify(pixels)
     noise = torch.randn((draws, *pixels.shape), generator=generator, dtype=pixels.dtype, device="cpu").to(pixels.device)

@@ -13,6 +13,7 @@ import torch
 
 from medrep.errors import MedrepError
 from medrep.models.base import Encoder
+from medrep.registry import Registry
 
 EmbedFn = Callable[[Encoder, torch.Tensor], torch.Tensor]  # (encoder, raw pixels) → (B, D)
 
@@ -56,6 +57,18 @@ class Objective:
         raise NotImplementedError
 
 
+#: name → Objective class; its metadata (``uses_target``, ``wants_random_start``) is read off the class.
+OBJECTIVES = Registry("objective", param="objective", meta_from=lambda cls: {
+    "uses_target": bool(getattr(cls, "uses_target", False)),
+    "wants_random_start": bool(getattr(cls, "wants_random_start", False))})
+
+
+def register_objective(name: str, **meta):
+    """Class decorator: ``@register_objective("name")`` makes the Objective available to attack and the audit."""
+    return OBJECTIVES.register(name, help=meta.pop("help", ""), **meta)
+
+
+@register_objective("collide", help="pull f(x) onto an image of another class (PRM)")
 class Collide(Objective):
     """PRM: minimise ½‖f(x₀+δ) − f(x_tg)‖² towards a target of another class."""
 
@@ -71,6 +84,7 @@ class Collide(Objective):
         return 0.5 * _squared_distance(z, reference)
 
 
+@register_objective("push", help="move f(x) away from itself")
 class Push(Objective):
     """Divergence: maximise ‖f(x₀+δ) − f(x₀)‖, written as minimising −½‖·‖² (same maximiser, smooth at 0)."""
 
@@ -91,16 +105,15 @@ def _squared_distance(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return (z.to(dtype) - reference.to(dtype)).pow(2).sum(dim=1)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"collide": Collide, "push": Push}
-
-
 def make_objective(objective: str | Objective) -> Objective:
     if isinstance(objective, Objective):
         return objective
-    key = str(objective).lower()
-    if key not in OBJECTIVES:
-        raise MedrepError(f"unknown objective {objective!r} (choose from {', '.join(OBJECTIVES)})", where="--objective")
-    return OBJECTIVES[key]()
+    key = str(objective)
+    key = key if key in OBJECTIVES else key.lower()
+    made = OBJECTIVES.get(key)()
+    if made.name == Objective.name:  # a registered class need not repeat its name
+        made.name = key
+    return made
 
 
 def representation_loss(encoder: Encoder, representation: Representation, objective: Objective,

@@ -267,7 +267,7 @@ def run_attack(
     geometry = make_attack(norm, steps=steps, step_size=step_size)  # validates norm / steps / step size
     check_eps_budget(eps_list, geometry.norm)
     if target not in TARGET_MODES:
-        raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--target")
+        raise MedrepError(f"unknown target mode {target!r} (choose from {', '.join(TARGET_MODES)})", where="--attack-target")
     if batch_size < 1:
         raise MedrepError("must be at least 1", where="--batch-size")
     names = resolve_classifiers(classifiers, encoder)
