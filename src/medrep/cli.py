@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-COMMANDS = ("demo", "extract", "attack", "explain", "features", "overlay", "align", "audit")
+COMMANDS = ("demo", "extract", "attack", "explain", "features", "overlay", "align", "audit", "datasets")
 
 
 def _commands():

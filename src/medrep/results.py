@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,9 +17,17 @@ class Metric:
     low: float | None = None
     high: float | None = None
     n: int | None = None
+    #: None: items resampled independently (or Wilson for a proportion); "cluster bootstrap over patients"
+    #: when the images of one patient were resampled together (then ``n_patients`` is how many there were)
+    interval: str | None = None
+    n_patients: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        if self.interval is None:  # results without patients keep their exact previous form
+            out.pop("interval")
+            out.pop("n_patients")
+        return out
 
     def __str__(self) -> str:
         if self.low is None or self.high is None:
@@ -56,16 +64,29 @@ def bootstrap_metric(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    proportion: bool | None = None,
+    groups: np.ndarray | None = None,
 ) -> Metric:
-    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 values (an accuracy, a
+    """Percentile bootstrap over items; vectorised for the mean.  The mean of 0/1 outcomes (an accuracy, a
     pointing-game hit rate) gets the Wilson score interval instead: the bootstrap collapses to [1, 1] at
-    12/12 correct, while the proportion is only known to lie in about [0.76, 1]."""
+    12/12 correct, while the proportion is only known to lie in about [0.76, 1].
+
+    ``proportion``: True — the values are 0/1 outcomes (Wilson; anything else is an error); False — they
+    are not, even where every value happens to be 0 or 1 (per-draw accuracies, overlap fractions: the
+    bootstrap); None — Wilson exactly when every value is 0 or 1.  With ``groups`` (a patient id per value)
+    holding several values: a cluster bootstrap over groups instead, never Wilson (see
+    :func:`cluster_bootstrap_values`)."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.shape[0])
     if n == 0:
         return Metric(float("nan"), None, None, 0)
+    if is_clustered(groups, n):
+        return cluster_bootstrap_values(v, groups, statistic, n_boot, confidence, seed)
     point = float(statistic(v))
-    if statistic is np.mean and bool(np.isin(v, (0.0, 1.0)).all()):
+    outcomes = bool(np.isin(v, (0.0, 1.0)).all())
+    if proportion and not outcomes:
+        raise ValueError("a proportion needs 0/1 outcomes")
+    if statistic is np.mean and outcomes and proportion is not False:
         low, high = wilson_interval(int(v.sum()), n, confidence)
         return Metric(point, low, high, n)
     rng = np.random.default_rng(seed)
@@ -95,12 +116,62 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return low, high
 
 
+def is_clustered(groups: np.ndarray | None, n: int) -> bool:
+    """Whether ``groups`` asks for a cluster bootstrap: given, and some group holds more than one item."""
+    if groups is None:
+        return False
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} group ids for {n} values")
+    return len(set(np.asarray(groups, dtype=object).tolist())) < n
+
+
+CLUSTER_INTERVAL = "cluster bootstrap over patients"
+
+
+def cluster_members(groups: np.ndarray) -> list[np.ndarray]:
+    """Item indices of each group, groups in order of first appearance."""
+    _, first, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in order of first appearance: independent of how ids sort
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    inv = rank[inverse.ravel()]
+    by_group = np.argsort(inv, kind="stable")
+    bounds = np.cumsum(np.bincount(inv, minlength=len(order)))[:-1]
+    return np.split(by_group, bounds)
+
+
+def cluster_bootstrap_values(values: np.ndarray, groups: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
+                             n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Metric:
+    """Percentile cluster bootstrap (Davison & Hinkley 1997, §3.8): each replicate draws as many patients as
+    there are, with replacement, and takes all images of each drawn patient; the statistic is computed over
+    those images.  For the mean this is the ratio Σ sums / Σ counts of the drawn patients."""
+    v = np.asarray(values, dtype=np.float64)
+    members = cluster_members(groups)
+    g = len(members)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, g, size=(n_boot, g))
+    if statistic is np.mean:
+        sums = np.array([v[m].sum() for m in members])
+        counts = np.array([len(m) for m in members], dtype=np.float64)
+        boots = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    else:
+        boots = np.array([statistic(v[np.concatenate([members[k] for k in row])]) for row in draws], dtype=np.float64)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Metric(float(statistic(v)), float(low), float(high), len(v), CLUSTER_INTERVAL, g)
+
+
 def bootstrap_paired(
-    fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, confidence: float = 0.95, seed: int = 0
+    fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, confidence: float = 0.95, seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> Metric:
-    """Bootstrap a statistic that needs the whole resampled set (e.g. silhouette): ``fn(indices)``."""
+    """Bootstrap a statistic that needs the whole resampled set (e.g. silhouette): ``fn(indices)``.  With
+    ``groups`` holding several items per group, whole groups are resampled (a cluster bootstrap)."""
     point = float(fn(np.arange(n)))
     rng = np.random.default_rng(seed)
+    if is_clustered(groups, n):
+        m = cluster_bootstrap_metric(fn, groups, n_boot=n_boot, confidence=confidence, seed=seed)
+        return replace(m, interval=CLUSTER_INTERVAL, n_patients=len(set(np.asarray(groups, dtype=object).tolist())))
     boots = np.array([fn(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=np.float64)
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:

@@ -76,8 +76,10 @@ def test_errors_name_the_option(tiny32, small_phantoms):
         run_alignment(tiny32, small_phantoms)
     with pytest.raises(MedrepError, match=r"^anchors: the linear estimator needs at least 32 anchors.*got 10"):
         run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors="10,50", estimator="linear")
-    with pytest.raises(MedrepError, match="^anchors: 500 anchors requested"):
-        run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500)
+    # more anchors than training items: scaled down to the data (and said so), not refused
+    res = run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500, n_boot=20)
+    assert list(res.by_anchors) == [len(small_phantoms.split("train"))]
+    assert any("anchor counts scaled down to the data: 500 → " in n for n in res.notes)
     with pytest.raises(MedrepError, match="--text.*not a text encoder"):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
 

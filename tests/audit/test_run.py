@@ -11,7 +11,7 @@ import yaml
 from medrep.results import RESULTS_SCHEMA_VERSION
 
 STAGES = ("robustness", "explain", "features", "alignment")
-QUESTIONS = ("robustness", "explanations", "features", "stitching", "zero-shot")
+QUESTIONS = ("robustness", "explanations", "features", "stitching", "caption-alignment")
 
 
 def _section(page: str, sid: str) -> str:
@@ -132,7 +132,8 @@ def test_models_are_seeded_and_named_apart(tmp_path):
     import torch
 
     from medrep.audit import validate_config
-    from medrep.audit.runner import Audit, _safe
+    from medrep.audit.runner import Audit
+    from medrep.io import slug as _safe
     from medrep.features.cache import EmbeddingCache
 
     vit = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&num_classes=3&depth="

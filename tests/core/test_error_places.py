@@ -22,6 +22,7 @@ def test_a_parameter_is_placed_by_each_front_end():
     # a parameter the audit has no key for is named beside its section; a top-level key as itself
     assert audit_place("robustness", Param("layer")) == "analyses.robustness (layer)"
     assert audit_place("alignment", Param("batch_size")) == "batch_size"
+    assert audit_place("features", Param("layer")) == "analyses.features.layers"  # a list key is its flag's plural
     assert cli_place(Param("target/text")) == "--target/--text"
     # a file or a spec is where it is, for every front end
     assert cli_place("scan.dcm") == "scan.dcm" and audit_place("explain", "scan.dcm") == "scan.dcm"
@@ -47,13 +48,13 @@ def test_the_same_error_names_the_yaml_path_in_an_audit_and_the_flag_on_the_cli(
     off = {"enabled": False}
     config = {"data": TINY, "models": ["demo-cnn"], "text": None, "n_boot": 10,
               "analyses": {"robustness": off, "explain": off, "overlay": off, "alignment": off,
-                           "features": {"k": 500, "shots": [1], "projections": [], "n_permutations": 0}}}
+                           "features": {"layers": ["no_such_module"], "shots": [1], "projections": [], "n_permutations": 0}}}
     results = run_audit(config, tmp_path / "audit", cache_dir=str(tmp_path / "cache"), device="cpu")
     audit_error = results["features"]["error"]
-    assert audit_error.startswith("analyses.features.k: k=500 exceeds the 20 training embeddings"), audit_error
-    rc = main(["features", "--model", "demo-cnn", "--data", TINY, "--k", "500", "--shots", "1", "--projection", "none",
+    assert audit_error.startswith("analyses.features.layers: ") and "no_such_module" in audit_error, audit_error
+    rc = main(["features", "--model", "demo-cnn", "--data", TINY, "--layer", "no_such_module", "--shots", "1", "--projection", "none",
                "--n-permutations", "0", "--quiet", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "cli")])
     assert rc == 2
     cli_error = capsys.readouterr().err.strip()
-    assert cli_error == "medrep features: error: " + audit_error.replace("analyses.features.k", "--k"), cli_error
+    assert cli_error == "medrep features: error: " + audit_error.replace("analyses.features.layers", "--layer"), cli_error
     assert json.loads((tmp_path / "audit" / "results.json").read_text())["sections"][0]["error"] == audit_error

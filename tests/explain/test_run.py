@@ -237,7 +237,8 @@ def test_table_shows_intervals_and_directions(tmp_path, capsys):
         "method   pointing ↑            deletion_auc ↓",
         "gradcam  0.500 [0.250, 0.750]  0.125 [0.100, 0.150]",
         "random   0.000 [0.000, 0.000]  nan",
-        "mean [95% bootstrap CI over images, 200 resamples]; ↑ higher is better, ↓ lower is better "
+        "mean [95% CI over images: Wilson score interval for pointing (a 0/1 hit per image), percentile bootstrap "
+        "for the others, 200 resamples]; ↑ higher is better, ↓ lower is better "
         "(deletion_auc: the score should fall fast as the top pixels go)",
     ]
     assert res.format_table(ascii_only=True).splitlines()[0] == "method   pointing ^            deletion_auc v"

@@ -74,8 +74,8 @@ def test_errors_one_class_duplicates_nan(tiny_vit):
         run_features([tiny_vit], _data(one_class_train=True), projections=())
     with pytest.raises(MedrepError, match="listed twice"):
         run_features([tiny_vit, tiny_vit], _data(), projections=())
-    with pytest.raises(MedrepError, match="needs a 'train'"):
-        run_features([tiny_vit], _data().split("test"), projections=())
+    with pytest.raises(MedrepError, match="needs a 'dev'"):
+        run_features([tiny_vit], _data(), train_split="dev", projections=())
 
     class NaNNet(nn.Module):
         def __init__(self):

@@ -73,7 +73,7 @@ def _run(cli, argv):
 def test_labels_that_are_formulas_stay_text_in_every_csv(cli, hostile_labels, tmp_path):
     common = ["--data", str(hostile_labels), "--no-cache", "--quiet", "--batch-size", "8"]
     _run(cli, ["features", "--model", cli.TINY, "--projection", "none", "--shots", "1", "--draws", "2", "--n-boot", "20",
-               "--permutations", "10", "--k", "3", "--mutual-k", "3", "--out", str(tmp_path / "features"), *common])
+               "--n-permutations", "10", "--k", "3", "--mutual-k", "3", "--out", str(tmp_path / "features"), *common])
     _run(cli, ["overlay", "--model", cli.TINY, "--k", "3", "--n-boot", "20", "--out", str(tmp_path / "overlay"), *common])
     _run(cli, ["explain", "--model", cli.TINY, "--split", "test", "--methods", "gradcam", "--metrics", "pointing",
                "--out", str(tmp_path / "explain"), *common])

@@ -117,7 +117,7 @@ def test_non_finite_chunks_are_never_cached(tmp_path):
 # -- through `medrep attack` / `medrep explain --resume`: a partial result ---------------------------------
 def attack_args(cli, out, cache):
     return ["attack", "--model", cli.TINY, "--data", cli.DATA, "--split", "test", "--limit", "8", "--batch-size", "4",
-            "--objective", "push", "--eps", "4/255", "--steps", "2", "--noise-draws", "2", "--noise-sigma", "0.02",
+            "--objective", "push", "--eps", "4/255", "--attack-steps", "2", "--noise-draws", "2", "--noise-sigma", "0.02",
             "--seed", "7", "--out", str(out), "--cache-dir", str(cache), "--quiet"]
 
 

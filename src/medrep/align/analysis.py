@@ -16,14 +16,13 @@ from medrep.errors import MedrepError
 
 
 def fit_probe(vectors: np.ndarray, labels: np.ndarray, seed: int = 0, max_iter: int = 2000):
-    """The 'classifier trained on the target's space': standardised multinomial logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """The 'classifier trained on the target's space': medrep's linear probe on the vectors as they are (no L2
+    normalisation: a translated vector's norm is part of what the stitching test measures)."""
+    from medrep.features.probes import LinearProbe
 
     if len(np.unique(labels)) < 2:
         raise MedrepError("the training split holds a single class; a classifier cannot be trained", where="labels")
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)).fit(vectors, labels)
+    return LinearProbe(max_iter=max_iter, seed=seed, normalise=False).fit(vectors, labels)
 
 
 def _torch_pad(x: np.ndarray, dim: int) -> np.ndarray:
@@ -47,6 +46,20 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (na * nb)
 
 
+# Wrongly paired anchors give a different map for every permutation (with 10 anchors one permutation may
+# land at 0.0 and another at 0.6), so the control is the mean over this many seeded permutations, with its spread.
+SHUFFLES = 5
+
+
+def shuffled_pairs(fit_and_score, n_anchors: int, seed: int = 0, n_shuffles: int = SHUFFLES) -> tuple[np.ndarray, np.ndarray]:
+    """The shuffled-pairs control: ``fit_and_score(perm)`` (per-item hits of T fitted with the target side permuted)
+    for ``n_shuffles`` seeded permutations.  Returns the per-item hit rate over permutations (its mean is the
+    control's accuracy, bootstrapped over items) and each permutation's accuracy (the spread)."""
+    rng = np.random.default_rng(seed + 1)
+    hits = np.stack([np.asarray(fit_and_score(rng.permutation(n_anchors)), dtype=float) for _ in range(n_shuffles)])
+    return hits.mean(0), hits.mean(1)
+
+
 @dataclass
 class StitchValues:
     """Per-test-item values for one anchor count (bootstrapped into Metrics by the caller)."""
@@ -58,6 +71,7 @@ class StitchValues:
     top5: np.ndarray
     cosine: np.ndarray
     relative: np.ndarray | None = None
+    shuffled_runs: np.ndarray | None = None  # accuracy of each permutation behind ``shuffled``
 
 
 def stitch(translator_factory, probe, src_anchor: np.ndarray, tgt_anchor: np.ndarray, src_test: np.ndarray,
@@ -69,8 +83,9 @@ def stitch(translator_factory, probe, src_anchor: np.ndarray, tgt_anchor: np.nda
     stitched = probe.predict(mapped) == y_test
     naive = probe.predict(_torch_pad(src_test, tgt_test.shape[1])) == y_test
     # wrong pairs: the same anchors with the target side permuted (seeded), so only correspondence differs
-    perm = np.random.default_rng(seed + 1).permutation(len(src_anchor))
-    shuffled = probe.predict(translator_factory().fit(src_anchor, tgt_anchor[perm]).transform(src_test)) == y_test
+    shuffled, runs = shuffled_pairs(
+        lambda perm: probe.predict(translator_factory().fit(src_anchor, tgt_anchor[perm]).transform(src_test)) == y_test,
+        len(src_anchor), seed)
     ranks = retrieval_ranks(mapped, tgt_test)
     rel = None
     if relative:
@@ -79,8 +94,9 @@ def stitch(translator_factory, probe, src_anchor: np.ndarray, tgt_anchor: np.nda
         rs, rt = RelativeProjection().fit(src_anchor), RelativeProjection().fit(tgt_anchor)
         rel_probe = fit_probe(rt.transform(tgt_train), y_train, seed)
         rel = rel_probe.predict(rs.transform(src_test)) == y_test
-    return StitchValues(stitched.astype(float), naive.astype(float), shuffled.astype(float), (ranks < 1).astype(float),
-                        (ranks < 5).astype(float), row_cosine(mapped, tgt_test), None if rel is None else rel.astype(float))
+    return StitchValues(stitched.astype(float), naive.astype(float), shuffled, (ranks < 1).astype(float),
+                        (ranks < 5).astype(float), row_cosine(mapped, tgt_test), None if rel is None else rel.astype(float),
+                        runs)
 
 
 def class_embeddings(prompt_vectors: Sequence[np.ndarray], center: np.ndarray | None) -> np.ndarray:
@@ -109,6 +125,7 @@ class ZeroShotValues:
     top1: np.ndarray | None = None
     top5: np.ndarray | None = None
     cosine: np.ndarray | None = None
+    shuffled_runs: np.ndarray | None = None
 
 
 def zero_shot(translator_factory, img_anchor: np.ndarray, txt_anchor: np.ndarray, img_test: np.ndarray,
@@ -121,13 +138,14 @@ def zero_shot(translator_factory, img_anchor: np.ndarray, txt_anchor: np.ndarray
     mapped = t.transform(img_test)
     acc = zero_shot_predict(mapped, classes, c) == y_test
     naive = zero_shot_predict(_torch_pad(img_test, txt_anchor.shape[1]), classes, c) == y_test
-    perm = np.random.default_rng(seed + 1).permutation(len(img_anchor))
-    shuffled = zero_shot_predict(translator_factory().fit(img_anchor, txt_anchor[perm]).transform(img_test), classes, c) == y_test
+    shuffled, runs = shuffled_pairs(
+        lambda perm: zero_shot_predict(translator_factory().fit(img_anchor, txt_anchor[perm]).transform(img_test), classes, c)
+        == y_test, len(img_anchor), seed)
     top1 = top5 = cos = None
     if txt_test is not None:
         ranks = retrieval_ranks(mapped, txt_test)
         top1, top5, cos = (ranks < 1).astype(float), (ranks < 5).astype(float), row_cosine(mapped, txt_test)
-    return ZeroShotValues(acc.astype(float), naive.astype(float), shuffled.astype(float), top1, top5, cos)
+    return ZeroShotValues(acc.astype(float), naive.astype(float), shuffled, top1, top5, cos, runs)
 
 
 def default_factory(estimator: str = "ortho", ridge: float = 0.0, scale: bool = True, **options):

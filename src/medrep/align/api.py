@@ -12,21 +12,24 @@ from medrep.align.anchors import parse_anchor_counts, select_anchors
 from medrep.align.estimators import ESTIMATORS, estimator_options
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.errors import MedrepError, Param
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
 
 # what each metric means, for the report and the CSV
 METRIC_HELP = {
     "target_accuracy": "target encoder's own linear probe on its own test embeddings (the ceiling)",
     "stitched_accuracy": "source test images → T → classifier trained on the target's space",
     "naive_accuracy": "source embeddings zero-padded/truncated into the target's classifier, no T",
-    "shuffled_accuracy": "T fitted on wrongly paired anchors (target side permuted with the seed)",
+    "shuffled_accuracy": "T fitted on wrongly paired anchors: mean over 5 seeded permutations of the target side",
+    "shuffled_accuracy_sd": "spread of the shuffled-pairs control: SD over its permutations (low/high: worst and best one)",
     "relative_stitched_accuracy": "classifier on the target's relative representation applied to the source's",
     "retrieval_top1": "held-out pairs: T(source_i) nearest (cosine) to target_i among all test items",
     "retrieval_top5": "held-out pairs: target_i among the 5 nearest to T(source_i)",
     "mean_cosine": "mean cosine between T(source_i) and target_i",
-    "zero_shot_accuracy": "image → T → text space, argmax cosine to the class prompt ensembles",
+    "zero_shot_accuracy": "caption alignment: image → T (fitted on image–caption anchors) → text space, argmax cosine "
+                          "to the class prompt ensembles",
     "zero_shot_naive_accuracy": "image embedding padded/truncated into text space, no T",
-    "zero_shot_shuffled_accuracy": "T fitted on shuffled image–caption pairs",
+    "zero_shot_shuffled_accuracy": "T fitted on shuffled image–caption pairs: mean over 5 seeded permutations",
+    "zero_shot_shuffled_accuracy_sd": "spread of that control: SD over its permutations (low/high: worst and best one)",
     "zero_shot_retrieval_top1": "test image → T nearest to its own caption among all test captions",
     "zero_shot_retrieval_top5": "own caption among the 5 nearest",
     "zero_shot_mean_cosine": "mean cosine between T(image_i) and caption_i embeddings",
@@ -34,7 +37,7 @@ METRIC_HELP = {
     "caption_prompt_accuracy": "the test captions themselves classified by the prompts (prompt quality ceiling)",
     "native_zero_shot_accuracy": "the model's own text tower with the same prompts",
 }
-FEWSHOT_NOTE = ("Zero-shot here is in effect few-shot: T is fitted on image–caption anchors, and when captions name "
+FEWSHOT_NOTE = ("This is caption alignment, not zero-shot (in effect few-shot): T is fitted on image–caption anchors, and when captions name "
                 "the class (as phantom captions do) the labels reach the text space through the anchors.")
 
 
@@ -91,6 +94,16 @@ class AlignResult:
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
+def fit_anchor_counts(counts: Sequence[int], n_train: int) -> tuple[list[int], dict[str, Any] | None]:
+    """The anchor counts the training items can supply: larger ones are left out, and when none is left, all
+    training items are the anchors; with the record of the change (None when nothing changed)."""
+    kept = [n for n in counts if n <= n_train]
+    if len(kept) == len(counts):
+        return list(counts), None
+    used = kept or [n_train]
+    return used, {"asked": list(counts), "used": used, "why": f"there are {n_train} training items"}
+
+
 def _splits(dataset, train_split: str, eval_split: str, seed: int):
     names = getattr(dataset, "splits", []) or []
     if train_split in names and eval_split in names:
@@ -99,33 +112,12 @@ def _splits(dataset, train_split: str, eval_split: str, seed: int):
         missing = eval_split if train_split in names else train_split
         raise MedrepError(f"no split {missing!r} (available: {', '.join(names)})", where=Param("data"))
     # A single-split source: a seeded, stratified 70/30 split so anchors never come from the evaluation
-    # items.  It is drawn over source files, not items: the frames of one DICOM (ids "<path>#frame=N")
-    # are near-duplicates and must all fall on one side.  With one item per file this is the per-item split.
-    labels = np.asarray(dataset.labels)
-    groups: dict[str, list[int]] = {}
-    for i, item_id in enumerate(dataset.ids):
-        groups.setdefault(item_id.split("#", 1)[0], []).append(i)
-    members = list(groups.values())
-    # a file is stratified by its most common label (its frames normally share one)
-    group_labels = np.array([np.bincount(labels[m]).argmax() for m in members])
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(group_labels):
-        order = rng.permutation(np.flatnonzero(group_labels == c))
-        target = int(round(0.7 * sum(len(members[g]) for g in order)))
-        taken = 0
-        for g in order:  # whole files into train until it holds ~70% of the class's items
-            if taken < target:
-                train.extend(members[g])
-                taken += len(members[g])
-            else:
-                test.extend(members[g])
-    if not train or not test:
-        raise MedrepError(f"the data has no train/test splits and its {len(members)} source file(s) cannot be split "
-                          "70/30 without putting frames of one file on both sides; give train and test splits",
-                          where=Param("data"))
-    return dataset.subset(sorted(train)), dataset.subset(sorted(test)), \
-        "the data has no train/test splits: used a seeded stratified 70/30 split by source file"
+    # items, drawn over patients (or source files: the frames of one DICOM are near-duplicates), never items.
+    from medrep.data.autosplit import grouped_split
+
+    train, test, by = grouped_split(dataset, seed=seed, where=Param("data"))
+    return dataset.subset(train), dataset.subset(test), \
+        f"the data has no train/test splits: used a seeded stratified 70/30 split by {by}"
 
 
 def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=None, anchors: Sequence[int] | str = (500,),
@@ -146,7 +138,7 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     from medrep.models import load_encoder, load_text_encoder
 
     if target_encoder is None and text_encoder is None:
-        raise MedrepError("give a target image encoder (stitching) or a text encoder (zero-shot)", where=Param("target_model/text"))
+        raise MedrepError("give a target image encoder (stitching) or a text encoder (caption alignment)", where=Param("target_model/text"))
     ESTIMATORS.check(estimator)
     extra = dict(options or {})
     unknown = sorted(set(extra) - {o.name for o in ESTIMATORS.entry(estimator).options})
@@ -164,6 +156,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
     if limit_eval:
         test = test.limit(limit_eval, seed=seed)
     notes = [split_note] if split_note else []
+    counts, scaled = fit_anchor_counts(counts, len(train))
+    if scaled:
+        notes.append(f"anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                     f"{', '.join(map(str, scaled['used']))} ({scaled['why']} in the {train_split} split)")
 
     def emb(enc, ds, what):
         return extract_embeddings(enc, ds, layer=layer, pool=pool, batch_size=batch_size, cache=cache,
@@ -185,7 +181,10 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                                   "train_split": train_split, "eval_split": eval_split, "limit_eval": limit_eval,
                                   "layer": layer, "pool": pool, "n_boot": n_boot},
                          cache_keys={f"source/{train_split}": s_train.key, f"source/{eval_split}": s_test.key}, notes=notes)
-    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed)  # noqa: E731
+    groups = test.patients if test.patients is not None and len(test) == len(y_test) else None
+    if groups is not None:  # images of one patient are resampled together
+        result.options.update(n_images=len(test), n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
+    boot = lambda v: bootstrap_metric(v, n_boot=n_boot, seed=seed, groups=groups)  # noqa: E731
     for n in counts:
         result.by_anchors[n] = {}
 
@@ -203,7 +202,8 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
                            seed, relative, t_train.vectors, y_train)
                 m = result.by_anchors[n]
                 m.update(target_accuracy=own, stitched_accuracy=boot(v.stitched), naive_accuracy=boot(v.naive),
-                         shuffled_accuracy=boot(v.shuffled), retrieval_top1=boot(v.top1), retrieval_top5=boot(v.top5),
+                         shuffled_accuracy=boot(v.shuffled), shuffled_accuracy_sd=_spread(v.shuffled_runs),
+                         retrieval_top1=boot(v.top1), retrieval_top5=boot(v.top5),
                          mean_cosine=boot(v.cosine))
                 if v.relative is not None:
                     m["relative_stitched_accuracy"] = boot(v.relative)
@@ -213,6 +213,12 @@ def run_alignment(source_encoder, dataset, target_encoder=None, text_encoder=Non
         _zero_shot_part(result, source, text, train, test, s_train.vectors, s_test.vectors, y_test, anchor_sets,
                         factory, prompts, templates, center_text, text_cache, seed, boot)
     return result
+
+
+def _spread(runs: np.ndarray) -> Metric:
+    """The standard deviation of the shuffled-pairs accuracy over its permutations (n: permutations; low/high:
+    the lowest and highest permutation)."""
+    return Metric(float(np.std(runs, ddof=1)) if len(runs) > 1 else 0.0, float(np.min(runs)), float(np.max(runs)), len(runs))
 
 
 def _zero_shot_part(result, source, text, train, test, img_train, img_test, y_test, anchor_sets, factory, prompts,
@@ -241,12 +247,13 @@ def _zero_shot_part(result, source, text, train, test, img_train, img_test, y_te
     native = _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result, text_cache)
     from medrep.progress import progress_bar
 
-    with progress_bar("zero-shot over anchor counts", len(anchor_sets)) as bar:
+    with progress_bar("caption alignment over anchor counts", len(anchor_sets)) as bar:
         for n, a in anchor_sets.items():
             v = zero_shot(factory, img_train[a], cap_vecs[a], img_test, y_test, prompt_vecs, center_text, seed, txt_test)
             m = result.by_anchors[n]
             m.update(zero_shot_accuracy=boot(v.accuracy), zero_shot_naive_accuracy=boot(v.naive),
-                     zero_shot_shuffled_accuracy=boot(v.shuffled), chance_accuracy=chance)
+                     zero_shot_shuffled_accuracy=boot(v.shuffled), zero_shot_shuffled_accuracy_sd=_spread(v.shuffled_runs),
+                     chance_accuracy=chance)
             if v.top1 is not None:
                 m.update(zero_shot_retrieval_top1=boot(v.top1), zero_shot_retrieval_top5=boot(v.top5),
                          zero_shot_mean_cosine=boot(v.cosine))
@@ -275,9 +282,9 @@ _CURVES = [  # (metric, label, style)
     ("relative_stitched_accuracy", "relative repr.", dict(color="tab:cyan")),
     ("shuffled_accuracy", "T on shuffled pairs", dict(color="tab:red", ls=":")),
     ("naive_accuracy", "naive (no T)", dict(color="tab:gray", ls=":")),
-    ("zero_shot_accuracy", "zero-shot via T", dict(color="tab:green")),
-    ("zero_shot_shuffled_accuracy", "zero-shot, shuffled pairs", dict(color="tab:orange", ls=":")),
-    ("zero_shot_naive_accuracy", "zero-shot naive", dict(color="tab:olive", ls=":")),
+    ("zero_shot_accuracy", "caption alignment via T", dict(color="tab:green")),
+    ("zero_shot_shuffled_accuracy", "caption alignment, shuffled pairs (mean)", dict(color="tab:orange", ls=":")),
+    ("zero_shot_naive_accuracy", "caption alignment, naive", dict(color="tab:olive", ls=":")),
     ("native_zero_shot_accuracy", "native zero-shot", dict(color="tab:purple", ls="--")),
     ("caption_prompt_accuracy", "captions vs prompts", dict(color="tab:brown", ls="-.")),
     ("chance_accuracy", "chance", dict(color="lightgray", ls="-")),

@@ -15,7 +15,7 @@ from medrep.io import digest_json, load_array_checked, save_array_checked
 
 
 def text_cache_dir() -> Path:
-    from medrep.features.cache import default_cache_dir
+    from medrep.embeddings.cache import default_cache_dir
 
     return default_cache_dir().parent / "text"
 

@@ -58,6 +58,7 @@ SCHEMA: dict[str, Any] = {
     "text": _f((str, type(None)), "minilm", help="text encoder for zero-shot and overlay (null: none)"),
     "seed": _f(int, 0),
     "batch_size": _f(int, 64, minimum=1),
+    "compile": _f(bool, False, help="extract embeddings through torch.compile (as `medrep extract --compile`)"),
     "n_boot": _f((int, type(None)), None, help="bootstrap resamples behind every 95% interval (null: each analysis's default)"),
     "by": _f(list, [], list_of=str, help="item attributes to break every headline figure down by (sex, age, site, view …)"),
     "min_group_size": _f(int, 30, minimum=1, help="subgroups with fewer items are flagged too small to judge"),
@@ -67,6 +68,12 @@ SCHEMA: dict[str, Any] = {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str, help="subset of models (default: all)"),
             "objectives": _f(list, ["collide", "push"], list_of=str, choices=_registry_names("medrep.robustness.objectives", "OBJECTIVES")),
+            "attack": _f((str, list), "pgd", help="pgd, apgd, square, ensemble (= apgd + square) or a list: several give "
+                                                  "the worst case per item and a gradient-masking check"),
+            "queries": _f(int, 5000, minimum=1, help="query budget of the Square attack per image (default: 5000)"),
+            "early_stop": _f(bool, False, help="an item leaves the attack once it meets the objective's success criterion"),
+            "controls": _f(list, [], list_of=str, help="extra models attacked only in this section, as references "
+                                                       "(e.g. demo-cnn-robust, an adversarially trained positive control)"),
             "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
             "norm": _f(str, "linf", choices=_registry_names("medrep.robustness.attacks", "NORMS")),
             "attack_steps": _f(int, 20, minimum=1, help="attack iterations per image"),
@@ -82,11 +89,14 @@ SCHEMA: dict[str, Any] = {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str),
             "methods": _f(list, _default_explain_methods, list_of=str, choices=_registry_names("medrep.explain.methods", "METHODS")),
-            "metrics": _f(list, ["pointing", "iou", "mass", "deletion", "insertion"], list_of=str),
+            "metrics": _f(list, ["pointing", "iou", "mass", "auprc", "deletion", "insertion"], list_of=str),
             "explain_target": _f(str, "auto", choices=("auto", "class", "predicted", "embedding"),
                                  help="auto: class when the model has a head, else embedding"),
             "limit": _f((int, type(None)), 48, minimum=1),
             "deletion_steps": _f(int, 16, minimum=1),
+            "sanity": _f(list, [], list_of=str, choices=("cascading", "independent", "logit"),
+                         help="sanity checks: model-parameter randomisation (cascading, independent), random-logit test"),
+            "sanity_images": _f(int, 8, minimum=1, help="images the sanity checks run on"),
         },
         "features": {
             "enabled": _f(bool, True),
@@ -140,6 +150,8 @@ def audit_place(section: str | None, where: Any) -> Any:
     for name in str(where).split("/"):
         if name in keys:
             places.append(f"analyses.{section}.{name}")
+        elif f"{name}s" in keys:  # a list key is the plural of its flag (layers ↔ --layer)
+            places.append(f"analyses.{section}.{name}s")
         elif name in SCHEMA and not isinstance(SCHEMA[name], dict):
             places.append(name)
         else:
@@ -231,6 +243,12 @@ def validate_config(raw: Any) -> dict[str, Any]:
         raise MedrepError("name at least one model", where="models")
     if len(set(config["models"])) != len(config["models"]):
         raise MedrepError("a model is listed twice", where="models")
+    from medrep.robustness.attacks import parse_attacks
+
+    try:
+        parse_attacks(config["analyses"]["robustness"]["attack"])
+    except MedrepError as err:
+        raise MedrepError(str(err).split(": ", 1)[-1], where="analyses.robustness.attack") from None
     for name in ("robustness", "explain"):
         subset = config["analyses"][name]["models"]
         for i, m in enumerate(subset or []):
@@ -289,8 +307,12 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
     config = validate_config({"title": "medrep demo audit: lesion phantoms", "seed": seed})
     # Sized so the whole demo stays within a few minutes on 2 CPU cores; the attacks' fuller settings
     # (200 pairs, 50 steps) are a `medrep attack` call away.
+    # APGD's adaptive step size (2ε, halved at its checkpoints) makes the attacked accuracy fall with ε at these few
+    # steps, where PGD's fixed 2.5·ε/steps did not; early exit spends the steps on the items still unbroken.
     config["analyses"]["robustness"].update(limit=48, batch_size=48, eps=[2 / 255, 4 / 255, 8 / 255], attack_steps=10,
-                                            noise_sigma=[0.01, 0.03], noise_draws=4)
+                                            noise_sigma=[0.01, 0.03], noise_draws=4, attack="apgd", early_stop=True)
+    # a cheap cascading randomisation: few images, so each method's verdict says whether it depends on the model
+    config["analyses"]["explain"].update(sanity=["cascading"], sanity_images=4)
     # Who does it fail for: the phantoms with two simulated scanners (a shortcut) and a random sex (no effect); the
     # rest of the demo keeps the default phantoms, so its figures and cache keys stand
     config.update(by=["site", "sex"])

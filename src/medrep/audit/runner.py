@@ -33,11 +33,11 @@ TITLES = {
     "subgroups": "5 · Who does it fail for?",
 }
 QUESTIONS = {  # scorecard key → (question, headline figure)
-    "robustness": ("1 · robustness", "accuracy under the strongest attack"),
+    "robustness": ("1 · robustness", "lowest accuracy under attack"),
     "explanations": ("2 · explanations", "pointing game of the best method"),
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
-    "zero-shot": ("4 · alignment: zero-shot", "zero-shot accuracy"),
+    "caption-alignment": ("4 · alignment: captions", "caption-alignment accuracy"),
     "subgroups": ("5 · who it fails for", "largest gap between subgroups"),
 }
 
@@ -70,6 +70,7 @@ class Audit:
         self._encoders: dict[str, Any] = {}
         self._text = None
         self.item_subgroups: list[tuple[str, Any]] = []  # (what, SubgroupResult) of attacks / explanations with `by`
+        self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -77,7 +78,16 @@ class Audit:
         from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
-        self.dataset = load_dataset(self.config["data"])
+        from medrep.data.autosplit import announce_split, with_train_test
+
+        train_split, test_split = self.config["train_split"], self.config["test_split"]
+        self.dataset, self.auto_split = with_train_test(load_dataset(self.config["data"]), train_split, test_split,
+                                                        self.config["seed"], where="data")
+        if self.auto_split is not None:
+            _log(_markup_escape(announce_split(self.auto_split, train_split, test_split)))
+        from medrep.data.findings import require_single_label
+
+        require_single_label(self.dataset, where="data")
         for split in (self.config["train_split"], self.config["test_split"]):
             if split not in self.dataset.splits:
                 raise MedrepError(f"the data has no {split!r} split (available: {', '.join(self.dataset.splits) or 'none'}); "
@@ -89,6 +99,10 @@ class Audit:
         import torch
 
         device = resolve_device(self.device)
+        if self.config["compile"]:
+            from medrep.embeddings.extract import check_compile_available
+
+            check_compile_available("compile")
         for i, spec in enumerate(self.config["models"]):
             # A model with random weights (timm:…?pretrained=false) is the same model in every run with this seed,
             # so its cache entries are reused; the caller's global generator is left as it was.
@@ -96,6 +110,7 @@ class Audit:
                 torch.manual_seed(self.config["seed"])
                 try:
                     self._encoders[spec] = load_encoder(spec).to(device)
+                    self._encoders[spec].compile_extraction = self.config["compile"]
                 except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
                     message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
                     if err.where and err.where != "--model":
@@ -145,61 +160,67 @@ class Audit:
 
     # -- the four questions ----------------------------------------------------------------------
     def robustness(self, out: Path) -> Section:
-        from medrep.robustness.objectives import OBJECTIVES
-        from medrep.robustness.outputs import format_eps, write_attack_outputs
-        from medrep.robustness.runner import run_attack
-
         cfg = self.config["analyses"]["robustness"]
         test = self.test.limit(cfg["limit"], seed=self.config["seed"]) if cfg["limit"] else self.test
         figures, tables, res, readings = [], [], {}, []
-        for spec in self.models_for("robustness"):
-            for objective in cfg["objectives"]:
-                targeted = OBJECTIVES.meta(objective, "uses_target")  # has a target: match success, cosine to it
-                enc = self._encoders[spec]
-                d = out / f"{slug(spec)}-{objective}"
-                result = run_attack(enc, test, self.train, objective=objective, eps=cfg["eps"], norm=cfg["norm"],
-                                    steps=cfg["attack_steps"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                                    target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
-                                    noise_draws=cfg["noise_draws"], seed=self.config["seed"], cache=self.cache, gallery_size=4, n_boot=self.n_boot(500),
-                                    out_dir=d, resume=self.resume)
+        lowest: dict[str, dict[str, Any]] = {}
+        controls = [c for c in cfg["controls"] if c not in self._encoders]
+        for spec in [*self.models_for("robustness"), *controls]:
+            control = spec in controls
+            for objective in (cfg["objectives"][:1] if control else cfg["objectives"]):  # a control: the first objective
+                result, paths = self._attack(spec, objective, test, out / f"{_safe(spec)}-{objective}")
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
-                paths = write_attack_outputs(result, d)
                 res.setdefault(spec, {})[objective] = result.to_dict()
-                rows = []
-                linf = cfg["norm"] == "linf"
-                for s in result.summaries:
-                    m = s["metrics"]
-                    # one column per noise σ: picking the best σ on these very images would flatter the detector
-                    noise = {f"noise-check AUC (σ = {d['sigma']:g})": d["roc_auc"] for d in s["detector"]["by_sigma"]}
-                    rows.append({("ε (×1/255)" if linf else "L2 ε"): s["eps_255"] if linf else s["eps"],
-                                 "clean accuracy": m["clean_accuracy"],
-                                 "attacked accuracy": m["attacked_accuracy"],
-                                 **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
-                                     "cos to target after": m["cosine_to_target_after"]} if targeted else
-                                    {"relative change": m["relative_change"]}),
-                                 "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
-                tables.append(Table(f"{spec} — {objective} ({cfg['norm']}, {cfg['attack_steps']} steps, classifier: {result.primary})", rows))
-                figures.append(Figure(paths["accuracy_vs_eps"], f"{spec}, {objective}: accuracy under attack vs ε"))
+                label = f"{spec}{' (positive control)' if control else ''}"
+                tables.append(Table(f"{label} — {objective} ({cfg['norm']}, {'+'.join(result.config.get('attack', ['pgd']))}, "
+                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective)))
+                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε"))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
-                    figures.append(Figure(paths[gal[-1]], f"{spec}, {objective}: original / perturbed / amplified difference"
-                                          + (" / target" if targeted else "")))
-                last = result.summaries[-1]
-                if targeted or "robustness" not in self.scorecard[spec]:
-                    self.scorecard[spec]["robustness"] = {
-                        "text": f"{_FMT(last['metrics']['clean_accuracy'])} → {_FMT(last['metrics']['attacked_accuracy'])} "
-                                f"({objective}, {format_eps(last['eps'], cfg['norm'])})", "metric": last["metrics"]["attacked_accuracy"]}
-                readings.append(
-                    f"{spec}, {objective}: accuracy {_FMT(last['metrics']['clean_accuracy'])} on clean images falls to "
-                    f"{_FMT(last['metrics']['attacked_accuracy'])} at {format_eps(last['eps'], cfg['norm'])} while the images stay at "
-                    f"PSNR {_FMT(last['metrics']['psnr_mean'])} dB / SSIM {_FMT(last['metrics']['ssim_mean'])}"
-                    + (f"; {_FMT(last['metrics']['match_success_rate'])} of attacked images are classified as the target's class."
-                       if targeted else "."))
+                    figures.append(Figure(paths[gal[-1]], f"{label}, {objective}: original / perturbed / amplified difference"
+                                          + (" / target" if result.config.get("target") else "")))
+                low = _lowest_accuracy(result, objective)
+                if low["value"] < lowest.get(spec, {}).get("value", float("inf")):
+                    lowest[spec] = low
+                readings.extend(_robustness_readings(label, objective, result))
+        for spec, low in lowest.items():
+            text = (f"{_FMT(low['clean'])} → {_FMT(low['metric'])} (lowest over ε and objectives: {low['objective']}, "
+                    f"{low['eps_text']})")
+            if spec in self.scorecard:
+                self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
+        for control in controls:
+            readings.append(_control_reading(control, lowest, self.config["models"]))
         self.results["robustness"] = res
         return _section("robustness", "Imperceptible pixel changes (bounded by ε in raw [0, 1] pixel units, the model's normalisation inside the "
                                       "graph) move each model's representation: 'collide' pushes an image's embedding onto an image of another "
                                       "class, 'push' drives it away from where it was. A large accuracy drop at PSNR above ~35 dB means the "
                                       "representation is not semantically stable.", readings, figures, tables)
+
+    def _attack(self, spec: str, objective: str, test, d: Path):
+        from medrep.robustness.config import AttackConfig
+        from medrep.robustness.outputs import write_attack_outputs
+        from medrep.robustness.run import run_attack
+
+        cfg = self.config["analyses"]["robustness"]
+        enc = self._encoders.get(spec) or self._load_control(spec)
+        config = AttackConfig(objective=objective, eps=cfg["eps"], norm=cfg["norm"], attack=cfg["attack"], steps=cfg["attack_steps"],
+                              queries=cfg["queries"], step_size=cfg["step_size"], random_start=cfg["random_start"],
+                              target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
+                              noise_draws=cfg["noise_draws"], early_stop=cfg["early_stop"], seed=self.config["seed"],
+                              gallery_size=4, n_boot=self.n_boot(500))
+        result = run_attack(enc, test, self.train, config, cache=self.cache, out_dir=d, resume=self.resume)
+        return result, write_attack_outputs(result, d)
+
+    def _load_control(self, spec: str):
+        import torch
+
+        from medrep.commands.common import resolve_device
+        from medrep.models import load_encoder
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config["seed"])
+            self._encoders[spec] = load_encoder(spec).to(resolve_device(self.device))
+        return self._encoders[spec]
 
     def explain(self, out: Path) -> Section:
         from medrep.explain.methods import attention_methods
@@ -214,7 +235,8 @@ class Audit:
             target = default_target(enc) if cfg["explain_target"] == "auto" else cfg["explain_target"]
             result = run_explain(enc, self.test, methods=methods, metrics=cfg["metrics"], target=target,
                                  limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume)
+                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
+                                 sanity=tuple(cfg.get("sanity") or ()), sanity_images=cfg.get("sanity_images", 8))
             self._by_subgroup(f"{spec}, explanations", result, self.test, "explain")
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
@@ -222,9 +244,15 @@ class Audit:
             keys = rd["metric_names"]
             tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} lesion images (mean [95% CI])",
                                 [{"method": m, **{k: rd["metrics"][m][k] for k in keys}} for m in rd["methods"]],
-                                note="random and center are baselines; higher is better except deletion AUC."))
+                                note="random and center are baselines; higher is better except deletion AUC. "
+                                     f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
+            if "sanity" in paths:
+                figures.append(Figure(paths["sanity"], f"{spec}: similarity of each method's map to the trained model's as "
+                                                       "units are randomised from the top down (95% intervals)"))
+            tables.append(_verdict_table(spec, result))
+            readings += [f"{spec}: {v['sentence']}" for m, v in result.verdicts.items() if not v.get("baseline")]
             pointing = {m: rd["metrics"][m].get("pointing", {}).get("value") for m in rd["methods"]}
             real = {m: v for m, v in pointing.items() if m not in rd["baselines"] and v is not None}
             if real:
@@ -266,6 +294,11 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
+        from medrep.features.probes import describe_adapted
+
+        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        for line in describe_adapted(result.settings.get("adapted", {})):
+            _log(_markup_escape(line))
         section = _section("features",
                            "Frozen embeddings from the shared cache: neighbours, linear and few-shot probes, cluster separability, "
                            "and similarity between the models (CKA and mutual kNN, each against a permutation null so that "
@@ -315,14 +348,12 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        anchors = sorted({n for n in cfg["anchors"] if n <= len(self.train)})
-        if not anchors:
-            raise MedrepError(f"every anchor count exceeds the {len(self.train)} items of the "
-                              f"{self.config['train_split']!r} split", where="analyses.alignment.anchors")
-        dropped = sorted(set(cfg["anchors"]) - set(anchors))
-        if dropped:
-            readings.append(f"Anchor counts {', '.join(map(str, dropped))} exceed the {len(self.train)} training items "
-                            "and were left out.")
+        from medrep.align.api import fit_anchor_counts
+
+        anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
+        if scaled:
+            readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
+                            f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
         for src, tgt, text in jobs:
             result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
@@ -338,10 +369,10 @@ class Audit:
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
-                self.scorecard[src]["zero-shot"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
+                self.scorecard[src]["caption-alignment"] = {"text": f"{_FMT(m.get('zero_shot_accuracy'))} via {self.text_encoder.name} "
                                                             f"(naive {_FMT(m.get('zero_shot_naive_accuracy'))}, {top} anchors)",
                                                     "metric": m.get("zero_shot_accuracy")}
-                readings.append(f"{name}: zero-shot accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
+                readings.append(f"{name}: caption-alignment accuracy {_FMT(m.get('zero_shot_accuracy'))} with {top} image–caption anchors "
                                 f"(naive mapping {_FMT(m.get('zero_shot_naive_accuracy'))}, chance {_FMT(m.get('chance_accuracy'))}).")
             else:
                 self.scorecard[src].setdefault("stitching", {"text": f"→ {tgt}: {_FMT(m.get('stitched_accuracy'))} "
@@ -349,11 +380,11 @@ class Audit:
                                                              "metric": m.get("stitched_accuracy")})
                 readings.append(f"{name}: stitched accuracy {_FMT(m.get('stitched_accuracy'))} against the target's own "
                                 f"{_FMT(m.get('target_accuracy'))}; naive stitch {_FMT(m.get('naive_accuracy'))}, wrong (shuffled) "
-                                f"pairs {_FMT(m.get('shuffled_accuracy'))} — with {top} anchors, {cfg['estimator']} estimator.")
+                                f"pairs {_FMT(m.get('shuffled_accuracy'))} (mean of {_runs(m)} permutations, SD {_FMT(m.get('shuffled_accuracy_sd'))}) — with {top} anchors, {cfg['estimator']} estimator.")
         self.results["alignment"] = res
         return _section("alignment", "A transformation at most affine, fitted on paired anchors, maps one model's space into another's (stitching: "
-                                     "the target's classifier reads translated source embeddings) or into a text encoder's (zero-shot by cosine to "
-                                     "class prompts). The captions used as anchors name the class, so this 'zero-shot' is in effect few-shot "
+                                     "the target's classifier reads translated source embeddings) or into a text encoder's (classification by cosine to "
+                                     "class prompts: caption alignment). The captions used as anchors name the class, so this is not zero-shot but few-shot "
                                      "through the anchors.", readings, figures, tables)
 
     def subgroup_config(self, data=None):
@@ -421,7 +452,7 @@ class Audit:
         for spec, card in self.scorecard.items():
             rows = []
             for key, (question, headline) in QUESTIONS.items():
-                if key in ("stitching", "zero-shot") and key not in card and self._skipped_alignment(key):
+                if key in ("stitching", "caption-alignment") and key not in card and self._skipped_alignment(key):
                     continue
                 if key == "subgroups" and key not in card and not self.config["by"]:
                     continue
@@ -430,17 +461,19 @@ class Audit:
                              "value [95% CI]": entry.get("metric") if entry else None,
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
-        reading = ("One headline figure per question and model, with its 95% bootstrap interval (details in the sections "
-                   "below). 1: accuracy after the strongest attack (before → after in the context column); 2: how often "
+        reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
+                   "sections below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → "
+                   "after, and which objective and ε, in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
-                   "this model's embeddings after alignment (stitching), and zero-shot through the text encoder; "
+                   "this model's embeddings after alignment (stitching), and classification through the text encoder after "
+                   "alignment on image–caption anchors (caption alignment; not zero-shot, the captions name the classes). "
                    "5 (with `by`): the largest gap in linear-probe accuracy between subgroups, with its permutation p-value. "
                    "Intervals that overlap a baseline mean the difference is not established on this many images.")
         return Section("scorecard", "Scorecard", reading, tables=tables)
 
     def _missing(self, spec: str, key: str) -> str:
-        stage = {"explanations": "explain", "stitching": "alignment", "zero-shot": "alignment"}.get(key, key)
+        stage = {"explanations": "explain", "stitching": "alignment", "caption-alignment": "alignment"}.get(key, key)
         if not self.config["analyses"][stage]["enabled"]:
             return "not run (disabled in the config)"
         if "error" in self.results.get(stage, {}):
@@ -498,6 +531,102 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
                    figures, tables)
 
 
+def _verdict_table(spec: str, result: Any) -> Table:
+    """One row per method: localises / depends on the model / faithful (yes, no, not run) and the sentence."""
+    rows = []
+    for method, v in result.verdicts.items():
+        if v.get("baseline") and "localises" not in v:
+            rows.append({"method": method, "localises": "baseline", "depends on the model": "", "faithful": "",
+                         "reading": v["sentence"]})
+            continue
+        rows.append({"method": method, "localises": v["localises"]["answer"],
+                     "depends on the model": v["depends_on_model"]["answer"], "faithful": v["faithful"]["answer"],
+                     "reading": v["sentence"]})
+    return Table(f"{spec} — verdict per method", rows,
+                 note="localises: the pointing-game interval lies above the centre prior; depends on the model: passes "
+                      "cascading randomisation (Spearman |map| below the threshold after every unit is randomised); "
+                      "faithful: deletion (and ROAD) beat a random pixel order.")
+
+
+def _robustness_rows(result, objective: str) -> list[dict[str, Any]]:
+    from medrep.robustness.outputs import eps_label
+
+    norm = result.config["norm"]
+    rows = []
+    for s in result.summaries:
+        m = s["metrics"]
+        att = s.get("attacks") or {}
+        per = att.get("per_attack") or {}
+        # one column per noise σ: picking the best σ on these very images would flatter the detector
+        noise = {f"noise-check AUC (σ = {d['sigma']:g})": d["roc_auc"] for d in s["detector"]["by_sigma"]}
+        rows.append({("ε" if norm == "linf" else "L2 ε"): eps_label(s["eps"], norm),
+                     "clean accuracy": m["clean_accuracy"],
+                     "attacked accuracy": m["attacked_accuracy"],
+                     **({f"{a} alone": v["attacked_accuracy"] for a, v in per.items()} if len(per) > 1 else {}),
+                     **({"gradient masking": "suspected" if att["gradient_masking_suspected"] else "no"}
+                        if "gradient_masking_suspected" in att else {}),
+                     **({"match success": m["match_success_rate"], "cos to target before": m["cosine_to_target_before"],
+                         "cos to target after": m["cosine_to_target_after"]} if result.config.get("target") else
+                        {"relative change": m["relative_change"]}),
+                     "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
+    return rows
+
+
+def _lowest_accuracy(result, objective: str) -> dict[str, Any]:
+    """The lowest attacked accuracy over ε (the smallest ε among equals), with its ε as written."""
+    from medrep.robustness.outputs import format_eps
+
+    best = min(result.summaries, key=lambda s: (s["metrics"]["attacked_accuracy"]["value"], s["eps"]))
+    m = best["metrics"]
+    return {"value": m["attacked_accuracy"]["value"], "metric": m["attacked_accuracy"], "clean": m["clean_accuracy"],
+            "objective": objective, "eps_text": format_eps(best["eps"], result.config["norm"])}
+
+
+def _robustness_readings(label: str, objective: str, result) -> list[str]:
+    from medrep.robustness.outputs import format_eps
+
+    norm = result.config["norm"]
+    low = _lowest_accuracy(result, objective)
+    m = result.summaries[-1]["metrics"]
+    out = [f"{label}, {objective}: accuracy {_FMT(low['clean'])} on clean images falls to {_FMT(low['metric'])} at "
+           f"{low['eps_text']} (its lowest) while the images stay at PSNR {_FMT(m['psnr_mean'])} dB / SSIM "
+           f"{_FMT(m['ssim_mean'])} at the largest ε"
+           + (f"; {_FMT(m['match_success_rate'])} of attacked images are classified as the target's class."
+              if result.config.get("target") else ".")]
+    for s in result.summaries:
+        att = s.get("attacks") or {}
+        if att.get("gradient_masking_suspected"):
+            out.append(f"{label}, {objective}, {format_eps(s['eps'], norm)}: gradient masking suspected — the black-box "
+                       f"Square attack, which uses no gradients, broke {att['square_only_breaks']} item(s) the gradient "
+                       "attacks could not; the gradient attacks' figures overstate this model's robustness.")
+    below = sorted({(format_eps(s["eps"], norm), d["sigma"]) for s in result.summaries for d in s["detector"]["by_sigma"]
+                    if d["roc_auc"].get("value") is not None and d["roc_auc"]["value"] < 0.5})
+    if below:
+        where = ", ".join(f"{e} with σ = {sg:g}" for e, sg in below)
+        out.append(f"{label}, {objective}: the noise-check detector's ROC AUC is below 0.5 ({where}): noise relabels the "
+                   "attacked images less often than the clean ones — the attack pushed them deep into another class "
+                   "rather than onto a decision boundary, so they are more stable under noise, and this check would not "
+                   "catch them (an AUC below 0.5 is not a better detector read the other way round: it is measured on "
+                   "these same images).")
+    return out
+
+
+def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: list[str]) -> str:
+    low = lowest.get(control)
+    if low is None:
+        return f"{control} (positive control) gave no result."
+    others = ", ".join(f"{m} {_FMT(lowest[m]['metric'])}" for m in models if m in lowest)
+    return (f"{control} is a positive control (adversarially trained): its lowest attacked accuracy is {_FMT(low['metric'])} "
+            f"({low['objective']}, {low['eps_text']}) against {others or 'no other model'}; the suite tells a robust "
+            "model from a fragile one when the control stays well above the others.")
+
+
+def _runs(m: dict) -> str:
+    sd = m.get("shuffled_accuracy_sd")
+    n = sd.get("n") if isinstance(sd, dict) else getattr(sd, "n", None)
+    return str(n) if n else "several"
+
+
 def _section(key: str, intro: str, readings: list[str], figures: list[Figure], tables: list[Table]) -> Section:
     """A stage's section: its title, the stage's general reading followed by one paragraph per model or pair."""
     return Section(key, TITLES[key], intro + "\n\n" + "\n\n".join(readings), figures, tables)
@@ -542,7 +671,7 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     table_index = write_table_csvs(out / "tables", sections)
     manifest = build_manifest("audit", arguments or {}, seeds={"seed": config["seed"]},
                               data=audit.dataset.describe(), models={s: e.describe() for s, e in audit._encoders.items()},
-                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings,
+                              text=getattr(audit.text_encoder, "name", None), timings=audit.timings, auto_split=audit.auto_split,
                               total_seconds=round(time.time() - t0, 1), config=config)
     results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "audit", "medrep_version": __version__,
                "title": config["title"], "config": config,

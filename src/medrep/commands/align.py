@@ -89,6 +89,7 @@ def estimator_options_from(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from medrep.align import run_alignment, write_align_outputs
     from medrep.data.base import SkipLog
+    from medrep.data.findings import require_single_label
     from medrep.errors import MedrepError
     from medrep.manifest import build_manifest, write_manifest
     from medrep.models import load_text_encoder
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     target = load_model(args.target_model, args) if args.target_model else None
     skipped = SkipLog()
     data, items_seen = load_all_data(args, skipped)
+    require_single_label(data)
     if args.split not in (None, "all"):
         data = data.split(args.split)  # a single named split is then divided 70/30 by run_alignment
     result = run_alignment(source, data, target_encoder=target, text_encoder=text, anchors=args.anchors,

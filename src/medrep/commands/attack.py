@@ -6,6 +6,7 @@ import argparse
 from medrep.commands.common import (add_backend_arguments, add_data_arguments, add_deprecated_alias, arguments_of,
                                    load_all_data, load_model, make_backend, make_cache, note_skipped, out_dir, pick_data)
 from medrep.commands.common import add_subgroup_arguments, subgroup_config
+from medrep.data.findings import require_single_label
 from medrep.errors import MedrepError
 
 NAME = "attack"
@@ -46,6 +47,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack")
     g.add_argument("--objective", default="collide", choices=list(OBJECTIVES),
                    help="; ".join(f"{e.name}: {e.help}" for e in OBJECTIVES.entries()).replace("%", "%%"))
+    g.add_argument("--attack", default="pgd",
+                   help="pgd, apgd (Auto-PGD: adaptive step size, momentum, restarts), square (black-box, no gradients), "
+                        "ensemble (= apgd,square) or a comma-separated list: several give the worst case per item, each "
+                        "attack's accuracy beside it, and a gradient-masking flag when square beats the gradient attacks")
+    g.add_argument("--queries", type=int, default=5000, help="query budget of the Square attack per image")
+    g.add_argument("--protocol", default=None, choices=["standard"],
+                   help="a fixed evaluation protocol whose settings replace the options it fixes; standard: L∞ ε ∈ "
+                        "{1,2,4,8}/255, APGD 100 steps + Square 5,000 queries, worst case per item, early exit, the test "
+                        "split or 1,000 items, seed 0 (default: none, the options as given)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype of the attack's forward and backward passes (bfloat16 / float16: autocast; the "
+                        "first attack is also run in float32 and both attacked accuracies are reported)")
     g.add_argument("--eps", default="4/255", help="perturbation budget(s) in [0,1] pixel units, comma-separated; fractions allowed (2/255,4/255). "
                    "linf: the largest change of any pixel (at most 1); l2: the Euclidean length of the whole change (at most √(C·H·W))")
     g.add_argument("--norm", default="linf", type=str.lower, choices=list(NORMS),
@@ -63,7 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer", default=None, help="module whose output is attacked (default: the model's representation)")
     g.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling of that layer (default: the model's own)")
     g.add_argument("--classifiers", default="auto", help="head,probe,knn (default: the head when there is one, else probe,knn)")
-    g.add_argument("--early-stop", action="store_true", help="freeze an item once it is classified as the target (collide) / misclassified (push)")
+    g.add_argument("--early-stop", action="store_true",
+                   help="early exit: an item leaves the batch once it meets the objective's success criterion (classified "
+                        "as the target's class for collide, misclassified otherwise), keeping the point that met it")
     g.add_argument("--train-split", default="train", help="split whose clean representations fit the probe / kNN / centroids")
     d = p.add_argument_group("detector")
     d.add_argument("--noise-sigma", default="0.005,0.01,0.03",
@@ -97,27 +112,32 @@ def run(args: argparse.Namespace) -> int:
     for n in named or []:
         if n not in CLASSIFIERS:
             raise MedrepError(f"unknown classifier {n!r} (choose from {', '.join(CLASSIFIERS)})", where="--classifiers")
-    from medrep.robustness.objectives import OBJECTIVES
+    from medrep.robustness.attacks import parse_attacks
+    from medrep.robustness.objectives import make_objective
 
-    centroids = OBJECTIVES.meta(args.objective, "uses_target") and args.attack_target == "centroid"
+    parse_attacks(args.attack)
+    if args.queries < 1:
+        raise MedrepError(f"must be at least 1 (got {args.queries})", where="--queries")
+    centroids = make_objective(args.objective).uses_target and args.attack_target == "centroid"
     backend = make_backend(args)
     out = out_dir(args.out)
     skipped = SkipLog()
     full, items_seen = load_all_data(args, skipped)  # loaded once: the train split comes from it too
+    require_single_label(full)
     data = pick_data(full, args)
-    train = None
+    train = auto_split = None
     if centroids or any(n in ("probe", "knn") for n in named or []):  # known before the model loads
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     encoder = load_model(args.model, args)
     names = resolve_classifiers(args.classifiers, encoder)
     if train is None and any(n in ("probe", "knn") for n in names):  # "auto" on a model without a head
-        train = _train_split(full, args.train_split)
+        train, data, auto_split = _train_and_data(full, data, args)
     result = run_attack(
         encoder, data, train, objective=args.objective, eps=eps, norm=args.norm, steps=args.attack_steps,
         step_size=args.step_size, random_start=args.random_start, target=args.attack_target, layer=args.layer, pool=args.pool,
         classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
-        noise_draws=args.noise_draws, early_stop=args.early_stop, out_dir=out, resume=args.resume, cache=make_cache(args),
-        backend=backend)
+        noise_draws=args.noise_draws, early_stop=args.early_stop, attack=args.attack, queries=args.queries,
+        dtype=args.dtype, protocol=args.protocol, out_dir=out, resume=args.resume, cache=make_cache(args), backend=backend)
     if subgroups is not None:
         from medrep.subgroups.items import attack_subgroups
 
@@ -126,12 +146,17 @@ def run(args: argparse.Namespace) -> int:
     discard_partials(out)
     write_manifest(out, build_manifest(
         "attack", arguments_of(args), seeds={"pairs": args.seed, "attack": args.seed, "limit": args.seed},
-        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(),
+        skipped=skipped.skipped, encoder=encoder.describe(), data=data.describe(), auto_split=auto_split,
         output={k: p.name for k, p in paths.items()}))
-    print(f"{args.objective} attack on {encoder.name}, {len(data)} items, {args.attack_steps} steps ({args.norm}), "
-          f"classifier: {result.primary}")
-    norm = result.config["norm"]
-    eps_text = lambda s: f"{s['eps_255']:g}/255" if norm == "linf" else f"{s['eps']:g}"  # noqa: E731  L2: raw units
+    from medrep.robustness.outputs import attack_lines, eps_label
+
+    cfg = result.config
+    if cfg.get("protocol"):
+        print(f"protocol {cfg['protocol']['text']}")
+    print(f"{args.objective} attack ({', '.join(cfg.get('attack', ['pgd']))}) on {encoder.name}, {result.data['n']} items, "
+          f"{cfg['steps']} steps ({cfg['norm']}), classifier: {result.primary}")
+    norm = cfg["norm"]
+    eps_text = lambda s: eps_label(s["eps"], norm)  # noqa: E731
     print(f"{'eps' if norm == 'linf' else 'L2 eps':>10} {'clean acc':>10} {'attacked':>10} {'match':>7} {'cos→tgt':>13} {'PSNR dB':>8} {'SSIM':>6}")
     for s in result.summaries:
         m = s["metrics"]
@@ -147,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'eps' if norm == 'linf' else 'L2 eps':>10} " + " ".join(f"{f'σ={sg:g}':>20}" for sg in sigmas))
     for s in result.summaries:
         print(f"{eps_text(s):>10} " + " ".join(f"{_auc_text(d['roc_auc']):>20}" for d in s["detector"]["by_sigma"]))
+    for line in attack_lines(result):
+        print(line)
     if subgroups is not None:
         from medrep.subgroups.outputs import format_subgroup_table, write_group_table
 
@@ -155,6 +182,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'results.json'} and {len(paths) - 1} tables/figures")
     note_skipped(skipped, items_seen)
     return 0
+
+
+def _train_and_data(full, data, args: argparse.Namespace):
+    """(training split, attacked items, the split made here or None): data without any split is divided
+    here (seeded, stratified, grouped by patient) so the probe / kNN / centroids never see attacked items."""
+    if full.splits:
+        return _train_split(full, args.train_split), data, None
+    import sys
+
+    from medrep.data.autosplit import announce_split, with_train_test
+
+    split, record = with_train_test(full, "train", "test", args.seed)
+    print(announce_split(record), file=sys.stderr)
+    return split.split("train"), pick_data(split, args, "test"), record
 
 
 def _train_split(full, name: str):

@@ -7,7 +7,7 @@ NAME = "audit"
 HELP = "run the analyses named in a YAML config and write report.html, results.json and CSV tables"
 # Shown at the end of --help; each runs as it is on the embedded default (a test runs them).
 EXAMPLES = (
-    "echo \"{data: 'demo?n_train=150&n_val=0&n_test=60', models: [demo-cnn], analyses: {robustness: {limit: 8, attack_steps: 2}, explain: {limit: 4}, features: {projections: [tsne], n_permutations: 20}, overlay: {limit: 20}, alignment: {anchors: [50]}}}\" | medrep audit - --out out/audit",
+    "echo \"{data: 'demo?n_train=150&n_val=0&n_test=60', models: [demo-cnn], analyses: {robustness: {objectives: [collide], limit: 8, attack_steps: 2}, explain: {methods: [gradcam], limit: 4}, features: {projections: [tsne], n_permutations: 20}, overlay: {limit: 20}, alignment: {anchors: [50]}}}\" | medrep audit - --out out/audit",
 )
 
 

@@ -61,8 +61,9 @@ def method_options_from(args: argparse.Namespace, methods: list[str]) -> dict[st
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from medrep.explain.config import DEFAULT_METRICS, METRICS, MIOU_ON, PROTOCOLS, ROAD_PERCENTS, TARGETS, THRESHOLDS
     from medrep.explain.methods import METHODS, baseline_methods, default_methods
-    from medrep.explain.run import METRICS, TARGETS
+    from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 
     DEFAULT_METHODS = default_methods()
 
@@ -72,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
                    help=f"comma-separated methods, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}); "
                         f"{' and '.join(baseline_methods())} are always added")
-    p.add_argument("--metrics", type=_csv, default=list(METRICS), help=f"comma-separated scores (default: {','.join(METRICS)})")
+    p.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS),
+                   help=f"comma-separated scores from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--explain-target", default="auto", choices=("auto", *TARGETS),
                    help="class: the item's label logit; predicted: the top class; embedding: cosine to the class centroid; "
                         "auto: class when the model has a head, else embedding")
@@ -89,6 +91,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what removed pixels become (deletion/insertion)")
     add_deprecated_alias(p, "--baseline", "--deletion-baseline", "deletion_baseline", choices=["blur", "zero", "mean"])
     add_method_option_arguments(p)
+    p.add_argument("--road-percents", type=lambda s: [float(v) for v in _csv(s)], default=list(ROAD_PERCENTS),
+                   help=f"ROAD: percentages of pixels removed (default {','.join(f'{v:g}' for v in ROAD_PERCENTS)}); add road to --metrics")
+    p.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="a named scoring protocol beside medrep's scores: chexlocalize (Saporta et al. 2022: original image "
+                        "size, Otsu or tuned threshold, hit rate, mIoU) or chung2025 (Chung et al. 2025's own code's conventions); default: none")
+    p.add_argument("--threshold", default="otsu", choices=THRESHOLDS,
+                   help="chexlocalize: binarise maps with Otsu's threshold or a per-class threshold tuned on --tune-split (default: otsu)")
+    p.add_argument("--tune-split", default=None, metavar="SPLIT",
+                   help="chexlocalize with --threshold tuned: the split the per-class thresholds are tuned on, e.g. val (default: none)")
+    p.add_argument("--probability-cutoff", type=float, default=None, metavar="P",
+                   help="chexlocalize: an image whose target-class probability is below P gets an empty segmentation (default: no cut-off)")
+    p.add_argument("--miou-on", default="all", choices=MIOU_ON,
+                   help="chexlocalize: mIoU over all images or over true positives only (non-empty predicted segmentation; default: all)")
+    p.add_argument("--sanity", type=_csv, default=[], metavar="TESTS",
+                   help=f"comma-separated sanity checks from {','.join(SANITY_TESTS)}: model-parameter randomisation "
+                        "(cascading from the top down, or one unit at a time) on a copy of the model, and the random-logit test (default: none)")
+    p.add_argument("--sanity-images", type=int, default=16, metavar="N", help="images the sanity checks run on (default 16)")
+    p.add_argument("--sanity-threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"a method passes randomisation when Spearman |map| after full randomisation, and its interval's "
+                        f"upper end, are below this (default {DEFAULT_THRESHOLD:g})")
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
@@ -100,7 +122,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medrep.data.base import SkipLog
     from medrep.partial import discard_partials
-    from medrep.explain.run import run_explain, write_explain_outputs
+    from medrep.explain.config import ExplainConfig
+    from medrep.explain.outputs import write_explain_outputs
+    from medrep.explain.run import run_explain
     from medrep.manifest import build_manifest, write_manifest
 
     subgroups = subgroup_config(args)
@@ -113,12 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.explain_target == "auto":
         from medrep.explain.run import default_target
 
-        from medrep.progress import is_quiet
-
         args.explain_target = default_target(encoder)  # written back: the manifest records what was explained
-        if not is_quiet():
-            print(f"explaining the {args.explain_target} score (--explain-target auto: "
-                  + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
+        print(f"explaining the {args.explain_target} score (--explain-target auto: "
+              + ("the model has a head)" if args.explain_target == "class" else "the model has no head)"), file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
@@ -126,10 +147,16 @@ def run(args: argparse.Namespace) -> int:
         if args.explain_target != "embedding":
             raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
-    result = run_explain(encoder, data, methods=args.methods, metrics=args.metrics, target=args.explain_target, limit=args.limit,
-                         seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=args.topk,
-                         steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
-                         method_options=method_options_from(args, args.methods), cache=make_cache(args), references=references,
+    config = ExplainConfig(
+        methods=tuple(args.methods), metrics=tuple(args.metrics), target=args.explain_target, limit=args.limit,
+        seed=args.seed, batch_size=args.batch_size, upsampling=args.upsample, topk=tuple(args.topk),
+        steps=args.deletion_steps, perturbation_baseline=args.deletion_baseline, add_baselines=not args.no_baselines,
+        method_options=method_options_from(args, args.methods), protocol=args.protocol,
+        threshold=args.threshold, tune_split=args.tune_split, probability_cutoff=args.probability_cutoff,
+        miou_on=args.miou_on, road_percents=tuple(args.road_percents), sanity=tuple(args.sanity),
+        sanity_images=args.sanity_images, sanity_threshold=args.sanity_threshold)
+    tune = _tune_split(args, config)
+    result = run_explain(encoder, data, config, references=references, tune_dataset=tune, cache=make_cache(args),
                          backend=backend, out_dir=out, resume=args.resume)
     if subgroups is not None:
         from medrep.subgroups.items import explain_subgroups
@@ -153,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
 
         write_group_table(result.subgroups, out)
         print(format_subgroup_table(result.subgroups))
+    verdict_lines = result.format_verdicts()
+    if verdict_lines:
+        print("verdicts (localises / depends on the model / faithful):")
+        print(verdict_lines)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     note_skipped(skipped, items_seen)
     return 0
@@ -169,11 +200,28 @@ def _can_print(text: str) -> bool:
         return False
 
 
+def _tune_split(args: argparse.Namespace, config):
+    """The split a tuned CheXlocalize threshold is chosen on (None unless --threshold tuned)."""
+    if config.threshold != "tuned" or not args.tune_split:
+        return None
+    from medrep.data import load_dataset
+    from medrep.errors import MedrepError
+
+    if args.tune_split == args.split:
+        raise MedrepError(f"tuning on the split that is scored ({args.split}) would leak; name another split", where="--tune-split")
+    ds = load_dataset(args.data, skip_bad=args.skip_bad)
+    if not ds.splits:
+        raise MedrepError(f"dataset {args.data} has no splits to tune on", where="--tune-split")
+    return ds.split(args.tune_split)
+
+
 def _data_without_limit(args: argparse.Namespace, skipped):
     """The split whole: --limit picks among images with a non-empty mask (inside run_explain), not among all;
     and the number of items the source held."""
     from medrep.commands.common import load_all_data
+    from medrep.data.findings import require_single_label
 
     ds, items_seen = load_all_data(args, skipped)
+    require_single_label(ds)
     split = args.split if ds.splits else None
     return ds.split(split), items_seen

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", default=None, help="module name to embed at (default: the model's representation)")
     p.add_argument("--pool", default=None, choices=["cls", "mean"], help="pooling (default: the model's own)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="compute dtype of the model")
+    p.add_argument("--compile", action="store_true",
+                   help="run the embedding call through torch.compile (same embeddings within float tolerance; "
+                        "pays a one-off compile, see benchmarks/RESULTS.md for when it is faster)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default: none for in-memory data, else one)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     p.add_argument("--chunk-size", type=int, default=1024,
@@ -44,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     full, items_seen = load_all_data(args, skipped)
     data = pick_data(full, args)
     encoder = load_model(args.model, args)
+    if args.compile:
+        from medrep.embeddings.extract import check_compile_available
+
+        check_compile_available("--compile")
+    encoder.compile_extraction = args.compile
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
                              cache=make_cache(args), chunk_size=args.chunk_size, num_workers=args.workers, dtype=args.dtype,
                              skip_bad=args.skip_bad, skipped=skipped, backend=backend)

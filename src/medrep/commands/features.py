@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     options = overlay_options(args) if run_overlay_test else None
     out = out_dir(args.out)
     data = load_split_data(args)
+    if run_overlay_test:
+        from medrep.data.findings import require_single_label
+
+        require_single_label(data, where="--overlay")
     encoders = load_models(args)
     cache = make_cache(args)
     from medrep.configs import from_mapping
@@ -92,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     result = run_features(encoders, data, config, cache=cache, subgroups=subgroups)
     figures = write_features_outputs(result, out)
     print(format_model_table(result))
+    from medrep.features.probes import describe_adapted
+
+    for line in describe_adapted(result.settings.get("adapted", {})):
+        print(line)
     if subgroups is not None:
         from medrep.subgroups.outputs import format_subgroup_table
 
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         figures.update(write_overlay_outputs(ov, out / "overlay", data))
         print(format_overlay_table(ov))
     write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,
+                                       auto_split=args._auto_split,
                                        output={"results": "results.json",
                                                "figures": {k: str(v.relative_to(out)) for k, v in figures.items()}}))
     # the files write_features_outputs wrote: pairs.csv only when there is a pair of models (or layers)

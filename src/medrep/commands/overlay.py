@@ -107,12 +107,21 @@ def load_models(args: argparse.Namespace) -> list:
 
 
 def load_split_data(args: argparse.Namespace):
+    """--data with its train and test splits; data without splits is split here (seeded, grouped by patient),
+    announced in one line and recorded as ``args._auto_split`` for the manifest."""
+    import sys
+
     from medrep.data import load_dataset
+    from medrep.data.autosplit import announce_split, with_train_test
 
     if args.skip_bad:
         raise MedrepError("not supported here: every model must see the same items (fix or remove the bad files)",
                           where="--skip-bad")
-    return load_dataset(args.data)
+    data, record = with_train_test(load_dataset(args.data), args.train_split, args.test_split or "test", args.seed)
+    args._auto_split = record
+    if record is not None:
+        print(announce_split(record, args.train_split, args.test_split or "test"), file=sys.stderr)
+    return data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -143,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
                     colour=options["colour"], opacity=options["opacity"])
     out = out_dir(args.out)
     data = load_split_data(args)
+    from medrep.data.findings import require_single_label
+
+    require_single_label(data)
     encoders = load_models(args)
     text_encoder = None
     if args.text:
@@ -153,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                          test_split=args.test_split, limit=args.limit, k=args.k, n_boot=args.n_boot,
                          batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **options)
     figures = write_overlay_outputs(result, out, data)
-    write_manifest(out, build_manifest("overlay", arguments_of(args), seeds={"seed": args.seed},
+    write_manifest(out, build_manifest("overlay", arguments_of(args), seeds={"seed": args.seed}, auto_split=args._auto_split,
                                        cache_keys={f"{m}/{w}": e["cache_key"] for m, r in result.models.items()
                                                    for w, e in r["words"].items()},
                                        output={"results": "results.json", "figures": {k: v.name for k, v in figures.items()}}))

@@ -107,6 +107,16 @@ class ImageDataset:
         return np.array([self._load(i).attributes.get(name, "") for i in range(len(self))], dtype=object)
 
     @property
+    def findings(self) -> list[str]:
+        """Finding names of a multi-label source (then ``finding_matrix`` holds the labels); [] otherwise."""
+        return []
+
+    @property
+    def finding_matrix(self) -> np.ndarray | None:
+        """(N, F) float: 1 positive, 0 negative, NaN not used for that finding; None for single-label data."""
+        return None
+
+    @property
     def splits(self) -> list[str]:
         return []
 
@@ -133,12 +143,20 @@ class ImageDataset:
 
     def describe(self) -> dict[str, Any]:
         labels = self.labels
-        return {
+        out = {
             "name": self.name,
             "n": len(self),
             "classes": self.classes,
             "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(self.classes)},
         }
+        fm = self.finding_matrix
+        if fm is not None:
+            out["findings"] = {f: {"positive": int((fm[:, j] == 1).sum()), "negative": int((fm[:, j] == 0).sum()),
+                                   "unused": int(np.isnan(fm[:, j]).sum())} for j, f in enumerate(self.findings)}
+        patients = self.patients
+        if patients is not None:
+            out["n_patients"] = len(set(patients.tolist()))
+        return out
 
 
 class Subset(ImageDataset):
@@ -183,6 +201,15 @@ class Subset(ImageDataset):
 
     def attribute_values(self, name: str) -> np.ndarray:
         return self.parent.attribute_values(name)[self.indices]
+
+    @property
+    def findings(self) -> list[str]:
+        return self.parent.findings
+
+    @property
+    def finding_matrix(self) -> np.ndarray | None:
+        parent = self.parent.finding_matrix
+        return None if parent is None else parent[self.indices]
 
     def content_digest(self) -> str:
         return digest_json({"parent": self.parent.content_digest(), "indices": digest_bytes(np.asarray(self.indices).tobytes())})
@@ -444,6 +471,15 @@ class SplitDataset(ImageDataset):
         if name not in self.attribute_names:
             return super().attribute_values(name)
         return np.concatenate([p.attribute_values(name) for p in self.parts.values()])
+
+    @property
+    def findings(self) -> list[str]:
+        return next(iter(self.parts.values())).findings
+
+    @property
+    def finding_matrix(self) -> np.ndarray | None:
+        parts = [p.finding_matrix for p in self.parts.values()]
+        return None if any(x is None for x in parts) else np.concatenate(parts)
 
     def content_digest(self) -> str:
         return digest_json({k: p.content_digest() for k, p in self.parts.items()})

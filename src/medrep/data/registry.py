@@ -2,7 +2,8 @@
 
 ``demo`` / ``phantoms`` (options: ``?n_train=..&modality=ultrasound&confounder_rate=0.9&seed=..&attributes=site,sex``),
 ``medmnist:PATH.npz``, ``csv:PATH`` or a ``.csv`` path (manifest), ``dicom:PATH`` or a ``.dcm`` file /
-folder of DICOM files, ``folder:PATH`` or a class-per-folder directory.
+folder of DICOM files, ``folder:PATH`` or a class-per-folder directory, and the published-dataset recipes
+of :mod:`medrep.data.recipes` (``chexpert:DIR``, ``nih-cxr14:DIR`` …).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 from medrep.data.base import ImageDataset, SkipLog
 from medrep.errors import SpecError
+from medrep.data.recipes import RECIPE_MODULES
 from medrep.registry import Registry
 from medrep.specs import Spec, parse_spec
 
@@ -17,7 +19,8 @@ DataLoaderFn = Callable[[Spec, bool, SkipLog], ImageDataset]
 #: scheme → loader ``fn(spec, skip_bad, skipped) -> ImageDataset``; metadata ``detect(path) -> bool`` lets a
 #: bare path pick the scheme.  The built-in sources register themselves when first needed.
 DATA_SOURCES = Registry("data source", param="data", builtins=(
-    "medrep.data.folders", "medrep.data.manifest", "medrep.data.dicom", "medrep.data.medmnist"))
+    "medrep.data.folders", "medrep.data.manifest", "medrep.data.dicom", "medrep.data.medmnist",
+    *(f"medrep.data.recipes.{name}" for name in RECIPE_MODULES)))
 _DATA = DATA_SOURCES
 _DETECTORS: list[tuple[Callable[[str], bool], str]] = []
 

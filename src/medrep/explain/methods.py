@@ -358,6 +358,14 @@ def explain_with_raw(encoder: Encoder, pixels: torch.Tensor, method: str, target
     Scores that compare amounts (relevance mass) need the method's own values: min-max normalisation
     subtracts each map's minimum, which moves mass and lifts a flat map.
     """
+    raw = raw_maps(encoder, pixels, method, target, **options)
+    up = upsample(raw, tuple(pixels.shape[-2:]), upsampling, token_offset(encoder, raw))
+    return up, normalize_maps(up)
+
+
+def raw_maps(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target | None = None,
+             **options: Any) -> torch.Tensor:
+    """(B, h, w) maps at the method's own resolution (token grid, feature map or pixels), float, checked finite."""
     fn = get_method(method)
     target = target if target is not None else Target("class")
     try:
@@ -368,9 +376,7 @@ def explain_with_raw(encoder: Encoder, pixels: torch.Tensor, method: str, target
         raise
     if not torch.isfinite(raw).all():
         raise MedrepError(f"method {method!r} produced non-finite values on model {encoder.name}", where="--methods")
-    raw = raw.detach().float()
-    up = upsample(raw, tuple(pixels.shape[-2:]), upsampling, token_offset(encoder, raw))
-    return up, normalize_maps(up)
+    return raw.detach().float()
 
 
 def __getattr__(name: str) -> Any:

@@ -104,3 +104,23 @@ def relevance_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def mask_area(masks: torch.Tensor) -> torch.Tensor:
     """(B,) share of the image covered by each mask."""
     return masks.flatten(1).float().mean(1)
+
+
+def auprc(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) area under the precision-recall curve of the map's pixels as scores against the mask (Arun et al.,
+    Radiology: AI 2021), as scikit-learn's ``average_precision_score``: Σₙ (Rₙ − Rₙ₋₁) Pₙ over the distinct
+    map values, tied pixels entering together.  A constant map scores the mask's share of the image."""
+    maps, masks = _check(maps, masks)
+    b, n = maps.shape[0], maps[0].numel()
+    scores, order = maps.flatten(1).double().sort(dim=1, descending=True, stable=True)
+    truth = masks.flatten(1).gather(1, order).double()
+    hits = truth.cumsum(1)
+    positions = torch.arange(n, device=maps.device).expand(b, n)
+    # the last position of each run of tied values: precision is read there for every pixel of the run
+    run_end = torch.ones_like(truth, dtype=torch.bool)
+    run_end[:, :-1] = scores[:, 1:] != scores[:, :-1]
+    end_at = torch.where(run_end, positions, torch.full_like(positions, n - 1))
+    end_at = end_at.flip(1).cummin(1).values.flip(1)
+    precision = hits.gather(1, end_at) / (end_at + 1).double()
+    positives = truth.sum(1)
+    return torch.where(positives > 0, (truth * precision).sum(1) / positives.clamp_min(1), torch.zeros_like(positives))

@@ -11,10 +11,10 @@ import numpy as np
 from medrep.configs import replace
 from medrep.errors import MedrepError, Param
 from medrep.features.config import FeaturesConfig
-from medrep.features.extract import Embeddings, extract_embeddings
+from medrep.embeddings.extract import Embeddings, extract_embeddings
 from medrep.features.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
-from medrep.features.probes import few_shot_accuracy, knn_accuracy, linear_probe_scores
+from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores
 from medrep.features.projection import PROJECTIONS, project_2d
 from medrep.io import slug
 from medrep.features.separability import (calinski_harabasz, centroid_cosine_matrix, davies_bouldin, fisher_ratio,
@@ -41,6 +41,7 @@ class RepresentationData:
 class FeaturesResult(Result):
     kind: str = "features"
     classes: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # a multi-label set: metrics are per-finding probe AUROCs
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     centroid_cosine: dict[str, np.ndarray] = field(default_factory=dict)
     pairs: list[PairSimilarity] = field(default_factory=list)
@@ -87,6 +88,8 @@ class FeaturesResult(Result):
         self.tables = {"models": self.model_table(), "pairs": self.pair_table()}
         out = super().to_dict()
         out["classes"] = self.classes
+        if self.findings:
+            out["findings"] = self.findings
         out["models"] = {
             name: {**{k: v.to_dict() for k, v in m["metrics"].items()},
                    "centroid_cosine": np.round(self.centroid_cosine[name], 6).tolist(),
@@ -102,8 +105,17 @@ class FeaturesResult(Result):
 
 def train_test_splits(dataset, train_split: str = "train", test_split: str = "test", limit: int | None = None,
                       seed: int = 0):
-    """The two splits every model is compared on; each optionally limited to ``limit`` items (seeded)."""
+    """The two splits every model is compared on; each optionally limited to ``limit`` items (seeded).  Data
+    without any splits is divided 70/30 (seeded, stratified, whole patients or source files on one side)."""
     available = list(getattr(dataset, "splits", []) or [])
+    if not available and len(dataset):
+        from medrep.data.autosplit import grouped_split
+
+        first, second, _ = grouped_split(dataset, seed=seed)
+        train, test = dataset.subset(first), dataset.subset(second)
+        if limit:
+            train, test = train.limit(limit, seed=seed), test.limit(limit, seed=seed)
+        return train, test
     missing = [s for s in (train_split, test_split) if s not in available]
     if missing:
         raise MedrepError(f"needs a {' and a '.join(repr(s) for s in missing)} split to fit probes on one and test on the "
@@ -158,24 +170,31 @@ def check_split_labels(train_y: np.ndarray, test_y: np.ndarray, classes: list[st
 
 def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence[int] = (1, 5, 10), n_draws: int = 10,
                   n_boot: int = 200, seed: int = 0, max_silhouette: int = 2000,
-                  per_item: dict[str, Any] | None = None) -> tuple[dict[str, Metric], np.ndarray]:
+                  per_item: dict[str, Any] | None = None,
+                  patients: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+                  ) -> tuple[dict[str, Metric], np.ndarray]:
     """Every per-model metric (with 95% intervals) and the centroid cosine matrix, from plain arrays.
 
     Probes are fitted on train and scored on test; the geometry is measured on the L2-normalised
     test embeddings (cosine geometry, as in the kNN; comparable across models of different scale).
     ``per_item``, when given, receives the probes' per-test-item outputs (for the subgroup breakdown).
+    ``patients`` (patient id per train item, per test item): few-shot draws take each shot from another
+    patient, and the probe intervals are cluster bootstraps over the test patients.
     """
     metrics: dict[str, Metric] = {}
-    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed)
+    train_patients, groups = patients
+    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k, n_boot=max(n_boot, 1000), seed=seed, groups=groups)
     metrics["knn_accuracy"] = knn.accuracy
-    lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed)
+    lin = linear_probe_scores(train_x, train_y, test_x, test_y, n_boot=max(n_boot, 1000), n_boot_auc=n_boot, seed=seed,
+                              groups=groups)
     metrics["linear_probe_accuracy"] = lin.accuracy
     metrics["linear_probe_auc"] = lin.auc
     if per_item is not None:
         per_item.update(knn_predictions=knn.predictions, linear_predictions=lin.predictions, linear_proba=lin.proba,
                         linear_classes=lin.classes)
     for s in shots:
-        fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed)
+        fs = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=s, n_draws=n_draws, seed=seed,
+                               groups=train_patients)
         if fs is not None:
             metrics[f"few_shot_{s}_accuracy"] = fs
     xn = l2_normalise(test_x).astype(np.float64)
@@ -199,6 +218,17 @@ def model_metrics(train_x, train_y, test_x, test_y, k: int = 20, shots: Sequence
     metrics["fisher_ratio"] = half_sample_interval(lambda i: _finite_or_nan(lambda: fisher_ratio(xn[i], y[i])), n,
                                                    n_draws=n_boot, seed=seed)
     return metrics, centroid_cosine_matrix(xn, y)
+
+
+def _patients_of(part, ids: list[str]) -> np.ndarray | None:
+    """Patient id per embedded item of ``part`` (None without patient ids)."""
+    patients = part.patients
+    if patients is None:
+        return None
+    if list(part.ids) == list(ids):
+        return np.asarray(patients, dtype=object)
+    by_id = dict(zip(part.ids, patients.tolist()))
+    return np.array([by_id[i] for i in ids], dtype=object)
 
 
 def _finite_or_nan(fn) -> float:
@@ -232,8 +262,20 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
         raise MedrepError("a layer is listed twice", where=Param("layer"))
     check_unique_encoders(encoders)
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
+    if not getattr(dataset, "splits", None):
+        train_split, test_split = "drawn 70% (by patient or source file)", "drawn 30% (by patient or source file)"
     classes = list(dataset.classes)
+    if dataset.findings:
+        from medrep.features.multilabel import run_multilabel_features
+
+        return run_multilabel_features(encoders, train, test, layers, pool=pool, n_boot=n_boot, batch_size=batch_size,
+                                       cache=cache, seed=seed, settings={"train_split": train_split,
+                                                                         "test_split": test_split, "limit": limit})
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", Param("data")))
+    adapted: dict[str, Any] = {}  # defaults scaled down to small data, reported rather than failing
+    k, adapted["k"] = adapt_k(k, train.labels)
+    shots, adapted["shots"] = adapt_shots(shots, train.labels)
+    adapted = {name: a for name, a in adapted.items() if a is not None}
     analysis = _subgroup_analysis(subgroups, test)
     probe_groups, probe_patients = None, None
     if analysis is not None:  # the attribute probe reads train and test items together
@@ -248,7 +290,8 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "mutual_k": mutual_k,
         "shots": list(shots), "few_shot_draws": n_draws, "n_boot": n_boot, "n_permutations": n_permutations,
         "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
-        "geometry": "L2-normalised test embeddings",
+        "adapted": adapted, "geometry": "L2-normalised test embeddings", "n_images": len(test),
+        "n_patients": None if test.patients is None else len(set(test.patients.tolist())),
         "intervals": "95%: bootstrap over items (accuracies, AUC, mutual kNN), over draws (few-shot), "
                      "delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher, CKA)"})
     n_pairs = len(reps) * (len(reps) - 1) // 2
@@ -256,7 +299,8 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
         for rep in reps:
             per_item: dict[str, Any] = {}
             metrics, cos = model_metrics(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=k,
-                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed, per_item=per_item)
+                                         shots=shots, n_draws=n_draws, n_boot=n_boot, seed=seed, per_item=per_item,
+                                         patients=(_patients_of(train, rep.train.ids), _patients_of(test, rep.test.ids)))
             if analysis is not None:
                 _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
             result.models[rep.name] = {
@@ -386,6 +430,8 @@ def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[
             figures[f"{method}:{name}"] = scatter_by_class(coords, labels, result.classes, title,
                                                            out / f"{method}_{slug(name)}.png")
     for name, m in result.centroid_cosine.items():
+        if not m.size:
+            continue
         figures[f"centroid_cosine:{name}"] = heatmap(m, result.classes, result.classes,
                                                      f"{name}: class-centroid cosine", out / f"centroid_cosine_{slug(name)}.png",
                                                      vmin=-1, vmax=1)
@@ -407,18 +453,24 @@ def format_model_table(result: FeaturesResult) -> str:
     """A plain-text table of the headline metrics, one row per model, for the terminal."""
     keys = [k for k in MODEL_METRICS] + sorted({k for m in result.models.values() for k in m["metrics"]
                                                  if k.startswith("few_shot")}, key=lambda s: int(s.split("_")[2]))
+    if result.findings:  # a multi-label set: one probe AUROC per finding and their macro mean
+        keys = ["macro_auroc", *(f"auroc/{f}" for f in result.findings)]
     short = {"knn_accuracy": "kNN acc", "linear_probe_accuracy": "linear acc", "linear_probe_auc": "linear AUC",
              "silhouette": "silhouette", "davies_bouldin": "Davies-B.", "calinski_harabasz": "Calinski-H.",
              "fisher_ratio": "Fisher"}
+    labels = [short.get(k, k.replace("few_shot_", "").replace("_accuracy", "-shot acc")) for k in keys]
+    labels = ["macro AUROC" if k == "macro_auroc" else lab.replace("auroc/", "AUROC ") for k, lab in zip(keys, labels)]
+    width = max(14, *(len(lab) for lab in labels))
     lines = []
-    for key in keys:
-        label = short.get(key, key.replace("few_shot_", "").replace("_accuracy", "-shot acc"))
-        cells = [f"{label:<14}"]
+    for key, label in zip(keys, labels):
+        cells = [f"{label:<{width}}"]
         for name, m in result.models.items():
             met = m["metrics"].get(key)
-            cells.append(f"{str(met) if met else '—':>32}")
+            # a finding with one class in train or test has no probe AUROC
+            text = "—" if met is None or met.value != met.value else str(met)
+            cells.append(f"{text:>32}")
         lines.append(" ".join(cells))
-    header = " ".join([f"{'metric':<14}"] + [f"{n:>32}" for n in result.models])
+    header = " ".join([f"{'metric':<{width}}"] + [f"{n:>32}" for n in result.models])
     out = [header, *lines]
     for p in result.pairs:
         rows = (f" on {p.cka.n} of {p.mutual_knn.n} items, all items {p.extra['cka_all_rows']:.4g}"

@@ -19,7 +19,7 @@ from medrep.data.base import ImageDataset, Item
 from medrep.errors import MedrepError
 from medrep.features.extract import extract_embeddings
 from medrep.features.neighbours import l2_normalise
-from medrep.features.probes import KNNClassifier, LinearProbe
+from medrep.features.probes import KNNClassifier, LinearProbe, adapt_k, describe_adapted
 from medrep.io import digest_file, digest_json
 from medrep.progress import progress_bar
 from medrep.results import Metric, Result, bootstrap_metric
@@ -344,8 +344,10 @@ def run_overlay(encoders: Sequence[Any], dataset, words: Sequence[str] | None = 
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
     check_split_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))
+    k, k_adapted = adapt_k(k, y_train)  # scaled down to small data, reported rather than failing
     result = OverlayResult(classes=classes, overlays=overlays, settings={
         "train_split": train_split, "test_split": test_split, "limit": limit, "k": k, "n_boot": n_boot, "seed": seed,
+        "adapted": {"k": k_adapted} if k_adapted else {},
         "prompt_template": prompt_template, "text_aligned": text_aligned, "targets": {w: (classes[t] if t is not None else None) for w, t in target_of.items()},
         "cosine_shift": "1 − cos(clean, overlaid) per image, averaged"})
     for enc in encoders:
@@ -466,4 +468,4 @@ def format_overlay_table(result: OverlayResult) -> str:
             if "zero_shot_shift" in ms:
                 parts.append(f"zero-shot Δp({w['target_class']}) {ms['zero_shot_shift']}")
             lines.append(f"  '{word}': " + "; ".join(parts))
-    return "\n".join(lines + result.readings())
+    return "\n".join(lines + describe_adapted(result.settings.get("adapted", {})) + result.readings())

@@ -6,6 +6,7 @@ correctness into a bootstrapped :class:`~medrep.results.Metric`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,17 +59,21 @@ class KNNClassifier:
 
 
 class LinearProbe:
-    """Multinomial logistic regression on standardised, L2-normalised embeddings (scikit-learn, lbfgs)."""
+    """Multinomial logistic regression on standardised, L2-normalised embeddings (scikit-learn, lbfgs): medrep's one
+    linear probe (features, robustness and align all use it).
 
-    def __init__(self, c: float = 1.0, max_iter: int = 1000, seed: int = 0):
-        self.c, self.max_iter, self.seed = c, max_iter, seed
+    ``normalise=False`` skips the L2 normalisation: alignment's stitching classifier must read translated
+    vectors at the scale the translator produced, norms included."""
+
+    def __init__(self, c: float = 1.0, max_iter: int = 1000, seed: int = 0, normalise: bool = True):
+        self.c, self.max_iter, self.seed, self.normalise = c, max_iter, seed, normalise
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "LinearProbe":
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         check_labels(y, "linear-probe train labels")
-        x = l2_normalise(x)
+        x = l2_normalise(x) if self.normalise else np.asarray(x)
         self.scaler_ = StandardScaler().fit(x)
         self.model_ = LogisticRegression(C=self.c, max_iter=self.max_iter, random_state=self.seed)
         self.model_.fit(self.scaler_.transform(x), np.asarray(y))
@@ -76,7 +81,7 @@ class LinearProbe:
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(self.scaler_.transform(l2_normalise(x)))
+        return self.model_.predict_proba(self.scaler_.transform(l2_normalise(x) if self.normalise else np.asarray(x)))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(x), axis=1)]
@@ -103,39 +108,84 @@ class ProbeScores:
     classes: np.ndarray | None = None  # the class of each proba column
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, n_boot: int = 1000, seed: int = 0) -> ProbeScores:
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, n_boot: int = 1000, seed: int = 0,
+                 groups: np.ndarray | None = None) -> ProbeScores:
+    """``groups``: patient id per test item (a cluster bootstrap over patients), or None."""
     pred = KNNClassifier(k).fit(train_x, train_y).predict(test_x)
-    return ProbeScores(bootstrap_metric(pred == np.asarray(test_y), n_boot=n_boot, seed=seed), pred)
+    return ProbeScores(bootstrap_metric(pred == np.asarray(test_y), n_boot=n_boot, seed=seed, groups=groups), pred)
 
 
 def linear_probe_scores(train_x, train_y, test_x, test_y, n_boot: int = 1000, n_boot_auc: int = 200,
-                        seed: int = 0, probe: LinearProbe | None = None) -> ProbeScores:
+                        seed: int = 0, probe: LinearProbe | None = None, groups: np.ndarray | None = None) -> ProbeScores:
     probe = probe or LinearProbe(seed=seed).fit(train_x, train_y)
     proba = probe.predict_proba(test_x)
     pred = probe.classes_[np.argmax(proba, axis=1)]
     test_y = np.asarray(test_y)
-    acc = bootstrap_metric(pred == test_y, n_boot=n_boot, seed=seed)
-    auc = bootstrap_paired(lambda i: macro_auc(test_y[i], proba[i], probe.classes_), len(test_y), n_boot=n_boot_auc, seed=seed)
+    acc = bootstrap_metric(pred == test_y, n_boot=n_boot, seed=seed, groups=groups)
+    auc = bootstrap_paired(lambda i: macro_auc(test_y[i], proba[i], probe.classes_), len(test_y), n_boot=n_boot_auc, seed=seed,
+                           groups=groups)
     return ProbeScores(acc, pred, auc, proba, probe.classes_)
 
 
 def few_shot_accuracy(train_x, train_y, test_x, test_y, shots: int, n_draws: int = 10, seed: int = 0,
-                      n_boot: int = 1000) -> Metric | None:
+                      n_boot: int = 1000, groups: np.ndarray | None = None) -> Metric | None:
     """Probe fitted on ``shots`` random train items per class, repeated ``n_draws`` times.
 
-    The value is the mean test accuracy over draws; the interval is a bootstrap over draws (the
-    variability that matters with so few examples).  None when some class has fewer than ``shots`` items.
+    The value is the mean test accuracy over draws; the interval is a percentile bootstrap over draws (the
+    variability that matters with so few examples), never a proportion interval: a draw's accuracy is a
+    mean over the test items, not one 0/1 outcome, even when every draw scores 1.  None when some class has
+    fewer than ``shots`` items.
+    With ``groups`` (a patient id per train item) the shots of a class come from ``shots`` different
+    patients (one image each), so k shots are k patients, not k views of one; None when some class has
+    fewer patients than that.
     """
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
     classes = check_labels(train_y, "few-shot train labels")
     pools = [np.flatnonzero(train_y == c) for c in classes]
-    if min(len(p) for p in pools) < shots:
+    if groups is not None:
+        groups = np.asarray(groups, dtype=object)
+        pools_by_patient = [[p[groups[p] == g] for g in dict.fromkeys(groups[p].tolist())] for p in pools]
+        if min(len(pp) for pp in pools_by_patient) < shots:
+            return None
+    elif min(len(p) for p in pools) < shots:
         return None
     rng = np.random.default_rng(seed)
     accs = []
     for _ in range(n_draws):
-        idx = np.concatenate([rng.choice(p, size=shots, replace=False) for p in pools])
+        if groups is None:
+            idx = np.concatenate([rng.choice(p, size=shots, replace=False) for p in pools])
+        else:
+            idx = np.array([rng.choice(pp[j]) for pp in pools_by_patient
+                            for j in rng.choice(len(pp), size=shots, replace=False)])
         pred = LinearProbe(seed=seed).fit(train_x[idx], train_y[idx]).predict(test_x)
         accs.append(float(np.mean(pred == test_y)))
-    return bootstrap_metric(accs, n_boot=n_boot, seed=seed)
+    return bootstrap_metric(accs, n_boot=n_boot, seed=seed, proportion=False)
+
+
+def adapt_k(k: int, train_labels, setting: str = "k") -> tuple[int, dict[str, Any] | None]:
+    """k for a kNN on these training labels: the asked k, or — when the smallest class has fewer training items
+    than that — the smallest class's count (a class must be able to fill the vote), with the record of the change."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 1
+    if k <= smallest:
+        return k, None
+    used = max(1, smallest)
+    return used, {"asked": k, "used": used,
+                  "why": f"the smallest class has {smallest} training item(s), fewer than {setting}={k}"}
+
+
+def adapt_shots(shots, train_labels) -> tuple[list[int], dict[str, Any] | None]:
+    """The few-shot sizes every class can fill from these training labels, with the record of those left out."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+    kept = [s for s in shots if s <= smallest]
+    if len(kept) == len(list(shots)):
+        return kept, None
+    return kept, {"asked": list(shots), "used": kept,
+                  "why": f"the smallest class has {smallest} training item(s); larger shot counts cannot be drawn"}
+
+
+def describe_adapted(adapted: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per setting that was scaled down to the data."""
+    return [f"{name} scaled down to the data: {a['asked']} → {a['used']} ({a['why']})" for name, a in adapted.items()]

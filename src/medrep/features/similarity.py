@@ -205,8 +205,10 @@ def cka_permutation_test(x: np.ndarray, y: np.ndarray, n_permutations: int = 200
 
 
 def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k cosine nearest neighbours among the other rows (N, k)."""
-    return cosine_topk(x, x, k, exclude_self=True)[1]
+    """Each row's k cosine nearest neighbours among the other rows (N, k), ranked in float64: in a tightly
+    clustered space (cosines ≈ 0.99998) float32 rounding would decide the order of neighbours; exact ties
+    go to the lower index."""
+    return cosine_topk(x, x, k, exclude_self=True, dtype=np.float64)[1]
 
 
 def neighbour_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -299,7 +301,7 @@ def compare_spaces(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", k: 
     perm = cka_permutation_test(xs, ys, n_permutations=n_permutations, seed=seed, max_items=max_items, unbiased=unbiased)
     nx, ny = knn_sets(x, k), knn_sets(y, k)  # one neighbour search per space serves the score and its null
     overlap = neighbour_overlap(nx, ny)
-    mknn = bootstrap_metric(overlap, n_boot=max(n_boot, 1000), seed=seed)
+    mknn = bootstrap_metric(overlap, n_boot=max(n_boot, 1000), seed=seed, proportion=False)  # fractions of k, not 0/1 outcomes
     mperm = _mutual_knn_null(nx, ny, n_permutations, seed, overlap)
     extra.update(cka_null_q95=perm.null_q95, mutual_knn_null_q95=mperm.null_q95)
     return PairSimilarity(a, b, cka_metric, perm.p_value, perm.null_mean, mknn, mperm.p_value, mperm.null_mean,

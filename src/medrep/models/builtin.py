@@ -19,6 +19,14 @@ def _demo_cnn(spec: Spec, trust_remote_code: bool):
     return demo_encoder("demo-cnn")
 
 
+@register_named("demo-cnn-robust")
+def _demo_cnn_robust(spec: Spec, trust_remote_code: bool):
+    """demo-cnn adversarially trained (PGD, ε = 8/255): the attacks' robust positive control."""
+    from medrep.models.demo import demo_encoder
+
+    return demo_encoder("demo-cnn-robust")
+
+
 @register_image_scheme("timm")
 def _timm(spec: Spec, trust_remote_code: bool):
     from medrep.models.timm_adapter import load_timm

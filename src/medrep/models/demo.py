@@ -1,5 +1,6 @@
 """The two demo encoders trained on lesion phantoms; their weights ship inside the package.
 
+``demo-cnn-robust`` is demo-cnn fine-tuned by PGD adversarial training: the attacks' robust positive control.
 ``demo-vit`` is a real timm ``VisionTransformer`` (so every ViT code path — hooks on
 ``blocks[i].attn``, GradCAM on ``blocks[-1].norm1`` — is exercised on it) whose patch embedding is a
 3-layer strided conv stem giving an 8×8 token grid at 64 px: a from-scratch ViT with plain patches
@@ -74,7 +75,8 @@ def build_demo_cnn() -> nn.Module:
     return DemoCNN()
 
 
-BUILDERS = {"demo-vit": build_demo_vit, "demo-cnn": build_demo_cnn}
+#: demo-cnn-robust: demo-cnn's architecture, PGD adversarially trained (the robust positive control of the attacks)
+BUILDERS = {"demo-vit": build_demo_vit, "demo-cnn": build_demo_cnn, "demo-cnn-robust": build_demo_cnn}
 
 
 def weights_path(name: str) -> Path:
@@ -100,7 +102,8 @@ def load_demo_module(name: str) -> nn.Module:
 
 
 def demo_encoder(name: str):
-    """``demo-vit`` → timm adapter over the shipped ViT; ``demo-cnn`` → module adapter with its head."""
+    """``demo-vit`` → timm adapter over the shipped ViT; ``demo-cnn`` (and ``demo-cnn-robust``) → module adapter
+    with its head."""
     module = load_demo_module(name)
     meta_path = WEIGHTS_DIR / f"{name}.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}

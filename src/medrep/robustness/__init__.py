@@ -1,20 +1,29 @@
-"""Representation robustness: representation-space attacks (collide / push), criteria, metrics, detector.
+"""Representation robustness: attacks in representation space (collide / push and their cosine variants, the
+logit losses CE / DLR), PGD / APGD / Square and their worst case per item, criteria, metrics, detector.
 
-    from medrep.robustness import run_attack, write_attack_outputs
-    result = run_attack(encoder, test, train, objective="collide", eps=[2/255, 4/255], steps=50, out_dir=out)
+    from medrep.robustness import AttackConfig, run_attack, write_attack_outputs
+    result = run_attack(encoder, test, train, AttackConfig(objective="collide", eps=(2/255, 4/255), attack="apgd"),
+                        out_dir=out)
     write_attack_outputs(result, out)
+
+Layout: ``config`` (AttackConfig, protocols), ``attacks`` (the templates), ``objectives``, ``criteria``,
+``classifiers``, ``run`` (run_attack), ``result`` (what comes back), ``metrics``, ``outputs`` (files).
 """
-from medrep.robustness.attacks import AttackOutput, GradientAttack, L2PGD, LinfPGD, make_attack
+from medrep.robustness.attacks import (APGD, Attack, AttackOutput, GradientAttack, L2PGD, LinfPGD, SquareAttack,
+                                       apgd_checkpoints, build_attack, make_attack)
 from medrep.robustness.classifiers import EmbeddingClassifier, HeadClassifier
+from medrep.robustness.config import PROTOCOLS, AttackConfig
 from medrep.robustness.criteria import CosineAtLeast, Criterion, Misclassified, TargetMatched
 from medrep.robustness.metrics import detector_auc, detector_auc_bootstrap, image_quality, noise_inconsistency
 from medrep.robustness.objectives import Collide, Objective, Push, Representation, make_objective, representation_loss
 from medrep.robustness.outputs import write_attack_outputs
-from medrep.robustness.runner import AttackInterrupted, AttackResult, EpsResult, draw_pairs, run_attack
+from medrep.robustness.result import AttackResult, EpsResult
+from medrep.robustness.run import AttackInterrupted, draw_pairs, run_attack
 
 __all__ = [
-    "AttackInterrupted", "AttackOutput", "AttackResult", "Collide", "CosineAtLeast", "Criterion", "EmbeddingClassifier",
-    "EpsResult", "GradientAttack", "HeadClassifier", "L2PGD", "LinfPGD", "Misclassified", "Objective", "Push",
-    "Representation", "TargetMatched", "detector_auc", "detector_auc_bootstrap", "draw_pairs", "image_quality", "make_attack", "make_objective",
-    "noise_inconsistency", "representation_loss", "run_attack", "write_attack_outputs",
+    "APGD", "Attack", "AttackConfig", "AttackInterrupted", "AttackOutput", "AttackResult", "Collide", "CosineAtLeast",
+    "Criterion", "EmbeddingClassifier", "EpsResult", "GradientAttack", "HeadClassifier", "L2PGD", "LinfPGD",
+    "Misclassified", "Objective", "PROTOCOLS", "Push", "Representation", "SquareAttack", "TargetMatched",
+    "apgd_checkpoints", "build_attack", "detector_auc", "detector_auc_bootstrap", "draw_pairs", "image_quality",
+    "make_attack", "make_objective", "noise_inconsistency", "representation_loss", "run_attack", "write_attack_outputs",
 ]

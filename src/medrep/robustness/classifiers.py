@@ -52,18 +52,17 @@ class EmbeddingClassifier(Classifier):
 
 
 def fit_probe(vectors: np.ndarray, labels: np.ndarray, seed: int = 0):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """The linear probe of the features analysis (one implementation, so the audit's sections agree)."""
+    from medrep.features.probes import LinearProbe
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(vectors, labels)
+    return LinearProbe(seed=seed).fit(vectors, labels)
 
 
 def fit_knn(vectors: np.ndarray, labels: np.ndarray, k: int = 10):
-    from sklearn.neighbors import KNeighborsClassifier
+    """The cosine kNN of the features analysis (norms vary a lot between models and layers)."""
+    from medrep.features.probes import KNNClassifier
 
-    # Cosine distance: representation norms vary a lot between models and layers.
-    return KNeighborsClassifier(n_neighbors=min(k, len(labels)), metric="cosine").fit(vectors, labels)
+    return KNNClassifier(k=min(k, len(labels))).fit(vectors, labels)
 
 
 def resolve_classifiers(names: Sequence[str] | str | None, encoder: Encoder) -> list[str]:

@@ -1,8 +1,12 @@
-"""What an attack optimises: a representation of the encoder and a loss on it.
+"""What an attack optimises: a representation of the encoder (or its logits) and a loss on it.
 
 ``Representation`` says *which* vector f(x) is attacked (any layer / pooling the Encoder offers, or a
 user callable such as a MIL-style pooled head).  An ``Objective`` turns f(x′) and a per-item reference
-vector into a per-item loss to *minimise*; a new objective overrides ``reference`` and ``loss``.
+(a vector, or the label for the logit losses) into a per-item loss to *minimise*; a new objective overrides
+``reference`` and ``loss`` (and ``features`` to read something other than the representation).  Its metadata:
+``uses_target`` (needs an image / centroid of another class), ``needs_head`` (reads the model's logits),
+``wants_random_start`` (zero gradient at δ = 0) and ``criterion``, the registered success criterion used for
+early exit: ``target-matched`` (classified as the target's class) or ``misclassified``.
 """
 from __future__ import annotations
 
@@ -49,8 +53,15 @@ class Objective:
     uses_target = False  # whether the reference is the target's representation
     #: At δ = 0 some objectives have a zero gradient (push): they need a random start by default.
     wants_random_start = False
+    needs_head = False  # a loss on the model's logits
+    criterion = "misclassified"  # success criterion for early exit (see criteria.CRITERIA)
 
-    def reference(self, clean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def features(self, encoder: Encoder, representation: Representation, pixels: torch.Tensor) -> torch.Tensor:
+        """What the loss reads: the attacked representation (the logit losses: the logits)."""
+        return representation(encoder, pixels)
+
+    def reference(self, clean: torch.Tensor, target: torch.Tensor | None, labels: torch.Tensor | None = None
+                  ) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -60,7 +71,9 @@ class Objective:
 #: name → Objective class; its metadata (``uses_target``, ``wants_random_start``) is read off the class.
 OBJECTIVES = Registry("objective", param="objective", meta_from=lambda cls: {
     "uses_target": bool(getattr(cls, "uses_target", False)),
-    "wants_random_start": bool(getattr(cls, "wants_random_start", False))})
+    "wants_random_start": bool(getattr(cls, "wants_random_start", False)),
+    "needs_head": bool(getattr(cls, "needs_head", False)),
+    "criterion": getattr(cls, "criterion", "misclassified")})
 
 
 def register_objective(name: str, **meta):
@@ -74,8 +87,9 @@ class Collide(Objective):
 
     name = "collide"
     uses_target = True
+    criterion = "target-matched"
 
-    def reference(self, clean, target):
+    def reference(self, clean, target, labels=None):
         if target is None:
             raise MedrepError("the collide objective needs a target representation", where="--objective")
         return target
@@ -91,11 +105,77 @@ class Push(Objective):
     name = "push"
     wants_random_start = True
 
-    def reference(self, clean, target):
+    def reference(self, clean, target, labels=None):
         return clean
 
     def loss(self, z, reference):
         return -0.5 * _squared_distance(z, reference)
+
+
+@register_objective("collide-cosine", help="collide by angle: 1 − cos to the target's representation")
+class CollideCosine(Collide):
+    """Collide by angle: minimise 1 − cos(f(x₀+δ), f(x_tg)) (scale-free; what cosine-read classifiers see)."""
+
+    name = "collide-cosine"
+
+    def loss(self, z, reference):
+        return 1 - _cosine(z, reference)
+
+
+@register_objective("push-cosine", help="push by angle: cos to the original representation")
+class PushCosine(Push):
+    """Push by angle: minimise cos(f(x₀+δ), f(x₀)) (zero gradient at δ = 0: random start by default)."""
+
+    name = "push-cosine"
+
+    def loss(self, z, reference):
+        return _cosine(z, reference)
+
+
+class LogitObjective(Objective):
+    """A classic loss on the model's own logits; the reference is the true label."""
+
+    needs_head = True
+
+    def features(self, encoder, representation, pixels):
+        return encoder.logits(pixels)
+
+    def reference(self, clean, target, labels=None):
+        if labels is None:
+            raise MedrepError(f"the {self.name} objective needs the items' labels", where="--objective")
+        return labels
+
+
+@register_objective("ce", help="cross-entropy on the model's own logits (models with a head)")
+class CrossEntropy(LogitObjective):
+    """Untargeted cross-entropy on the logits, maximised (minimise −CE)."""
+
+    name = "ce"
+
+    def loss(self, z, reference):
+        return -torch.nn.functional.cross_entropy(z.float(), reference.long(), reduction="none")
+
+
+@register_objective("dlr", help="Croce & Hein's difference of logits ratio (models with a head, 3+ classes)")
+class DLR(LogitObjective):
+    """Croce & Hein's difference of logits ratio, untargeted: minimise (z_y − max_{i≠y} z_i) / (z_π1 − z_π3)."""
+
+    name = "dlr"
+
+    def loss(self, z, reference):
+        z = z.float()
+        if z.shape[1] < 3:
+            raise MedrepError(f"the DLR loss needs at least 3 classes (the head has {z.shape[1]}); use ce",
+                              where="--objective")
+        y = reference.long()
+        top = z.sort(dim=1, descending=True).values
+        true = z.gather(1, y.view(-1, 1)).squeeze(1)
+        other = z.scatter(1, y.view(-1, 1), float("-inf")).amax(1)
+        return (true - other) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def _cosine(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(z.float(), reference.float(), dim=1)  # float16 norms overflow
 
 
 def _squared_distance(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -116,11 +196,26 @@ def make_objective(objective: str | Objective) -> Objective:
     return made
 
 
+class ObjectiveLoss:
+    """x′ → per-item loss for one batch; ``subset(index)`` restricts it to some items (early exit)."""
+
+    def __init__(self, encoder: Encoder, representation: Representation, objective: Objective, reference: torch.Tensor,
+                 autocast: torch.dtype | None = None):
+        self.encoder, self.representation, self.objective = encoder, representation, objective
+        self.reference, self.autocast = reference, autocast
+
+    def __call__(self, x_adv: torch.Tensor) -> torch.Tensor:
+        if self.autocast is None:
+            return self.objective.loss(self.objective.features(self.encoder, self.representation, x_adv), self.reference)
+        with torch.autocast(device_type=x_adv.device.type, dtype=self.autocast):
+            z = self.objective.features(self.encoder, self.representation, x_adv)
+        return self.objective.loss(z, self.reference)  # the distance itself in float32
+
+    def subset(self, index: torch.Tensor) -> "ObjectiveLoss":
+        return ObjectiveLoss(self.encoder, self.representation, self.objective, self.reference[index], self.autocast)
+
+
 def representation_loss(encoder: Encoder, representation: Representation, objective: Objective,
-                        reference: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+                        reference: torch.Tensor, autocast: torch.dtype | None = None) -> ObjectiveLoss:
     """Close over everything fixed for one batch: x′ → per-item loss."""
-
-    def loss_fn(x_adv: torch.Tensor) -> torch.Tensor:
-        return objective.loss(representation(encoder, x_adv), reference)
-
-    return loss_fn
+    return ObjectiveLoss(encoder, representation, objective, reference, autocast)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from medrep.io import atomic_write, write_csv_atomic, write_json_atomic
-from medrep.robustness.runner import AttackResult
+from medrep.robustness.result import AttackResult
 
 
 def _eps_tag(eps: float, norm: str = "linf") -> str:
@@ -15,9 +15,49 @@ def _eps_tag(eps: float, norm: str = "linf") -> str:
     return f"{eps * 255:.3g}-255".replace(".", "p")
 
 
+def eps_label(eps: float, norm: str = "linf") -> str:
+    """ε as it was written: an L∞ ε that is a whole number of 1/255 steps as k/255, any other as its decimal
+    (0.0157 stays 0.0157, not 4.0035/255); an L2 ε in raw [0, 1] pixel units."""
+    steps = eps * 255
+    if norm == "linf" and abs(steps - round(steps)) < 1e-6 * max(1.0, steps):
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
 def format_eps(eps: float, norm: str) -> str:
-    """ε as people write it: L∞ in 1/255 of the pixel range, L2 in raw [0, 1] pixel units."""
-    return f"ε = {eps * 255:g}/255" if norm == "linf" else f"{norm.upper()} ε = {eps:g}"
+    """ε as people write it: L∞ in 1/255 of the pixel range (or as the decimal given), L2 in raw [0, 1] pixel units."""
+    return f"ε = {eps_label(eps, norm)}" if norm == "linf" else f"{norm.upper()} ε = {eps:g}"
+
+
+def attack_lines(result: AttackResult) -> list[str]:
+    """One line per ε when several attacks ran: each attack's attacked accuracy beside the worst case's, the wins,
+    the passes, and the gradient-masking verdict; with bfloat16 autocast, the float32 accuracy beside it."""
+    lines = []
+    norm = result.config["norm"]
+    for s in result.summaries:
+        att = s.get("attacks") or {}
+        per = att.get("per_attack") or {}
+        pct = lambda m: f"{m['value']:.1%}" if m.get("value") is not None else "-"  # noqa: E731
+        head = f"{format_eps(s['eps'], norm)}:"
+        if len(per) > 1:
+            parts = ", ".join(f"{a} {pct(v['attacked_accuracy'])}" for a, v in per.items())
+            wins = ", ".join(f"{a} {n}" for a, n in att.get("wins", {}).items())
+            lines.append(f"{head} attacked accuracy {parts}; worst case per item {pct(att['worst_case_attacked_accuracy'])} "
+                         f"(items won: {wins}; unbroken {att.get('unbroken')})")
+        if "gradient_masking_suspected" in att:
+            lines.append(f"{head} " + ("GRADIENT MASKING SUSPECTED: the black-box Square attack beat every gradient attack "
+                                       f"({att['square_only_breaks']} items broken by Square alone)"
+                                       if att["gradient_masking_suspected"] else
+                                       "no sign of gradient masking (Square did not beat the gradient attacks)"))
+        if "float32_reference" in att:
+            ref = att["float32_reference"]
+            lines.append(f"{head} {ref['attack']} under bfloat16 autocast {pct(ref['autocast_attacked_accuracy'])}, "
+                         f"in float32 {pct(ref['attacked_accuracy'])}")
+        passes = ", ".join(f"{a} {v['passes'].get('gradient', 0):,} forward+backward + {v['passes'].get('forward', 0):,} "
+                           f"forward" for a, v in per.items() if v.get("passes"))
+        if passes and (len(per) > 1 or result.config.get("early_stop")):
+            lines.append(f"{head} items through the network: {passes}")
+    return lines
 
 
 def write_attack_outputs(result: AttackResult, out_dir: str | Path, amplify: float | None = None,
@@ -98,7 +138,7 @@ def plot_loss(result: AttackResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
     for s in result.summaries:
         norm = result.config["norm"]
-        ax.plot(s["loss_per_step"], label=f"ε = {s['eps_255']:g}/255" if norm == "linf" else format_eps(s["eps"], norm))
+        ax.plot(s["loss_per_step"], label=format_eps(s["eps"], norm))
     ax.set_xlabel("step")
     ax.set_ylabel("mean loss (minimised)")
     ax.set_title(f"{result.config['objective']}: mean objective per step", fontsize=9)

@@ -1,0 +1,192 @@
+"""The CheXlocalize protocol (Saporta et al., Nature Machine Intelligence 2022; reference code
+rajpurkarlab/cheXlocalize): maps scored at the **original** image size.
+
+* the map at the method's own resolution is upsampled bilinearly (align_corners=False) to the original image;
+* min-max normalised and quantised to 8 bits in float32 (⌊255·m⌋, as the reference code's ``np.uint8``);
+* binarised with Otsu's threshold of that 8-bit map (pixels strictly above it; scikit-image's
+  ``threshold_otsu`` on the same map gives the same threshold), or with a per-class threshold on the
+  normalised map tuned on another split to maximise mIoU;
+* optional probability cut-off: where the target class's probability is below it, the predicted
+  segmentation is empty;
+* **hit**: the map's maximum lies inside the mask; ties are broken as the reference code's ``np.argmax``
+  does — the first maximal pixel in row-major order;
+* **IoU** per image; mIoU per class on all images, or on true positives only (images whose predicted
+  segmentation is not empty; the others are left out, as the reference code's NaN);
+* 1,000-replicate percentile bootstrap of the mean over images (per class and overall).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medrep.explain.methods import normalize_maps
+
+#: thresholds a tuned per-class threshold is chosen from (on the min-max normalised map)
+TUNING_GRID = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2).tolist())
+TIE_BREAK = "first maximal pixel in row-major order (the reference code's np.argmax)"
+
+
+def otsu_thresholds(levels: torch.Tensor) -> torch.Tensor:
+    """(B,) Otsu's threshold of each (B, N) map of integer levels 0…255: the level t maximising the
+    between-class variance of {≤ t} and {> t}, the first such level on ties (scikit-image's rule)."""
+    b = levels.shape[0]
+    offsets = torch.arange(b, device=levels.device).view(-1, 1) * 256
+    hist = torch.bincount((levels.long() + offsets).flatten(), minlength=b * 256).view(b, 256).double()
+    centers = torch.arange(256, dtype=torch.float64, device=levels.device)
+    w1 = hist.cumsum(1)
+    w2 = hist.flip(1).cumsum(1).flip(1)
+    m1 = (hist * centers).cumsum(1) / w1.clamp_min(1e-300)
+    m2 = (hist * centers).flip(1).cumsum(1).flip(1) / w2.clamp_min(1e-300)
+    between = w1[:, :-1] * w2[:, 1:] * (m1[:, :-1] - m2[:, 1:]) ** 2
+    # scikit-image histograms the image's own range [min, max]: levels outside it cannot be chosen
+    present = hist > 0
+    lo = torch.where(present, centers, torch.full_like(centers, 256)).amin(1)
+    hi = torch.where(present, centers, torch.full_like(centers, -1)).amax(1)
+    valid = (centers[None, :-1] >= lo[:, None]) & (centers[None, :-1] < hi[:, None])
+    between = torch.where(valid, between, torch.full_like(between, -1.0))
+    return torch.where(hi > lo, between.argmax(1).double(), lo)
+
+
+def to_levels(maps: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) uint8 levels as the reference code makes them, in float32: 255 · (m − min) / max(m − min),
+    truncated (``np.uint8``); a constant map is all zeros."""
+    flat = maps.float().flatten(1)
+    shifted = flat - flat.amin(1, keepdim=True)
+    top = shifted.amax(1, keepdim=True)
+    scaled = torch.where(top > 0, 255 * (shifted / top.clamp_min(torch.finfo(torch.float32).tiny)), torch.zeros_like(shifted))
+    return scaled.to(torch.uint8).view(maps.shape)
+
+
+def segment(maps: torch.Tensor, thresholds: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool (B, H, W): Otsu's segmentation (``thresholds`` None) or normalised map > threshold per image."""
+    if thresholds is None:
+        levels = to_levels(maps)
+        t = otsu_thresholds(levels.flatten(1))
+        return levels > t.to(torch.uint8).view(-1, 1, 1)
+    return normalize_maps(maps.double()) > thresholds.double().view(-1, 1, 1)
+
+
+def hits(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) 1 where the first maximal pixel (row-major) lies in the mask."""
+    flat = maps.flatten(1)
+    first = flat.argmax(1)  # torch.argmax returns the first maximal index, like np.argmax
+    return masks.flatten(1).gather(1, first[:, None])[:, 0].double()
+
+
+def ious(predicted: torch.Tensor, masks: torch.Tensor, true_positives_only: bool) -> torch.Tensor:
+    """(B,) IoU of predicted and true masks; NaN for an empty prediction when ``true_positives_only``."""
+    inter = (predicted & masks).flatten(1).sum(1).double()
+    union = (predicted | masks).flatten(1).sum(1).double()
+    out = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+    if true_positives_only:
+        out = torch.where(predicted.flatten(1).any(1), out, torch.full_like(out, float("nan")))
+    return out
+
+
+def score_original_size(raw: torch.Tensor, masks: Sequence[torch.Tensor], probabilities: torch.Tensor | None,
+                        cutoff: float | None, tuning_grid: bool = True, chunk: int = 32) -> dict[str, np.ndarray]:
+    """Per-image CheXlocalize scores of ``raw`` (B, h, w) maps against masks at each image's original size:
+    hit, IoU with Otsu's segmentation (all images), whether the segmentation is non-empty, and (``tuning_grid``)
+    the IoU at every threshold of :data:`TUNING_GRID` ((B, T), for tuning; NaN without it).  Images of one
+    original size are scored together, ``chunk`` at a time (original images can be large)."""
+    b = raw.shape[0]
+    out = {"hit": np.zeros(b), "iou_otsu": np.zeros(b), "predicted": np.zeros(b, dtype=bool),
+           "iou_grid": np.zeros((b, len(TUNING_GRID))), "predicted_grid": np.zeros((b, len(TUNING_GRID)), dtype=bool)}
+    grid = torch.tensor(TUNING_GRID, dtype=torch.float64, device=raw.device)
+    empty = torch.zeros(b, dtype=torch.bool, device=raw.device)
+    if cutoff is not None and probabilities is not None:
+        empty = probabilities.to(raw.device) < cutoff
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, mask in enumerate(masks):
+        sizes.setdefault(tuple(mask.shape[-2:]), []).append(i)
+    if not tuning_grid:
+        out["iou_grid"][:] = np.nan
+    for size, all_rows in sizes.items():
+        for at in range(0, len(all_rows), chunk):
+            _score_rows(out, raw, masks, all_rows[at:at + chunk], size, empty, grid if tuning_grid else None)
+    return out
+
+
+def _score_rows(out: dict[str, np.ndarray], raw: torch.Tensor, masks: Sequence[torch.Tensor], rows: list[int],
+                size: tuple[int, int], empty: torch.Tensor, grid: torch.Tensor | None) -> None:
+    """Score the images ``rows`` (one original size) into ``out``."""
+    sel = torch.as_tensor(rows, device=raw.device)
+    mask = torch.stack([masks[i] for i in rows]).to(device=raw.device, dtype=torch.bool)
+    up = F.interpolate(raw[sel][:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    keep = ~empty[sel].view(-1, 1, 1)
+    seg = segment(up) & keep
+    out["hit"][rows] = hits(up, mask).cpu().numpy()
+    out["iou_otsu"][rows] = ious(seg, mask, False).cpu().numpy()
+    out["predicted"][rows] = seg.flatten(1).any(1).cpu().numpy()
+    if grid is None:
+        return
+    norm = normalize_maps(up.double())
+    for t, level in enumerate(grid):  # one threshold at a time: memory stays at one chunk of maps
+        graded = (norm > level) & keep
+        out["iou_grid"][rows, t] = ious(graded, mask, False).cpu().numpy()
+        out["predicted_grid"][rows, t] = graded.flatten(1).any(1).cpu().numpy()
+
+
+def tune_thresholds(iou_grid: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Per class, the grid threshold with the highest mean IoU on the tuning images (the lowest on ties)."""
+    grid = np.asarray(TUNING_GRID)
+    tuned = {}
+    for c, name in enumerate(classes):
+        sel = labels == c
+        if sel.any():
+            tuned[name] = float(grid[int(np.argmax(iou_grid[sel].mean(0)))])
+    return tuned
+
+
+def percentile_bootstrap(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """Mean (NaNs left out) with the 2.5 / 97.5 percentiles of ``n_boot`` resampled means."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"value": None, "low": None, "high": None, "n": 0}
+    rng = np.random.default_rng(seed)
+    boots = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
+    low, high = np.quantile(boots, [0.025, 0.975])
+    return {"value": float(v.mean()), "low": float(low), "high": float(high), "n": int(v.size)}
+
+
+def summarise(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], *, threshold: str,
+              tuned: dict[str, float] | None, miou_on: str, cutoff: float | None, n_boot: int, seed: int) -> dict[str, Any]:
+    """hit_rate and miou (overall and per class, each with its bootstrap interval) of one method."""
+    iou, predicted = per_image["iou_otsu"].astype(np.float64), per_image["predicted"].astype(bool)
+    if threshold == "tuned" and tuned:
+        grid = list(TUNING_GRID)
+        for i, c in enumerate(labels):
+            name = classes[int(c)]
+            if name in tuned:
+                iou[i] = per_image["iou_grid"][i][grid.index(tuned[name])]
+                predicted[i] = per_image["predicted_grid"][i][grid.index(tuned[name])]
+    if miou_on == "true-positives":
+        iou = np.where(predicted, iou, np.nan)
+    result: dict[str, Any] = {}
+    for key, values in (("hit_rate", per_image["hit"]), ("miou", iou)):
+        result[key] = {"overall": percentile_bootstrap(values, n_boot, seed),
+                       "per_class": {classes[int(c)]: percentile_bootstrap(values[labels == c], n_boot, seed)
+                                     for c in np.unique(labels)}}
+    result.update(threshold=threshold, tuned_thresholds=tuned, miou_on=miou_on, probability_cutoff=cutoff,
+                  tie_break=TIE_BREAK, upsampling="bilinear to the original image size", n_boot=n_boot)
+    return result
+
+
+def percentage_decrease(model: np.ndarray, human: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """CheXlocalize's percentage decrease from the human benchmark, (human − model) / human · 100, with a
+    paired bootstrap interval over images (both per-image arrays over the same images)."""
+    m, h = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
+    keep = ~(np.isnan(m) | np.isnan(h))
+    m, h = m[keep], h[keep]
+    if m.size == 0 or h.mean() == 0:
+        return {"value": None, "low": None, "high": None, "n": int(m.size)}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, m.size, size=(n_boot, m.size))
+    hb, mb = h[idx].mean(1), m[idx].mean(1)
+    boots = np.where(hb > 0, (hb - mb) / np.where(hb > 0, hb, 1) * 100, np.nan)
+    low, high = np.nanquantile(boots, [0.025, 0.975])
+    return {"value": float((h.mean() - m.mean()) / h.mean() * 100), "low": float(low), "high": float(high), "n": int(m.size)}

@@ -1,0 +1,175 @@
+"""The one frozen configuration of an explanation run (:class:`ExplainConfig`) and its checks.
+
+Every check names the CLI flag the value came from, and runs before any work.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import torch
+
+from medrep.errors import MedrepError
+from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
+from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
+from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_gradcam_layer, default_methods,
+                                    get_method, ig_coefficients, rollout_matrices)
+from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
+from medrep.explain.scores import TOPK_PERCENTS
+from medrep.models.base import Encoder
+
+METRICS = ("pointing", "iou", "mass", "auprc", "deletion", "insertion", "road")
+#: what runs when --metrics is not given (ROAD solves a sparse system per image and percentage: opt in)
+DEFAULT_METRICS = ("pointing", "iou", "mass", "auprc", "deletion", "insertion")
+DEFAULT_METHODS = default_methods()  # the built-ins; the registry's ``default`` metadata is the source
+TARGETS = ("class", "predicted", "embedding")
+PROTOCOLS = ("chexlocalize", "chung2025")
+THRESHOLDS = ("otsu", "tuned")
+MIOU_ON = ("all", "true-positives")
+ROAD_PERCENTS = (10, 20, 30, 50, 70, 90)
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """What an explanation run computes.  Runtime arguments (cache, backend, out_dir, resume) are not here:
+    they do not change the figures."""
+
+    methods: tuple[str, ...] | None = None  # None: the registry's default methods
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    target: str = "class"
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 16
+    upsampling: str = "bilinear"
+    topk: tuple[float, ...] = TOPK_PERCENTS
+    steps: int = 16
+    perturbation_baseline: str = "blur"
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    add_baselines: bool = True
+    gallery_size: int = 6
+    n_boot: int = 1000
+    protocol: str | None = None
+    threshold: str = "otsu"
+    tune_split: str | None = None
+    probability_cutoff: float | None = None
+    miou_on: str = "all"
+    road_percents: tuple[float, ...] = ROAD_PERCENTS
+    sanity: tuple[str, ...] = ()
+    sanity_images: int = 16
+    sanity_threshold: float = DEFAULT_THRESHOLD
+    sanity_topk: float = 10
+
+    def __post_init__(self) -> None:
+        if self.methods is None:  # the registry's defaults
+            object.__setattr__(self, "methods", default_methods())
+        for name in ("methods", "metrics", "topk", "road_percents", "sanity"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "method_options", {m: dict(o) for m, o in dict(self.method_options).items()})
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> "ExplainConfig":
+        """A config from keyword settings (the older ``run_explain(..., methods=..., steps=...)`` form)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise MedrepError(f"unknown explain setting(s) {', '.join(unknown)}", where="run_explain")
+        return cls(**settings)
+
+    @property
+    def all_methods(self) -> list[str]:
+        """The methods in order, the random and centre baselines added unless ``add_baselines`` is off."""
+        methods = list(dict.fromkeys(self.methods))
+        if self.add_baselines:
+            methods += [b for b in baseline_methods() if b not in methods]
+        return methods
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def check_config(config: ExplainConfig, encoder: Encoder) -> None:
+    """Refuse a bad configuration before any work, naming the CLI flag."""
+    for m in config.methods:
+        get_method(m)
+    _check_choice(config.metrics, METRICS, "--metrics", "metric")
+    _check_choice([config.target], TARGETS, "--explain-target", "target")
+    _check_choice([config.upsampling], UPSAMPLING, "--upsample", "upsampling")
+    _check_choice([config.perturbation_baseline], PERTURBATION_BASELINES, "--deletion-baseline", "baseline")
+    _check_choice(config.sanity, SANITY_TESTS, "--sanity", "sanity test")
+    _check_choice([config.threshold], THRESHOLDS, "--threshold", "threshold")
+    _check_choice([config.miou_on], MIOU_ON, "--miou-on", "image set")
+    if config.protocol is not None:
+        _check_choice([config.protocol], PROTOCOLS, "--protocol", "protocol")
+    if config.batch_size < 1:
+        raise MedrepError("must be at least 1", where="--batch-size")
+    if config.target in ("class", "predicted") and not encoder.has_head:
+        raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding",
+                          where="--explain-target")
+    if any(m in attention_methods() for m in config.methods):
+        find_attention_sites(encoder)  # fail before any work when the model has no attention to read
+    check_method_options(encoder, config.methods, config.method_options)
+    if any(m in ("deletion", "insertion") for m in config.metrics) and config.steps < 1:
+        raise MedrepError("needs at least one step", where="--deletion-steps")
+    for k in config.topk:
+        if not 0 < k <= 100:
+            raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")
+    for k in config.road_percents:
+        if not 0 < k < 100:
+            raise MedrepError(f"ROAD removal percentage must be in (0, 100), got {k:g}", where="--road-percents")
+    if config.sanity and config.sanity_images < 1:
+        raise MedrepError("must be at least 1", where="--sanity-images")
+    if not 0 < config.sanity_topk <= 100:
+        raise MedrepError(f"top-k percentage must be in (0, 100], got {config.sanity_topk:g}", where="--sanity-topk")
+    if config.probability_cutoff is not None and not 0 <= config.probability_cutoff <= 1:
+        raise MedrepError(f"a probability cut-off is in [0, 1], got {config.probability_cutoff:g}", where="--probability-cutoff")
+    if config.threshold == "tuned" and not config.tune_split:
+        raise MedrepError("a tuned threshold needs the split it is tuned on: add --tune-split (e.g. val)", where="--threshold")
+    if (config.threshold == "tuned" or config.probability_cutoff is not None) and config.protocol != "chexlocalize":
+        raise MedrepError("--threshold tuned and --probability-cutoff belong to --protocol chexlocalize", where="--protocol")
+    if config.limit is not None and config.limit <= 0:
+        raise MedrepError("must be a positive number", where="--limit")
+
+
+def _check_choice(values: Any, choices: tuple[str, ...], flag: str, what: str) -> None:
+    bad = [v for v in values if v not in choices]
+    if bad:
+        raise MedrepError(f"unknown {what}(s) {', '.join(map(str, bad))} (choose from {', '.join(choices)})", where=flag)
+
+
+def _as_flag(flag: str, check: Any, *args: Any) -> None:
+    """Run ``check``; its MedrepError is re-raised naming ``flag``, the CLI option the value came from."""
+    try:
+        check(*args)
+    except MedrepError as err:
+        message = str(err)
+        if err.where and message.startswith(f"{err.where}: "):
+            message = message[len(err.where) + 2:]
+        raise MedrepError(message, where=flag) from None
+
+
+def check_method_options(encoder: Encoder, methods: Any, method_options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse bad method options before any work, naming the CLI flag (an error from inside the first batch
+    would come after the earlier methods ran, and name the function's argument or another command's flag)."""
+    for method, opts in method_options.items():
+        if method not in methods:
+            continue
+        accepted = set(inspect.signature(get_method(method)).parameters) - {"encoder", "pixels", "target"}
+        unknown = sorted(set(opts) - accepted)
+        if unknown:
+            raise MedrepError(f"method {method!r} has no option {', '.join(unknown)} (it takes {', '.join(sorted(accepted))})",
+                              where="--methods")
+        if "block" in opts:
+            _as_flag("--block", select_sites, find_attention_sites(encoder), [int(opts["block"])], encoder.name)
+        if "head_fusion" in opts:
+            _as_flag("--head-fusion", fuse_heads, torch.zeros(1, 1, 1, 1), opts["head_fusion"])
+        if "discard_ratio" in opts:
+            _as_flag("--discard-ratio", rollout_matrices, [torch.ones(1, 1, 1, 1)], "mean", float(opts["discard_ratio"]))
+        if method == "gradcam":
+            layer = opts.get("layer")
+            if layer:
+                _as_flag("--gradcam-layer", encoder.get_submodule_checked, layer)
+            else:
+                _as_flag("--gradcam-layer", default_gradcam_layer, encoder)
+        if method == "ig" and "steps" in opts:
+            _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))

@@ -1,0 +1,104 @@
+"""extract, features and explain on every recipe's published layout (demo-cnn, a few tiny images each), and the
+multi-label behaviour of the commands: per-finding AUROCs from features, ?finding= binary tasks for attack and
+explain, a refusal naming ?finding= where one label is needed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import recipe_trees as trees
+
+from medrep.cli import main
+
+FEATURES = ["--projection", "none", "--n-boot", "20", "--n-permutations", "5", "--shots", "1", "--draws", "2", "--k", "3",
+            "--quiet"]
+EXPLAIN = ["--methods", "gradcam", "--no-baselines", "--metrics", "pointing", "--limit", "4", "--batch-size", "4",
+           "--quiet"]
+
+# recipe → (tree builder, extra spec options, features split flags, explain spec options or None when it has no masks)
+CASES = {
+    "chexpert": (trees.chexpert, "", ["--test-split", "valid"], None),
+    "mimic-cxr-jpg": (trees.mimic, "", [], None),
+    "nih-cxr14": (trees.nih, "", [], "?finding=Cardiomegaly"),
+    "isic": (trees.isic2020, "", [], None),
+    "aptos": (trees.aptos, "", [], None),
+    "busi": (trees.busi, "", [], ""),
+    "kvasir-seg": (trees.kvasir, "", None, ""),
+    "mura": (trees.mura, "", ["--test-split", "valid"], None),
+    "vindr-cxr": (trees.vindr, "", [], "?finding=Cardiomegaly"),
+    "rsna-pneumonia": (trees.rsna, "", [], ""),
+    "chexlocalize": (trees.chexlocalize, "", ["--train-split", "val"], "?finding=Cardiomegaly"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", list(CASES))
+def test_extract_features_explain_on_each_recipe(recipe, tmp_path, capsys):
+    build, _, split_flags, explain_opts = CASES[recipe]
+    root = build(tmp_path / "data")
+    spec = f"{recipe}:{root}"
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["extract", "--model", "demo-cnn", "--data", spec, "--split", "all", "--limit", "6", "--quiet",
+                 "--out", str(tmp_path / "x"), *cache]) == 0
+    manifest = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert manifest["data"]["n"] == 6
+    capsys.readouterr()
+    code = main(["features", "--model", "demo-cnn", "--data", spec, *(split_flags or []), *FEATURES,
+                 "--out", str(tmp_path / "f"), *cache])
+    err = capsys.readouterr().err
+    if split_flags is None:  # one class (every Kvasir-SEG image shows a polyp): nothing to probe
+        assert code == 2 and "only one class" in err
+    else:
+        assert code == 0, err
+        res = json.loads((tmp_path / "f" / "results.json").read_text())
+        if res.get("findings"):
+            assert "demo-cnn/macro_auroc" in res["metrics"]
+    if explain_opts is None:
+        code = main(["explain", "--model", "demo-cnn", "--data", spec, "--split", "all", *EXPLAIN,
+                     "--out", str(tmp_path / "e"), *cache])
+        assert code == 2 and ("multi-label" in capsys.readouterr().err or recipe in ("isic", "aptos", "mura"))
+        return
+    assert main(["explain", "--model", "demo-cnn", "--data", spec + explain_opts, "--split", "all", *EXPLAIN,
+                 "--out", str(tmp_path / "e"), *cache]) == 0
+    res = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert res["data"]["n_scored"] >= 1
+
+
+def test_chexpert_features_reports_per_finding_aurocs_with_patient_intervals(tmp_path, capsys):
+    root = trees.chexpert(tmp_path / "data")
+    assert main(["features", "--model", "demo-cnn", "--data", f"chexpert:{root}", "--test-split", "valid", *FEATURES,
+                 "--out", str(tmp_path / "f"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "macro AUROC" in out and "AUROC Edema" in out and "AUROC Pleural Effusion" in out
+    res = json.loads((tmp_path / "f" / "results.json").read_text())
+    assert res["findings"] == trees.CHEXPERT_FINDINGS
+    edema = res["metrics"]["demo-cnn/auroc/Edema"]
+    # valid: 8 patients × 2 views, Edema 1 / 0 alternating by patient; the interval resamples patients
+    assert edema["n"] == 16 and edema["interval"] == "cluster bootstrap over patients" and edema["n_patients"] == 8
+    assert res["settings"]["n_images"] == 16 and res["settings"]["n_patients"] == 8
+    # Edema's bright patch: the probe separates it perfectly on these images
+    assert edema["value"] == 1.0
+    assert res["metrics"]["demo-cnn/auroc/Cardiomegaly"]["value"] is None  # no positive: no probe, no figure
+
+
+def test_one_label_commands_refuse_multi_label_and_accept_a_finding(tmp_path, capsys):
+    root = trees.chexpert(tmp_path / "data")
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    attack = ["attack", "--model", "demo-cnn", "--split", "valid", "--classifiers", "probe,knn", "--attack-steps", "2",
+              "--noise-draws", "1", "--noise-sigma", "0.01", "--limit", "6", "--quiet", *cache]
+    assert main([*attack, "--data", f"chexpert:{root}", "--out", str(tmp_path / "a0")]) == 2
+    err = capsys.readouterr().err
+    assert "multi-label (14 findings" in err and "?finding=No%20Finding" in err
+    code = main([*attack, "--data", f"chexpert:{root}?finding=Edema&uncertain=zeros", "--out", str(tmp_path / "a")])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    from medrep.data import load_dataset
+
+    attacked = load_dataset(f"chexpert:{root}?finding=Edema&uncertain=zeros").split("valid").limit(6, seed=0)
+    assert res["data"]["classes"] == ["no Edema", "Edema"]
+    assert res["data"]["n_patients"] == len(set(attacked.patients.tolist())) < 6
+    assert res["data"]["interval"] == "cluster bootstrap over patients"
+    # CheXpert has no lesion masks: explain says so (CheXlocalize is CheXpert with masks, tested above)
+    assert main(["explain", "--model", "demo-cnn", "--data", f"chexpert:{root}?finding=Edema&uncertain=zeros",
+                 "--split", "valid", *EXPLAIN, "--out", str(tmp_path / "e"), *cache]) == 2
+    assert "no lesion masks" in capsys.readouterr().err
