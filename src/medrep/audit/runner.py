@@ -168,7 +168,7 @@ class Audit:
         for spec in [*self.models_for("robustness"), *controls]:
             control = spec in controls
             for objective in (cfg["objectives"][:1] if control else cfg["objectives"]):  # a control: the first objective
-                result, paths = self._attack(spec, objective, test, out / f"{_safe(spec)}-{objective}")
+                result, paths = self._attack(spec, objective, test, out / f"{slug(spec)}-{objective}")
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 label = f"{spec}{' (positive control)' if control else ''}"
