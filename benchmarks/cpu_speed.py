@@ -108,7 +108,9 @@ def bench_ray(ds, args) -> None:
     from medrep.data.base import Subset
     from medrep.models import load_encoder
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # 3 logical CPUs so the 1-worker and the 2-worker pools are both alive for the alternated timing (with 2 the
+    # second pool's actors wait for ever); only one pool computes at a time, so 2 cores are still what runs.
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     enc = load_encoder("demo-cnn")
     local = get_backend("local")
     pools = {}

@@ -148,3 +148,20 @@ def test_attribute_probe_separable_and_not():
     patients = np.array([f"p{i // 4}" for i in range(n)], dtype=object)
     grouped = attribute_probe(shifted, groups, patients, folds=5, n_boot=200, n_permutations=5, seed=0)
     assert grouped["auroc"].value > 0.95
+
+
+def test_rank_auc_equals_scikit_learn_with_ties_and_several_classes():
+    from sklearn.metrics import roc_auc_score
+
+    from medrep.features.probes import macro_auc
+    from medrep.subgroups.stats import macro_auc_fast, rank_auc
+
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    assert rank_auc(y == 1, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    y3 = rng.integers(0, 3, 300)
+    proba = rng.dirichlet(np.ones(3), 300)
+    classes = np.arange(3)
+    assert macro_auc_fast(y3, proba, classes) == pytest.approx(macro_auc(y3, proba, classes), abs=1e-12)
+    assert np.isnan(macro_auc_fast(np.zeros(10, int), proba[:10], classes))

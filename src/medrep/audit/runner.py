@@ -30,6 +30,7 @@ TITLES = {
     "explain": "2 · Do the explanations point at the lesion?",
     "features": "3 · Are the features discriminative?",
     "alignment": "4 · Can it be aligned with another model?",
+    "subgroups": "5 · Who does it fail for?",
 }
 QUESTIONS = {  # scorecard key → (question, headline figure)
     "robustness": ("1 · robustness", "lowest accuracy under attack"),
@@ -37,6 +38,7 @@ QUESTIONS = {  # scorecard key → (question, headline figure)
     "features": ("3 · features", "linear-probe accuracy"),
     "stitching": ("4 · alignment: stitching", "stitched accuracy"),
     "caption-alignment": ("4 · alignment: captions", "caption-alignment accuracy"),
+    "subgroups": ("5 · who it fails for", "largest gap between subgroups"),
 }
 
 
@@ -67,6 +69,7 @@ class Audit:
         self.timings: dict[str, float] = {}
         self._encoders: dict[str, Any] = {}
         self._text = None
+        self.item_subgroups: list[tuple[str, Any]] = []  # (what, SubgroupResult) of attacks / explanations with `by`
         self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
 
     # -- shared inputs ---------------------------------------------------------------------------
@@ -179,7 +182,8 @@ class Audit:
         for spec in [*self.models_for("robustness"), *controls]:
             control = spec in controls
             for objective in (cfg["objectives"][:1] if control else cfg["objectives"]):  # a control: the first objective
-                result, paths = self._attack(spec, objective, test, out / f"{_safe(spec)}-{objective}")
+                result, paths = self._attack(spec, objective, test, out / f"{slug(spec)}-{objective}")
+                self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 label = f"{spec}{' (positive control)' if control else ''}"
                 tables.append(Table(f"{label} — {objective} ({cfg['norm']}, {'+'.join(result.config.get('attack', ['pgd']))}, "
@@ -252,6 +256,7 @@ class Audit:
                                  gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
                                  sanity=tuple(cfg.get("sanity") or ()), sanity_images=cfg.get("sanity_images", 8),
                                  skip_unsupported=True)
+            self._by_subgroup(f"{spec}, explanations", result, self.test, "explain")
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
             res[spec] = rd
@@ -405,6 +410,64 @@ class Audit:
                                      "class prompts: caption alignment). The captions used as anchors name the class, so this is not zero-shot but few-shot "
                                      "through the anchors.", readings, figures, tables)
 
+    def subgroup_config(self, data=None):
+        """The SubgroupConfig of the audit's `by` (None without it, or when ``data`` lacks an attribute)."""
+        from medrep.subgroups.config import DECADES, SubgroupConfig
+
+        if not self.config["by"] or (data is not None and not set(self.config["by"]) <= set(data.attribute_names)):
+            return None
+        cfg = self.config["analyses"]["subgroups"]
+        return SubgroupConfig(by=tuple(self.config["by"]), min_group_size=self.config["min_group_size"],
+                              age_bins=tuple(self.config["age_bins"] or DECADES), n_boot=self.n_boot(500),
+                              n_permutations=cfg["n_permutations"], separability_permutations=cfg["probe_permutations"],
+                              seed=self.config["seed"])
+
+    def _by_subgroup(self, what: str, result: Any, data, kind: str) -> None:
+        """An attack's or explanation's per-item figures by subgroup, when the audit's data has the attributes."""
+        config = self.subgroup_config(data)
+        if config is None:
+            return
+        from medrep.subgroups.items import attack_subgroups, explain_subgroups
+
+        result.subgroups = (attack_subgroups(result, data, config, self.config["analyses"]["robustness"]["norm"])
+                            if kind == "attack" else explain_subgroups(result, data, config))
+        self.item_subgroups.append((what, result.subgroups))
+
+    def subgroups(self, out: Path) -> Section:
+        from medrep.data import load_dataset
+        from medrep.features.analysis import run_probe_subgroups
+        from medrep.subgroups.outputs import write_subgroup_outputs
+
+        cfg = self.config["analyses"]["subgroups"]
+        data = load_dataset(cfg["data"]) if cfg["data"] else self.dataset
+        config = self.subgroup_config()
+        from medrep.subgroups.run import attribute_groups
+
+        attribute_groups(data, config.by, config.age_bins, where="by")  # an attribute the data lacks: say so first
+        encs = [self._encoders[s] for s in self.config["models"]]
+        result, overall = run_probe_subgroups(encs, data, config, train_split=self.config["train_split"],
+                                              test_split=self.config["test_split"], limit=cfg["limit"],
+                                              k=self.config["analyses"]["features"]["k"],
+                                              batch_size=self.config["batch_size"], cache=self.cache, seed=self.config["seed"])
+        names = {spec: self._encoders[spec].name for spec in self.config["models"]}
+        figs = write_subgroup_outputs(result, out, overall, list(names.values()))
+        self.results["subgroups"] = {"data": cfg["data"] or self.config["data"], "by": self.config["by"],
+                                     "settings": result.settings, "subgroups": result.to_dict(),
+                                     **{f"{what}": r.to_dict() for what, r in self.item_subgroups}}
+        for spec, name in names.items():
+            gap = result.largest_gap(f"{name}/linear_probe_accuracy")
+            shortcuts = [a.name for a in result.attributes.values() if a.shortcut.get(name, {}).get("flagged")]
+            if gap is not None:
+                groups = result.attributes[gap["attribute"]].figures[gap["figure"]]["groups"]
+                self.scorecard[spec]["subgroups"] = {
+                    "text": f"linear-probe accuracy by {gap['attribute']}: {gap['worst']} "
+                            f"{_FMT(groups[gap['worst']]['metric'].value)} vs {gap['best']} "
+                            f"{_FMT(groups[gap['best']]['metric'].value)} "
+                            f"(p = {_FMT(gap['gap_p'])}); likely shortcut: {', '.join(shortcuts) or 'none'}",
+                    "metric": {"value": gap["gap"], "low": None, "high": None, "n": None}}
+        return subgroup_section(result, names, figs, self.item_subgroups,
+                                data_note=f" (on {cfg['data']})" if cfg["data"] else "")
+
     # -- the report ------------------------------------------------------------------------------
     def scorecard_section(self) -> Section:
         """One table per model: each question's headline figure with its 95% interval, and its context."""
@@ -413,6 +476,8 @@ class Audit:
             rows = []
             for key, (question, headline) in QUESTIONS.items():
                 if key in ("stitching", "caption-alignment") and key not in card and self._skipped_alignment(key):
+                    continue
+                if key == "subgroups" and key not in card and not self.config["by"]:
                     continue
                 entry = card.get(key)
                 rows.append({"question": question, "headline figure": headline,
@@ -426,6 +491,7 @@ class Audit:
                    "3: accuracy of a linear probe on the frozen features; 4: accuracy when another model's classifier reads "
                    "this model's embeddings after alignment (stitching), and classification through the text encoder after "
                    "alignment on image–caption anchors (caption alignment; not zero-shot, the captions name the classes). "
+                   "5 (with `by`): the largest gap in linear-probe accuracy between subgroups, with its permutation p-value. "
                    "Intervals that overlap a baseline mean the difference is not established on this many images.")
         return Section("scorecard", "Scorecard", reading, tables=tables)
 
@@ -444,6 +510,48 @@ class Audit:
         if key == "stitching":
             return not cfg["stitching"] or len(self.config["models"]) < 2
         return not cfg["caption_alignment"] or not self.config["text"]
+
+
+def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], item_subgroups: list[tuple[str, Any]],
+                     data_note: str = "") -> Section:
+    """"Who does it fail for?": a forest plot per model, the gaps, the separability / shortcut table, readings."""
+    from medrep.subgroups.outputs import figure_words, readings
+
+    gaps = [{"model": next((s for s, n in names.items() if f.startswith(f"{n}/")), ""), "attribute": a.name,
+             "figure": figure_words(f), "worst": b["worst"], "best": b["best"], "gap": b["gap"], "p (permutation)": b["gap_p"],
+             "too small to judge": ", ".join(g for g, d in b["groups"].items() if d["too_small"]) or "–"}
+            for a in result.attributes.values() for f, b in a.figures.items()]
+    for what, r in item_subgroups:
+        gaps += [{"model": what, "attribute": a.name, "figure": figure_words(f), "worst": b["worst"], "best": b["best"],
+                  "gap": b["gap"], "p (permutation)": b["gap_p"],
+                  "too small to judge": ", ".join(g for g, d in b["groups"].items() if d["too_small"]) or "–"}
+                 for a in r.attributes.values() for f, b in a.figures.items() if b["gap"] is not None]
+    sep = []
+    for a in result.attributes.values():
+        for spec, name in names.items():
+            s, c = a.separability.get(name, {}), a.shortcut.get(name, {})
+            if not s and not c:
+                continue
+            sep.append({"model": spec, "attribute": a.name, "attribute AUROC": s.get("auroc"),
+                        "p (permutation)": s.get("p_value"), "KS significant": f"{s.get('ks_significant', 0)}/{s.get('ks_tests', 0)}",
+                        "accuracy": c.get("accuracy"), "re-weighted accuracy": c.get("reweighted_accuracy"),
+                        "drop": c.get("drop"), "likely shortcut": "yes" if c.get("flagged") else "no"})
+    spec_of = {n: s for s, n in names.items()}
+    figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval "
+                         "(hollow grey: too small to judge; dashed red line: the whole test set)") for k, p in figs.items()]
+    intro = ("Every headline figure by subgroup" + data_note + ": the gap between the best and the worst subgroup large enough to "
+             "judge, with a permutation p-value (the attribute shuffled within each class, so a subgroup that merely holds more "
+             "hard cases shows no gap); separability — how well a cross-validated probe reads the attribute from the "
+             "embeddings (AUROC with its permutation null) and Kolmogorov–Smirnov tests between subgroups on the leading PCA "
+             "modes and the disease probe's scores (Holm-corrected, Glocker et al. 2023); and a shortcut check — the probe's "
+             "accuracy on the test set re-weighted so that attribute and class are independent: a drop whose interval "
+             "excludes 0 flags a likely shortcut.")
+    tables = [Table("Gaps between subgroups", gaps, note="gap: best minus worst subgroup's figure"),
+              Table("Separability and shortcut check", sep,
+                    note="attribute AUROC 0.5: the attribute cannot be read from the embeddings; KS: tests significant "
+                         "after Holm's correction / tests run")]
+    return Section("subgroups", TITLES["subgroups"], intro + "\n\n" + "\n\n".join(readings(result, list(names.values()))),
+                   figures, tables)
 
 
 def _verdict_table(spec: str, result: Any) -> Table:
@@ -578,9 +686,11 @@ def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = N
     analyses = config["analyses"]
     # Features first: it fills the embedding cache that the other analyses read.
     run = [k for k in ("features", "robustness", "explain", "alignment") if analyses[k]["enabled"]]
+    if analyses["subgroups"]["enabled"] and config["by"]:
+        run.append("subgroups")  # last: it gathers the attacks' and explanations' breakdowns too
     for i, key in enumerate(run, 1):
         audit.stage(key, getattr(audit, key), i, len(run))
-    order = {"robustness": 0, "explain": 1, "features": 2, "alignment": 3}
+    order = {"robustness": 0, "explain": 1, "features": 2, "alignment": 3, "subgroups": 4}
     audit.sections.sort(key=lambda s: order.get(s.id, 9))
     sections = [audit.scorecard_section(), *audit.sections]
     table_index = write_table_csvs(out / "tables", sections)

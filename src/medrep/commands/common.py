@@ -154,16 +154,23 @@ def arguments_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
 
 
-def add_subgroup_arguments(p: argparse.ArgumentParser) -> None:
-    """``--by`` and its options: every headline figure by subgroup, separability and the shortcut check."""
+def add_subgroup_arguments(p: argparse.ArgumentParser, embeddings: bool = False) -> None:
+    """``--by`` and its options: every headline figure by subgroup (and, on ``embeddings``, separability and the
+    shortcut check)."""
     p.add_argument("--by", default=None, metavar="ATTR[,ATTR…]",
                    help="item attributes to break every headline figure down by (e.g. sex,age,site: from a dataset "
                         "recipe, a CSV attrs column, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
-                        "with permutation p-values, subgroup separability and a shortcut check (default: none)")
+                        "with permutation p-values" + (", subgroup separability and a shortcut check" if embeddings else "")
+                        + " (default: none)")
     p.add_argument("--min-group-size", type=int, default=30,
-                   help="subgroups with fewer items are shown but flagged too small to judge and left out of the gap")
+                   help="subgroups with fewer items are shown but flagged too small to judge and left out of the gap "
+                        "(default: 30)")
     p.add_argument("--age-bins", default=None, metavar="EDGES",
                    help="edges of the age bands for numeric age attributes, comma-separated (default: decades)")
+    if embeddings:
+        p.add_argument("--probe-permutations", type=int, default=50,
+                       help="refits of the cross-validated attribute probe behind its permutation null "
+                            "(default: 50)")
 
 
 def subgroup_config(args: argparse.Namespace, n_boot: int = 1000, n_permutations: int = 1000):
@@ -178,5 +185,11 @@ def subgroup_config(args: argparse.Namespace, n_boot: int = 1000, n_permutations
 
         raise MedrepError("must be at least 1", where="--min-group-size")
     bins = parse_age_bins(args.age_bins) if args.age_bins else DECADES
+    probe_permutations = getattr(args, "probe_permutations", 50)
+    if probe_permutations < 0:
+        from medrep.errors import MedrepError
+
+        raise MedrepError("must be at least 0", where="--probe-permutations")
     return SubgroupConfig(by=by, min_group_size=args.min_group_size, age_bins=bins, n_boot=n_boot,
-                          n_permutations=n_permutations, seed=getattr(args, "seed", 0) or 0)
+                          n_permutations=n_permutations, separability_permutations=probe_permutations,
+                          seed=getattr(args, "seed", 0) or 0)

@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
                    help=f"2-D pictures to draw, repeatable (default: {' and '.join(PROJECTIONS.names(default=True))})")
-    add_subgroup_arguments(p)
+    add_subgroup_arguments(p, embeddings=True)
     g = add_overlay_arguments(p)
     g.add_argument("--overlay", nargs="?", const="", default=None, action=_OverlaySwitch,
                    help="also run the text-overlay test (words: --words, default the class names)")

@@ -328,6 +328,42 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
     return result
 
 
+def run_probe_subgroups(encoders: Sequence[Any], dataset, config, train_split: str = "train", test_split: str = "test",
+                        limit: int | None = None, k: int = 20, batch_size: int = 64, cache=None,
+                        seed: int = 0) -> tuple[Any, dict[str, Metric]]:
+    """The subgroup analysis alone (no geometry, projections or model pairs): kNN and linear-probe figures by
+    subgroup, attribute separability and the shortcut check per model.  Returns (SubgroupResult, {figure:
+    overall Metric})."""
+    check_unique_encoders(encoders)
+    train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
+    classes = list(dataset.classes)
+    check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "data"))
+    analysis = _subgroup_analysis(config, test)
+    from medrep.features.probes import LinearProbe
+    from medrep.results import bootstrap_metric
+    from medrep.subgroups.run import attribute_groups
+    from medrep.subgroups.stats import ItemFigure, interval, macro_auc_fast
+
+    probe_groups = {a: np.concatenate([attribute_groups(train, [a], config.age_bins)[a], v]) for a, v in analysis.groups.items()}
+    probe_patients = None if train.patients is None or test.patients is None else np.concatenate([train.patients, test.patients])
+    overall: dict[str, Metric] = {}
+    for rep in load_representations(encoders, train, test, [None], batch_size=batch_size, cache=cache):
+        knn = knn_accuracy(rep.train.vectors, rep.train.labels, rep.test.vectors, rep.test.labels, k=min(k, len(rep.train)),
+                           n_boot=config.n_boot, seed=seed)
+        probe = LinearProbe(seed=seed).fit(rep.train.vectors, rep.train.labels)
+        proba = probe.predict_proba(rep.test.vectors)
+        pred = probe.classes_[np.argmax(proba, axis=1)]
+        y = np.asarray(rep.test.labels)
+        auc = ItemFigure("auc", fn=lambda i, y=y, proba=proba, cls=probe.classes_: macro_auc_fast(y[i], proba[i], cls))
+        overall.update({f"{rep.name}/knn_accuracy": knn.accuracy,
+                        f"{rep.name}/linear_probe_accuracy": bootstrap_metric(pred == y, n_boot=config.n_boot, seed=seed),
+                        f"{rep.name}/linear_probe_auc": interval(auc, np.arange(len(y)), test.patients, config.n_boot, seed)})
+        per_item = {"knn_predictions": knn.predictions, "linear_predictions": pred, "linear_proba": proba,
+                    "linear_classes": probe.classes_}
+        _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
+    return analysis.result, overall
+
+
 def _subgroup_analysis(config, test):
     if config is None:
         return None
@@ -340,8 +376,7 @@ def _subgroup_analysis(config, test):
 def _add_subgroups(analysis, rep: RepresentationData, per_item: dict[str, Any], test_ids: list[str],
                    classes: list[str], probe: tuple[dict[str, np.ndarray], np.ndarray | None]) -> None:
     """The probes' per-item figures by subgroup, and the attributes' separability / shortcut check in this space."""
-    from medrep.features.probes import macro_auc
-    from medrep.subgroups.stats import ItemFigure
+    from medrep.subgroups.stats import ItemFigure, macro_auc_fast as macro_auc
 
     if list(rep.test.ids) != list(test_ids):
         raise MedrepError(f"{rep.name} embedded a different set of test items (--skip-bad); the subgroup breakdown needs "

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from medrep.features.neighbours import l2_normalise
-from medrep.features.probes import macro_auc
-from medrep.subgroups.stats import ItemFigure, UNKNOWN, holm, interval, subgroup_names
+from medrep.subgroups.stats import ItemFigure, UNKNOWN, holm, interval, macro_auc_fast as macro_auc, subgroup_names
 
 
 def principal_components(x: np.ndarray, n_components: int) -> np.ndarray:
@@ -68,7 +67,8 @@ def attribute_probe(z: np.ndarray, groups: np.ndarray, patients: np.ndarray | No
     zk = z[known]
     scores = cross_validated_scores(zk, y, pats, folds, seed)
     ok = np.flatnonzero(np.isfinite(scores).all(axis=1))
-    auc = ItemFigure("attribute_auroc", fn=lambda i: macro_auc(y[ok][i], scores[ok][i], classes))
+    y_ok, scores_ok = y[ok], scores[ok]
+    auc = ItemFigure("attribute_auroc", fn=lambda i: macro_auc(y_ok[i], scores_ok[i], classes))
     metric = interval(auc, np.arange(len(ok)), pats[ok] if pats is not None else None, n_boot, seed)
     rng = np.random.default_rng(seed)
     null = []
