@@ -13,6 +13,11 @@ from medrep.errors import MedrepError
 
 # The placeholder a prompt template uses for the class name, in every command and the audit.
 LABEL_PLACEHOLDER = "{label}"
+
+#: Options that name one concept in every command but whose choices each command lists for itself:
+#: ``--protocol`` is a named, fixed evaluation protocol for the command's figures (attack: ``standard``;
+#: explain: ``chexlocalize``, ``chung2025``).
+PER_COMMAND_CHOICES = {"--protocol": "a named, fixed evaluation protocol for the command's figures"}
 _OLD_PLACEHOLDERS = ("{}", "{c}")
 
 _noted: set[tuple[str, str]] = set()

@@ -11,7 +11,7 @@ import pytest
 
 from medrep.audit.config import SCHEMA, Field, validate_config
 from medrep.cli import build_parser, main
-from medrep.vocabulary import CONCEPTS, did_you_mean, format_prompt, yaml_key
+from medrep.vocabulary import CONCEPTS, PER_COMMAND_CHOICES, did_you_mean, format_prompt, yaml_key
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # The audit section that runs each command's analysis.
@@ -56,7 +56,8 @@ def test_one_name_one_meaning_across_commands():
     for name, p in _subparsers().items():
         for a in _live(p):
             for flag in a.option_strings:
-                shape = (a.dest, a.type, tuple(a.choices) if a.choices else None,
+                own_choices = flag in PER_COMMAND_CHOICES  # one concept, each command lists its own choices
+                shape = (a.dest, a.type, tuple(a.choices) if a.choices and not own_choices else None,
                          isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)))
                 if flag in seen and seen[flag][1] != shape:
                     clashes.append(f"{flag}: {seen[flag][0]} {seen[flag][1]} vs {name} {shape}")
