@@ -69,9 +69,13 @@ def make_backend(args: argparse.Namespace):
     return get_backend(name, address=address, workers=workers, device=getattr(args, "device", "auto"))
 
 
+def _class_names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def add_head_classes_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--head-classes", default=None, metavar="A,B,C",
-                   type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+    # one parser function for every command, so the flag reads the same everywhere
+    p.add_argument("--head-classes", default=None, metavar="A,B,C", type=_class_names,
                    help="the class names of the model's head outputs, in output order; the head is used only when "
                         "they are the data's classes (default: the checkpoint's own labels)")
 
