@@ -230,7 +230,7 @@ class Audit:
     def _load_control(self, spec: str):
         import torch
 
-        from medrep.commands.common import resolve_device
+        from medrep.devices import resolve_device
         from medrep.models import load_encoder
 
         with torch.random.fork_rng(devices=[]):
