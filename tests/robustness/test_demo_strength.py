@@ -27,7 +27,7 @@ def _demo_robustness_config(objective: str) -> AttackConfig:
     from medrep.audit.config import default_config
 
     r = default_config()["analyses"]["robustness"]
-    return AttackConfig(objective=objective, eps=tuple(r["eps"]), attack=r["attack"], steps=r["steps"],
+    return AttackConfig(objective=objective, eps=tuple(r["eps"]), attack=r["attack"], steps=r["attack_steps"],
                         early_stop=r["early_stop"], batch_size=r["batch_size"], noise_sigma=0.01, noise_draws=2, n_boot=50,
                         gallery_size=0)
 
