@@ -139,13 +139,11 @@ def run(args: argparse.Namespace) -> int:
     if args.explain_target == "auto":
         from medrep.explain.run import default_target
 
-        from medrep.progress import is_quiet
-
         args.explain_target = default_target(encoder, data.classes)  # written back: the manifest records what was explained
         why = ("the model has a head)" if args.explain_target == "class" else
                "the model has no head)" if not encoder.has_head else f"{encoder.head_fit(data.classes).reason})")
-        if not is_quiet():
-            print(f"explaining the {args.explain_target} score (--explain-target auto: {why}", file=sys.stderr)
+        # an automatic choice is announced like the automatic split, under --quiet too (quiet silences progress)
+        print(f"explaining the {args.explain_target} score (--explain-target auto: {why}", file=sys.stderr)
     if args.prompt is not None:
         from medrep.errors import MedrepError
         from medrep.explain.run import text_references
