@@ -40,7 +40,8 @@ def command_args(cli, name, data, out):
     common = ["--data", str(data), "--out", str(out), "--no-cache", "--quiet", "--batch-size", "4"]
     return {
         "extract": ["extract", "--model", cli.TINY, "--split", "all", *common],
-        "attack": ["attack", "--model", cli.TINY, "--split", "all", "--objective", "push", "--eps", "4/255", "--attack-steps", "1",
+        # the head must fit the data's two classes for --classifiers head (a 3-output head is refused before any item)
+        "attack": ["attack", "--model", cli.TINY.replace("num_classes=3", "num_classes=2"), "--split", "all", "--objective", "push", "--eps", "4/255", "--attack-steps", "1",
                    "--noise-draws", "1", "--noise-sigma", "0.02", "--classifiers", "head", *common],
         "explain": ["explain", "--model", cli.TINY, "--split", "all", "--methods", "gradcam", "--metrics", "pointing",
                     "--no-baselines", *common],
