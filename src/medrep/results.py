@@ -173,6 +173,11 @@ def bootstrap_paired(
         m = cluster_bootstrap_metric(fn, groups, n_boot=n_boot, confidence=confidence, seed=seed)
         return replace(m, interval=CLUSTER_INTERVAL, n_patients=len(set(np.asarray(groups, dtype=object).tolist())))
     boots = np.array([fn(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=np.float64)
+    return _percentile_metric(point, boots, n, confidence)
+
+
+def _percentile_metric(point: float, boots: np.ndarray, n: int, confidence: float) -> Metric:
+    """The point estimate with the percentile interval of its finite bootstrap replicates (none: no interval)."""
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
         return Metric(point, None, None, n)
@@ -224,9 +229,4 @@ def cluster_bootstrap_metric(
     for b in range(n_boot):
         drawn = rng.integers(0, n_clusters, size=n_clusters)
         boots[b] = fn(np.concatenate([members[c] for c in drawn]))
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return Metric(point, None, None, n)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha])
-    return Metric(point, float(low), float(high), n)
+    return _percentile_metric(point, boots, n, confidence)
