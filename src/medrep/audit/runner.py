@@ -656,7 +656,22 @@ def _section(key: str, intro: str, readings: list[str], figures: list[Figure], t
 
 
 def _caption(key: str) -> str:
-    return key.replace("_", " ").replace("-", " ")
+    """A figure's key from an analysis writer as words: ``tsne:demo-vit`` → "t-SNE of demo-vit's test embeddings"."""
+    from medrep.features.projection import PROJECTIONS
+
+    kind, _, name = key.partition(":")
+    projection = PROJECTIONS.meta(kind, "title", None) if name and kind in PROJECTIONS.names() else None
+    if projection:
+        return (f"{projection} of {name}'s test embeddings, coloured by class (a non-linear 2-D map: the sizes of the "
+                "clusters and the distances between them mean little)")
+    words = {"centroid_cosine": f"cosine similarity between the class centroids of {name}'s embeddings",
+             "forest": f"{name}: each subgroup's figure with its 95% interval (dashed line: the whole test set)",
+             "cka": "CKA similarity between the models' embeddings (* p < 0.01 against a permutation null)",
+             "overlay_flip_rates": "text-overlay test: how often the probe's answer flips, and how far the embedding moves, "
+                                   "when each word is written on the images",
+             "overlay_examples": "text-overlay test: test images with each word written on them",
+             "accuracy_vs_anchors": "accuracy against the number of anchor pairs"}
+    return words.get(kind, key.replace("_", " "))
 
 
 def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = None, use_cache: bool = True,

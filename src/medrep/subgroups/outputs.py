@@ -96,7 +96,9 @@ def forest_plot(result: SubgroupResult, model: str, overall: dict[str, Metric], 
     axes[0][0].invert_yaxis()
     fig.suptitle(title or f"{model}: figures by subgroup (95% CI; dashed: overall)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    from medrep.plotting import label_px_metadata
+
+    fig.savefig(path, metadata=label_px_metadata(axes[0][0].get_yticklabels(), fig.dpi))
     plt.close(fig)
     return Path(path)
 
