@@ -89,12 +89,12 @@ def test_label_size_is_recorded_in_the_png_and_carried_into_the_page(tmp_path):
 def test_wide_tables_are_split_and_patient_intervals_marked():
     from medrep.report.html import CLUSTER_MARK, MAX_COLUMNS, _table
 
-    row = {"model": "m", **{f"metric_{i}": {"value": 0.5, "low": 0.4, "high": 0.6, "n": 9} for i in range(14)}}
+    row = {"model": "m", **{f"metric_{i}": {"value": 0.5, "low": 0.4, "high": 0.6, "n": 9} for i in range(16)}}
     row["metric_3"] = {"value": 0.5, "low": 0.3, "high": 0.7, "n": 9, "interval": "cluster bootstrap over patients",
                        "n_patients": 4}
     text = _table(Table("wide", [row]))
     heads = [part.split("</thead>")[0].count("<th>") for part in text.split("<table>")[1:]]
-    assert heads == [8, 8] and max(heads) <= MAX_COLUMNS  # 14 metrics in two even parts, each led by "model"
+    assert heads == [9, 9] and max(heads) <= MAX_COLUMNS  # 16 metrics in two even parts, each led by "model"
     assert text.count("<th>model</th>") == 2 and "(part 2 of 2)" in text
     assert text.count(CLUSTER_MARK) == 2  # the one clustered cell and the legend that explains it
     assert "cluster bootstrap over patients (4 patients)" in text

@@ -186,9 +186,11 @@ class Audit:
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 label = f"{spec}{' (positive control)' if control else ''}"
+                note = _accuracy_note(result)
                 tables.append(Table(f"{label} — {objective} ({cfg['norm']}, {'+'.join(result.config.get('attack', ['pgd']))}, "
-                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective)))
-                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε"))
+                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective),
+                                    note=" ".join(n for n in (note, _ROBUSTNESS_TABLE_NOTE) if n)))
+                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε", note=note))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
                     figures.append(Figure(paths[gal[-1]], f"{label}, {objective}: original / perturbed / amplified difference"
@@ -204,6 +206,10 @@ class Audit:
                 self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
         for control in controls:
             readings.append(_control_reading(control, lowest, self.config["models"]))
+            weak = _weak_control_note(control, lowest, self.config["models"])
+            for f in figures:
+                if weak and f.caption.startswith(f"{control} (positive control)"):
+                    f.note = " ".join(n for n in (f.note, weak) if n)
         self.results["robustness"] = res
         readings += [note[0].upper() + note[1:] + "." for spec, note in self.head_notes().items()
                      if spec in self.models_for("robustness")]
@@ -266,7 +272,8 @@ class Audit:
                                 note="random and center are baselines; higher is better except deletion AUC. "
                                      f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
-                figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
+                figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map",
+                                      note=_explain_target_note(target, enc, self.test.classes)))
             skipped = rd["settings"].get("skipped_methods") or {}
             if skipped:
                 readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(skipped.values()))
@@ -306,7 +313,11 @@ class Audit:
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
-        tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"])]
+        from medrep.features.probes import describe_adapted
+
+        adapted = [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"],
+                        note=" ".join([_features_interval_note(result.settings), *adapted]))]
         if rd["tables"].get("pairs"):
             tables.append(Table("Between models", rd["tables"]["pairs"], note="p-values from a permutation null"))
         readings = []
@@ -317,9 +328,7 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
-        from medrep.features.probes import describe_adapted
-
-        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        readings += adapted
         for line in describe_adapted(result.settings.get("adapted", {})):
             _log(_markup_escape(line))
         section = _section("features",
@@ -388,7 +397,12 @@ class Audit:
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
-            tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
+            from medrep.align.api import METRIC_HELP
+
+            rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
+            tables.append(Table(name, rows, headers={k: k.replace("zero_shot_", "caption-alignment ").replace("_", " ")
+                                                     for k in rows[0]} if rows else {},
+                                legend={k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}))
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
@@ -532,13 +546,15 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
             s, c = a.separability.get(name, {}), a.shortcut.get(name, {})
             if not s and not c:
                 continue
-            sep.append({"model": spec, "attribute": a.name, "attribute AUROC": s.get("auroc"),
+            sep.append({"model": spec, "attribute": a.name, "attribute AUROC": _cell(s.get("auroc")),
                         "p (permutation)": s.get("p_value"), "KS significant": f"{s.get('ks_significant', 0)}/{s.get('ks_tests', 0)}",
-                        "accuracy": c.get("accuracy"), "re-weighted accuracy": c.get("reweighted_accuracy"),
-                        "drop": c.get("drop"), "likely shortcut": "yes" if c.get("flagged") else "no"})
+                        "accuracy": _cell(c.get("accuracy")), "re-weighted accuracy": _cell(c.get("reweighted_accuracy")),
+                        "drop": _cell(c.get("drop")), "likely shortcut": "yes" if c.get("flagged") else "no"})
     spec_of = {n: s for s, n in names.items()}
-    figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval "
-                         "(hollow grey: too small to judge; dashed red line: the whole test set)") for k, p in figs.items()]
+    how = str(result.settings.get("intervals", "")).removeprefix("95%: ")
+    figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval"
+                         + (f" ({how})" if how else "") + " — hollow grey: too small to judge; dashed red line: the "
+                         "whole test set") for k, p in figs.items()]
     intro = ("Every headline figure by subgroup" + data_note + ": the gap between the best and the worst subgroup large enough to "
              "judge, with a permutation p-value (the attribute shuffled within each class, so a subgroup that merely holds more "
              "hard cases shows no gap); separability — how well a cross-validated probe reads the attribute from the "
@@ -552,6 +568,34 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
                          "after Holm's correction / tests run")]
     return Section("subgroups", TITLES["subgroups"], intro + "\n\n" + "\n\n".join(readings(result, list(names.values()))),
                    figures, tables)
+
+
+def _features_interval_note(settings: dict[str, Any]) -> str:
+    """The kinds of interval in the features table (they differ by column), and patient clustering where it applies."""
+    text = str(settings.get("intervals") or "").removeprefix("95%: ")
+    note = f"95% intervals: {text}." if text else ""
+    n_patients, n_images = settings.get("n_patients"), settings.get("n_images")
+    if n_patients and n_images and n_patients < n_images:
+        note += (f" The probes' intervals resample patients whole ({n_patients} patients for {n_images} test images), "
+                 "so they are wider than intervals over images would be.")
+    return note
+
+
+def _explain_target_note(target: str, encoder: Any, classes: list[str]) -> str:
+    """Maps that explain something other than the class score a reader would assume, said beside the gallery."""
+    if target == "class":
+        return ""
+    if target == "embedding":
+        why = ("the model has no classification head" if not encoder.has_head
+               else f"the model's head is not used: {encoder.head_fit(classes).reason}")
+        return ("The maps explain the similarity of each image's embedding to its class's mean embedding, not a class "
+                f"score ({why}).")
+    return f"The maps explain the {target} score, not the true class's."
+
+
+def _cell(metric: Any) -> Any:
+    """A Metric as the {value, low, high, n} cell that tables and their CSVs read (other values as they are)."""
+    return metric.to_dict() if hasattr(metric, "to_dict") else metric
 
 
 def _verdict_table(spec: str, result: Any) -> Table:
@@ -593,6 +637,31 @@ def _robustness_rows(result, objective: str) -> list[dict[str, Any]]:
                         {"relative change": m["relative_change"]}),
                      "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
     return rows
+
+
+_ROBUSTNESS_TABLE_NOTE = ("95% intervals: Wilson score intervals for accuracies and success rates (one 0/1 outcome per "
+                          "image), percentile bootstrap over images for the rest. Noise-check AUC: how well relabelling "
+                          "under random noise tells attacked images from clean ones (below 0.5: see the reading).")
+
+
+def _accuracy_note(result) -> str:
+    """What the attack's accuracies are not, where a reader would assume they are: the model's own head's (a probe
+    stands in when the head does not fit the data), or the model's robustness (gradient masking suspected)."""
+    from medrep.robustness.outputs import format_eps
+
+    notes = []
+    if result.primary != "head":
+        head = result.head or {}
+        why = (f"the model's head is not used: {head.get('reason')}" if head and not head.get("fits")
+               else "the model has no classification head")
+        notes.append(f"Accuracy of a {'linear probe' if result.primary == 'probe' else result.primary} fitted on the "
+                     f"frozen embeddings of the train split, not of the model's own head ({why}).")
+    masked = [format_eps(s["eps"], result.config["norm"]) for s in result.summaries
+              if (s.get("attacks") or {}).get("gradient_masking_suspected")]
+    if masked:
+        notes.append(f"Gradient masking suspected at {', '.join(masked)}: a gradient-free attack broke images the gradient "
+                     "attacks could not, so these accuracies overstate the model's robustness.")
+    return " ".join(notes)
 
 
 def _lowest_accuracy(result, objective: str) -> dict[str, Any]:
@@ -639,9 +708,26 @@ def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: li
     if low is None:
         return f"{control} (positive control) gave no result."
     others = ", ".join(f"{m} {_FMT(lowest[m]['metric'])}" for m in models if m in lowest)
+    weak = _weak_control_note(control, lowest, models)
     return (f"{control} is a positive control (adversarially trained): its lowest attacked accuracy is {_FMT(low['metric'])} "
             f"({low['objective']}, {low['eps_text']}) against {others or 'no other model'}; the suite tells a robust "
-            "model from a fragile one when the control stays well above the others.")
+            "model from a fragile one when the control stays well above the others." + (f" {weak}" if weak else ""))
+
+
+def _weak_control_note(control: str, lowest: dict[str, dict[str, Any]], models: list[str]) -> str:
+    """A positive control that does not stand above the audited models (its interval reaches theirs) shows nothing
+    about the attack: said beside its figure, since the figure alone reads as 'the robust model is robust'."""
+    low = lowest.get(control)
+    others = [lowest[m]["metric"] for m in models if m in lowest]
+    if low is None or not others:
+        return ""
+    ceiling = max((m.get("high") if m.get("high") is not None else m["value"]) for m in others)
+    floor = low["metric"].get("low") if low["metric"].get("low") is not None else low["value"]
+    if floor > ceiling:
+        return ""
+    return (f"Weak control: {control}'s lowest attacked accuracy ({_FMT(low['metric'])}) does not stand clear of the "
+            "audited models' (the 95% intervals meet), so this run does not show that the attack tells a robust model "
+            "from a fragile one; the other models' drops may partly reflect the attack's settings.")
 
 
 def _runs(m: dict) -> str:

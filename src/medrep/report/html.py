@@ -31,6 +31,8 @@ class Table:
     rows: list[dict[str, Any]]
     note: str = ""
     csv: str | None = None  # the table's CSV file, relative to the report (set when it is written)
+    headers: dict[str, str] = field(default_factory=dict)  # column key → the words shown (the CSV keeps the key)
+    legend: dict[str, str] = field(default_factory=dict)  # column key → what it means, listed under the table
 
 
 @dataclass
@@ -65,8 +67,8 @@ summary{cursor:pointer;font-weight:600;color:#1d3557}.ci{color:#666;font-size:.8
 
 #: marks an interval that is not the plain one the table's note describes (a cluster bootstrap over patients)
 CLUSTER_MARK = "†"
-#: more columns than this do not fit a 1280 px window: the table is shown in parts, each repeating its first column
-MAX_COLUMNS = 10
+#: more columns than this crowd a 1280 px window even wrapped: the table is shown in parts, each repeating its first column
+MAX_COLUMNS = 12
 
 
 def _esc(value: Any) -> str:
@@ -104,9 +106,14 @@ def _fold_intervals(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _header(column: str) -> str:
+def _header(column: str, headers: dict[str, str] | None = None) -> str:
     """A column key as words (``linear_probe_accuracy`` → "linear probe accuracy"); the CSV keeps the key."""
-    return _esc(column.replace("_", " "))
+    return _esc((headers or {}).get(column) or column.replace("_", " "))
+
+
+def _legend(t: Table, cols: list[str]) -> str:
+    items = [f"<b>{_header(c, t.headers)}</b>: {_esc(t.legend[c])}" for c in cols if t.legend.get(c)]
+    return f"<p class='ci legend'>{'; '.join(items)}.</p>" if items else ""
 
 
 def _interval_legend(rows: list[dict[str, Any]]) -> str:
@@ -142,7 +149,7 @@ def _table(t: Table) -> str:
     parts = _column_parts(cols)
     html_parts = []
     for i, part in enumerate(parts):
-        head = "".join(f"<th>{_header(c)}</th>" for c in part)
+        head = "".join(f"<th>{_header(c, t.headers)}</th>" for c in part)
         body = []
         for row in rows:
             cells = []
@@ -155,7 +162,7 @@ def _table(t: Table) -> str:
         html_parts.append(f"<h3>{_esc(t.title)}{which}</h3><div class='scroll'><table><thead><tr>{head}</tr></thead>"
                           f"<tbody>{''.join(body)}</tbody></table></div>")
     notes = [n for n in (t.note, _interval_legend(rows)) if n]
-    note = "".join(f"<p class='ci'>{_esc(n)}</p>" for n in notes)
+    note = "".join(f"<p class='ci'>{_esc(n)}</p>" for n in notes) + _legend(t, cols)
     if t.csv:
         note += f"<p class='ci'>as CSV: {_esc(t.csv)}</p>"
     return "".join(html_parts) + note
