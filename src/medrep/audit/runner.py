@@ -553,8 +553,8 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
     spec_of = {n: s for s, n in names.items()}
     how = str(result.settings.get("intervals", "")).removeprefix("95%: ")
     figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval"
-                         + (f" ({how})" if how else "") + " — hollow grey: too small to judge; dashed red line: the "
-                         "whole test set") for k, p in figs.items()]
+                         + (f" ({how.replace('(', '').replace(')', '')})" if how else "") + "; hollow grey: too small to "
+                         "judge; dashed red line: the whole test set") for k, p in figs.items()]
     intro = ("Every headline figure by subgroup" + data_note + ": the gap between the best and the worst subgroup large enough to "
              "judge, with a permutation p-value (the attribute shuffled within each class, so a subgroup that merely holds more "
              "hard cases shows no gap); separability — how well a cross-validated probe reads the attribute from the "
@@ -562,12 +562,15 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
              "modes and the disease probe's scores (Holm-corrected, Glocker et al. 2023); and a shortcut check — the probe's "
              "accuracy on the test set re-weighted so that attribute and class are independent: a drop whose interval "
              "excludes 0 flags a likely shortcut.")
+    perms = result.settings.get("separability_permutations")
+    floor = (f" p (permutation) comes from {perms} permutations, so it cannot fall below {1 / (1 + perms):.3f}."
+             if perms else "")
     tables = [Table("Gaps between subgroups", gaps, note="gap: best minus worst subgroup's figure"),
               Table("Separability and shortcut check", sep,
                     note="attribute AUROC 0.5: the attribute cannot be read from the embeddings; KS: tests significant "
-                         "after Holm's correction / tests run")]
+                         "after Holm's correction / tests run; drop: accuracy minus the re-weighted accuracy." + floor)]
     return Section("subgroups", TITLES["subgroups"], intro + "\n\n" + "\n\n".join(readings(result, list(names.values()))),
-                   figures, tables)
+                   figures, tables, figures_first=True)
 
 
 def _features_interval_note(settings: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--hide-scrollbars"]
 NONCE = "medrepcheck"
+SCREENSHOT_MAX_HEIGHT = 32000  # px: a whole audit report at 1280 px wide (4 models) is about 20 000 px
 _PROBE = """<script nonce="%s">
 window.__errors = []; window.__alerts = [];
 window.alert = window.confirm = window.prompt = function (m) { window.__alerts.push(String(m)); };
@@ -70,7 +71,7 @@ def chromium_path() -> str | None:
 def check_in_browser(report: Path, screenshot: Path | None = None, timeout: int = 120, width: int = 1280) -> dict:
     """Load ``report`` in a ``width`` px wide window; returns errors, sections, images and ``layout`` (tables'
     widths against their boxes, image labels' shown size, figure captions' font sizes, the manifest's
-    folding).  ``screenshot``: a PNG of the whole page at that width (at most 16 000 px high)."""
+    folding).  ``screenshot``: a PNG of the whole page at that width (at most SCREENSHOT_MAX_HEIGHT px high)."""
     exe = chromium_path()
     if exe is None:
         raise RuntimeError("no chromium on PATH (make test installs Debian's chromium package)")
@@ -91,7 +92,7 @@ def check_in_browser(report: Path, screenshot: Path | None = None, timeout: int 
         result["console"] = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and "probe.html" in l]
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            height = min(16000, max(800, int(result["layout"]["page_height"])))
+            height = min(SCREENSHOT_MAX_HEIGHT, max(800, int(result["layout"]["page_height"])))
             subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}-shot", f"--window-size={width},{height}",
                             f"--screenshot={screenshot}", report.resolve().as_uri()],
                            capture_output=True, text=True, timeout=timeout)

@@ -43,6 +43,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     error: str | None = None  # an analysis that failed: its message is shown, the rest of the report stands
+    figures_first: bool = False  # figures before tables (where a figure per model is the answer, e.g. forest plots)
 
 
 _CSS = """
@@ -56,7 +57,7 @@ th,td{border-bottom:1px solid #e3e6eb;padding:.3rem .5rem;text-align:left;vertic
 th{background:#eef1f5;font-weight:600;min-width:4.5em;overflow-wrap:normal;hyphens:auto}
 td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 td.num .ci{display:block}
-figure{margin:.8rem 0;display:inline-block;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
+figure{margin:.8rem 1.2rem .8rem 0;display:inline-block;vertical-align:top;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
 figcaption{font-size:.9rem;color:#444;max-width:60rem}.reading{background:#f0f6ff;border-left:4px solid #457b9d;padding:.5rem .9rem}
 figcaption .caveat{display:block}.caveat{background:#fff8e6;border-left:4px solid #d69e2e;padding:.3rem .7rem;margin:.3rem 0;color:#1d2330}
 .error{background:#fff0f0;border-left:4px solid #c0392b;padding:.5rem .9rem}
@@ -207,8 +208,9 @@ def render_report(title: str, subtitle: str, sections: Sequence[Section], manife
             inner.append(f"<p class='error'>This analysis did not complete: {_esc(s.error)}</p>")
         if s.reading:
             inner.append("<div class='reading'>" + "".join(f"<p>{_esc(p)}</p>" for p in s.reading.split("\n\n") if p.strip()) + "</div>")
-        inner += [_table(t) for t in s.tables]
-        inner += [_figure(f) for f in s.figures]
+        blocks = [[_table(t) for t in s.tables], [_figure(f) for f in s.figures]]
+        for block in (blocks[::-1] if s.figures_first else blocks):
+            inner += block
         parts.append(f"<section id='{_esc(s.id)}'>{''.join(inner)}</section>")
     if manifest is not None:  # folded away: it is for reproducing the run, not for reading the results
         parts.append("<section id='manifest'><details><summary>Run manifest (settings, versions, timings: "
