@@ -3,6 +3,7 @@ quirks), with tiny synthetic images.  Imported as a plain module by the recipe t
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def save(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def save_dicom(path: Path, array: np.ndarray) -> Path:
+def save_dicom(path: Path, array: np.ndarray, **header: str) -> Path:
+    """A 12-bit MONOCHROME2 DICOM of ``array``, with the ``header`` elements (keyword → value) set."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -46,8 +48,11 @@ def save_dicom(path: Path, array: np.ndarray) -> Path:
     stored = array.astype(np.uint16) * 16
     ds.update({"SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2", "Rows": stored.shape[0],
                "Columns": stored.shape[1], "BitsAllocated": 16, "BitsStored": 12, "HighBit": 11, "PixelRepresentation": 0})
-    ds.PixelData = stored.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RSNA's ages are plain numbers, not DICOM age strings: pydicom warns
+        ds.update(header)
+        ds.PixelData = stored.tobytes()
+        ds.save_as(path, enforce_file_format=True)
     return path
 
 
@@ -201,7 +206,10 @@ def rsna(tmp: Path) -> Path:
     for k in range(8):
         pid = f"0004cfab-14fd-4e49-80ba-63a80b6bddd{k}"
         positive = k % 2 == 0
-        save_dicom(root / "stage_2_train_images" / f"{pid}.dcm", image(k, positive))
+        # the published headers: the patientId as name and id, sex, a plain-number age, the view, CR, CHEST
+        save_dicom(root / "stage_2_train_images" / f"{pid}.dcm", image(k, positive), PatientName=pid, PatientID=pid,
+                   PatientSex="MF"[k % 2], PatientAge=str(38 + 7 * k), ViewPosition="PA" if k % 3 else "AP", Modality="CR",
+                   BodyPartExamined="CHEST")
         if positive:
             rows.append(f"{pid},10.0,8.0,14.0,12.0,1")
             if k == 0:
@@ -226,7 +234,10 @@ def vindr(tmp: Path) -> Path:
         for k in range(6):
             ident = f"{split[:2]}{k:030x}"
             positive = k % 2 == 0
-            save_dicom(root / split / f"{ident}.dicom", image(k + (10 if split == "test" else 0), positive))
+            # de-identified headers keep sex and an age string; one image lacks its age
+            age = {} if k == 5 else {"PatientAge": f"{30 + 9 * k:03d}Y"}
+            save_dicom(root / split / f"{ident}.dicom", image(k + (10 if split == "test" else 0), positive),
+                       PatientSex="FMO"[k % 3], **age)
             rads = ("R1", "R2", "R3") if split == "train" else ("",)
             for r, rad in enumerate(rads):
                 mark = positive and r == 0  # one radiologist of three marks it
