@@ -136,3 +136,13 @@ def _labels(out_dir) -> list[int]:
     classes = json.loads((out_dir / "results.json").read_text())["data"]["classes"]
     with open(out_dir / "per_image_scores.csv", newline="") as f:
         return sorted({classes.index(row["label"]) for row in csv.DictReader(f)})
+
+
+def test_by_on_multi_label_data_is_refused_in_one_line_naming_the_finding_option(tmp_path, capsys):
+    root = trees.chexpert(tmp_path / "data")
+    assert main(["features", "--model", "demo-cnn", "--data", f"chexpert:{root}", "--test-split", "valid", "--by", "Sex",
+                 *FEATURES, "--out", str(tmp_path / "f"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "--by: subgroups need one label" in err and "multi-label (14 findings)" in err and "?finding=No%20Finding" in err
+    assert not (tmp_path / "f" / "results.json").exists()
