@@ -98,6 +98,8 @@ def test_one_label_commands_refuse_multi_label_and_accept_a_finding(tmp_path, ca
     assert res["data"]["classes"] == ["no Edema", "Edema"]
     assert res["data"]["n_patients"] == len(set(attacked.patients.tolist())) < 6
     assert res["data"]["interval"] == "cluster bootstrap over patients"
+    detector = res["results"][-1]["detector"]["by_sigma"][0]["roc_auc"]  # the noise detector's AUC too
+    assert detector["interval"] == "cluster bootstrap over patients" and detector["n_patients"] == res["data"]["n_patients"]
 
 
 def test_explain_on_data_without_masks_runs_faithfulness_and_sanity_and_reports_localisation_not_run(tmp_path, capsys):
