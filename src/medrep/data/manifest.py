@@ -9,7 +9,8 @@ MIMIC-CXR), ``finding_list=COL`` (finding names joined by ``|``, as NIH ChestX-r
 ISIC 2018/2019: a single-label task).  ``patient``, ``mask``, ``caption``, ``split`` name those columns;
 ``root=DIR`` is the folder image and mask paths are relative to (default: the CSV's folder);
 ``attrs=COL1,COL2`` are carried on each item as attributes (default: every column not used otherwise;
-``attrs=none`` for none) and never used as labels.
+``attrs=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
+(``path[,finding],x,y,w,h`` or ``…,x_min,y_min,x_max,y_max``; see :mod:`medrep.data.box_tables`).
 With findings: ``finding=NAME`` (a binary task), ``uncertain=ones|zeros|ignore``, ``blank=ignore``
 (see :mod:`medrep.data.findings`).  Also ``classes=a,b,c`` (class order) and, for DICOM, ``frame=N``,
 ``frames=all``, ``window=c,w|none``.  Ids are the image paths as written in the CSV.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.data.box_tables import attach_boxes
 from medrep.data.files import take_read_options
 from medrep.data.findings import FINDING_OPTIONS, parse_code, take_finding_options
 from medrep.data.images import as_path, show_path
@@ -30,7 +32,7 @@ from medrep.specs import Spec, take_list_option
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
 COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split")
-KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attrs", "classes",
+KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attrs", "boxes", "classes",
                  *FINDING_OPTIONS, "frame", "frames", "window")
 _EXPECTED = "expected path,label[,mask][,caption][,split], or name the columns: ?path=COL&label=COL"
 
@@ -168,6 +170,10 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
                     caption=get("caption") or None, mask=mask)
     if not len(builder):
         raise MedrepError("manifest has a header but no rows", where=where)
+    if "boxes" in opts:
+        if cols["mask"] is not None:
+            raise SpecError("give mask images (a mask column) or a box CSV, not both", where="?boxes")
+        attach_boxes(builder, opts["boxes"], csv_path)
     if cols["patient"] is not None and any(p is None for p in builder.patients):
         row = builder.patients.index(None)
         raise BadInputError(f"empty patient value (column {table.header[cols['patient']]!r})", where=builder.origins[row])
