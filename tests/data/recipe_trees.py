@@ -187,6 +187,28 @@ def isic2019(tmp: Path) -> Path:
     return root
 
 
+def isic2018(tmp: Path, ham_metadata: bool = True) -> Path:
+    """ISIC 2018 task 3 (one-hot GroundTruth in its own folder, LesionGroupings.csv) and, optionally, the HAM10000
+    release's metadata (age, sex, localization; ``unknown`` sex and a blank age as published)."""
+    root = tmp / "isic2018"
+    classes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    gt, groups = ["image," + ",".join(classes)], ["image,lesion_id,diagnosis_confirm_type"]
+    ham = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for k in range(8):
+        ident, lesion = f"ISIC_{24306 + k:07d}", f"HAM_{k // 2:07d}"
+        cls = k % 2
+        save(root / "ISIC2018_Task3_Training_Input" / f"{ident}.jpg", np.stack([image(k, cls == 0)] * 3, axis=-1))
+        gt.append(ident + "," + ",".join("1.0" if j == cls else "0.0" for j in range(len(classes))))
+        groups.append(f"{ident},{lesion},histopathology")
+        age, sex = ("", "unknown") if k == 7 else (f"{40 + 5 * k}.0", "female" if k % 2 else "male")
+        ham.append(f"{lesion},{ident},{'mel' if cls == 0 else 'nv'},histo,{age},{sex},{'back' if k % 3 else 'face'}")
+    write(root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv", "\n".join(gt) + "\n")
+    write(root / "ISIC2018_Task3_Training_LesionGroupings.csv", "\n".join(groups) + "\n")
+    if ham_metadata:
+        write(root / "HAM10000_metadata.csv", "\n".join(ham) + "\n")
+    return root
+
+
 def isic2020(tmp: Path) -> Path:
     root = tmp / "isic2020"
     rows = ["image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target"]
