@@ -8,8 +8,8 @@ MIMIC-CXR), ``finding_list=COL`` (finding names joined by ``|``, as NIH ChestX-r
 ``none=No Finding`` names the token that means no finding), or ``onehot=COL1,COL2`` (one-hot classes, as
 ISIC 2018/2019: a single-label task).  ``patient``, ``mask``, ``caption``, ``split`` name those columns;
 ``root=DIR`` is the folder image and mask paths are relative to (default: the CSV's folder);
-``attrs=COL1,COL2`` are carried on each item as attributes (default: every column not used otherwise;
-``attrs=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
+``attributes=COL1,COL2`` (or ``attrs=``) are carried on each item as attributes (default: every column not
+used otherwise; ``attributes=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
 (``path[,finding],x,y,w,h`` or ``…,x_min,y_min,x_max,y_max``; see :mod:`medrep.data.box_tables`).
 With findings: ``finding=NAME`` (a binary task), ``uncertain=ones|zeros|ignore``, ``blank=ignore``
 (see :mod:`medrep.data.findings`).  Also ``classes=a,b,c`` (class order) and, for DICOM, ``frame=N``,
@@ -32,7 +32,7 @@ from medrep.specs import Spec, take_list_option
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
 COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split")
-KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attrs", "boxes", "classes",
+KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "classes",
                  *FINDING_OPTIONS, "frame", "frames", "window")
 _EXPECTED = "expected path,label[,mask][,caption][,split], or name the columns: ?path=COL&label=COL"
 
@@ -74,12 +74,17 @@ def _label_form(table: CsvTable, opts: dict[str, str]) -> tuple[str, list[int], 
 
 
 def _attribute_columns(table: CsvTable, opts: dict[str, str], used: set[int]) -> list[int]:
-    raw = opts.pop("attrs", None)
+    # attributes= as on every other source (demo, dicom:, the DICOM recipes); attrs= is its short spelling
+    given = [k for k in ("attributes", "attrs") if k in opts]
+    if len(given) > 1:
+        raise SpecError("attributes= and attrs= are the same option: give one", where="?attrs")
+    option = given[0] if given else "attributes"
+    raw = opts.pop(option, None)
     if raw is None:
         return [i for i, h in enumerate(table.header) if h and i not in used]
     if raw.strip().lower() == "none":
         return []
-    return [table.column(n.strip(), option="attrs") for n in raw.split(",") if n.strip()]
+    return [table.column(n.strip(), option=option) for n in raw.split(",") if n.strip()]
 
 
 def _onehot_class(values: list[str], idx: list[int], names: list[str], where: str) -> str:
