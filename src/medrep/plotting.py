@@ -29,3 +29,13 @@ def label_px_metadata(labels: Any, dpi: float) -> dict[str, str]:
     the smallest non-empty label's font size in image pixels (points × dpi / 72)."""
     sizes = [t.get_fontsize() for t in labels if t.get_text().strip()]
     return {LABEL_PX_KEY: f"{min(sizes) * dpi / 72:.2f}"} if sizes else {}
+
+
+def mark_labels(fig: Any, labels: Any, dpi: float | None = None) -> None:
+    """Record on ``fig`` its labels' smallest size (see :func:`label_px_metadata`) for a saver that only gets the
+    figure: it passes ``metadata=png_metadata(fig)`` to ``savefig``."""
+    fig.medrep_png_metadata = label_px_metadata(labels, dpi or fig.dpi)
+
+
+def png_metadata(fig: Any) -> dict[str, str] | None:
+    return getattr(fig, "medrep_png_metadata", None)

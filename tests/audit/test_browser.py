@@ -121,6 +121,7 @@ def test_four_model_subgroup_report_reads_at_1280_px(four_model_report, artifact
     assert "too few to call it" in section  # 3 permutations cannot give p < 0.05, and the reading says so
     scorecard = page[page.index("<section id='scorecard'>"):page.index("<section id='robustness'>")]
     assert scorecard.count("largest gap between subgroups") == 4
+    assert scorecard.count("accuracy of a linear probe, not the model&#x27;s head") == 1  # efficientnet-lite0 only
     # a figure that could be misread says so beside it: efficientnet-lite0's ImageNet head does not fit the phantoms
     probe = [c["text"] for c in layout["captions"] if c["text"].startswith("efficientnet-lite0, collide: accuracy under attack")]
     assert len(probe) == 1 and "linear probe" in probe[0] and "not of the model's own head" in probe[0]

@@ -196,12 +196,15 @@ class Audit:
                     figures.append(Figure(paths[gal[-1]], f"{label}, {objective}: original / perturbed / amplified difference"
                                           + (" / target" if result.config.get("target") else "")))
                 low = _lowest_accuracy(result, objective)
+                low["classifier"] = result.primary
                 if low["value"] < lowest.get(spec, {}).get("value", float("inf")):
                     lowest[spec] = low
                 readings.extend(_robustness_readings(label, objective, result))
         for spec, low in lowest.items():
             text = (f"{_FMT(low['clean'])} → {_FMT(low['metric'])} (lowest over ε and objectives: {low['objective']}, "
                     f"{low['eps_text']})")
+            if low["classifier"] != "head":  # the accuracy of a stand-in, not of the model's own classifier
+                text += f"; accuracy of a {'linear probe' if low['classifier'] == 'probe' else low['classifier']}, not the model's head"
             if spec in self.scorecard:
                 self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
         for control in controls:
@@ -319,7 +322,9 @@ class Audit:
         tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"],
                         note=" ".join([_features_interval_note(result.settings), *adapted]))]
         if rd["tables"].get("pairs"):
-            tables.append(Table("Between models", rd["tables"]["pairs"], note="p-values from a permutation null"))
+            tables.append(Table("Between models", rd["tables"]["pairs"],
+                                note="p-values from a permutation null; cka rows: the test items CKA was computed on "
+                                     "(a seeded subsample when fewer than cka all rows)"))
         readings = []
         for spec in self.config["models"]:
             m = rd["models"].get(spec) or rd["models"].get(self._encoders[spec].name) or {}
@@ -400,9 +405,11 @@ class Audit:
             from medrep.align.api import METRIC_HELP
 
             rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
+            legend = {k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}
+            if any(t.legend == legend for t in tables):
+                legend = {}  # explained under the first table with these columns
             tables.append(Table(name, rows, headers={k: k.replace("zero_shot_", "caption-alignment ").replace("_", " ")
-                                                     for k in rows[0]} if rows else {},
-                                legend={k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}))
+                                                     for k in rows[0]} if rows else {}, legend=legend))
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
@@ -498,7 +505,11 @@ class Audit:
                              "value [95% CI]": entry.get("metric") if entry else None,
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
-        reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
+        from medrep.data.autosplit import announce_split
+
+        split = announce_split(self.auto_split, self.config["train_split"], self.config["test_split"])
+        reading = ((f"{split[0].upper()}{split[1:]}.\n\n" if split else "") +
+                   "One headline figure per question and model, with its 95% interval (how each is computed: in the "
                    "sections below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → "
                    "after, and which objective and ε, in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
@@ -569,8 +580,9 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
               Table("Separability and shortcut check", sep,
                     note="attribute AUROC 0.5: the attribute cannot be read from the embeddings; KS: tests significant "
                          "after Holm's correction / tests run; drop: accuracy minus the re-weighted accuracy." + floor)]
-    return Section("subgroups", TITLES["subgroups"], intro + "\n\n" + "\n\n".join(readings(result, list(names.values()))),
-                   figures, tables, figures_first=True)
+    notes = [n[0].upper() + n[1:] + "." for n in result.notes]  # items in no subgroup, attributes with one subgroup
+    return Section("subgroups", TITLES["subgroups"],
+                   "\n\n".join([intro, *notes, *readings(result, list(names.values()))]), figures, tables, figures_first=True)
 
 
 def _features_interval_note(settings: dict[str, Any]) -> str:

@@ -195,9 +195,10 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
     fig.suptitle(f"{result.config['objective']}, {format_eps(r.eps, norm)}{f' ({norm})' if norm == 'linf' else ''}; "
                  f"rows: true → {result.primary} label after the attack\n"
                  f"difference = 0.5 + {amp:.3g} × (perturbed − original) ({how})", fontsize=8)
-    from medrep.plotting import label_px_metadata
+    from medrep.plotting import mark_labels
 
-    return _save(fig, path, label_px_metadata([*ax.get_xticklabels(), *ax.get_yticklabels()], fig.dpi))
+    mark_labels(fig, [*ax.get_xticklabels(), *ax.get_yticklabels()])
+    return _save(fig, path)
 
 
 def gallery_amplification(src: np.ndarray, adv: np.ndarray, amplify: float | None = None) -> tuple[float, float]:
@@ -211,10 +212,12 @@ def gallery_amplification(src: np.ndarray, adv: np.ndarray, amplify: float | Non
     return (0.5 / largest if largest > 0 else 1.0), largest
 
 
-def _save(fig, path: Path, metadata: dict[str, str] | None = None) -> Path:
+def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    from medrep.plotting import png_metadata
+
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata=metadata))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata=png_metadata(fig)))
     finally:
         plt.close(fig)
