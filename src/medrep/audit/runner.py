@@ -270,7 +270,8 @@ class Audit:
             rd = result.to_dict()
             res[spec] = rd
             keys = rd["metric_names"]
-            tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} lesion images (mean [95% CI])",
+            scored = "lesion images" if rd["localisation"]["run"] else "images (the data has no masks: localisation not run)"
+            tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} {scored} (mean [95% CI])",
                                 [{"method": m, **{k: rd["metrics"][m][k] for k in keys}} for m in rd["methods"]],
                                 note="random and center are baselines; higher is better except deletion AUC. "
                                      f"Intervals: {result.interval_legend()}."))
@@ -298,6 +299,10 @@ class Audit:
                                 f"{_FMT(pointing.get('center'))}. A method is only informative where it beats both.")
         self.results["explain"] = res
         area = next(iter(res.values()), {}).get("mask_area") or {}
+        if res and not next(iter(res.values()))["localisation"]["run"]:
+            return _section("explain", "The data has no lesion masks, so localisation (pointing game, IoU, mass, AUPRC) was not "
+                                       "run; each method's map is scored for faithfulness (deletion/insertion AUC of the target "
+                                       "score) and, where asked, by the sanity checks.", readings, figures, tables)
         return _section("explain", "Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
                                    "inside the lesion), IoU of the top-k% pixels (enclosing-box mode as in the paper, and plain pixel IoU), the "
                                    "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."
