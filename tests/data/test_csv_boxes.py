@@ -119,3 +119,12 @@ def test_polygons_in_either_json_form_become_masks_and_malformed_ones_are_named(
     trees.write(tmp_path / "poly.csv", "path,x,y,w,h\nimg/i0.png,1,1,2,2\n")
     with pytest.raises(MedrepError, match=r"expected a polygon CSV with header path\[,finding\],polygon"):
         load_dataset(f"csv:{csv}?findings=Edema,Effusion&polygons=poly.csv")
+
+
+def test_explain_refuses_data_where_only_some_images_name_a_mask(tmp_path, capsys):
+    trees.save(tmp_path / "m.png", np.zeros((32, 32), np.uint8))
+    csv = _manifest(tmp_path, "path,label,mask", [f"img/i{k}.png,{k % 2},{'m.png' if k < 2 else ''}" for k in range(4)])
+    assert main(["explain", "--model", "demo-cnn", "--data", str(csv), "--methods", "gradcam", "--no-baselines",
+                 "--metrics", "pointing", "--quiet", "--out", str(tmp_path / "e"), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "--data: only some images of dataset" in err and "give every image one" in err and "Traceback" not in err
