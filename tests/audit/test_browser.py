@@ -49,7 +49,7 @@ def test_audit_report_fits_a_1280_px_window(rendered):
                    if t["box_scroll_width"] > t["box_width"] or t["scroll_width"] > t["box_width"]]
     assert overflowing == []
     assert max(t["columns"] for t in layout["tables"]) >= 8  # the robustness tables: the wide ones were checked
-    assert layout["smallest_cell_px"] >= 11
+    assert layout["smallest_cell_px"] >= 11 and layout["smallest_text_px"] >= 11  # intervals and notes included
     # gallery row labels as a reader sees them: their size in the PNG scaled by the image's shown width
     galleries = [label for label in layout["labels"] if "original / perturbed" in label["alt"] or "method's map" in label["alt"]]
     assert len(galleries) >= 3, layout["labels"]  # the attack galleries of both models and an explanation gallery

@@ -131,4 +131,4 @@ def test_wide_content_fits_a_1280_px_window(tmp_path, artifacts_dir):
         assert label["shown_width"] < label["natural_width"] <= 1800  # scaled down to fit the page
         assert label["shown_px"] == pytest.approx(label["label_px"] * label["shown_width"] / label["natural_width"])
     assert shown["big labels"]["shown_px"] >= 11 > shown["small labels"]["shown_px"]
-    assert all(c["font_px"] >= 11 for c in layout["captions"])
+    assert all(c["font_px"] >= 11 for c in layout["captions"]) and layout["smallest_text_px"] >= 11
