@@ -116,7 +116,7 @@ def test_four_model_subgroup_report_reads_at_1280_px(four_model_report, artifact
     forests = [c["text"] for c in layout["captions"] if "each subgroup's figure with its 95% interval" in c["text"]]
     assert [f.split(":")[0] for f in forests] == FOUR_MODELS
     assert section.index("<img") < section.index("Gaps between subgroups") < section.index("Separability and shortcut check")
-    assert "<th>likely shortcut</th>" in section and "<th>attribute AUROC</th>" in section
+    assert ">likely shortcut</span></th>" in section and ">attribute AUROC</span></th>" in section
     assert all(f"{m}, by {a}: " in section for m in FOUR_MODELS for a in ("site", "sex"))
     assert "too few to call it" in section  # 3 permutations cannot give p < 0.05, and the reading says so
     scorecard = page[page.index("<section id='scorecard'>"):page.index("<section id='robustness'>")]
