@@ -123,8 +123,10 @@ def score_original_size(raw: torch.Tensor, masks: Sequence[torch.Tensor], probab
 def _fused_kernel():
     """The fused numba kernel module where it can be used here, else None (imported on first use: numba's
     import takes seconds, and only this scoring needs it)."""
-    from medrep.explain import chexlocalize_kernel
-
+    try:
+        from medrep.explain import chexlocalize_kernel
+    except RuntimeError:  # numba with no writable cache location anywhere: the torch path scores the same
+        return None
     return chexlocalize_kernel if chexlocalize_kernel.available() else None
 
 
