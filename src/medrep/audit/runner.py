@@ -280,7 +280,7 @@ class Audit:
                                       note=_explain_target_note(target, enc, self.test.classes)))
             skipped = rd["settings"].get("skipped_methods") or {}
             if skipped:
-                readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(skipped.values()))
+                readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(dict.fromkeys(skipped.values())))
                 _log(f"explain {_markup_escape(spec)}: left out {', '.join(skipped)} (not supported by this model)")
             if "sanity" in paths:
                 figures.append(Figure(paths["sanity"], f"{spec}: similarity of each method's map to the trained model's as "

@@ -87,8 +87,8 @@ def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
             if r == 0:
                 first = "image + mask" if result.mask_area is not None else "image (no mask)"
                 ax.set_title(first if c == 0 else methods[c - 1], fontsize=8)
-        label = str(ids[r])
-        axes[r, 0].set_ylabel(label if len(label) <= 16 else "…" + label[-15:], fontsize=8)
+        label, fits = str(ids[r]), max(8, int(tile * 12))  # characters an 8 pt label fits along one tile's height
+        axes[r, 0].set_ylabel(label if len(label) <= fits else "…" + label[-(fits - 1):], fontsize=8)
     fig.suptitle(f"{result.model}: explanation maps (target: {result.target})", fontsize=9)
     fig.tight_layout()
     from medrep.plotting import label_px_metadata
