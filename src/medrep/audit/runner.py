@@ -569,7 +569,7 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
     spec_of = {n: s for s, n in names.items()}
     how = str(result.settings.get("intervals", "")).removeprefix("95%: ")
     figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval"
-                         + (f" ({how.replace('(', '').replace(')', '')})" if how else "") + "; hollow grey: too small to "
+                         + (f" ({how.replace(' (', ', ').replace(')', '')})" if how else "") + "; hollow grey: too small to "
                          "judge; dashed red line: the whole test set") for k, p in figs.items()]
     intro = ("Every headline figure by subgroup" + data_note + ": the gap between the best and the worst subgroup large enough to "
              "judge, with a permutation p-value (the attribute shuffled within each class, so a subgroup that merely holds more "
