@@ -378,12 +378,13 @@ class Audit:
             readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
                             f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
+        from medrep.align.config import AlignConfig
+        from medrep.configs import from_mapping
+
+        config = from_mapping(AlignConfig, {**self.config, **cfg}, by="key", anchors=anchors, n_boot=self.n_boot(1000))
         for src, tgt, text in jobs:
-            result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
-                                   text_encoder=self.text_encoder if text else None, anchors=anchors,
-                                   estimator=cfg["estimator"], anchor_selection=cfg["anchor_selection"], seed=self.config["seed"],
-                                   train_split=self.config["train_split"], eval_split=self.config["test_split"],
-                                   batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
+            result = run_alignment(self._encoders[src], self.dataset, config, target_encoder=self._encoders[tgt] if tgt else None,
+                                   text_encoder=self.text_encoder if text else None, cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
