@@ -174,15 +174,14 @@ def extract_embeddings(
     chunk_size: int = 1024,
     num_workers: int | None = None,
     dtype: str = "float32",
-    skip_bad: bool = False,
     skipped: SkipLog | None = None,
     description: str | None = None,
     backend: Any = None,
 ) -> Embeddings:
     """Embed every item of ``dataset`` (inference mode, batched), served from / written to ``cache``.
 
-    With ``skip_bad`` unreadable items are left out and listed in ``skipped``; otherwise the first bad
-    item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
+    Given a ``skipped`` log (``--skip-bad``), unreadable items are left out and listed in it; without one the
+    first bad item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
     current one, see :mod:`medrep.backends`) computes the missing chunks; the Ray backend shards them
     over its workers, and every finished chunk lands in the cache as it arrives, whichever computed it.
     ``encoder.compile_extraction = True`` (``--compile``) runs the embedding call through ``torch.compile``:
@@ -190,6 +189,7 @@ def extract_embeddings(
     """
     from medrep.backends import resolve_backend
 
+    skip_bad = skipped is not None
     if batch_size < 1:
         raise MedrepError("must be at least 1", where=Param("batch_size"))
     if dtype not in _DTYPES:
@@ -216,7 +216,7 @@ def extract_embeddings(
         num_workers = 0 if isinstance(getattr(dataset, "images", None), torch.Tensor) or hasattr(dataset, "parts") else 1
     if getattr(backend, "distributed", False):
         num_workers = 0  # a Ray worker is one process on one core: no DataLoader processes inside it
-    skipped = skipped if skipped is not None else SkipLog()
+    skipped = skipped if skip_bad else SkipLog()
     job = ExtractJob(layer, asked_pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad,
                      compile=bool(getattr(encoder, "compile_extraction", False)))
     results: dict[int, tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]] = {}

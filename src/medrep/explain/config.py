@@ -5,11 +5,12 @@ Every check names the CLI flag the value came from, and runs before any work.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import torch
 
+from medrep.configs import setting
 from medrep.errors import MedrepError
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
@@ -35,32 +36,39 @@ class ExplainConfig:
     """What an explanation run computes.  Runtime arguments (cache, backend, out_dir, resume) are not here:
     they do not change the figures."""
 
-    methods: tuple[str, ...] | None = None  # None: the registry's default methods
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    target: str = "class"
-    limit: int | None = None
-    seed: int = 0
-    batch_size: int = 16
-    upsampling: str = "bilinear"
-    topk: tuple[float, ...] = TOPK_PERCENTS
-    steps: int = 16
-    perturbation_baseline: str = "blur"
-    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    add_baselines: bool = True
-    gallery_size: int = 6
-    n_boot: int = 1000
-    protocol: str | None = None
-    threshold: str = "otsu"
-    tune_split: str | None = None
-    probability_cutoff: float | None = None
-    miou_on: str = "all"
-    road_percents: tuple[float, ...] = ROAD_PERCENTS
-    sanity: tuple[str, ...] = ()
-    sanity_images: int = 16
-    sanity_threshold: float = DEFAULT_THRESHOLD
-    sanity_topk: float = 10
-    # leave out (and report) the methods this model's structure does not support, instead of refusing the run
-    skip_unsupported: bool = False
+    methods: tuple[str, ...] | None = setting(None, "explanation methods (default: the registry's default methods)")
+    metrics: tuple[str, ...] = setting(DEFAULT_METRICS, "scores of each map")
+    target: str = setting("class", "the score an explanation explains: class, predicted or embedding",
+                          flag="explain-target", key="explain_target")
+    limit: int | None = setting(None, "explain at most N lesion images (seeded choice)")
+    seed: int = setting(0, "seed of the item choice, the random baseline and the bootstrap")
+    batch_size: int = setting(16, "images explained together")
+    upsampling: str = setting("bilinear", "how a coarse map is brought to the image size", flag="upsample", key="upsample")
+    topk: tuple[float, ...] = setting(TOPK_PERCENTS, "top-k% pixel shares of the IoU scores")
+    steps: int = setting(16, "deletion / insertion curve steps", flag="deletion-steps", key="deletion_steps")
+    perturbation_baseline: str = setting("blur", "what removed pixels become (deletion / insertion)",
+                                         flag="deletion-baseline", key="deletion_baseline")
+    method_options: Mapping[str, Mapping[str, Any]] = setting(
+        None, "options per method ({method: {option: value}}; on the command line each option's own flag, e.g. "
+              "--ig-steps)", cli=False, default_factory=dict)
+    add_baselines: bool = setting(True, "add the random and centre baseline maps", flag="no-baselines", negate=True)
+    gallery_size: int = setting(6, "images in the gallery figure")
+    n_boot: int = setting(1000, "bootstrap resamples for the 95% intervals")
+    # the CheXlocalize protocol needs multi-label data with a tuning split: a command-line run of its own
+    protocol: str | None = setting(None, "a named evaluation protocol: chexlocalize or chung2025", audit=False)
+    threshold: str = setting("otsu", "chexlocalize: otsu or a per-class threshold tuned on tune_split", audit=False)
+    tune_split: str | None = setting(None, "chexlocalize: the split thresholds are tuned on", audit=False)
+    probability_cutoff: float | None = setting(None, "chexlocalize: below it an image gets an empty segmentation",
+                                               audit=False)
+    miou_on: str = setting("all", "chexlocalize: mIoU over all images or true positives", audit=False)
+    road_percents: tuple[float, ...] = setting(ROAD_PERCENTS, "ROAD removal percentages")
+    sanity: tuple[str, ...] = setting((), "sanity checks: cascading, independent, logit")
+    sanity_images: int = setting(16, "images the sanity checks run on")
+    sanity_threshold: float = setting(DEFAULT_THRESHOLD, "a method passes randomisation below this Spearman |map|")
+    sanity_topk: float = setting(10, "top-k% of the sanity checks' top-k overlap")
+    # leave out (and report) the methods this model's structure does not support, instead of refusing the run:
+    # each front end decides (the command line when --methods is not given, the audit always)
+    skip_unsupported: bool = setting(False, "leave out unsupported methods instead of refusing", cli=False, audit=False)
 
     def __post_init__(self) -> None:
         if self.methods is None:  # the registry's defaults

@@ -223,35 +223,39 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
     attn_rel: list[torch.Tensor | None] = [None] * n_blocks
     block_in_rel: list[torch.Tensor | None] = [None] * n_blocks
     for i in range(n_blocks - 1, start_block - 1, -1):
-        blk = blocks[i]
-        get = lambda key: saved[(i, key)].detach().float()  # noqa: E731
-        x_in, branch1, branch2 = get("x_in"), get("branch1"), get("branch2")
-        # x_out = x_mid + mlp(norm2(x_mid)),  x_mid = x_in + attn(norm1(x_in))
-        r_mid, r_mlp = residual_rule(x_in + branch1, branch2, r)
-        r_mlp = linear_alpha1_beta0(get("fc2_in"), blk.mlp.fc2.weight.float(), r_mlp)
-        r_mlp = linear_alpha1_beta0(get("fc1_in"), blk.mlp.fc1.weight.float(), r_mlp)
-        r_mid = r_mid + r_mlp  # clone: the two uses of x_mid add up
-        r_res, r_attn_out = residual_rule(x_in, branch1, r_mid)
-        attn = blk.attn
-        heads = attn.num_heads
-        r_ctx = linear_alpha1_beta0(get("proj_in"), attn.proj.weight.float(), r_attn_out)  # (B, N, C)
-        hd = r_ctx.shape[-1] // heads
-        r_ctx = r_ctx.view(b, n, heads, hd).transpose(1, 2)  # (B, h, N, hd)
-        qkv = get("qkv_out").view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        with torch.no_grad():
-            q = attn.q_norm(qkv[0].to(encoder.dtype)).float() * attn.scale
-            k = attn.k_norm(qkv[1].to(encoder.dtype)).float()
-        v = qkv[2]
-        a_i = attns[i]
-        r_a, r_v = matmul_rule(a_i, v, r_ctx)
-        attn_rel[i] = r_a
-        r_q, r_kt = matmul_rule(q, k.transpose(-2, -1), r_a)  # softmax: identity
-        r_k = r_kt.transpose(-2, -1)
-        r_qkv = torch.stack([r_q, r_k, r_v], 0).permute(1, 3, 0, 2, 4).reshape(b, n, 3 * heads * hd)
-        r_norm1 = linear_alpha1_beta0(get("qkv_in"), attn.qkv.weight.float(), r_qkv)
-        r = r_res + r_norm1  # clone of x_in
+        saved_here = {key: t.detach().float() for (j, key), t in saved.items() if j == i}
+        r, attn_rel[i] = _through_block(blocks[i], saved_here, attns[i], r, encoder.dtype)
         block_in_rel[i] = r
     return LRPState(attns, attn_grads, attn_rel, block_in_rel, output_relevance)  # type: ignore[arg-type]
+
+
+def _through_block(blk: nn.Module, saved: dict[str, torch.Tensor], attention: torch.Tensor, r: torch.Tensor,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance ``r`` at a block's output carried back to its input, and the relevance of its attention map."""
+    b, n, _ = r.shape
+    x_in, branch1, branch2 = saved["x_in"], saved["branch1"], saved["branch2"]
+    # x_out = x_mid + mlp(norm2(x_mid)),  x_mid = x_in + attn(norm1(x_in))
+    r_mid, r_mlp = residual_rule(x_in + branch1, branch2, r)
+    r_mlp = linear_alpha1_beta0(saved["fc2_in"], blk.mlp.fc2.weight.float(), r_mlp)
+    r_mlp = linear_alpha1_beta0(saved["fc1_in"], blk.mlp.fc1.weight.float(), r_mlp)
+    r_mid = r_mid + r_mlp  # clone: the two uses of x_mid add up
+    r_res, r_attn_out = residual_rule(x_in, branch1, r_mid)
+    attn = blk.attn
+    heads = attn.num_heads
+    r_ctx = linear_alpha1_beta0(saved["proj_in"], attn.proj.weight.float(), r_attn_out)  # (B, N, C)
+    hd = r_ctx.shape[-1] // heads
+    r_ctx = r_ctx.view(b, n, heads, hd).transpose(1, 2)  # (B, h, N, hd)
+    qkv = saved["qkv_out"].view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        q = attn.q_norm(qkv[0].to(dtype)).float() * attn.scale
+        k = attn.k_norm(qkv[1].to(dtype)).float()
+    v = qkv[2]
+    r_a, r_v = matmul_rule(attention, v, r_ctx)
+    r_q, r_kt = matmul_rule(q, k.transpose(-2, -1), r_a)  # softmax: identity
+    r_k = r_kt.transpose(-2, -1)
+    r_qkv = torch.stack([r_q, r_k, r_v], 0).permute(1, 3, 0, 2, 4).reshape(b, n, 3 * heads * hd)
+    r_norm1 = linear_alpha1_beta0(saved["qkv_in"], attn.qkv.weight.float(), r_qkv)
+    return r_res + r_norm1, r_a  # clone of x_in
 
 
 def transformer_attribution(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,
