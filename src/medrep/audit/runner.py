@@ -287,7 +287,7 @@ class Audit:
                                 f"scores {_FMT(pointing.get('random'))} and the centre prior "
                                 f"{_FMT(pointing.get('center'))}. A method is only informative where it beats both.")
         self.results["explain"] = res
-        area = next(iter(res.values()), {}).get("mask_area", {})
+        area = next(iter(res.values()), {}).get("mask_area") or {}
         return _section("explain", "Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
                                    "inside the lesion), IoU of the top-k% pixels (enclosing-box mode as in the paper, and plain pixel IoU), the "
                                    "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."

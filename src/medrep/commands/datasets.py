@@ -42,5 +42,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ?{opt}=…  {text}")
         print()
     print("Any CSV: csv:FILE?path=COL&label=COL[&patient=COL][&mask=COL][&caption=COL][&split=COL][&root=DIR]"
-          "[&attrs=COL1,COL2]; multi-label: findings=COL1,COL2 | finding_list=COL | onehot=COL1,COL2")
+          "[&attributes=COL1,COL2][&boxes=BOXES.csv]; multi-label: findings=COL1,COL2 | finding_list=COL | onehot=COL1,COL2")
+    print("DICOM header attributes (dicom:, vindr-cxr:, rsna-pneumonia:): ?attributes=PatientSex,PatientAge,ViewPosition,"
+          "Modality,BodyPartExamined,Manufacturer,ManufacturerModelName[&age_bins=18,40,65]")
     return 0

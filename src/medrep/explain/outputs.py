@@ -83,7 +83,8 @@ def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("image + mask" if c == 0 else methods[c - 1], fontsize=8)
+                first = "image + mask" if result.mask_area is not None else "image (no mask)"
+                ax.set_title(first if c == 0 else methods[c - 1], fontsize=8)
         axes[r, 0].set_ylabel(str(ids[r])[-16:], fontsize=7)
     fig.suptitle(f"{result.model}: explanation maps (target: {result.target})", fontsize=9)
     fig.tight_layout()
