@@ -80,7 +80,7 @@ def test_errors_name_the_option(tiny32, small_phantoms):
     res = run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500, n_boot=20)
     assert list(res.by_anchors) == [len(small_phantoms.split("train"))]
     assert any("anchor counts scaled down to the data: 500 → " in n for n in res.notes)
-    with pytest.raises(MedrepError, match="--text.*not a text encoder"):
+    with pytest.raises(MedrepError, match="^text: .*not a text encoder"):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
 
 

@@ -100,7 +100,7 @@ def test_text_prompt_references_come_from_the_text_tower(open_clip_tiny, x32):
     try:
         refs = text_references(enc, ["a", "bbb"], "x {} y")
         assert refs[:, 0].tolist() == [5.0, 7.0]
-        with pytest.raises(MedrepError, match="--prompt"):
+        with pytest.raises(MedrepError, match="^prompt: "):
             text_references(enc, ["a"], "no placeholder")
         maps = explain(enc, x32[:2], "chefer", Target("embedding", references=refs))
         assert maps.shape == (2, 32, 32)

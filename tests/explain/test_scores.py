@@ -58,7 +58,7 @@ def test_iou_modes_by_hand():
     assert float(iou_topk(m, other, 4, "pixel")) == pytest.approx(1 / 7)
     # box 30 px, other 4 px, overlap (1,1) → 1 / 33
     assert float(iou_topk(m, other, 4, "box")) == pytest.approx(1 / 33)
-    with pytest.raises(MedrepError, match="--iou-mode"):
+    with pytest.raises(MedrepError, match="^iou_mode: "):
         iou_topk(m, mask, 4, "ellipse")
 
 
@@ -103,7 +103,7 @@ def test_topk_and_box_edge_cases():
     m = torch.arange(16.0).view(1, 4, 4)
     assert int(topk_pixels(m, 25).sum()) == 4
     assert enclosing_box(torch.zeros(1, 3, 3, dtype=torch.bool)).sum() == 0
-    with pytest.raises(MedrepError, match="--topk"):
+    with pytest.raises(MedrepError, match="^topk: "):
         topk_pixels(m, 0)
 
 

@@ -42,9 +42,9 @@ def test_overlay_parameters():
     assert unfit.sum() > 2 * wide.sum() and unfit[:, [0, -1]].sum() > 0  # bigger, and runs off the edges
 
 
-@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "--opacity"), ({"position": "middle"}, "--position"),
-                                           ({"colour": (1, 0)}, "--colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
-                                           ({"size": 0}, "--font-size")])
+@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "opacity"), ({"position": "middle"}, "position"),
+                                           ({"colour": (1, 0)}, "colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
+                                           ({"size": 0}, "font_size")])
 def test_bad_overlay_options_name_the_option(kwargs, where):
     with pytest.raises(MedrepError) as err:
         TextOverlay("x", **kwargs)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from medrep.audit.config import audit_place, validate_config
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
@@ -111,9 +111,9 @@ class Audit:
                 try:
                     self._encoders[spec] = load_encoder(spec).to(device)
                     self._encoders[spec].compile_extraction = self.config["compile"]
-                except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
+                except MedrepError as err:  # the model parameter is this YAML entry; any other place stays in the message
                     message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
-                    if err.where and err.where != "--model":
+                    if err.where and err.where != Param("model"):
                         message = f"{err.where}: {message}"
                     raise MedrepError(message, where=f"models[{i}]") from err
             self.scorecard[spec] = {"model": spec}

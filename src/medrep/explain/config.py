@@ -1,6 +1,6 @@
 """The one frozen configuration of an explanation run (:class:`ExplainConfig`) and its checks.
 
-Every check names the CLI flag the value came from, and runs before any work.
+Every check names the parameter at fault (the front ends say where it was written), and runs before any work.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any, Mapping
 import torch
 
 from medrep.configs import setting
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
-from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_gradcam_layer, default_methods,
-                                    get_method, ig_coefficients, rollout_matrices, unsupported_reason)
+from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_methods, get_method,
+                                    gradcam_module, ig_coefficients, rollout_matrices, unsupported_reason)
 from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 from medrep.explain.scores import TOPK_PERCENTS
 from medrep.models.base import Encoder
@@ -99,46 +99,46 @@ class ExplainConfig:
 
 
 def check_config(config: ExplainConfig, encoder: Encoder) -> None:
-    """Refuse a bad configuration before any work, naming the CLI flag."""
+    """Refuse a bad configuration before any work, naming the parameter."""
     for m in config.methods:
         get_method(m)
-    _check_choice(config.metrics, METRICS, "--metrics", "metric")
-    _check_choice([config.target], TARGETS, "--explain-target", "target")
-    _check_choice([config.upsampling], UPSAMPLING, "--upsample", "upsampling")
-    _check_choice([config.perturbation_baseline], PERTURBATION_BASELINES, "--deletion-baseline", "baseline")
-    _check_choice(config.sanity, SANITY_TESTS, "--sanity", "sanity test")
-    _check_choice([config.threshold], THRESHOLDS, "--threshold", "threshold")
-    _check_choice([config.miou_on], MIOU_ON, "--miou-on", "image set")
+    _check_choice(config.metrics, METRICS, "metrics", "metric")
+    _check_choice([config.target], TARGETS, "explain_target", "target")
+    _check_choice([config.upsampling], UPSAMPLING, "upsample", "upsampling")
+    _check_choice([config.perturbation_baseline], PERTURBATION_BASELINES, "deletion_baseline", "baseline")
+    _check_choice(config.sanity, SANITY_TESTS, "sanity", "sanity test")
+    _check_choice([config.threshold], THRESHOLDS, "threshold", "threshold")
+    _check_choice([config.miou_on], MIOU_ON, "miou_on", "image set")
     if config.protocol is not None:
-        _check_choice([config.protocol], PROTOCOLS, "--protocol", "protocol")
+        _check_choice([config.protocol], PROTOCOLS, "protocol", "protocol")
     if config.batch_size < 1:
-        raise MedrepError("must be at least 1", where="--batch-size")
+        raise MedrepError("must be at least 1", where=Param("batch_size"))
     if config.target in ("class", "predicted") and not encoder.has_head:
         raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding",
-                          where="--explain-target")
+                          where=Param("explain_target"))
     if any(m in attention_methods() for m in config.methods):
         find_attention_sites(encoder)  # fail before any work when the model has no attention to read
     check_method_options(encoder, config.methods, config.method_options)
     if any(m in ("deletion", "insertion") for m in config.metrics) and config.steps < 1:
-        raise MedrepError("needs at least one step", where="--deletion-steps")
+        raise MedrepError("needs at least one step", where=Param("deletion_steps"))
     for k in config.topk:
         if not 0 < k <= 100:
-            raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where="--topk")
+            raise MedrepError(f"top-k percentage must be in (0, 100], got {k:g}", where=Param("topk"))
     for k in config.road_percents:
         if not 0 < k < 100:
-            raise MedrepError(f"ROAD removal percentage must be in (0, 100), got {k:g}", where="--road-percents")
+            raise MedrepError(f"ROAD removal percentage must be in (0, 100), got {k:g}", where=Param("road_percents"))
     if config.sanity and config.sanity_images < 1:
-        raise MedrepError("must be at least 1", where="--sanity-images")
+        raise MedrepError("must be at least 1", where=Param("sanity_images"))
     if not 0 < config.sanity_topk <= 100:
-        raise MedrepError(f"top-k percentage must be in (0, 100], got {config.sanity_topk:g}", where="--sanity-topk")
+        raise MedrepError(f"top-k percentage must be in (0, 100], got {config.sanity_topk:g}", where=Param("sanity_topk"))
     if config.probability_cutoff is not None and not 0 <= config.probability_cutoff <= 1:
-        raise MedrepError(f"a probability cut-off is in [0, 1], got {config.probability_cutoff:g}", where="--probability-cutoff")
+        raise MedrepError(f"a probability cut-off is in [0, 1], got {config.probability_cutoff:g}", where=Param("probability_cutoff"))
     if config.threshold == "tuned" and not config.tune_split:
-        raise MedrepError("a tuned threshold needs the split it is tuned on: add --tune-split (e.g. val)", where="--threshold")
+        raise MedrepError("a tuned threshold needs the split it is tuned on: add --tune-split (e.g. val)", where=Param("threshold"))
     if (config.threshold == "tuned" or config.probability_cutoff is not None) and config.protocol != "chexlocalize":
-        raise MedrepError("--threshold tuned and --probability-cutoff belong to --protocol chexlocalize", where="--protocol")
+        raise MedrepError("--threshold tuned and --probability-cutoff belong to --protocol chexlocalize", where=Param("protocol"))
     if config.limit is not None and config.limit <= 0:
-        raise MedrepError("must be a positive number", where="--limit")
+        raise MedrepError("must be a positive number", where=Param("limit"))
 
 
 def supported_methods(encoder: Encoder, methods: Any, skip_unsupported: bool = False
@@ -150,30 +150,20 @@ def supported_methods(encoder: Encoder, methods: Any, skip_unsupported: bool = F
         get_method(m)  # an unknown name is the registry's error, before any structural question
     reasons = {m: r for m in methods if (r := unsupported_reason(encoder, m)) is not None}
     if reasons and not skip_unsupported:
-        raise MedrepError("; ".join(reasons.values()), where="--methods")
+        raise MedrepError("; ".join(reasons.values()), where=Param("methods"))
     return [m for m in methods if m not in reasons], reasons
 
 
-def _check_choice(values: Any, choices: tuple[str, ...], flag: str, what: str) -> None:
+def _check_choice(values: Any, choices: tuple[str, ...], param: str, what: str) -> None:
     bad = [v for v in values if v not in choices]
     if bad:
-        raise MedrepError(f"unknown {what}(s) {', '.join(map(str, bad))} (choose from {', '.join(choices)})", where=flag)
-
-
-def _as_flag(flag: str, check: Any, *args: Any) -> None:
-    """Run ``check``; its MedrepError is re-raised naming ``flag``, the CLI option the value came from."""
-    try:
-        check(*args)
-    except MedrepError as err:
-        message = str(err)
-        if err.where and message.startswith(f"{err.where}: "):
-            message = message[len(err.where) + 2:]
-        raise MedrepError(message, where=flag) from None
+        raise MedrepError(f"unknown {what}(s) {', '.join(map(str, bad))} (choose from {', '.join(choices)})",
+                          where=Param(param))
 
 
 def check_method_options(encoder: Encoder, methods: Any, method_options: Mapping[str, Mapping[str, Any]]) -> None:
-    """Refuse bad method options before any work, naming the CLI flag (an error from inside the first batch
-    would come after the earlier methods ran, and name the function's argument or another command's flag)."""
+    """Refuse bad method options before any work, naming the option (an error from inside the first batch
+    would come after the earlier methods ran)."""
     for method, opts in method_options.items():
         if method not in methods:
             continue
@@ -181,18 +171,15 @@ def check_method_options(encoder: Encoder, methods: Any, method_options: Mapping
         unknown = sorted(set(opts) - accepted)
         if unknown:
             raise MedrepError(f"method {method!r} has no option {', '.join(unknown)} (it takes {', '.join(sorted(accepted))})",
-                              where="--methods")
+                              where=Param("methods"))
+        # each check names its own parameter (block, head_fusion, discard_ratio, gradcam_layer, ig_steps)
         if "block" in opts:
-            _as_flag("--block", select_sites, find_attention_sites(encoder), [int(opts["block"])], encoder.name)
+            select_sites(find_attention_sites(encoder), [int(opts["block"])], encoder.name)
         if "head_fusion" in opts:
-            _as_flag("--head-fusion", fuse_heads, torch.zeros(1, 1, 1, 1), opts["head_fusion"])
+            fuse_heads(torch.zeros(1, 1, 1, 1), opts["head_fusion"])
         if "discard_ratio" in opts:
-            _as_flag("--discard-ratio", rollout_matrices, [torch.ones(1, 1, 1, 1)], "mean", float(opts["discard_ratio"]))
+            rollout_matrices([torch.ones(1, 1, 1, 1)], "mean", float(opts["discard_ratio"]))
         if method == "gradcam":
-            layer = opts.get("layer")
-            if layer:
-                _as_flag("--gradcam-layer", encoder.get_submodule_checked, layer)
-            else:
-                _as_flag("--gradcam-layer", default_gradcam_layer, encoder)
+            gradcam_module(encoder, opts.get("layer"))
         if method == "ig" and "steps" in opts:
-            _as_flag("--ig-steps", ig_coefficients, int(opts["steps"]), opts.get("rule", "gausslegendre"))
+            ig_coefficients(int(opts["steps"]), opts.get("rule", "gausslegendre"))

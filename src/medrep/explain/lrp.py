@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.attention import capture_attention, query_row_to_grid, reads_cls, require_grid
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
@@ -126,7 +126,7 @@ def lrp_support(encoder: Encoder) -> str | None:
 def _check_timm_vit(encoder: Encoder) -> tuple[nn.Module, list[nn.Module]]:
     reason = lrp_support(encoder)
     if reason is not None:
-        raise MedrepError(reason, where="--methods")
+        raise MedrepError(reason, where=Param("methods"))
     root = timm_vit_root(encoder)
     return root, list(root.blocks)
 
@@ -176,7 +176,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             score = score_from_output(out, target)
             attns = rec.complete(encoder.name)
             if len(attns) != n_blocks:
-                raise MedrepError(f"model {encoder.name}: {len(attns)} attention maps for {n_blocks} blocks", where="--methods")
+                raise MedrepError(f"model {encoder.name}: {len(attns)} attention maps for {n_blocks} blocks", where=Param("methods"))
             pool = getattr(module, "global_pool", "token")
             from_tokens = target.kind == "embedding" or pool not in ("token", "avg") or module is not encoder.module
             grads = torch.autograd.grad(score.sum(), attns, retain_graph=from_tokens)
@@ -195,7 +195,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
     attns = [a.detach().float() for a in attns]
     attn_grads = [g.detach().float() for g in grads[:n_blocks]]
     if "tokens" not in final:
-        raise MedrepError(f"model {encoder.name} has no final norm to start relevance from", where="--methods")
+        raise MedrepError(f"model {encoder.name} has no final norm to start relevance from", where=Param("methods"))
     tokens = final["tokens"].detach().float()
     b, n, d = tokens.shape
     prefix = int(getattr(module, "num_prefix_tokens", 1))
@@ -205,7 +205,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
         r = tokens * grads[-1].detach().float()
     else:
         if "head_in" not in final:
-            raise MedrepError(f"model {encoder.name} has no linear head; use --explain-target embedding", where="--explain-target")
+            raise MedrepError(f"model {encoder.name} has no linear head; use --explain-target embedding", where=Param("explain_target"))
         feat = final["head_in"].detach().float()
         one_hot = torch.nn.functional.one_hot(target.classes.to(feat.device).long(), module.head.out_features).float()
         r_feat = linear_alpha1_beta0(feat, module.head.weight.float(), one_hot)
@@ -217,7 +217,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             patch = tokens[:, prefix:]
             r[:, prefix:] = patch * safe_divide(r_feat, patch.sum(1))[:, None]
         else:  # unreachable: other poolings start from the tokens (from_tokens)
-            raise MedrepError(f"chefer-lrp handles CLS ('token') and 'avg' pooling, not {pool!r}", where="--methods")
+            raise MedrepError(f"chefer-lrp handles CLS ('token') and 'avg' pooling, not {pool!r}", where=Param("methods"))
     output_relevance = r
 
     attn_rel: list[torch.Tensor | None] = [None] * n_blocks

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from medrep.data.base import ImageDataset, collate
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain import chexlocalize, chung2025
 from medrep.explain.config import (DEFAULT_METHODS, METRICS, TARGETS, ExplainConfig,  # noqa: F401
                                    check_config, check_method_options, supported_methods)
@@ -56,7 +56,7 @@ def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
         else:
             empty += 1
     if not keep:
-        raise MedrepError(f"no image of dataset {dataset.name} has a non-empty mask", where="--data")
+        raise MedrepError(f"no image of dataset {dataset.name} has a non-empty mask", where=Param("data"))
     return keep, empty
 
 
@@ -92,8 +92,8 @@ def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{
 
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
-    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where=Param("prompt"))
+    prompts = [format_prompt(template, c, where=Param("prompt")) for c in classes]
     with torch.no_grad():
         return torch.as_tensor(tower.encode_text(prompts)).float()
 
@@ -317,9 +317,9 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
     fit = encoder.head_fit(dataset.classes)
     if cfg.target == "class" and not fit.fits:  # the item's label would index an output that means another class
         raise MedrepError(f"the head of {encoder.name} does not fit the data: {fit.reason}; use --explain-target embedding "
-                          "(or name the head's outputs with --head-classes)", where="--explain-target")
+                          "(or name the head's outputs with --head-classes)", where=Param("explain_target"))
     if cfg.threshold == "tuned" and tune_dataset is None:
-        raise MedrepError("a tuned threshold needs the tuning split's images", where="--tune-split")
+        raise MedrepError("a tuned threshold needs the tuning split's images", where=Param("tune_split"))
     methods = cfg.all_methods
     indices, n_empty = _select_indices(dataset, cfg.limit, cfg.seed)
     if cfg.target == "embedding" and references is None:
@@ -355,7 +355,7 @@ def _without_mask_scores(cfg: ExplainConfig, dataset: ImageDataset) -> tuple[Exp
         return cfg, None
     if cfg.protocol is not None:
         raise MedrepError(f"the {cfg.protocol} protocol scores maps against lesion masks and dataset {dataset.name} has "
-                          "none; leave out --protocol to run the faithfulness and sanity checks", where="--protocol")
+                          "none; leave out --protocol to run the faithfulness and sanity checks", where=Param("protocol"))
     dropped = [m for m in cfg.metrics if m in MASK_METRICS]
     kept = tuple(m for m in cfg.metrics if m not in MASK_METRICS)
     return dataclasses.replace(cfg, metrics=kept), {"run": False, "reason": NO_MASKS, "metrics": dropped}

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from medrep.data.base import ImageDataset, collate
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.methods import explain_with_raw
 from medrep.explain.similarity import SIMILARITIES, map_similarities
 from medrep.explain.targets import Target, resolve_classes
@@ -65,7 +65,7 @@ def randomisation_units(encoder: Encoder) -> list[RandomisationUnit]:
     stack = _block_stack(module)
     names = [n for n, _ in module.named_parameters()]
     if stack is None or not names:
-        raise MedrepError(f"model {encoder.name} has no stack of blocks to randomise", where="--sanity")
+        raise MedrepError(f"model {encoder.name} has no stack of blocks to randomise", where=Param("sanity"))
     prefix = f"{stack[0]}." if stack[0] else ""
     blocks = []
     for child_name, child in stack[1].named_children():
@@ -121,7 +121,7 @@ def model_copy(encoder: Encoder) -> Encoder:
 def other_classes(labels: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
     """(B,) a class drawn uniformly among the other ``n_classes − 1`` for each label (CPU generator)."""
     if n_classes < 2:
-        raise MedrepError("the random-logit test needs at least two classes", where="--sanity")
+        raise MedrepError("the random-logit test needs at least two classes", where=Param("sanity"))
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.randint(1, n_classes, (labels.shape[0],), generator=gen)
     return (labels.cpu() + shift) % n_classes

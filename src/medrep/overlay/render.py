@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from medrep.data.base import ImageDataset, Item
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import digest_file, digest_json
 from medrep.overlay.registry import POSITIONS
 
@@ -22,7 +22,7 @@ def default_font() -> str:
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     if not path.exists():  # pragma: no cover - a broken matplotlib install
-        raise MedrepError("DejaVuSans.ttf not found in matplotlib's data; pass a .ttf file", where="--font")
+        raise MedrepError("DejaVuSans.ttf not found in matplotlib's data; pass a .ttf file", where=Param("font"))
     return str(path)
 
 
@@ -66,20 +66,20 @@ class TextOverlay:
 
     def __post_init__(self) -> None:
         if not self.text.strip():
-            raise MedrepError("the overlay text is empty", where="--words")
+            raise MedrepError("the overlay text is empty", where=Param("words"))
         if self.size <= 0:
-            raise MedrepError("must be positive", where="--font-size")
+            raise MedrepError("must be positive", where=Param("font_size"))
         if not 0 <= self.opacity <= 1:
-            raise MedrepError("must lie in [0, 1]", where="--opacity")
+            raise MedrepError("must lie in [0, 1]", where=Param("opacity"))
         rgb = self.rgb
         if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
-            raise MedrepError("must be a grey level or three RGB values in [0, 1]", where="--colour")
+            raise MedrepError("must be a grey level or three RGB values in [0, 1]", where=Param("colour"))
         if isinstance(self.position, str):
             if self.position not in POSITIONS:
                 raise MedrepError(f"unknown position {self.position!r} (choose from {', '.join(POSITIONS)} or X,Y)",
-                                  where="--position")
+                                  where=Param("position"))
         elif len(self.position) != 2 or not all(0 <= v <= 1 for v in self.position):
-            raise MedrepError("X,Y position must be two fractions in [0, 1]", where="--position")
+            raise MedrepError("X,Y position must be two fractions in [0, 1]", where=Param("position"))
         if self.font is not None and not Path(self.font).is_file():
             raise MedrepError("font file not found", where=str(self.font))
 

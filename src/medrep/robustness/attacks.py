@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv (B×C×H×W) → per-item loss to minimise (B,)
@@ -223,7 +223,7 @@ class GradientAttack(Attack):
         super().__init__(ball if ball is not None else self.default_ball(), early_stop, random_start)
         self.steps = check_steps(steps)
         if step_size is not None and not step_size > 0:
-            raise MedrepError(f"must be positive (got {step_size})", where="--step-size")
+            raise MedrepError(f"must be positive (got {step_size})", where=Param("step_size"))
         self.step_size = step_size
         self.relative_step = relative_step
 
@@ -444,9 +444,9 @@ class SquareAttack(Attack):
         super().__init__(ball, early_stop, False)
         if self.ball.name != "linf":
             raise MedrepError("the Square attack is implemented for the L∞ norm only (use --norm linf, or "
-                              "--attack pgd / apgd for L2)", where="--attack")
+                              "--attack pgd / apgd for L2)", where=Param("attack"))
         if int(queries) < 1:
-            raise MedrepError(f"must be at least 1 (got {queries})", where="--queries")
+            raise MedrepError(f"must be at least 1 (got {queries})", where=Param("queries"))
         self.queries, self.p_init, self.history_rows = int(queries), p_init, history_rows
 
     def run(self, loss_fn, x, eps, generator=None, final_loss=True):
@@ -533,7 +533,7 @@ def build_attack(name: str, norm: str = "linf", steps: int = 50, queries: int = 
         return APGD(steps, ball, early_stop, random_start)
     if name == "square":
         return SquareAttack(queries, ball, early_stop)
-    raise MedrepError(f"unknown attack {name!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where="--attack")
+    raise MedrepError(f"unknown attack {name!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where=Param("attack"))
 
 
 def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -543,11 +543,11 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for n in names:
         for m in (ENSEMBLE if n == "ensemble" else (n,)):
             if m not in ATTACK_NAMES:
-                raise MedrepError(f"unknown attack {m!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where="--attack")
+                raise MedrepError(f"unknown attack {m!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where=Param("attack"))
             if m not in out:
                 out.append(m)
     if not out:
-        raise MedrepError("name at least one attack", where="--attack")
+        raise MedrepError("name at least one attack", where=Param("attack"))
     return tuple(out)
 
 
@@ -565,13 +565,13 @@ def make_attack(norm: str, **kwargs) -> GradientAttack:
 
 def check_steps(steps: int) -> int:
     if int(steps) < 1:
-        raise MedrepError(f"must be at least 1 (got {steps})", where="--attack-steps")
+        raise MedrepError(f"must be at least 1 (got {steps})", where=Param("attack_steps"))
     return int(steps)
 
 
 def check_eps(eps: float) -> float:
     if not isinstance(eps, (int, float)) or math.isnan(eps) or not eps > 0:
-        raise MedrepError(f"ε must be positive (got {eps!r})", where="--eps")
+        raise MedrepError(f"ε must be positive (got {eps!r})", where=Param("eps"))
     return float(eps)
 
 

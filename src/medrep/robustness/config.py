@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 
 from medrep.configs import setting
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.robustness.attacks import DEFAULT_RELATIVE_STEP, parse_attacks
 
 #: Noise levels of the label-consistency detector: the useful σ depends on the model (the paper gives none).
@@ -78,9 +78,9 @@ class AttackConfig:
         object.__setattr__(self, "norm", str(self.norm).lower())
         if self.dtype not in DTYPES:
             raise MedrepError(f"unknown compute dtype {self.dtype!r} for the attack (choose from {', '.join(DTYPES)})",
-                              where="--dtype")
+                              where=Param("dtype"))
         if int(self.queries) < 1:
-            raise MedrepError(f"must be at least 1 (got {self.queries})", where="--queries")
+            raise MedrepError(f"must be at least 1 (got {self.queries})", where=Param("queries"))
 
     def replace(self, **changes: Any) -> "AttackConfig":
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -94,7 +94,7 @@ def with_protocol(config: AttackConfig, name: str | None) -> AttackConfig:
     if name is None:
         return config
     if name not in PROTOCOLS:
-        raise MedrepError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})", where="--protocol")
+        raise MedrepError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})", where=Param("protocol"))
     return config.replace(protocol=name, **PROTOCOLS[name])
 
 

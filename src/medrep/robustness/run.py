@@ -23,7 +23,7 @@ import torch
 
 from medrep.data.base import ImageDataset, collate
 from medrep.data.patients import bootstrap_groups
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
@@ -299,23 +299,23 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
     """Validate everything before any work, draw the pairs, fit the classifiers; the job and its description."""
     eps_list = [check_eps(float(e)) for e in cfg.eps]
     if not eps_list:
-        raise MedrepError("give at least one ε", where="--eps")
+        raise MedrepError("give at least one ε", where=Param("eps"))
     obj = make_objective(cfg.objective)
     random_start = obj.wants_random_start if cfg.random_start is None else bool(cfg.random_start)
     ball = make_ball(cfg.norm)  # validates the norm
     check_steps(cfg.steps)
     if cfg.step_size is not None and not cfg.step_size > 0:
-        raise MedrepError(f"must be positive (got {cfg.step_size})", where="--step-size")
+        raise MedrepError(f"must be positive (got {cfg.step_size})", where=Param("step_size"))
     for name in cfg.attack:  # validates each attack with this norm (Square: L∞ only)
         build_attack(name, ball.name, cfg.steps, cfg.queries)
     check_eps_budget(eps_list, ball.name)
     if cfg.target not in TARGET_MODES:
-        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where="--attack-target")
+        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where=Param("attack_target"))
     if cfg.batch_size < 1:
-        raise MedrepError("must be at least 1", where="--batch-size")
+        raise MedrepError("must be at least 1", where=Param("batch_size"))
     if obj.needs_head and not encoder.has_head:
         raise MedrepError(f"the {obj.name} objective reads the logits, and model {encoder.name} has no head; "
-                          "use collide or push", where="--objective")
+                          "use collide or push", where=Param("objective"))
     names = resolve_classifiers(cfg.classifiers, encoder, dataset.classes)
     sigmas = check_detector(cfg.noise_sigma, cfg.noise_draws)
     needs_train = any(n in ("probe", "knn") for n in names) or (obj.uses_target and cfg.target == "centroid")
@@ -431,9 +431,9 @@ def check_detector(noise_sigma: float | Sequence[float], noise_draws: int) -> li
     """The noise σ values as a list; each option's error names that option."""
     sigmas = [float(noise_sigma)] if isinstance(noise_sigma, (int, float)) else [float(v) for v in noise_sigma]
     if not sigmas or any(not v > 0 for v in sigmas):
-        raise MedrepError(f"needs one or more positive σ values (got {sigmas})", where="--noise-sigma")
+        raise MedrepError(f"needs one or more positive σ values (got {sigmas})", where=Param("noise_sigma"))
     if not noise_draws >= 1:
-        raise MedrepError(f"must be at least 1 (got {noise_draws})", where="--noise-draws")
+        raise MedrepError(f"must be at least 1 (got {noise_draws})", where=Param("noise_draws"))
     return sigmas
 
 
@@ -443,12 +443,12 @@ def check_eps_budget(eps: Sequence[float], norm: str, shape: Sequence[int] | Non
     if not eps:
         return
     if norm == "linf" and max(eps) > 1:
-        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps)}); write 8/255 as 0.0314", where="--eps")
+        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps)}); write 8/255 as 0.0314", where=Param("eps"))
     if norm == "l2" and shape is not None:
         bound = math.sqrt(math.prod(int(v) for v in shape))
         if max(eps) > bound:
             raise MedrepError(f"an L2 ε cannot exceed √(C·H·W) = {bound:.4g}, the largest distance between two "
-                              f"{'×'.join(str(int(v)) for v in shape)} images in [0, 1] (got {max(eps)})", where="--eps")
+                              f"{'×'.join(str(int(v)) for v in shape)} images in [0, 1] (got {max(eps)})", where=Param("eps"))
 
 
 def draw_pairs(labels: np.ndarray, seed: int, need_other_class: bool, n_classes: int, where: str
