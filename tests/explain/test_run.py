@@ -61,8 +61,8 @@ def test_embedding_target_for_a_headless_encoder(small_phantoms):
 
 def test_bad_options_name_the_option(vit64, small_phantoms):
     data = small_phantoms.split("test")
-    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "--metrics"), (dict(methods=["lime"]), "^methods: unknown explanation method"),
-                          (dict(target="text"), "--explain-target"), (dict(upsampling="cubic"), "--upsample")):
+    for kwargs, where in ((dict(metrics=["pointing", "accuracy"]), "^metrics: "), (dict(methods=["lime"]), "^methods: unknown explanation method"),
+                          (dict(target="text"), "^explain_target: "), (dict(upsampling="cubic"), "^upsample: ")):
         with pytest.raises(MedrepError, match=where):
             run_explain(vit64, data, **{"methods": ["attention"], "metrics": ["pointing"], "limit": 2, **kwargs})
 
@@ -214,13 +214,13 @@ def test_bad_method_options_are_refused_before_any_work_naming_the_flag(flag, va
     assert message in capsys.readouterr().err
 
 
-def test_option_errors_of_the_methods_name_the_flag(vit2, x32):
+def test_option_errors_of_the_methods_name_the_option(vit2, x32):
     from medrep.explain.methods import explain
 
-    for method, opts, flag in (("gradcam", {"layer": "nosuch"}, "--gradcam-layer"), ("ig", {"steps": 0}, "--ig-steps"),
-                               ("rollout", {"discard_ratio": 1.0}, "--discard-ratio"),
-                               ("attention", {"head_fusion": "median"}, "--head-fusion")):
-        with pytest.raises(MedrepError, match=f"^{flag}: "):
+    for method, opts, option in (("gradcam", {"layer": "nosuch"}, "gradcam_layer"), ("ig", {"steps": 0}, "ig_steps"),
+                                 ("rollout", {"discard_ratio": 1.0}, "discard_ratio"),
+                                 ("attention", {"head_fusion": "median"}, "head_fusion")):
+        with pytest.raises(MedrepError, match=f"^{option}: "):
             explain(vit2, x32[:1], method, **opts)
 
 

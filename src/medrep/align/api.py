@@ -14,7 +14,8 @@ from medrep.align.text import class_prompts, dataset_captions, encode_texts_cach
 from medrep.align.config import AlignConfig
 from medrep.configs import replace
 from medrep.errors import MedrepError, Param
-from medrep.results import CLUSTER_INTERVAL, RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric, metric_rows
+from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric, metric_rows
 
 # what each metric means, for the report and the CSV
 METRIC_HELP = {

@@ -35,7 +35,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
+from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
 
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
 SCORING_VERSION = 4

@@ -27,7 +27,8 @@ from medrep.explain.methods import explain_with_raw
 from medrep.explain.similarity import SIMILARITIES, map_similarities
 from medrep.explain.targets import Target, resolve_classes
 from medrep.models.base import Encoder, evaluation
-from medrep.results import Metric, bootstrap_metric
+from medrep.intervals import bootstrap_metric
+from medrep.results import Metric
 
 SANITY_TESTS = ("cascading", "independent", "logit")
 DEFAULT_THRESHOLD = 0.5  # Spearman (absolute values) after full randomisation; below it (interval too) = passed
@@ -273,10 +274,9 @@ def sanity_passed(cascading: list[dict[str, Any]] | None, threshold: float) -> b
 def plot_sanity(sanity: dict[str, Any], model: str, path: Any, test: str = "cascading") -> Any:
     """Similarity (Spearman of |map|) against the number of randomised units, one curve per method with its 95%
     interval, the random-map level and the pass threshold."""
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from medrep.io import atomic_write
 

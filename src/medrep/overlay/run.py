@@ -21,7 +21,8 @@ from medrep.overlay.render import OverlayDataset, TextOverlay
 from medrep.overlay.result import OverlayResult
 from medrep.overlay.zero_shot import ZeroShotFn, resolve_zero_shot, softmax
 from medrep.progress import progress_bar
-from medrep.results import Metric, bootstrap_metric
+from medrep.intervals import bootstrap_metric
+from medrep.results import Metric
 
 
 def _toward(pred_clean: np.ndarray, pred_over: np.ndarray, target: int, n_boot: int, seed: int) -> Metric:

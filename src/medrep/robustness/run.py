@@ -28,7 +28,7 @@ from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import CLUSTER_INTERVAL
+from medrep.intervals import CLUSTER_INTERVAL
 from medrep.robustness import metrics as M
 from medrep.robustness.attacks import AttackOutput, build_attack, check_eps, check_steps, make_ball
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
