@@ -18,11 +18,8 @@ SMALL = "demo?n_train=120&n_val=0&n_test=60&seed=3"  # the same data as the smal
 
 
 @pytest.fixture(scope="module")
-def tiny32():
-    from medrep.models import load_encoder
-
-    torch.manual_seed(0)
-    return load_encoder(TINY)
+def tiny32(make_tiny_vit):
+    return make_tiny_vit(depth=1, embed_dim=32, num_heads=2)
 
 
 def _rotated_copy(src, width=48, seed=0):

@@ -12,14 +12,6 @@ from medrep.errors import MedrepError
 from medrep.explain.run import run_explain, write_explain_outputs
 
 
-@pytest.fixture(scope="module")
-def vit64():
-    from medrep.models import load_encoder
-
-    torch.manual_seed(0)
-    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=64&patch_size=16&depth=2&num_classes=3")
-
-
 def test_run_explain_scores_masked_images_and_summarises_them(vit64, small_phantoms, tmp_path):
     data = small_phantoms.split("test")
     res = run_explain(vit64, data, methods=["chefer", "gradcam"], metrics=["pointing", "iou", "mass", "deletion"],
