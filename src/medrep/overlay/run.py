@@ -72,7 +72,7 @@ def run_overlay(encoders: Sequence[Any], dataset, config: OverlayConfig | None =
                             opacity=cfg.opacity, fit=cfg.fit, margin=cfg.margin) for w in words]
     train, test = train_test_splits(dataset, cfg.train_split, cfg.test_split, cfg.limit, cfg.seed)
     y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
-    check_split_labels(y_train, y_test, classes, getattr(dataset, "name", "--data"))
+    check_split_labels(y_train, y_test, classes, getattr(dataset, "name", Param("data")))
     k, k_adapted = adapt_k(cfg.k, y_train)  # scaled down to small data, reported rather than failing
     result = OverlayResult(classes=classes, overlays=overlays, settings={
         "train_split": cfg.train_split, "test_split": cfg.test_split, "limit": cfg.limit, "k": k, "n_boot": cfg.n_boot,

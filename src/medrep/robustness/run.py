@@ -323,7 +323,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
         raise MedrepError("probe / kNN classifiers and centroid targets need a training split", where="train_dataset")
     n = len(dataset)
     if n == 0:
-        raise MedrepError("dataset has no items", where=getattr(dataset, "name", "--data"))
+        raise MedrepError("dataset has no items", where=getattr(dataset, "name", Param("data")))
     if ball.name == "l2":
         # the attacked pixels: the data's channels at the model's input size (see _Batch.load)
         check_eps_budget(eps_list, ball.name, (int(dataset[0].image.shape[0]), *encoder.preprocessing.size))
@@ -331,7 +331,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
     rep = Representation(cfg.layer, cfg.pool, cfg.representation_fn)
     # -- pairing: the seed alone decides, so it never depends on batching or resumption --------------
     target_idx, target_labels = draw_pairs(labels, cfg.seed, obj.uses_target, n_classes=len(dataset.classes),
-                                           where=getattr(dataset, "name", "--data"))
+                                           where=getattr(dataset, "name", Param("data")))
     fitted, centroids = _fit_classifiers(encoder, rep, train_dataset, cfg, names, obj, target_labels, needs_train, cache,
                                          backend)
     columns = (list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
