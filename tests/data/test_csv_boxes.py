@@ -1,5 +1,6 @@
-"""`csv:FILE?...&boxes=BOXES.csv`: lesion boxes from a second CSV (one row per box, several per image, per finding
-or for the image), rendered as masks and scored by explain; each malformed input named by file and row."""
+"""`csv:FILE?...&boxes=BOXES.csv` / `&polygons=POLYGONS.csv`: lesion boxes and polygons from a second CSV (one row
+per shape, several per image, per finding or for the image), rendered as masks and scored by explain; each
+malformed input named by file and row."""
 from __future__ import annotations
 
 import json
@@ -94,3 +95,36 @@ def test_mask_images_and_a_box_table_together_are_refused(tmp_path):
     trees.write(tmp_path / "boxes.csv", "path,x,y,w,h\nimg/i0.png,1,1,2,2\n")
     with pytest.raises(MedrepError, match=r"\?boxes: give mask images \(a mask column\) or a box CSV, not both"):
         load_dataset(f"csv:{csv}?boxes=boxes.csv")
+
+
+def test_polygons_in_either_json_form_become_masks_and_malformed_ones_are_named(tmp_path):
+    csv = _manifest(tmp_path, "path,Edema,Effusion", [f"img/i{k}.png,{k % 2},0" for k in range(4)])
+    trees.write(tmp_path / "poly.csv", 'path,finding,polygon\n'
+                                      'img/i0.png,Edema,"[[2, 2], [10, 2], [10, 6], [2, 6]]"\n'
+                                      'img/i0.png,Edema,"[20, 20, 28, 20, 28, 30, 20, 30]"\n')
+    ds = load_dataset(f"csv:{csv}?findings=Edema,Effusion&finding=Edema&polygons=poly.csv")
+    from PIL import Image, ImageDraw  # the reference: the same polygons drawn by Pillow directly
+
+    ref = Image.new("1", (32, 32), 0)
+    for poly in ([(2, 2), (10, 2), (10, 6), (2, 6)], [(20, 20), (28, 20), (28, 30), (20, 30)]):
+        ImageDraw.Draw(ref).polygon(poly, fill=1, outline=1)
+    assert (ds[0].mask.numpy() == np.array(ref, dtype=bool)).all() and not ds.has_lesion(1)
+    assert ds[0].mask.numpy()[2:7, 2:11].all() and ds[0].mask.numpy()[20:31, 20:29].all()
+    for text, message in (('"[[1, 1], [5, 5]]"', "poly.csv row 2: polygon needs at least three (x, y) vertices, got 4"),
+                          ("not-json", "poly.csv row 2: polygon 'not-json' is not a JSON list of vertices")):
+        trees.write(tmp_path / "poly.csv", f"path,polygon\nimg/i0.png,{text}\n")
+        with pytest.raises(MedrepError) as err:
+            load_dataset(f"csv:{csv}?findings=Edema,Effusion&polygons=poly.csv")[0]
+        assert message in str(err.value)
+    trees.write(tmp_path / "poly.csv", "path,x,y,w,h\nimg/i0.png,1,1,2,2\n")
+    with pytest.raises(MedrepError, match=r"expected a polygon CSV with header path\[,finding\],polygon"):
+        load_dataset(f"csv:{csv}?findings=Edema,Effusion&polygons=poly.csv")
+
+
+def test_explain_refuses_data_where_only_some_images_name_a_mask(tmp_path, capsys):
+    trees.save(tmp_path / "m.png", np.zeros((32, 32), np.uint8))
+    csv = _manifest(tmp_path, "path,label,mask", [f"img/i{k}.png,{k % 2},{'m.png' if k < 2 else ''}" for k in range(4)])
+    assert main(["explain", "--model", "demo-cnn", "--data", str(csv), "--methods", "gradcam", "--no-baselines",
+                 "--metrics", "pointing", "--quiet", "--out", str(tmp_path / "e"), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "--data: only some images of dataset" in err and "give every image one" in err and "Traceback" not in err

@@ -149,3 +149,14 @@ def test_datasets_into_a_closed_pipe_stops_quietly():
     proc.stdout.close()  # before the interpreter has even imported medrep
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141 and err == ""
+
+
+@pytest.mark.parametrize("recipe, build", [("chexpert", trees.chexpert), ("nih-cxr14", trees.nih), ("mimic-cxr-jpg", trees.mimic),
+                                           ("mura", trees.mura), ("isic", trees.isic2020), ("rsna-pneumonia", trees.rsna),
+                                           ("aptos", trees.aptos), ("busi", trees.busi)])
+def test_each_recipe_lists_the_attributes_it_carries(recipe, build, tmp_path):
+    from medrep.data.recipes import load_recipes
+
+    declared = load_recipes()[recipe].attributes
+    names = load_dataset(f"{recipe}:{build(tmp_path)}").attribute_names
+    assert all(n in declared for n in names) and (names or declared == "none"), (names, declared)

@@ -10,7 +10,8 @@ ISIC 2018/2019: a single-label task).  ``patient``, ``mask``, ``caption``, ``spl
 ``root=DIR`` is the folder image and mask paths are relative to (default: the CSV's folder);
 ``attributes=COL1,COL2`` (or ``attrs=``) are carried on each item as attributes (default: every column not
 used otherwise; ``attributes=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
-(``path[,finding],x,y,w,h`` or ``…,x_min,y_min,x_max,y_max``; see :mod:`medrep.data.box_tables`).
+(``path[,finding],x,y,w,h`` or ``…,x_min,y_min,x_max,y_max``); ``polygons=POLYGONS.csv``: lesion polygons
+(``path[,finding],polygon``, JSON vertices); see :mod:`medrep.data.box_tables`.
 With findings: ``finding=NAME`` (a binary task), ``uncertain=ones|zeros|ignore``, ``blank=ignore``
 (see :mod:`medrep.data.findings`).  Also ``classes=a,b,c`` (class order) and, for DICOM, ``frame=N``,
 ``frames=all``, ``window=c,w|none``.  Ids are the image paths as written in the CSV.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from medrep.data.base import ImageDataset, SkipLog
-from medrep.data.box_tables import attach_boxes
+from medrep.data.box_tables import SINGULAR, attach_shapes
 from medrep.data.files import take_read_options
 from medrep.data.findings import FINDING_OPTIONS, parse_code, take_finding_options
 from medrep.data.images import as_path, show_path
@@ -32,7 +33,8 @@ from medrep.specs import Spec, take_list_option
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
 COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split")
-KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "classes",
+KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "polygons",
+                 "classes",
                  *FINDING_OPTIONS, "frame", "frames", "window")
 _EXPECTED = "expected path,label[,mask][,caption][,split], or name the columns: ?path=COL&label=COL"
 
@@ -175,10 +177,11 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
                     caption=get("caption") or None, mask=mask)
     if not len(builder):
         raise MedrepError("manifest has a header but no rows", where=where)
-    if "boxes" in opts:
-        if cols["mask"] is not None:
-            raise SpecError("give mask images (a mask column) or a box CSV, not both", where="?boxes")
-        attach_boxes(builder, opts["boxes"], csv_path)
+    for kind in ("boxes", "polygons"):
+        if kind in opts:
+            if cols["mask"] is not None:
+                raise SpecError(f"give mask images (a mask column) or a {SINGULAR[kind]} CSV, not both", where=f"?{kind}")
+            attach_shapes(builder, opts[kind], csv_path, kind)
     if cols["patient"] is not None and any(p is None for p in builder.patients):
         row = builder.patients.index(None)
         raise BadInputError(f"empty patient value (column {table.header[cols['patient']]!r})", where=builder.origins[row])

@@ -148,7 +148,8 @@ class ExplainResult:
         text = (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
                 f"(deletion_auc: the score should fall fast as the top pixels go)")
         if not self.localisation.get("run", True):
-            text += f"\nlocalisation ({', '.join(self.localisation['metrics']) or 'no mask score asked'}): {self.localisation['reason']}"
+            asked = ", ".join(self.localisation["metrics"])
+            text += f"\nlocalisation{f' ({asked})' if asked else ''}: {self.localisation['reason']}"
         return text
 
     def interval_legend(self) -> str:

@@ -348,11 +348,26 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
     return result
 
 
+def _some_masks(dataset: Any) -> bool:
+    """Whether some items of file-backed data name a mask (read from the index, no file opened)."""
+    parts = getattr(dataset, "parts", None)
+    if parts:
+        return any(_some_masks(p) for p in parts.values())
+    if hasattr(dataset, "parent") and hasattr(dataset, "indices"):
+        entries = getattr(dataset.parent, "entries", None)
+        return entries is not None and any(entries[i].mask is not None for i in dataset.indices)
+    return any(e.mask is not None for e in getattr(dataset, "entries", ()))
+
+
 def _without_mask_scores(cfg: ExplainConfig, dataset: ImageDataset) -> tuple[ExplainConfig, dict[str, Any] | None]:
     """On data without lesion masks: the config less the mask scores, and the record of what was not run and why
     (None when the data has masks).  A named protocol is all localisation, so it is refused instead."""
     if dataset.has_masks:
         return cfg, None
+    if _some_masks(dataset):
+        raise MedrepError(f"only some images of dataset {dataset.name} have a mask (a blank mask cell is no annotation, "
+                          "not an empty mask); give every image one, an empty mask where there is no lesion, or none to "
+                          "explain without localisation", where="--data")
     if cfg.protocol is not None:
         raise MedrepError(f"the {cfg.protocol} protocol scores maps against lesion masks and dataset {dataset.name} has "
                           "none; leave out --protocol to run the faithfulness and sanity checks", where=Param("protocol"))

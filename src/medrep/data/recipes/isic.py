@@ -39,7 +39,8 @@ describe_recipe(RecipeInfo(
     labels="2020: benign / malignant; 2018/2019: the one-hot diagnosis (MEL, NV, BCC, …)",
     masks="none",
     patients="2020: patient_id; 2019/2018: lesion_id (images of one lesion together)",
-    splits="none (medrep draws 70/30 by patient where it needs two)"))
+    splits="none (medrep draws 70/30 by patient where it needs two)",
+    attributes="sex, age_approx, anatom_site_general (2018: from HAM10000_metadata.csv when present)"))
 
 
 def _one_hot(values: list[str], cols: list[int], names: list[str], where: str) -> str:

@@ -23,6 +23,7 @@ describe_recipe(RecipeInfo(
     masks="the boxes (x, y, width, height), several per image",
     patients="patientId (one image per patient)",
     splits="none (the stage-2 test set is unlabelled)",
+    attributes="class (stage_2_detailed_class_info.csv); DICOM headers with ?attributes=",
     options={**READ_HELP, **HEADER_OPTIONS}))
 
 

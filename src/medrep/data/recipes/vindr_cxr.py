@@ -24,6 +24,7 @@ describe_recipe(RecipeInfo(
     masks="boxes (x_min, y_min, x_max, y_max) of every radiologist, per finding",
     patients="none published (images are de-identified one by one)",
     splits="train, test",
+    attributes="DICOM headers with ?attributes= (PatientSex, PatientAge, …)",
     options={**FINDING_HELP, **READ_HELP, **HEADER_OPTIONS}))
 
 
