@@ -367,7 +367,7 @@ def _without_mask_scores(cfg: ExplainConfig, dataset: ImageDataset) -> tuple[Exp
     if _some_masks(dataset):
         raise MedrepError(f"only some images of dataset {dataset.name} have a mask (a blank mask cell is no annotation, "
                           "not an empty mask); give every image one, an empty mask where there is no lesion, or none to "
-                          "explain without localisation", where="--data")
+                          "explain without localisation", where=Param("data"))
     if cfg.protocol is not None:
         raise MedrepError(f"the {cfg.protocol} protocol scores maps against lesion masks and dataset {dataset.name} has "
                           "none; leave out --protocol to run the faithfulness and sanity checks", where=Param("protocol"))
