@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medrep.backends.units import run_units
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError, Param
 from medrep.explain import chexlocalize, chung2025
@@ -241,17 +242,13 @@ def _select_indices(dataset: ImageDataset, limit: int | None, seed: int) -> tupl
 def _run_units(job: Any, encoder: Encoder, dataset: ImageDataset, n_units: int, store: PartialStore, prefix: str,
                backend: Any, description: str) -> list[dict[str, Any]]:
     """Every unit of ``job`` in unit order: resumed ones from ``store``, the rest run by ``backend`` and saved."""
-    outs: dict[int, dict[str, Any]] = {}
+    def load(u: int) -> dict[str, Any] | None:
+        got = store.load(f"{prefix}{u:05d}")
+        return _unflatten(*got) if got is not None else None
+
     with evaluation(encoder), progress_bar(description, sum(job.unit_size(u) for u in range(n_units))) as bar:
-        for u in range(n_units):
-            got = store.load(f"{prefix}{u:05d}")
-            if got is not None:
-                outs[u] = _unflatten(*got)
-                bar.advance(job.unit_size(u))
-        todo = [u for u in range(n_units) if u not in outs]
-        for u, out in backend.map(job, encoder, dataset, todo, progress=bar):
-            store.save(f"{prefix}{u:05d}", *_flatten(out))  # the caller writes every partial, whichever worker ran it
-            outs[u] = out
+        outs = run_units(job, encoder, dataset, range(n_units), backend, load=load, progress=bar, size=job.unit_size,
+                         save=lambda u, out: store.save(f"{prefix}{u:05d}", *_flatten(out)))
     return [outs[u] for u in range(n_units)]
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medrep.backends.units import run_units
 from medrep.data.base import ImageDataset, collate
 from medrep.data.patients import bootstrap_groups
 from medrep.errors import MedrepError, Param
@@ -267,28 +268,25 @@ def run_attack(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageData
     n, bs = len(dataset), cfg.batch_size
     store = PartialStore(out_dir, digest_json({**meta, "train": plan["train_digest"]}), resume)
     n_batches = -(-n // bs)
-    units: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    todo = []
+    all_eps = tuple(range(len(cfg.eps)))
+
+    def load(unit: tuple[int, tuple[int, ...]]) -> dict[int, dict[str, np.ndarray]] | None:
+        # a batch's ε values are computed together: each ε's worst case includes the points kept at the
+        # smaller ones, so a batch with any ε missing is recomputed whole (the same numbers, seeded)
+        got = {e: store.load(_unit_name(unit[0], e)) for e in all_eps}
+        return None if any(g is None for g in got.values()) else {e: g[0] for e, g in got.items()}
+
+    def save(unit: tuple[int, tuple[int, ...]], arrays_by_eps: dict[int, dict[str, np.ndarray]]) -> None:
+        b = unit[0]
+        for e, arrays in arrays_by_eps.items():
+            store.save(_unit_name(b, e), arrays)
+        if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
+            raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
+
     with evaluation(encoder), progress_bar(f"{job.obj.name} attack on {encoder.name}", n * len(cfg.eps)) as bar:
-        for b in range(n_batches):
-            missing = []
-            for e in range(len(cfg.eps)):
-                got = store.load(_unit_name(b, e))
-                if got is None:
-                    missing.append(e)
-                else:
-                    units[(b, e)] = got[0]
-                    bar.advance(min(n, (b + 1) * bs) - b * bs)
-            if missing:
-                # a batch's ε values are computed together: each ε's worst case includes the points kept at the
-                # smaller ones, so a batch with any ε missing is recomputed whole (the same numbers, seeded)
-                todo.append((b, tuple(range(len(cfg.eps)))))
-        for (b, _), arrays_by_eps in backend.map(job, encoder, dataset, todo, progress=bar):
-            for e, arrays in arrays_by_eps.items():
-                store.save(_unit_name(b, e), arrays)  # the caller writes every partial, whichever worker computed it
-                units[(b, e)] = arrays
-            if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
-                raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
+        done = run_units(job, encoder, dataset, [(b, all_eps) for b in range(n_batches)], backend, load=load, save=save,
+                         progress=bar, size=lambda unit: (min(n, (unit[0] + 1) * bs) - unit[0] * bs) * len(all_eps))
+    units = {(b, e): arrays for (b, _), by_eps in done.items() for e, arrays in by_eps.items()}
     result = _assemble(units, n_batches, job, meta, plan, dataset)
     result.head = encoder.head_fit(dataset.classes).to_dict() if encoder.has_head else None
     return result
