@@ -44,7 +44,7 @@ def test_timm_cnn_default_embedding_is_pooled_features(pixels):
 
 
 @pytest.mark.parametrize("spec, where, names", [
-    ("nonsense:thing", "--model", "nonsense:thing"),
+    ("nonsense:thing", "model", "nonsense:thing"),
     ("timm:not_a_model_xyz?pretrained=false", "model", "not_a_model_xyz"),
     ("minilm", "model", "minilm"),  # text encoders asked for as image models
     ("hf-text:some/model", "hf-text:some/model", "text encoders"),
