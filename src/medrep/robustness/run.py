@@ -304,7 +304,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
     check_steps(cfg.steps)
     if cfg.step_size is not None and not cfg.step_size > 0:
         raise MedrepError(f"must be positive (got {cfg.step_size})", where=Param("step_size"))
-    for name in cfg.attack:  # validates each attack with this norm (Square: L∞ only)
+    for name in cfg.attack:  # validates each attack with this norm and budget
         build_attack(name, ball.name, cfg.steps, cfg.queries)
     check_eps_budget(eps_list, ball.name)
     if cfg.target not in TARGET_MODES:
