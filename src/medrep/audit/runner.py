@@ -281,7 +281,10 @@ class Audit:
                 figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
             skipped = rd["settings"].get("skipped_methods") or {}
             if skipped:
-                readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(skipped.values()))
+                by_reason: dict[str, list[str]] = {}  # one reason, said once, for the methods it rules out
+                for method, why in skipped.items():
+                    by_reason.setdefault(why, []).append(method)
+                readings.append(f"{spec}: " + "; ".join(f"{', '.join(ms)} left out — {why}" for why, ms in by_reason.items()))
                 _log(f"explain {_markup_escape(spec)}: left out {', '.join(skipped)} (not supported by this model)")
             if "sanity" in paths:
                 figures.append(Figure(paths["sanity"], f"{spec}: similarity of each method's map to the trained model's as "
