@@ -8,10 +8,12 @@
    layer that has ``reset_parameters`` (43 on demo-vit) one at a time; medrep randomises 8 units (head, 6
    blocks, embedding).  Reported: each test's total time, and the time per randomisation step.
 2. CheXlocalize scoring of ``--maps`` maps (8 × 8, as a token grid) against masks at an original size of
-   ``--size`` px: medrep's batched scorer (Otsu, hit, IoU) vs the reference code's logic reimplemented per
-   map (``F.interpolate`` → min-max → ``np.uint8`` → ``cv2.threshold`` with Otsu → IoU; hit by
+   ``--size`` px: medrep's scorer (the fused numba kernel where numba is installed: counts per map, no
+   upsampled map held; its first call, which loads or compiles the kernel, is timed apart) vs the reference
+   code's logic reimplemented per map (``F.interpolate`` → min-max → ``np.uint8`` → ``cv2.threshold`` with Otsu → IoU; hit by
    ``np.argmax``).  Both give the same figures (checked).
-``run(...)`` returns the figures as a dict.  Timings are wall-clock seconds; never asserted in tests.
+``run(...)`` returns the figures as a dict.  Timings are wall-clock seconds, best of ``--repeats`` interleaved
+runs for the scoring; never asserted in tests.
 """
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ def randomisation(images: int = 64) -> dict:
             "ratio_total": theirs / ours, "ratio_per_step": (theirs / their_steps) / (ours / len(units))}
 
 
-def chexlocalize_scoring(maps: int = 1000, size: int = 320) -> dict:
+def chexlocalize_scoring(maps: int = 1000, size: int = 320, repeats: int = 3) -> dict:
     import cv2
     import torch.nn.functional as F
 
@@ -88,38 +90,51 @@ def chexlocalize_scoring(maps: int = 1000, size: int = 320) -> dict:
     for i, m in enumerate(masks):
         y0, x0 = (i * 37) % (size // 2), (i * 53) % (size // 2)
         m[y0:y0 + size // 4, x0:x0 + size // 3] = True
-    t0 = time.perf_counter()
-    ours = score_original_size(raw, masks, None, None, tuning_grid=False)
-    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()  # the first call loads (or compiles) the fused kernel: reported apart
+    score_original_size(raw[:2], masks[:2], None, None, tuning_grid=False)
+    t_first = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    hits, ious = [], []
-    for i in range(maps):  # the reference code's logic, one map at a time
-        resized = F.interpolate(raw[i][None, None], size=(size, size), mode="bilinear", align_corners=False)
-        sal = resized.squeeze().numpy()
-        r, c = np.unravel_index(np.argmax(sal, axis=None), sal.shape)
-        gt = masks[i].numpy().astype(np.uint8)
-        hits.append(float(gt[r][c] == 1))
-        m = resized.squeeze() - resized.min()
-        m = (255 * m.div(m.max())).numpy()
-        m = np.uint8(m)
-        seg = cv2.threshold(m, 0, int(np.max(m)), cv2.THRESH_OTSU)[1] > 0
-        inter, union = np.logical_and(seg, gt).sum(), np.logical_or(seg, gt).sum()
-        ious.append(inter / union)
-    t_ref = time.perf_counter() - t0
+    def medrep_scores():
+        return score_original_size(raw, masks, None, None, tuning_grid=False)
+
+    def reference_scores():
+        hits, ious = [], []
+        for i in range(maps):  # the reference code's logic, one map at a time
+            resized = F.interpolate(raw[i][None, None], size=(size, size), mode="bilinear", align_corners=False)
+            sal = resized.squeeze().numpy()
+            r, c = np.unravel_index(np.argmax(sal, axis=None), sal.shape)
+            gt = masks[i].numpy().astype(np.uint8)
+            hits.append(float(gt[r][c] == 1))
+            m = resized.squeeze() - resized.min()
+            m = (255 * m.div(m.max())).numpy()
+            m = np.uint8(m)
+            seg = cv2.threshold(m, 0, int(np.max(m)), cv2.THRESH_OTSU)[1] > 0
+            inter, union = np.logical_and(seg, gt).sum(), np.logical_or(seg, gt).sum()
+            ious.append(inter / union)
+        return hits, ious
+
+    t_ours, t_ref = float("inf"), float("inf")
+    for _ in range(repeats):  # interleaved, best of each: the machine's load moves both the same way
+        t0 = time.perf_counter()
+        ours = medrep_scores()
+        t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        hits, ious = reference_scores()
+        t_ref = min(t_ref, time.perf_counter() - t0)
     agree_hit = float(np.mean(np.asarray(hits) == ours["hit"]))
     iou_diff = float(np.max(np.abs(np.asarray(ious) - ours["iou_otsu"])))
-    return {"maps": maps, "size": size, "medrep": t_ours, "reference": t_ref, "ratio": t_ref / t_ours,
+    return {"maps": maps, "size": size, "medrep": t_ours, "first_call": t_first, "repeats": repeats, "reference": t_ref, "ratio": t_ref / t_ours,
             "hit_agreement": agree_hit, "max_iou_diff": iou_diff}
 
 
-def run(images: int = 64, maps: int = 1000, size: int = 320, parts=("randomisation", "chexlocalize"), verbose: bool = True) -> dict:
+def run(images: int = 64, maps: int = 1000, size: int = 320, parts=("randomisation", "chexlocalize"), verbose: bool = True,
+        repeats: int = 3) -> dict:
     say = print if verbose else (lambda *a, **k: None)
     out: dict = {"threads": torch.get_num_threads()}
     if "chexlocalize" in parts:
-        c = out["chexlocalize"] = chexlocalize_scoring(maps, size)
+        c = out["chexlocalize"] = chexlocalize_scoring(maps, size, repeats)
         say(f"CheXlocalize scoring, {maps} maps at {size} px: medrep {c['medrep']:.2f} s, reference logic {c['reference']:.2f} s "
-            f"→ {c['ratio']:.1f}× (hits agree on {c['hit_agreement']:.1%}, max |ΔIoU| {c['max_iou_diff']:.1e})")
+            f"→ {c['ratio']:.1f}× (first call {c['first_call']:.1f} s; hits agree on {c['hit_agreement']:.1%}, max |ΔIoU| {c['max_iou_diff']:.1e})")
     if "randomisation" in parts:
         r = out["randomisation"] = randomisation(images)
         say(f"cascading randomisation, Grad-CAM, demo-vit, {images} images: medrep {r['medrep']:.1f} s ({r['medrep_steps']} steps), "
@@ -133,6 +148,7 @@ if __name__ == "__main__":
     ap.add_argument("--images", type=int, default=64, help="lesion images for the randomisation test")
     ap.add_argument("--maps", type=int, default=1000, help="maps scored with the CheXlocalize protocol")
     ap.add_argument("--size", type=int, default=320, help="original image side for the CheXlocalize scoring")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the scoring (best of each side)")
     ap.add_argument("--only", choices=["randomisation", "chexlocalize"], default=None, help="run one part")
     a = ap.parse_args()
-    run(a.images, a.maps, a.size, parts=(a.only,) if a.only else ("randomisation", "chexlocalize"))
+    run(a.images, a.maps, a.size, parts=(a.only,) if a.only else ("randomisation", "chexlocalize"), repeats=a.repeats)

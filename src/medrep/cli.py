@@ -100,6 +100,15 @@ def add_global_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush into a closed pipe raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured): nothing will be flushed into a pipe
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from medrep.errors import MedrepError, cli_place
     from medrep.progress import set_quiet
@@ -137,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"medrep {args.command}: interrupted; finished work is kept (rerun with --resume where offered)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`medrep datasets | head`): stop quietly, as SIGPIPE would
+        _silence_stdout()
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

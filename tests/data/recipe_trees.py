@@ -3,6 +3,7 @@ quirks), with tiny synthetic images.  Imported as a plain module by the recipe t
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def save(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def save_dicom(path: Path, array: np.ndarray) -> Path:
+def save_dicom(path: Path, array: np.ndarray, **header: str) -> Path:
+    """A 12-bit MONOCHROME2 DICOM of ``array``, with the ``header`` elements (keyword → value) set."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -46,8 +48,11 @@ def save_dicom(path: Path, array: np.ndarray) -> Path:
     stored = array.astype(np.uint16) * 16
     ds.update({"SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2", "Rows": stored.shape[0],
                "Columns": stored.shape[1], "BitsAllocated": 16, "BitsStored": 12, "HighBit": 11, "PixelRepresentation": 0})
-    ds.PixelData = stored.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RSNA's ages are plain numbers, not DICOM age strings: pydicom warns
+        ds.update(header)
+        ds.PixelData = stored.tobytes()
+        ds.save_as(path, enforce_file_format=True)
     return path
 
 
@@ -182,6 +187,28 @@ def isic2019(tmp: Path) -> Path:
     return root
 
 
+def isic2018(tmp: Path, ham_metadata: bool = True) -> Path:
+    """ISIC 2018 task 3 (one-hot GroundTruth in its own folder, LesionGroupings.csv) and, optionally, the HAM10000
+    release's metadata (age, sex, localization; ``unknown`` sex and a blank age as published)."""
+    root = tmp / "isic2018"
+    classes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    gt, groups = ["image," + ",".join(classes)], ["image,lesion_id,diagnosis_confirm_type"]
+    ham = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for k in range(8):
+        ident, lesion = f"ISIC_{24306 + k:07d}", f"HAM_{k // 2:07d}"
+        cls = k % 2
+        save(root / "ISIC2018_Task3_Training_Input" / f"{ident}.jpg", np.stack([image(k, cls == 0)] * 3, axis=-1))
+        gt.append(ident + "," + ",".join("1.0" if j == cls else "0.0" for j in range(len(classes))))
+        groups.append(f"{ident},{lesion},histopathology")
+        age, sex = ("", "unknown") if k == 7 else (f"{40 + 5 * k}.0", "female" if k % 2 else "male")
+        ham.append(f"{lesion},{ident},{'mel' if cls == 0 else 'nv'},histo,{age},{sex},{'back' if k % 3 else 'face'}")
+    write(root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv", "\n".join(gt) + "\n")
+    write(root / "ISIC2018_Task3_Training_LesionGroupings.csv", "\n".join(groups) + "\n")
+    if ham_metadata:
+        write(root / "HAM10000_metadata.csv", "\n".join(ham) + "\n")
+    return root
+
+
 def isic2020(tmp: Path) -> Path:
     root = tmp / "isic2020"
     rows = ["image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target"]
@@ -201,7 +228,10 @@ def rsna(tmp: Path) -> Path:
     for k in range(8):
         pid = f"0004cfab-14fd-4e49-80ba-63a80b6bddd{k}"
         positive = k % 2 == 0
-        save_dicom(root / "stage_2_train_images" / f"{pid}.dcm", image(k, positive))
+        # the published headers: the patientId as name and id, sex, a plain-number age, the view, CR, CHEST
+        save_dicom(root / "stage_2_train_images" / f"{pid}.dcm", image(k, positive), PatientName=pid, PatientID=pid,
+                   PatientSex="MF"[k % 2], PatientAge=str(38 + 7 * k), ViewPosition="PA" if k % 3 else "AP", Modality="CR",
+                   BodyPartExamined="CHEST")
         if positive:
             rows.append(f"{pid},10.0,8.0,14.0,12.0,1")
             if k == 0:
@@ -226,7 +256,10 @@ def vindr(tmp: Path) -> Path:
         for k in range(6):
             ident = f"{split[:2]}{k:030x}"
             positive = k % 2 == 0
-            save_dicom(root / split / f"{ident}.dicom", image(k + (10 if split == "test" else 0), positive))
+            # de-identified headers keep sex and an age string; one image lacks its age
+            age = {} if k == 5 else {"PatientAge": f"{30 + 9 * k:03d}Y"}
+            save_dicom(root / split / f"{ident}.dicom", image(k + (10 if split == "test" else 0), positive),
+                       PatientSex="FMO"[k % 3], **age)
             rads = ("R1", "R2", "R3") if split == "train" else ("",)
             for r, rad in enumerate(rads):
                 mark = positive and r == 0  # one radiologist of three marks it

@@ -36,6 +36,13 @@ def test_named_columns_with_spaces_and_slashes_patients_and_attributes(images):
     only = load_dataset(f"csv:{csv}?path=Image File&label=Diagnosis Name&attrs=Age")
     assert only.attribute_names == ["Age"] and only.patients is None
     assert load_dataset(f"csv:{csv}?path=Image File&label=Diagnosis Name&attrs=none").attribute_names == []
+    # attributes= is the spelling of every other source; attrs= its short form
+    spelled = load_dataset(f"csv:{csv}?path=Image File&label=Diagnosis Name&attributes=Age,Frontal/Lateral")
+    assert spelled.attribute_names == ["Age", "Frontal/Lateral"]
+    with pytest.raises(MedrepError, match=r"no column 'Sex' \(given by \?attributes=Sex\)"):
+        load_dataset(f"csv:{csv}?path=Image File&label=Diagnosis Name&attributes=Sex")
+    with pytest.raises(MedrepError, match="attributes= and attrs= are the same option"):
+        load_dataset(f"csv:{csv}?path=Image File&label=Diagnosis Name&attributes=Age&attrs=Age")
     with pytest.raises(MedrepError, match=r"no column 'Label' \(given by \?label=Label\); the columns are: 'Image File'"):
         load_dataset(f"csv:{csv}?path=Image File&label=Label")
 

@@ -87,6 +87,14 @@ def test_aptos_kvasir_mura_isic(tmp_path):
     assert i19.classes == ["MEL", "NV"] and i19.labels.tolist()[:2] == [0, 1]
     assert i19.patients.tolist()[:3] == ["BCN_0000000", "BCN_0000000", "BCN_0000001"] and i19.patients[-1] == "ISIC_0000011"
     assert i19[1].attributes == {"sex": "female", "age_approx": "40", "anatom_site_general": "anterior torso"}
+    i18 = load_dataset(f"isic:{trees.isic2018(tmp_path / 'with')}")
+    assert i18.classes == ["MEL", "NV"] and i18.patients.tolist()[:3] == ["HAM_0000000", "HAM_0000000", "HAM_0000001"]
+    assert i18.attribute_names == ["sex", "age_approx", "anatom_site_general"]
+    assert i18[1].attributes == {"sex": "female", "age_approx": "45.0", "anatom_site_general": "back"}
+    assert i18.attribute_values("age_approx")[-1] == "" and i18.attribute_values("sex")[-1] == "unknown"
+    # the challenge's own files carry no sex or age: lesion groups only, and no attribute is invented
+    bare = load_dataset(f"isic:{trees.isic2018(tmp_path / 'bare', ham_metadata=False)}")
+    assert bare.attribute_names == [] and bare.patients.tolist()[:3] == ["HAM_0000000", "HAM_0000000", "HAM_0000001"]
     i20 = load_dataset(f"isic:{trees.isic2020(tmp_path)}")
     assert i20.classes == ["benign", "malignant"] and i20.patients.tolist()[:4] == ["IP_0000000"] * 3 + ["IP_0000001"]
     assert i20[0].attributes["anatom_site_general"] == "torso"
@@ -128,3 +136,27 @@ def test_readme_recipe_table_is_the_registry():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert recipe_table_markdown() in readme
     assert len(load_recipes()) == len(RECIPE_MODULES) == 11
+
+
+def test_datasets_into_a_closed_pipe_stops_quietly():
+    """`medrep datasets | head`: the reader is gone before the listing is written; no traceback, SIGPIPE's status."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "medrep.cli", "datasets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.close()  # before the interpreter has even imported medrep
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == ""
+
+
+@pytest.mark.parametrize("recipe, build", [("chexpert", trees.chexpert), ("nih-cxr14", trees.nih), ("mimic-cxr-jpg", trees.mimic),
+                                           ("mura", trees.mura), ("isic", trees.isic2020), ("rsna-pneumonia", trees.rsna),
+                                           ("aptos", trees.aptos), ("busi", trees.busi)])
+def test_each_recipe_lists_the_attributes_it_carries(recipe, build, tmp_path):
+    from medrep.data.recipes import load_recipes
+
+    declared = load_recipes()[recipe].attributes
+    names = load_dataset(f"{recipe}:{build(tmp_path)}").attribute_names
+    assert all(n in declared for n in names) and (names or declared == "none"), (names, declared)

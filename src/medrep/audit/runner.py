@@ -188,28 +188,41 @@ class Audit:
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 label = f"{spec}{' (positive control)' if control else ''}"
+                note = _accuracy_note(result)
                 tables.append(Table(f"{label} — {objective} ({cfg['norm']}, {'+'.join(result.config.get('attack', ['pgd']))}, "
-                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective)))
-                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε"))
+                                    f"{cfg['attack_steps']} steps, classifier: {result.primary})", _robustness_rows(result, objective),
+                                    note=" ".join(n for n in (note, _ROBUSTNESS_TABLE_NOTE) if n)))
+                figures.append(Figure(paths["accuracy_vs_eps"], f"{label}, {objective}: accuracy under attack vs ε", note=note))
                 gal = [k for k in paths if k.startswith("gallery_")]
                 if gal:
                     figures.append(Figure(paths[gal[-1]], f"{label}, {objective}: original / perturbed / amplified difference"
                                           + (" / target" if result.config.get("target") else "")))
                 low = _lowest_accuracy(result, objective)
+                low["classifier"] = result.primary
                 if low["value"] < lowest.get(spec, {}).get("value", float("inf")):
                     lowest[spec] = low
                 readings.extend(_robustness_readings(label, objective, result))
         for spec, low in lowest.items():
             text = (f"{_FMT(low['clean'])} → {_FMT(low['metric'])} (lowest over ε and objectives: {low['objective']}, "
                     f"{low['eps_text']})")
+            if low["classifier"] != "head":  # the accuracy of a stand-in, not of the model's own classifier
+                text += f"; accuracy of a {'linear probe' if low['classifier'] == 'probe' else low['classifier']}, not the model's head"
             if spec in self.scorecard:
                 self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
         verdicts = {}
         for control in controls:
-            verdicts[control] = control_verdict(control, _counterpart(self._encoders[control]), cfg["objectives"][0],
-                                                attacked, self.models_for("robustness"))
-            readings.append(_control_reading(control, lowest, self.config["models"]) + " " + verdicts[control]["sentence"])
-            _log(_markup_escape(verdicts[control]["sentence"]))
+            v = verdicts[control] = control_verdict(control, _counterpart(self._encoders[control]), cfg["objectives"][0],
+                                                    attacked, self.models_for("robustness"))
+            readings.append(_control_reading(control, lowest, self.config["models"]) + " " + v["sentence"])
+            _log(_markup_escape(v["sentence"]))
+            # beside the control's figures: its verdict when weak; without a verdict, whether it stands clear at all
+            if v["verdict"] == "not judged":
+                weak = _weak_control_note(control, lowest, self.config["models"])
+            else:
+                weak = v["sentence"] if v["verdict"] == "weak" else ""
+            for f in figures:
+                if weak and f.caption.startswith(f"{control} (positive control)"):
+                    f.note = " ".join(n for n in (f.note, weak) if n)
         if verdicts:
             res["controls"] = verdicts
             tables.append(Table("Positive control: a robust model against its fragile counterpart",
@@ -273,12 +286,14 @@ class Audit:
             rd = result.to_dict()
             res[spec] = rd
             keys = rd["metric_names"]
-            tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} lesion images (mean [95% CI])",
+            scored = "lesion images" if rd["localisation"]["run"] else "images (the data has no masks: localisation not run)"
+            tables.append(Table(f"{spec} — explanation scores on {rd['n_images']} {scored} (mean [95% CI])",
                                 [{"method": m, **{k: rd["metrics"][m][k] for k in keys}} for m in rd["methods"]],
                                 note="random and center are baselines; higher is better except deletion AUC. "
                                      f"Intervals: {result.interval_legend()}."))
             if "gallery" in paths:
-                figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map"))
+                figures.append(Figure(paths["gallery"], f"{spec}: image, lesion outline and each method's map",
+                                      note=_explain_target_note(target, enc, self.test.classes)))
             skipped = rd["settings"].get("skipped_methods") or {}
             if skipped:
                 by_reason: dict[str, list[str]] = {}  # one reason, said once, for the methods it rules out
@@ -302,7 +317,11 @@ class Audit:
                                 f"scores {_FMT(pointing.get('random'))} and the centre prior "
                                 f"{_FMT(pointing.get('center'))}. A method is only informative where it beats both.")
         self.results["explain"] = res
-        area = next(iter(res.values()), {}).get("mask_area", {})
+        area = next(iter(res.values()), {}).get("mask_area") or {}
+        if res and not next(iter(res.values()))["localisation"]["run"]:
+            return _section("explain", "The data has no lesion masks, so localisation (pointing game, IoU, mass, AUPRC) was not "
+                                       "run; each method's map is scored for faithfulness (deletion/insertion AUC of the target "
+                                       "score) and, where asked, by the sanity checks.", readings, figures, tables)
         return _section("explain", "Each method's map is scored against the pixel-exact lesion masks: the pointing game (is the map's maximum "
                                    "inside the lesion), IoU of the top-k% pixels (enclosing-box mode as in the paper, and plain pixel IoU), the "
                                    "share of map energy inside the mask, and faithfulness (deletion/insertion AUC of the target score)."
@@ -321,9 +340,15 @@ class Audit:
         figs = write_features_outputs(result, out)
         rd = result.to_dict()
         self.results["features"] = rd
-        tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"])]
+        from medrep.features.probes import describe_adapted
+
+        adapted = [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        tables = [Table("Per model (test split; probes fitted on train)", rd["tables"]["models"],
+                        note=" ".join([_features_interval_note(result.settings), *adapted]))]
         if rd["tables"].get("pairs"):
-            tables.append(Table("Between models", rd["tables"]["pairs"], note="p-values from a permutation null"))
+            tables.append(Table("Between models", rd["tables"]["pairs"],
+                                note="p-values from a permutation null; cka rows: the test items CKA was computed on "
+                                     "(a seeded subsample when fewer than cka all rows)"))
         readings = []
         for spec in self.config["models"]:
             m = rd["models"].get(spec) or rd["models"].get(self._encoders[spec].name) or {}
@@ -332,9 +357,7 @@ class Audit:
                                                             f"kNN {_FMT(m.get('knn_accuracy'))}", "metric": m.get("linear_probe_accuracy")}
                 readings.append(f"{spec}: kNN accuracy {_FMT(m.get('knn_accuracy'))}, linear probe {_FMT(m.get('linear_probe_accuracy'))} "
                                 f"(AUC {_FMT(m.get('linear_probe_auc'))}), silhouette {_FMT(m.get('silhouette'))}.")
-        from medrep.features.probes import describe_adapted
-
-        readings += [line[0].upper() + line[1:] + "." for line in describe_adapted(result.settings.get("adapted", {}))]
+        readings += adapted
         for line in describe_adapted(result.settings.get("adapted", {})):
             _log(_markup_escape(line))
         section = _section("features",
@@ -403,7 +426,14 @@ class Audit:
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
-            tables.append(Table(name, [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]))
+            from medrep.align.api import METRIC_HELP
+
+            rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
+            legend = {k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}
+            if any(t.legend == legend for t in tables):
+                legend = {}  # explained under the first table with these columns
+            tables.append(Table(name, rows, headers={k: k.replace("zero_shot_", "caption-alignment ").replace("_", " ")
+                                                     for k in rows[0]} if rows else {}, legend=legend))
             figures += [Figure(p, f"{name}: {_caption(k)}") for k, p in paths.items()]
             m = rd["by_anchors"].get(top, {})
             if text:
@@ -499,7 +529,11 @@ class Audit:
                              "value [95% CI]": entry.get("metric") if entry else None,
                              "context": entry["text"] if entry else self._missing(spec, key)})
             tables.append(Table(spec, rows))
-        reading = ("One headline figure per question and model, with its 95% interval (how each is computed: in the "
+        from medrep.data.autosplit import announce_split
+
+        split = announce_split(self.auto_split, self.config["train_split"], self.config["test_split"])
+        reading = ((f"{split[0].upper()}{split[1:]}.\n\n" if split else "") +
+                   "One headline figure per question and model, with its 95% interval (how each is computed: in the "
                    "sections below). 1: the lowest accuracy under attack over the ε values and objectives tried (before → "
                    "after, and which objective and ε, in the context column); 2: how often "
                    "the best explanation method's maximum falls inside the lesion, beside the random and centre baselines; "
@@ -547,13 +581,15 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
             s, c = a.separability.get(name, {}), a.shortcut.get(name, {})
             if not s and not c:
                 continue
-            sep.append({"model": spec, "attribute": a.name, "attribute AUROC": s.get("auroc"),
+            sep.append({"model": spec, "attribute": a.name, "attribute AUROC": _cell(s.get("auroc")),
                         "p (permutation)": s.get("p_value"), "KS significant": f"{s.get('ks_significant', 0)}/{s.get('ks_tests', 0)}",
-                        "accuracy": c.get("accuracy"), "re-weighted accuracy": c.get("reweighted_accuracy"),
-                        "drop": c.get("drop"), "likely shortcut": "yes" if c.get("flagged") else "no"})
+                        "accuracy": _cell(c.get("accuracy")), "re-weighted accuracy": _cell(c.get("reweighted_accuracy")),
+                        "drop": _cell(c.get("drop")), "likely shortcut": "yes" if c.get("flagged") else "no"})
     spec_of = {n: s for s, n in names.items()}
-    figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval "
-                         "(hollow grey: too small to judge; dashed red line: the whole test set)") for k, p in figs.items()]
+    how = str(result.settings.get("intervals", "")).removeprefix("95%: ")
+    figures = [Figure(p, f"{spec_of.get(k.split(':', 1)[1], k)}: each subgroup's figure with its 95% interval"
+                         + (f" ({how.replace('(', '').replace(')', '')})" if how else "") + "; hollow grey: too small to "
+                         "judge; dashed red line: the whole test set") for k, p in figs.items()]
     intro = ("Every headline figure by subgroup" + data_note + ": the gap between the best and the worst subgroup large enough to "
              "judge, with a permutation p-value (the attribute shuffled within each class, so a subgroup that merely holds more "
              "hard cases shows no gap); separability — how well a cross-validated probe reads the attribute from the "
@@ -561,12 +597,44 @@ def subgroup_section(result: Any, names: dict[str, str], figs: dict[str, Path], 
              "modes and the disease probe's scores (Holm-corrected, Glocker et al. 2023); and a shortcut check — the probe's "
              "accuracy on the test set re-weighted so that attribute and class are independent: a drop whose interval "
              "excludes 0 flags a likely shortcut.")
+    perms = result.settings.get("separability_permutations")
+    floor = (f" p (permutation) comes from {perms} permutations, so it cannot fall below {1 / (1 + perms):.3f}."
+             if perms else "")
     tables = [Table("Gaps between subgroups", gaps, note="gap: best minus worst subgroup's figure"),
               Table("Separability and shortcut check", sep,
                     note="attribute AUROC 0.5: the attribute cannot be read from the embeddings; KS: tests significant "
-                         "after Holm's correction / tests run")]
-    return Section("subgroups", TITLES["subgroups"], intro + "\n\n" + "\n\n".join(readings(result, list(names.values()))),
-                   figures, tables)
+                         "after Holm's correction / tests run; drop: accuracy minus the re-weighted accuracy." + floor)]
+    notes = [n[0].upper() + n[1:] + "." for n in result.notes]  # items in no subgroup, attributes with one subgroup
+    return Section("subgroups", TITLES["subgroups"],
+                   "\n\n".join([intro, *notes, *readings(result, list(names.values()))]), figures, tables, figures_first=True)
+
+
+def _features_interval_note(settings: dict[str, Any]) -> str:
+    """The kinds of interval in the features table (they differ by column), and patient clustering where it applies."""
+    text = str(settings.get("intervals") or "").removeprefix("95%: ")
+    note = f"95% intervals: {text}." if text else ""
+    n_patients, n_images = settings.get("n_patients"), settings.get("n_images")
+    if n_patients and n_images and n_patients < n_images:
+        note += (f" The probes' intervals resample patients whole ({n_patients} patients for {n_images} test images), "
+                 "so they are wider than intervals over images would be.")
+    return note
+
+
+def _explain_target_note(target: str, encoder: Any, classes: list[str]) -> str:
+    """Maps that explain something other than the class score a reader would assume, said beside the gallery."""
+    if target == "class":
+        return ""
+    if target == "embedding":
+        why = ("the model has no classification head" if not encoder.has_head
+               else f"the model's head is not used: {encoder.head_fit(classes).reason}")
+        return ("The maps explain the similarity of each image's embedding to its class's mean embedding, not a class "
+                f"score ({why}).")
+    return f"The maps explain the {target} score, not the true class's."
+
+
+def _cell(metric: Any) -> Any:
+    """A Metric as the {value, low, high, n} cell that tables and their CSVs read (other values as they are)."""
+    return metric.to_dict() if hasattr(metric, "to_dict") else metric
 
 
 def _verdict_table(spec: str, result: Any) -> Table:
@@ -608,6 +676,31 @@ def _robustness_rows(result, objective: str) -> list[dict[str, Any]]:
                         {"relative change": m["relative_change"]}),
                      "PSNR (dB)": m["psnr_mean"], "SSIM": m["ssim_mean"], **noise})
     return rows
+
+
+_ROBUSTNESS_TABLE_NOTE = ("95% intervals: Wilson score intervals for accuracies and success rates (one 0/1 outcome per "
+                          "image), percentile bootstrap over images for the rest. Noise-check AUC: how well relabelling "
+                          "under random noise tells attacked images from clean ones (below 0.5: see the reading).")
+
+
+def _accuracy_note(result) -> str:
+    """What the attack's accuracies are not, where a reader would assume they are: the model's own head's (a probe
+    stands in when the head does not fit the data), or the model's robustness (gradient masking suspected)."""
+    from medrep.robustness.outputs import format_eps
+
+    notes = []
+    if result.primary != "head":
+        head = result.head or {}
+        why = (f"the model's head is not used: {head.get('reason')}" if head and not head.get("fits")
+               else "the model has no classification head")
+        notes.append(f"Accuracy of a {'linear probe' if result.primary == 'probe' else result.primary} fitted on the "
+                     f"frozen embeddings of the train split, not of the model's own head ({why}).")
+    masked = [format_eps(s["eps"], result.config["norm"]) for s in result.summaries
+              if (s.get("attacks") or {}).get("gradient_masking_suspected")]
+    if masked:
+        notes.append(f"Gradient masking suspected at {', '.join(masked)}: a gradient-free attack broke images the gradient "
+                     "attacks could not, so these accuracies overstate the model's robustness.")
+    return " ".join(notes)
 
 
 def _lowest_accuracy(result, objective: str) -> dict[str, Any]:
@@ -718,9 +811,26 @@ def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: li
     if low is None:
         return f"{control} (positive control) gave no result."
     others = ", ".join(f"{m} {_FMT(lowest[m]['metric'])}" for m in models if m in lowest)
+    weak = _weak_control_note(control, lowest, models)
     return (f"{control} is a positive control (adversarially trained): its lowest attacked accuracy is {_FMT(low['metric'])} "
             f"({low['objective']}, {low['eps_text']}) against {others or 'no other model'}; the suite tells a robust "
-            "model from a fragile one when the control stays well above the others.")
+            "model from a fragile one when the control stays well above the others." + (f" {weak}" if weak else ""))
+
+
+def _weak_control_note(control: str, lowest: dict[str, dict[str, Any]], models: list[str]) -> str:
+    """A positive control that does not stand above the audited models (its interval reaches theirs) shows nothing
+    about the attack: said beside its figure, since the figure alone reads as 'the robust model is robust'."""
+    low = lowest.get(control)
+    others = [lowest[m]["metric"] for m in models if m in lowest]
+    if low is None or not others:
+        return ""
+    ceiling = max((m.get("high") if m.get("high") is not None else m["value"]) for m in others)
+    floor = low["metric"].get("low") if low["metric"].get("low") is not None else low["value"]
+    if floor > ceiling:
+        return ""
+    return (f"Weak control: {control}'s lowest attacked accuracy ({_FMT(low['metric'])}) does not stand clear of the "
+            "audited models' (the 95% intervals meet), so this run does not show that the attack tells a robust model "
+            "from a fragile one; the other models' drops may partly reflect the attack's settings.")
 
 
 def _runs(m: dict) -> str:
@@ -735,7 +845,22 @@ def _section(key: str, intro: str, readings: list[str], figures: list[Figure], t
 
 
 def _caption(key: str) -> str:
-    return key.replace("_", " ").replace("-", " ")
+    """A figure's key from an analysis writer as words: ``tsne:demo-vit`` → "t-SNE of demo-vit's test embeddings"."""
+    from medrep.features.projection import PROJECTIONS
+
+    kind, _, name = key.partition(":")
+    projection = PROJECTIONS.meta(kind, "title", None) if name and kind in PROJECTIONS.names() else None
+    if projection:
+        return (f"{projection} of {name}'s test embeddings, coloured by class (a non-linear 2-D map: the sizes of the "
+                "clusters and the distances between them mean little)")
+    words = {"centroid_cosine": f"cosine similarity between the class centroids of {name}'s embeddings",
+             "forest": f"{name}: each subgroup's figure with its 95% interval (dashed line: the whole test set)",
+             "cka": "CKA similarity between the models' embeddings (* p < 0.01 against a permutation null)",
+             "overlay_flip_rates": "text-overlay test: how often the probe's answer flips, and how far the embedding moves, "
+                                   "when each word is written on the images",
+             "overlay_examples": "text-overlay test: test images with each word written on them",
+             "accuracy_vs_anchors": "accuracy against the number of anchor pairs"}
+    return words.get(kind, key.replace("_", " "))
 
 
 def run_audit(config: dict[str, Any], out: str | Path, cache_dir: str | None = None, use_cache: bool = True,

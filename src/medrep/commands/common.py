@@ -163,7 +163,7 @@ def add_subgroup_arguments(p: argparse.ArgumentParser, embeddings: bool = False)
     shortcut check)."""
     p.add_argument("--by", default=None, metavar="ATTR[,ATTR…]",
                    help="item attributes to break every headline figure down by (e.g. sex,age,site: from a dataset "
-                        "recipe, a CSV attrs column, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
+                        "recipe, CSV attributes= columns, DICOM headers or demo?attributes=site,sex); adds subgroup gaps "
                         "with permutation p-values" + (", subgroup separability and a shortcut check" if embeddings else "")
                         + " (default: none)")
     p.add_argument("--min-group-size", type=int, default=30,

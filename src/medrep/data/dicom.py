@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.data.dicom_headers import HEADER_OPTIONS, take_header_options, with_header_attributes
 from medrep.data.dicom_pixels import (PIXEL_TAGS, _open, dicom_frame_count, parse_window,  # noqa: F401  (re-exports)
                                       read_dicom_frames, window_linear)
 from medrep.data.files import FileEntry, build_file_dataset, find_mask, take_read_options
 from medrep.data.folders import load_class_tree
 from medrep.data.paths import as_path, is_dicom_file, show_path
 from medrep.data.registry import register_data_scheme
-from medrep.errors import BadInputError, Param, SpecError
+from medrep.errors import BadInputError, MedrepError, Param, SpecError
 from medrep.specs import Spec
 
 
@@ -32,13 +33,20 @@ def _is_dicom_source(path: str) -> bool:
 @register_data_scheme("dicom", detect=_is_dicom_source)
 def load_dicom(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     """``dicom:FILE`` (one item), ``dicom:DIR`` of DICOM files (one class, named after the folder), or
-    ``dicom:DIR`` of class subfolders (one class per subfolder, as ``folder:``)."""
+    ``dicom:DIR`` of class subfolders (one class per subfolder, as ``folder:``).  ``?attributes=PatientSex,...``
+    carries allowed header fields as item attributes (see :mod:`medrep.data.dicom_headers`)."""
     opts = dict(spec.options)
     read = take_read_options(opts)
     masks = opts.pop("masks", None)
+    headers = take_header_options(opts)
     if opts:
-        raise SpecError(f"unknown option {sorted(opts)[0]!r} for dicom: (known: frame, frames, window, masks)", where=Param("data"))
-    root = as_path(spec.name)
+        raise SpecError(f"unknown option {sorted(opts)[0]!r} for dicom: (known: frame, frames, window, masks, "
+                        f"{', '.join(HEADER_OPTIONS)})", where=Param("data"))
+    return with_header_attributes(_load_files(spec.name, read, masks, skip_bad, skipped), headers)
+
+
+def _load_files(raw: str, read, masks: str | None, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
+    root = as_path(raw)
     if not root.exists():
         raise BadInputError("no such file or directory", where=show_path(root))
     if root.is_file():

@@ -8,8 +8,10 @@ MIMIC-CXR), ``finding_list=COL`` (finding names joined by ``|``, as NIH ChestX-r
 ``none=No Finding`` names the token that means no finding), or ``onehot=COL1,COL2`` (one-hot classes, as
 ISIC 2018/2019: a single-label task).  ``patient``, ``mask``, ``caption``, ``split`` name those columns;
 ``root=DIR`` is the folder image and mask paths are relative to (default: the CSV's folder);
-``attrs=COL1,COL2`` are carried on each item as attributes (default: every column not used otherwise;
-``attrs=none`` for none) and never used as labels.
+``attributes=COL1,COL2`` (or ``attrs=``) are carried on each item as attributes (default: every column not
+used otherwise; ``attributes=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
+(``path[,finding],x,y,w,h`` or ``…,x_min,y_min,x_max,y_max``); ``polygons=POLYGONS.csv``: lesion polygons
+(``path[,finding],polygon``, JSON vertices); see :mod:`medrep.data.box_tables`.
 With findings: ``finding=NAME`` (a binary task), ``uncertain=ones|zeros|ignore``, ``blank=ignore``
 (see :mod:`medrep.data.findings`).  Also ``classes=a,b,c`` (class order) and, for DICOM, ``frame=N``,
 ``frames=all``, ``window=c,w|none``.  Ids are the image paths as written in the CSV.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.data.box_tables import SINGULAR, attach_shapes
 from medrep.data.files import take_read_options
 from medrep.data.findings import FINDING_OPTIONS, parse_code, take_finding_options
 from medrep.data.images import as_path, show_path
@@ -30,7 +33,8 @@ from medrep.specs import Spec, take_list_option
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
 COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split")
-KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attrs", "classes",
+KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "polygons",
+                 "classes",
                  *FINDING_OPTIONS, "frame", "frames", "window")
 _EXPECTED = "expected path,label[,mask][,caption][,split], or name the columns: ?path=COL&label=COL"
 
@@ -72,12 +76,17 @@ def _label_form(table: CsvTable, opts: dict[str, str]) -> tuple[str, list[int], 
 
 
 def _attribute_columns(table: CsvTable, opts: dict[str, str], used: set[int]) -> list[int]:
-    raw = opts.pop("attrs", None)
+    # attributes= as on every other source (demo, dicom:, the DICOM recipes); attrs= is its short spelling
+    given = [k for k in ("attributes", "attrs") if k in opts]
+    if len(given) > 1:
+        raise SpecError("attributes= and attrs= are the same option: give one", where="?attrs")
+    option = given[0] if given else "attributes"
+    raw = opts.pop(option, None)
     if raw is None:
         return [i for i, h in enumerate(table.header) if h and i not in used]
     if raw.strip().lower() == "none":
         return []
-    return [table.column(n.strip(), option="attrs") for n in raw.split(",") if n.strip()]
+    return [table.column(n.strip(), option=option) for n in raw.split(",") if n.strip()]
 
 
 def _onehot_class(values: list[str], idx: list[int], names: list[str], where: str) -> str:
@@ -168,6 +177,11 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
                     caption=get("caption") or None, mask=mask)
     if not len(builder):
         raise MedrepError("manifest has a header but no rows", where=where)
+    for kind in ("boxes", "polygons"):
+        if kind in opts:
+            if cols["mask"] is not None:
+                raise SpecError(f"give mask images (a mask column) or a {SINGULAR[kind]} CSV, not both", where=f"?{kind}")
+            attach_shapes(builder, opts[kind], csv_path, kind)
     if cols["patient"] is not None and any(p is None for p in builder.patients):
         row = builder.patients.index(None)
         raise BadInputError(f"empty patient value (column {table.header[cols['patient']]!r})", where=builder.origins[row])

@@ -34,8 +34,14 @@ def otsu_thresholds(levels: torch.Tensor) -> torch.Tensor:
     between-class variance of {≤ t} and {> t}, the first such level on ties (scikit-image's rule)."""
     b = levels.shape[0]
     offsets = torch.arange(b, device=levels.device).view(-1, 1) * 256
-    hist = torch.bincount((levels.long() + offsets).flatten(), minlength=b * 256).view(b, 256).double()
-    centers = torch.arange(256, dtype=torch.float64, device=levels.device)
+    hist = torch.bincount((levels.long() + offsets).flatten(), minlength=b * 256).view(b, 256)
+    return otsu_from_histograms(hist)
+
+
+def otsu_from_histograms(hist: torch.Tensor) -> torch.Tensor:
+    """(B,) Otsu's threshold of each (B, 256) histogram of 8-bit levels (see :func:`otsu_thresholds`)."""
+    hist = hist.double()
+    centers = torch.arange(256, dtype=torch.float64, device=hist.device)
     w1 = hist.cumsum(1)
     w2 = hist.flip(1).cumsum(1).flip(1)
     m1 = (hist * centers).cumsum(1) / w1.clamp_min(1e-300)
@@ -104,10 +110,60 @@ def score_original_size(raw: torch.Tensor, masks: Sequence[torch.Tensor], probab
         sizes.setdefault(tuple(mask.shape[-2:]), []).append(i)
     if not tuning_grid:
         out["iou_grid"][:] = np.nan
+    fused = _fused_kernel() if raw.device.type == "cpu" and bool(torch.isfinite(raw).all()) else None
     for size, all_rows in sizes.items():
+        if fused is not None and size[0] * size[1] > fused.SMALL_PLANE:
+            _score_rows_fused(out, raw, masks, all_rows, empty, grid if tuning_grid else None)
+            continue
         for at in range(0, len(all_rows), chunk):
             _score_rows(out, raw, masks, all_rows[at:at + chunk], size, empty, grid if tuning_grid else None)
     return out
+
+
+def _fused_kernel():
+    """The fused numba kernel module where it can be used here, else None (imported on first use: numba's
+    import takes seconds, and only this scoring needs it)."""
+    try:
+        from medrep.explain import chexlocalize_kernel
+    except RuntimeError:  # numba with no writable cache location anywhere: the torch path scores the same
+        return None
+    return chexlocalize_kernel if chexlocalize_kernel.available() else None
+
+
+def _score_rows_fused(out: dict[str, np.ndarray], raw: torch.Tensor, masks: Sequence[torch.Tensor], rows: list[int],
+                      empty: torch.Tensor, grid: torch.Tensor | None) -> None:
+    """Score the images ``rows`` (one original size) into ``out`` from per-map counts
+    (:mod:`medrep.explain.chexlocalize_kernel`): the same figures as :func:`_score_rows`, without ever holding an
+    upsampled map."""
+    grid_np = np.zeros(0) if grid is None else grid.cpu().numpy()
+    maps = raw.detach().float().cpu().numpy()[rows]
+    binary = [torch.as_tensor(masks[i]).detach().cpu().numpy().astype(bool, copy=False).view(np.uint8) for i in rows]
+    hist, first, grid_hist = _fused_kernel().fused_counts(maps, binary, grid_np)
+    hit = np.array([m.reshape(-1)[f] for m, f in zip(binary, first)], dtype=np.float64)
+    _store_counts(out, rows, torch.from_numpy(hist), hit, grid_hist, ~empty[rows].cpu().numpy())
+
+
+def _store_counts(out: dict[str, np.ndarray], rows: list[int], hist: torch.Tensor, hit: np.ndarray,
+                  grid_hist: np.ndarray, keep: np.ndarray) -> None:
+    """Hit, Otsu IoU and (with grid counts) the IoU at each grid threshold, from the kernel's counts."""
+    inside = hist[:, 1].sum(1).numpy()
+    above = torch.arange(256)[None, :] > otsu_from_histograms(hist.sum(1))[:, None]
+    predicted = (hist.sum(1) * above).sum(1).numpy() * keep
+    inter = (hist[:, 1] * above).sum(1).numpy() * keep
+    out["iou_otsu"][rows] = _iou_from_counts(inter, predicted, inside)
+    out["predicted"][rows] = predicted > 0
+    out["hit"][rows] = hit
+    for t in range(grid_hist.shape[2] - 1):  # exceeding threshold t = exceeding more than t of the sorted grid
+        graded = grid_hist[:, :, t + 1:].sum(2)
+        pred_t, inter_t = graded.sum(1) * keep, graded[:, 1] * keep
+        out["iou_grid"][rows, t] = _iou_from_counts(inter_t, pred_t, inside)
+        out["predicted_grid"][rows, t] = pred_t > 0
+
+
+def _iou_from_counts(inter: np.ndarray, predicted: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """IoU from pixel counts, 0 where both prediction and mask are empty (as :func:`ious`)."""
+    union = (predicted + inside - inter).astype(np.float64)
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def _score_rows(out: dict[str, np.ndarray], raw: torch.Tensor, masks: Sequence[torch.Tensor], rows: list[int],

@@ -69,7 +69,9 @@ def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
     images, masks, ids = g["images"], g["masks"], g["ids"]
     methods = [m for m in result.methods if m in g["maps"]]
     rows, cols = len(ids), 1 + len(methods)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows + 0.3), squeeze=False)
+    # at most 10 inches (1100 px at 110 dpi) wide, so a report page shows it unscaled and its 8 pt labels at 12 px
+    tile = min(1.7, 10.0 / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(tile * cols, tile * rows + 0.3), squeeze=False)
     for r in range(rows):
         img = images[r]
         show = img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
@@ -83,10 +85,16 @@ def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("image + mask" if c == 0 else methods[c - 1], fontsize=8)
-        axes[r, 0].set_ylabel(str(ids[r])[-16:], fontsize=7)
+                first = "image + mask" if result.mask_area is not None else "image (no mask)"
+                ax.set_title(first if c == 0 else methods[c - 1], fontsize=8)
+        label = str(ids[r])
+        axes[r, 0].set_ylabel(label if len(label) <= 16 else "…" + label[-15:], fontsize=8)
     fig.suptitle(f"{result.model}: explanation maps (target: {result.target})", fontsize=9)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    from medrep.plotting import label_px_metadata
+
+    labels = [t for ax in axes.flat for t in (ax.title, ax.yaxis.label)]
+    metadata = label_px_metadata(labels, 110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata=metadata))
     plt.close(fig)
     return Path(path)

@@ -54,7 +54,7 @@ class ExplainResult:
     metrics: dict[str, dict[str, Metric]]            # method → metric key → mean with 95% interval
     per_image: dict[str, dict[str, np.ndarray]]      # method → metric key → (n,) values
     ids: list[str]
-    mask_area: dict[str, float]
+    mask_area: dict[str, float] | None  # None: the data has no masks
     settings: dict[str, Any]
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # wall-clock: the manifest's, not results.json's
     gallery: dict[str, Any] = field(default_factory=dict)  # images (G,C,H,W), masks (G,H,W), maps {method: (G,H,W)}
@@ -65,6 +65,8 @@ class ExplainResult:
     road: dict[str, Any] = field(default_factory=dict)      # method → {percentages, morf, lerf} mean curves
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
+    # {"run": False, "reason", "metrics": the mask scores left out} on data without masks
+    localisation: dict[str, Any] = field(default_factory=lambda: {"run": True})
 
     @property
     def dead_maps(self) -> dict[str, int]:
@@ -109,6 +111,7 @@ class ExplainResult:
             "by_method": self.method_records(),
             "sanity": None if self.sanity is None else {k: v for k, v in self.sanity.items() if k != "methods"},
             "mask_area": self.mask_area,
+            "localisation": self.localisation,
             "dead_maps": self.dead_maps,
             "n_images": len(self.ids),
             "ids": self.ids,
@@ -142,8 +145,12 @@ class ExplainResult:
             lines.append([method] + [_fmt_metric(self.metrics[method][k]) for k in keys])
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
-        return (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
+        text = (f"{table}\nmean [{self.interval_legend()}]; {up} higher is better, {down} lower is better "
                 f"(deletion_auc: the score should fall fast as the top pixels go)")
+        if not self.localisation.get("run", True):
+            asked = ", ".join(self.localisation["metrics"])
+            text += f"\nlocalisation{f' ({asked})' if asked else ''}: {self.localisation['reason']}"
+        return text
 
     def interval_legend(self) -> str:
         """What the bracketed intervals are: Wilson score intervals for the pointing game (one 0/1 hit per

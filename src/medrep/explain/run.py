@@ -1,4 +1,5 @@
-"""Explain a dataset with several methods and score every map against the lesion masks.
+"""Explain a dataset with several methods and score every map against the lesion masks (on data without masks:
+every map, with faithfulness and sanity checks only, localisation reported as not run).
 
 ``run_explain(encoder, dataset, ExplainConfig(...), *, cache, backend, out_dir, resume)`` →
 :class:`~medrep.explain.result.ExplainResult`; :func:`~medrep.explain.outputs.write_explain_outputs` writes
@@ -40,9 +41,14 @@ from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
 SCORING_VERSION = 4
 
 
+#: the scores that compare a map with a lesion mask; data without masks runs everything else
+MASK_METRICS = ("pointing", "iou", "mass", "auprc")
+NO_MASKS = "not run (the data has no masks)"
+
+
 def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
-    if not dataset.has_masks:
-        raise MedrepError(f"dataset {dataset.name} has no lesion masks; explanation scores need them", where="--data")
+    if not dataset.has_masks:  # nothing to localise against: every image is explained
+        return list(range(len(dataset))), 0
     keep, empty = [], 0
     for i in range(len(dataset)):
         if dataset.has_lesion(i):
@@ -127,17 +133,20 @@ class ExplainJob:
             # maps and masks at the model's input size, so mixed-size data batches
             batch = collate(items, **encoder.preprocessing.fit_kwargs())
             pixels = batch["image"].to(encoder.device, encoder.dtype)
-            masks = batch["mask"].to(encoder.device)
-            if tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):
+            masks = None if batch["mask"] is None else batch["mask"].to(encoder.device)
+            if masks is not None and tuple(masks.shape[-2:]) != tuple(pixels.shape[-2:]):
                 raise MedrepError(f"mask {tuple(masks.shape[-2:])} and image {tuple(pixels.shape[-2:])} sizes differ",
                                   where=batch["id"][0])
             tgt = _batch_target(cfg.target, encoder, pixels, batch["label"], self.references)
             take = max(0, min(len(batch["id"]), cfg.gallery_size - start)) if self.gallery else 0
-            out: dict[str, Any] = {"ids": list(batch["id"]), "areas": mask_area(masks).cpu().numpy(),
+            areas = np.full(len(items), np.nan) if masks is None else mask_area(masks).cpu().numpy()
+            out: dict[str, Any] = {"ids": list(batch["id"]), "areas": areas,
                                    "labels": batch["label"].numpy(), "scores": {}, "dead": {}, "seconds": {},
                                    "protocol": {}, "curves": {}, "gallery": None}
             if take:
-                out["gallery"] = {"images": batch["image"][:take].numpy(), "masks": batch["mask"][:take].numpy(),
+                shown = (np.zeros((take, *pixels.shape[-2:]), dtype=bool) if masks is None
+                         else batch["mask"][:take].numpy())  # no mask: no outline
+                out["gallery"] = {"images": batch["image"][:take].numpy(), "masks": shown,
                                   "ids": list(batch["id"][:take]), "maps": {}}
             probabilities = self._probabilities(encoder, pixels, tgt)
             for method in self.methods:
@@ -304,6 +313,7 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
     if skipped:
         cfg = dataclasses.replace(cfg, methods=tuple(supported))
     check_config(cfg, encoder)
+    cfg, not_run = _without_mask_scores(cfg, dataset)
     fit = encoder.head_fit(dataset.classes)
     if cfg.target == "class" and not fit.fits:  # the item's label would index an output that means another class
         raise MedrepError(f"the head of {encoder.name} does not fit the data: {fit.reason}; use --explain-target embedding "
@@ -326,13 +336,44 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
     outs = _run_units(job, encoder, dataset, n_batches, store, "b", backend, f"explain {encoder.name}")
     result = _gather(outs, encoder, dataset, cfg, methods, n_empty)
     result.settings["skipped_methods"] = skipped
+    if not_run is not None:
+        result.localisation = not_run
     if cfg.protocol is not None:
         tuned = _tuned_thresholds(encoder, tune_dataset, cfg, methods, refs, store, backend) if cfg.threshold == "tuned" else {}
         result.protocol = {cfg.protocol: _protocol_summary(outs, result.labels, list(dataset.classes), cfg, methods, tuned)}
     if cfg.sanity:
         result.sanity = _run_sanity(encoder, dataset, cfg, methods, indices, refs, store, backend)
-    result.verdicts = verdicts(methods, result.metrics, tuple(baseline_methods()), result.sanity)
+    result.verdicts = verdicts(methods, result.metrics, tuple(baseline_methods()), result.sanity,
+                               localisation_note=None if not_run is None else not_run["reason"])
     return result
+
+
+def _some_masks(dataset: Any) -> bool:
+    """Whether some items of file-backed data name a mask (read from the index, no file opened)."""
+    parts = getattr(dataset, "parts", None)
+    if parts:
+        return any(_some_masks(p) for p in parts.values())
+    if hasattr(dataset, "parent") and hasattr(dataset, "indices"):
+        entries = getattr(dataset.parent, "entries", None)
+        return entries is not None and any(entries[i].mask is not None for i in dataset.indices)
+    return any(e.mask is not None for e in getattr(dataset, "entries", ()))
+
+
+def _without_mask_scores(cfg: ExplainConfig, dataset: ImageDataset) -> tuple[ExplainConfig, dict[str, Any] | None]:
+    """On data without lesion masks: the config less the mask scores, and the record of what was not run and why
+    (None when the data has masks).  A named protocol is all localisation, so it is refused instead."""
+    if dataset.has_masks:
+        return cfg, None
+    if _some_masks(dataset):
+        raise MedrepError(f"only some images of dataset {dataset.name} have a mask (a blank mask cell is no annotation, "
+                          "not an empty mask); give every image one, an empty mask where there is no lesion, or none to "
+                          "explain without localisation", where="--data")
+    if cfg.protocol is not None:
+        raise MedrepError(f"the {cfg.protocol} protocol scores maps against lesion masks and dataset {dataset.name} has "
+                          "none; leave out --protocol to run the faithfulness and sanity checks", where="--protocol")
+    dropped = [m for m in cfg.metrics if m in MASK_METRICS]
+    kept = tuple(m for m in cfg.metrics if m not in MASK_METRICS)
+    return dataclasses.replace(cfg, metrics=kept), {"run": False, "reason": NO_MASKS, "metrics": dropped}
 
 
 def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset, cfg: ExplainConfig,
@@ -351,7 +392,7 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
                    for k, v in ks.items()} for m, ks in values.items()}
     area, lab = cat([o["areas"] for o in outs]), cat([o["labels"] for o in outs])
     n = len(ids)
-    area_stats: dict[str, Any] = {
+    area_stats: dict[str, Any] | None = None if not dataset.has_masks else {
         "mean": float(area.mean()), "median": float(np.median(area)), "min": float(area.min()),
         "max": float(area.max()), "std": float(area.std()), "n": n, "n_without_mask": n_empty,
         "mean_by_class": {dataset.classes[c]: float(area[lab == c].mean()) for c in np.unique(lab)},
@@ -374,7 +415,8 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
                 "limit": cfg.limit, "method_options": cfg.method_options, "protocol": cfg.protocol,
                 "road_percents": list(cfg.road_percents), "sanity": list(cfg.sanity),
                 "bootstrap": {"n_boot": cfg.n_boot, "confidence": 0.95}}
-    data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty, "classes": list(dataset.classes)}
+    data_desc = {"name": dataset.name, "n_scored": n, "n_without_mask": n_empty if dataset.has_masks else None,
+                 "masks": dataset.has_masks, "classes": list(dataset.classes)}
     if groups is not None:
         data_desc.update(n_images=n, n_patients=len(set(groups.tolist())), interval=CLUSTER_INTERVAL)
     return ExplainResult(

@@ -24,7 +24,7 @@ from torch import nn
 from medrep.data.base import ImageDataset, collate
 from medrep.errors import MedrepError
 from medrep.explain.methods import explain_with_raw
-from medrep.explain.similarity import SIMILARITIES, map_similarities
+from medrep.explain.similarity import SIMILARITIES, map_similarities, reference_statistics
 from medrep.explain.targets import Target, resolve_classes
 from medrep.models.base import Encoder, evaluation
 from medrep.results import Metric, bootstrap_metric
@@ -153,9 +153,13 @@ class SanityJob:
                 for m in self.methods}
 
     def _compare(self, base: dict, new: dict) -> dict[str, dict[str, np.ndarray]]:
+        """Similarities of the trained model's maps (``base``: maps, and their statistics under ``"reference"``,
+        computed once per batch) to ``new``."""
         out = {}
         for m in self.methods:
-            sims = map_similarities(base[m][0], new[m][0], base[m][1], new[m][1], self.topk)
+            if m not in base["reference"]:
+                base["reference"][m] = reference_statistics(base[m][0], base[m][1], self.topk)
+            sims = map_similarities(base[m][0], new[m][0], base[m][1], new[m][1], reference=base["reference"][m])
             out[m] = {k: v.cpu().numpy() for k, v in sims.items()}
         return out
 
@@ -166,7 +170,7 @@ class SanityJob:
         with evaluation(encoder):
             pixels = batch["image"].to(encoder.device, encoder.dtype)
             target = self._target(encoder, pixels, batch["label"])
-            base = self._maps(encoder, pixels, target)
+            base = {**self._maps(encoder, pixels, target), "reference": {}}
             _advance(progress, len(self.methods))
             out: dict[str, Any] = {"ids": list(batch["id"]), "baseline": _random_level(pixels, self.seed, bi, self.topk)}
             if "logit" in self.tests and target.kind == "class":

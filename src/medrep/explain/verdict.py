@@ -30,8 +30,11 @@ def _metric(metrics: Mapping[str, Metric], key: str) -> Metric | None:
     return m if m is not None and m.value == m.value else None
 
 
-def localises(metrics: Mapping[str, Mapping[str, Metric]], method: str) -> dict[str, Any]:
+def localises(metrics: Mapping[str, Mapping[str, Metric]], method: str, note: str | None = None) -> dict[str, Any]:
+    """``note``: why localisation was not run at all (e.g. the data has no masks)."""
     key = "pointing" if "pointing" in metrics.get(method, {}) else "auprc"
+    if note is not None:
+        return {"answer": NOT_RUN, "metric": key, "reason": note}
     own, centre = _metric(metrics.get(method, {}), key), _metric(metrics.get("center", {}), key)
     if own is None or centre is None or own.low is None:
         return {"answer": NOT_RUN, "metric": key}
@@ -69,7 +72,8 @@ def sentence(method: str, verdict: Mapping[str, Any]) -> str:
                      if loc["metric"] == "pointing" else
                      f"{method} {what} {loc['method']['value']:.2f} (centre prior {loc['center']:.2f})")
     else:
-        parts.append(f"{method} was not scored on localisation")
+        why = loc.get("reason", "")
+        parts.append(f"{method} was not scored on localisation" + (f" ({why.removeprefix('not run ').strip('()')})" if why else ""))
     if dep["answer"] == YES:
         parts.append(f"its map changes when the model is randomised (Spearman {dep['after_full_randomisation']['value']:.2f})")
     elif dep["answer"] == NO:
@@ -93,14 +97,14 @@ def sentence(method: str, verdict: Mapping[str, Any]) -> str:
 
 
 def verdicts(methods: list[str], metrics: Mapping[str, Mapping[str, Metric]], baselines: tuple[str, ...],
-             sanity: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+             sanity: Mapping[str, Any] | None, localisation_note: str | None = None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
         if m == "center":
             out[m] = {"baseline": True, "sentence": "center is a baseline (the centre prior): a method localises only "
                                                     "where it beats it."}
             continue
-        v = {"baseline": m in baselines, "localises": localises(metrics, m),
+        v = {"baseline": m in baselines, "localises": localises(metrics, m, localisation_note),
              "depends_on_model": depends_on_model(sanity, m) if m not in baselines else {"answer": NOT_RUN},
              "faithful": faithful(metrics, m) if m != "random" else {"answer": NOT_RUN}}
         v["sentence"] = sentence(m, v)

@@ -268,6 +268,9 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
     if dataset.findings:
         from medrep.features.multilabel import run_multilabel_features
 
+        if subgroups is not None:
+            _refuse_multilabel_subgroups(dataset)
+
         return run_multilabel_features(encoders, train, test, layers, pool=pool, n_boot=n_boot, batch_size=batch_size,
                                        cache=cache, seed=seed, settings={"train_split": train_split,
                                                                          "test_split": test_split, "limit": limit})
@@ -335,6 +338,8 @@ def run_probe_subgroups(encoders: Sequence[Any], dataset, config, train_split: s
     subgroup, attribute separability and the shortcut check per model.  Returns (SubgroupResult, {figure:
     overall Metric})."""
     check_unique_encoders(encoders)
+    if getattr(dataset, "findings", None):
+        _refuse_multilabel_subgroups(dataset)
     train, test = train_test_splits(dataset, train_split, test_split, limit, seed)
     classes = list(dataset.classes)
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "data"))
@@ -362,6 +367,15 @@ def run_probe_subgroups(encoders: Sequence[Any], dataset, config, train_split: s
                     "linear_classes": probe.classes_}
         _add_subgroups(analysis, rep, per_item, test.ids, classes, (probe_groups, probe_patients))
     return analysis.result, overall
+
+
+def _refuse_multilabel_subgroups(dataset) -> None:
+    """Subgroup figures, gaps and the shortcut check are of one label's probe, not of a set of findings."""
+    from medrep.data.findings import finding_spelling
+
+    raise MedrepError(f"subgroups need one label, and {getattr(dataset, 'name', 'the data')} is multi-label "
+                      f"({len(dataset.findings)} findings): pick one, e.g. --data "
+                      f"'SPEC{finding_spelling(list(dataset.findings))}'", where=Param("by"))
 
 
 def _subgroup_analysis(config, test):

@@ -181,11 +181,12 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
     fig = plt.figure(figsize=(grid.shape[1] * scale + 1.6, grid.shape[0] * scale + 0.6), dpi=110)
     ax = fig.add_axes([0.2, 0.02, 0.78, 0.88])
     ax.imshow(grid, interpolation="nearest")
-    ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(len(columns))], heads, fontsize=7)
+    # 8 pt at 110 dpi: labels 12 px high in the PNG, legible in the report at its natural size
+    ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(len(columns))], heads, fontsize=8)
     ax.xaxis.tick_top()
     labels = [f"{name(lab[i])} → {name(pred[i])}" + (f"\n(target {name(int(tlab[i]))})" if tgt is not None else "")
               for i in range(k)]
-    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(k)], labels, fontsize=6)
+    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(k)], labels, fontsize=8)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -194,6 +195,9 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
     fig.suptitle(f"{result.config['objective']}, {format_eps(r.eps, norm)}{f' ({norm})' if norm == 'linf' else ''}; "
                  f"rows: true → {result.primary} label after the attack\n"
                  f"difference = 0.5 + {amp:.3g} × (perturbed − original) ({how})", fontsize=8)
+    from medrep.plotting import mark_labels
+
+    mark_labels(fig, [*ax.get_xticklabels(), *ax.get_yticklabels()])
     return _save(fig, path)
 
 
@@ -211,7 +215,9 @@ def gallery_amplification(src: np.ndarray, adv: np.ndarray, amplify: float | Non
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    from medrep.plotting import png_metadata
+
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata=png_metadata(fig)))
     finally:
         plt.close(fig)

@@ -99,7 +99,7 @@ def summarise(r: EpsResult, names: list[str], uses_target: bool, seed: int, n_bo
     detector = []
     for k, sg in enumerate(sigmas):
         dc, da = r.column(f"detector_clean_sigma{k}"), r.column(f"detector_attacked_sigma{k}")
-        auc = M.detector_auc_bootstrap(dc, da, n_boot=n_boot, seed=seed)
+        auc = M.detector_auc_bootstrap(dc, da, n_boot=n_boot, seed=seed, groups=groups)
         detector.append({"sigma": sg, "roc_auc": auc.to_dict(), "score_clean_mean": float(dc.mean()),
                          "score_attacked_mean": float(da.mean())})
     return {

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medrep.data.ages import DECADES, parse_age_bins  # noqa: F401  (re-exported)
 from medrep.errors import MedrepError
-
-DECADES = tuple(float(a) for a in range(10, 100, 10))  # default age-bin edges: 0–9, 10–19, …, 90+
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,3 @@ def parse_by(text: str | list[str] | tuple[str, ...] | None, where: str = "--by"
     if len(set(names)) != len(names):
         raise MedrepError("an attribute is listed twice", where=where)
     return names
-
-
-def parse_age_bins(text: str, where: str = "--age-bins") -> tuple[float, ...]:
-    try:
-        edges = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise MedrepError(f"expected numbers separated by commas, got {text!r}", where=where) from None
-    if not edges or list(edges) != sorted(set(edges)):
-        raise MedrepError("age-bin edges must be increasing numbers", where=where)
-    return edges

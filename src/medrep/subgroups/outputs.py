@@ -96,7 +96,9 @@ def forest_plot(result: SubgroupResult, model: str, overall: dict[str, Metric], 
     axes[0][0].invert_yaxis()
     fig.suptitle(title or f"{model}: figures by subgroup (95% CI; dashed: overall)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    from medrep.plotting import label_px_metadata
+
+    fig.savefig(path, metadata=label_px_metadata(axes[0][0].get_yticklabels(), fig.dpi))
     plt.close(fig)
     return Path(path)
 
@@ -122,37 +124,59 @@ def write_subgroup_outputs(result: SubgroupResult, out_dir: str | Path, overall:
     return figures
 
 
+def _m(metric: Metric) -> str:
+    """A figure with its interval at three decimals, as the report's tables show it."""
+    if metric.low is None or metric.high is None:
+        return _fmt(metric.value)
+    return f"{metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}]"
+
+
+def _gap_sentence(a: Any, model: str) -> str | None:
+    keys = [f for f in a.figures if f.startswith(f"{model}/") or f == model]
+    key = next((k for k in keys if k.endswith("linear_probe_accuracy")), keys[0] if keys else None)
+    b = a.figures.get(key) if key else None
+    if not b or b["gap"] is None:
+        return None
+    worst, best = b["worst"], b["best"]
+    beyond = b["gap_p"] is not None and b["gap_p"] < 0.05
+    return (f"{figure_words(key)} is {b['groups'][worst]['metric'].value:.3f} for {worst} against "
+            f"{b['groups'][best]['metric'].value:.3f} for {best} (gap {b['gap']:.3f}, p = {_fmt(b['gap_p'])}: "
+            + ("beyond chance" if beyond else "within chance") + ")")
+
+
+def _separability_sentence(a: Any, s: dict[str, Any] | None, permutations: int | None) -> str | None:
+    if not s or "auroc" not in s:
+        return None
+    auc, p = s["auroc"], s.get("p_value")
+    above = auc.low is not None and auc.low > 0.5
+    floor = 1 / (1 + permutations) if permutations else None
+    if above and (p or 1) < 0.05:
+        verdict = f"{a.name} can be read from the embeddings"
+    elif above and floor is not None and floor >= 0.05:
+        verdict = (f"{a.name} looks readable from the embeddings, but {permutations} permutations cannot give p below "
+                   f"{floor:.2f}: too few to call it")
+    else:
+        verdict = f"{a.name} cannot be read from the embeddings"
+    return (f"{verdict} (probe AUROC {_m(auc)}, permutation p = {_fmt(p)}; {s['ks_significant']} of {s['ks_tests']} "
+            "KS tests significant after Holm)")
+
+
 def readings(result: SubgroupResult, models: list[str]) -> list[str]:
-    """A plain-language paragraph per model: where it fails, whether the gap is beyond chance, what the embeddings
-    encode about each attribute and whether the probe leans on it."""
+    """A plain-language paragraph per model and attribute: where it fails and whether the gap is beyond chance,
+    whether the embeddings encode the attribute, and whether the probe leans on it."""
     out = []
+    permutations = result.settings.get("separability_permutations")
     for model in models:
-        parts = []
         for a in result.attributes.values():
-            keys = [f for f in a.figures if f.startswith(f"{model}/") or f == model]
-            for f in keys[:1] + [k for k in keys[1:] if k.endswith("linear_probe_accuracy")][:1]:
-                b = a.figures[f]
-                if b["gap"] is None:
-                    continue
-                worst, best = b["worst"], b["best"]
-                mw, mb = b["groups"][worst]["metric"], b["groups"][best]["metric"]
-                verdict = ("beyond what shuffling the attribute within each class produces" if b["gap_p"] is not None
-                           and b["gap_p"] < 0.05 else "within what chance produces")
-                parts.append(f"by {a.name}, {figure_words(f)} is lowest for {worst} ({mw}) and highest for {best} ({mb}): "
-                             f"a gap of {b['gap']:.3f} (p = {_fmt(b['gap_p'])}), {verdict}")
-            s, c = a.separability.get(model), a.shortcut.get(model)
-            if s and "auroc" in s:
-                auc = s["auroc"]
-                readable = auc.low is not None and auc.low > 0.5 and (s.get("p_value") or 1) < 0.05
-                parts.append(f"{a.name} is {'readable' if readable else 'not readable'} from the embeddings (probe AUROC "
-                             f"{auc}, permutation p = {_fmt(s.get('p_value'))}; {s['ks_significant']} of {s['ks_tests']} "
-                             "KS tests significant after Holm)")
+            c = a.shortcut.get(model)
+            said = [x for x in (_gap_sentence(a, model), _separability_sentence(a, a.separability.get(model), permutations))
+                    if x]
             if c:
-                parts.append(f"re-weighting the test set so that {a.name} and the class are independent moves the probe's "
-                             f"accuracy from {c['accuracy'].value:.3f} to {c['reweighted_accuracy'].value:.3f} (drop {c['drop']})"
-                             + (f": {a.name} is a likely shortcut" if c["flagged"] else ": no sign of a shortcut"))
-        if parts:
-            out.append(f"{model}: " + "; ".join(parts) + ".")
+                said.append(f"re-weighting the test set so that {a.name} and the class are independent moves the probe's "
+                            f"accuracy from {c['accuracy'].value:.3f} to {c['reweighted_accuracy'].value:.3f} (drop "
+                            f"{_m(c['drop'])}): " + (f"{a.name} is a likely shortcut" if c["flagged"] else "no sign of a shortcut"))
+            if said:
+                out.append(f"{model}, by {a.name}: " + "; ".join(said) + ".")
     return out
 
 

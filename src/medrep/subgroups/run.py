@@ -23,7 +23,7 @@ def attribute_groups(dataset, by: Sequence[str], age_bins: Sequence[float], wher
     out = {}
     for name in by:
         if name not in available:
-            known = ", ".join(available) or "none (give a CSV `attrs` column, a dataset recipe, DICOM headers or "\
+            known = ", ".join(available) or "none (give CSV `attributes=` columns, a dataset recipe, DICOM headers or "\
                                               "demo?attributes=site,sex)"
             raise MedrepError(f"the data has no attribute {name!r} (available: {known})", where=where)
         values = np.asarray(dataset.attribute_values(name), dtype=object).astype(str)

@@ -2,15 +2,13 @@
 figures, the largest gap with a within-class permutation test, age bins and Holm's correction."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from medrep.data.ages import UNKNOWN, age_in_years, bin_ages  # noqa: F401  (re-exported: one definition of a band)
 from medrep.results import Metric, bootstrap_metric, bootstrap_paired, cluster_bootstrap_metric
-
-UNKNOWN = ""  # an item whose attribute is not known belongs to no subgroup
 
 
 @dataclass
@@ -126,34 +124,6 @@ def holm(pvalues: list[float]) -> list[float]:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out.tolist()
-
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*$", re.IGNORECASE)
-_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
-
-
-def age_in_years(value: str) -> float | None:
-    """A numeric age ("63", "63.5") or a DICOM age string ("045Y", "006M") in years; None when not an age."""
-    m = _AGE.match(str(value))
-    if not m:
-        return None
-    return float(m.group(1)) * _AGE_UNIT_YEARS[m.group(2).upper()]
-
-
-def bin_ages(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
-    """Numeric ages → bands "<10", "10-19" … ">=90" at ``edges``; unknown or unreadable ages → UNKNOWN."""
-    def band(v: str) -> str:
-        years = age_in_years(v)
-        if years is None:
-            return UNKNOWN
-        k = int(np.searchsorted(edges, years, side="right"))
-        if k == 0:
-            return f"<{edges[0]:g}"
-        if k == len(edges):
-            return f">={edges[-1]:g}"
-        lo, hi = edges[k - 1], edges[k]
-        return f"{lo:g}-{hi - 1:g}" if float(lo).is_integer() and float(hi).is_integer() else f"[{lo:g}, {hi:g})"
-    return np.array([band(v) for v in values], dtype=object)
 
 
 def is_age_attribute(name: str, values: np.ndarray) -> bool:

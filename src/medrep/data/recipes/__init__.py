@@ -21,6 +21,7 @@ class RecipeInfo:
     patients: str
     splits: str
     options: dict[str, str] = field(default_factory=dict)  # option → help
+    attributes: str = "none"  # the item attributes it carries (the names --by takes)
 
 
 RECIPES: dict[str, RecipeInfo] = {}

@@ -31,6 +31,7 @@ describe_recipe(RecipeInfo(
     masks="none (see chexlocalize)",
     patients="patientNNNNN path part",
     splits="train, valid",
+    attributes="Sex, Age, Frontal/Lateral, AP/PA",
     options={"view": "frontal, lateral or all (default)", **FINDING_HELP}))
 
 

@@ -8,7 +8,12 @@
   ``ISIC_2019_Training_Input/``; images of one lesion (``lesion_id``) are grouped as one patient would be.
 * 2018 task 3: ``ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv`` (one-hot
   ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``), images in ``ISIC2018_Task3_Training_Input/``; lesion groups from
-  ``ISIC2018_Task3_Training_LesionGroupings.csv`` when present.
+  ``ISIC2018_Task3_Training_LesionGroupings.csv`` (``image,lesion_id,diagnosis_confirm_type``) when present.
+  The challenge's files carry no sex or age; the HAM10000 release of the same images does:
+  ``HAM10000_metadata.csv`` (``lesion_id,image_id,dx,dx_type,age,sex,localization``) beside them adds ``sex``,
+  ``age_approx`` (its ``age``) and ``anatom_site_general`` (its ``localization``).
+
+Attributes are those the files hold (none are invented): ``sex``, ``age_approx``, ``anatom_site_general``.
 """
 from __future__ import annotations
 
@@ -29,11 +34,13 @@ GT_2018 = "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTru
 describe_recipe(RecipeInfo(
     name="isic",
     reads="2020: train.csv + train/ (or jpeg/train/); 2019: ISIC_2019_Training_GroundTruth.csv + _Metadata.csv + "
-          "ISIC_2019_Training_Input/; 2018: ISIC2018_Task3_Training_GroundTruth/…csv + ISIC2018_Task3_Training_Input/",
+          "ISIC_2019_Training_Input/; 2018: ISIC2018_Task3_Training_GroundTruth/…csv + ISIC2018_Task3_Training_Input/ "
+          "(+ _LesionGroupings.csv, HAM10000_metadata.csv for sex / age / site)",
     labels="2020: benign / malignant; 2018/2019: the one-hot diagnosis (MEL, NV, BCC, …)",
     masks="none",
     patients="2020: patient_id; 2019/2018: lesion_id (images of one lesion together)",
-    splits="none (medrep draws 70/30 by patient where it needs two)"))
+    splits="none (medrep draws 70/30 by patient where it needs two)",
+    attributes="sex, age_approx, anatom_site_general (2018: from HAM10000_metadata.csv when present)"))
 
 
 def _one_hot(values: list[str], cols: list[int], names: list[str], where: str) -> str:
@@ -43,13 +50,36 @@ def _one_hot(values: list[str], cols: list[int], names: list[str], where: str) -
     return hot[0]
 
 
-def _metadata(path: Path | None, key: str) -> dict[str, list[str]]:
+# the columns each metadata file holds for the recipe's attributes and the lesion id
+META_2019 = {"sex": "sex", "age_approx": "age_approx", "anatom_site_general": "anatom_site_general", "lesion_id": "lesion_id"}
+META_HAM10000 = {"sex": "sex", "age_approx": "age", "anatom_site_general": "localization", "lesion_id": "lesion_id"}
+META_GROUPINGS = {"lesion_id": "lesion_id"}
+
+
+def _metadata(path: Path | None, key: str, columns: dict[str, str]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """(the attribute names this file holds, image → {name: value}); nothing when the file is absent."""
     if path is None or not path.is_file():
-        return {}
+        return [], {}
     table = CsvTable(path)
     k = table.column(key)
-    cols = [table.column(c) if table.has(c) else None for c in (*ATTRIBUTES, "lesion_id")]
-    return {values[k].strip(): [values[c].strip() if c is not None else "" for c in cols] for _, values in table.rows()}
+    present = {name: table.column(col) for name, col in columns.items() if table.has(col)}
+    rows = {values[k].strip(): {name: values[c].strip() for name, c in present.items()} for _, values in table.rows()}
+    return [a for a in ATTRIBUTES if a in present], rows
+
+
+def _merged_metadata(sources: list[tuple[Path, str, dict[str, str]]]) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+    """Every metadata file's attributes and lesion ids, merged per image (a later file fills what an earlier lacks)."""
+    names: list[str] = []
+    merged: dict[str, dict[str, str]] = {}
+    for path, key, columns in sources:
+        held, rows = _metadata(path, key, columns)
+        names += [a for a in held if a not in names]
+        for ident, values in rows.items():
+            into = merged.setdefault(ident, {})
+            for name, value in values.items():
+                if value and not into.get(name):
+                    into[name] = value
+    return tuple(a for a in ATTRIBUTES if a in names), merged
 
 
 def _load_2020(root: Path) -> TableBuilder:
@@ -68,15 +98,15 @@ def _load_2020(root: Path) -> TableBuilder:
     return builder
 
 
-def _load_one_hot(root: Path, gt: Path, inputs: list[str], meta: Path | None, meta_key: str) -> TableBuilder:
+def _load_one_hot(root: Path, gt: Path, inputs: list[str], metadata: list[tuple[Path, str, dict[str, str]]]) -> TableBuilder:
     table = CsvTable(gt)
     image = table.column("image")
     names = [h for h in table.header if h and h != table.header[image]]
     cols = [table.column(n) for n in names]
     folders = [root / f for f in inputs]
     files = image_index(folders, (".jpg", ".jpeg", ".png"))
-    meta_rows = _metadata(meta, meta_key)
-    builder = TableBuilder(table.where, ATTRIBUTES if meta_rows else ())
+    attributes, meta_rows = _merged_metadata(metadata)
+    builder = TableBuilder(table.where, attributes)
     for line, values in table.rows():
         origin = f"{table.where} row {line}"
         ident = values[image].strip()
@@ -84,11 +114,10 @@ def _load_one_hot(root: Path, gt: Path, inputs: list[str], meta: Path | None, me
             label = _one_hot(values, cols, names, origin)
         except ValueError:
             raise BadInputError("a diagnosis column is not a number", where=origin) from None
-        m = meta_rows.get(ident)
+        m = meta_rows.get(ident, {})
         builder.add(files.get(f"{ident}.jpg", folders[0] / f"{ident}.jpg"), ident, origin, label=label,
-                    patient=(m[3] or ident) if m else None, attributes=m[:3] if meta_rows else ())
-    if meta_rows and any(p is None for p in builder.patients):
-        builder.patients = [p or i for p, i in zip(builder.patients, builder.ids)]
+                    patient=(m.get("lesion_id") or ident) if meta_rows else None,
+                    attributes=[m.get(a, "") for a in attributes])
     return builder
 
 
@@ -98,11 +127,12 @@ def load_isic(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLo
     if (root / "train.csv").is_file():
         builder = _load_2020(root)
     elif (root / GT_2019).is_file():
-        builder = _load_one_hot(root, root / GT_2019, ["ISIC_2019_Training_Input"], root / "ISIC_2019_Training_Metadata.csv",
-                                "image")
+        builder = _load_one_hot(root, root / GT_2019, ["ISIC_2019_Training_Input"],
+                                [(root / "ISIC_2019_Training_Metadata.csv", "image", META_2019)])
     elif (root / GT_2018).is_file():
         builder = _load_one_hot(root, root / GT_2018, ["ISIC2018_Task3_Training_Input"],
-                                root / "ISIC2018_Task3_Training_LesionGroupings.csv", "image")
+                                [(root / "ISIC2018_Task3_Training_LesionGroupings.csv", "image", META_GROUPINGS),
+                                 (root / "HAM10000_metadata.csv", "image_id", META_HAM10000)])
     else:
         raise MedrepError(f"isic: expected train.csv (2020), {GT_2019} (2019) or {GT_2018} (2018), found {listing(root)}",
                           where=str(root))

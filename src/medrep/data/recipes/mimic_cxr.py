@@ -24,6 +24,7 @@ describe_recipe(RecipeInfo(
     masks="none",
     patients="subject_id",
     splits="train, validate, test (the split file)",
+    attributes="ViewPosition",
     options={"labeler": "chexpert (default) or negbio", **FINDING_HELP}))
 
 

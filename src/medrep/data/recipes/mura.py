@@ -21,7 +21,8 @@ describe_recipe(RecipeInfo(
     labels="normal / abnormal, per study",
     masks="none",
     patients="patientNNNNN path part",
-    splits="train, valid"))
+    splits="train, valid",
+    attributes="study_type (XR_WRIST, XR_SHOULDER, …)"))
 
 
 def _study_labels(root, split: str) -> dict[str, str]:

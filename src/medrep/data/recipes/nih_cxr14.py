@@ -30,6 +30,7 @@ describe_recipe(RecipeInfo(
     masks="BBox_List_2017.csv boxes (x, y, w, h), per finding (Infiltrate = Infiltration)",
     patients="Patient ID column",
     splits="train (train_val_list.txt), test (test_list.txt); all when the lists are absent",
+    attributes="Patient Gender, Patient Age, View Position",
     options=dict(FINDING_HELP)))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from medrep.data.annotations import Boxes, box_from
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.data.dicom_headers import HEADER_OPTIONS, take_header_options, with_header_attributes
 from medrep.data.recipes import RecipeInfo, describe_recipe
 from medrep.data.recipes.common import READ_HELP, expect, recipe_root, take_options
 from medrep.data.registry import register_data_scheme
@@ -22,7 +23,8 @@ describe_recipe(RecipeInfo(
     masks="the boxes (x, y, width, height), several per image",
     patients="patientId (one image per patient)",
     splits="none (the stage-2 test set is unlabelled)",
-    options=dict(READ_HELP)))
+    attributes="class (stage_2_detailed_class_info.csv); DICOM headers with ?attributes=",
+    options={**READ_HELP, **HEADER_OPTIONS}))
 
 
 def _detailed_class(root) -> dict[str, str]:
@@ -36,7 +38,8 @@ def _detailed_class(root) -> dict[str, str]:
 
 def load_rsna(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     root = recipe_root(raw, "rsna-pneumonia")
-    _, _, read = take_options(options, "rsna-pneumonia", [], read=True)
+    opts, _, read = take_options(options, "rsna-pneumonia", list(HEADER_OPTIONS), read=True)
+    headers = take_header_options(opts)
     table = CsvTable(expect(root, ["stage_2_train_labels.csv"], "rsna-pneumonia"))
     images = expect(root, ["stage_2_train_images"], "rsna-pneumonia")
     pid, target = table.column("patientId"), table.column("Target")
@@ -62,7 +65,7 @@ def load_rsna(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLo
     for row, b in boxes.items():
         builder.masks[row] = b
     builder.annotated = True
-    return builder.build(read, skip_bad, skipped, classes=list(CLASSES))
+    return with_header_attributes(builder.build(read, skip_bad, skipped, classes=list(CLASSES)), headers)
 
 
 @register_data_scheme("rsna-pneumonia")

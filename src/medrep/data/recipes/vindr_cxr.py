@@ -9,6 +9,7 @@ from pathlib import Path
 
 from medrep.data.annotations import Boxes, box_from
 from medrep.data.base import ImageDataset, SkipLog
+from medrep.data.dicom_headers import HEADER_OPTIONS, take_header_options, with_header_attributes
 from medrep.data.recipes import RecipeInfo, describe_recipe
 from medrep.data.recipes.common import FINDING_HELP, READ_HELP, expect, recipe_root, take_options
 from medrep.data.registry import register_data_scheme
@@ -23,7 +24,8 @@ describe_recipe(RecipeInfo(
     masks="boxes (x_min, y_min, x_max, y_max) of every radiologist, per finding",
     patients="none published (images are de-identified one by one)",
     splits="train, test",
-    options={**FINDING_HELP, **READ_HELP}))
+    attributes="DICOM headers with ?attributes= (PatientSex, PatientAge, …)",
+    options={**FINDING_HELP, **READ_HELP, **HEADER_OPTIONS}))
 
 
 def _labels(path: Path) -> tuple[list[str], dict[str, list[float]], str]:
@@ -67,7 +69,8 @@ def _boxes(path: Path, findings: list[str]) -> dict[str, dict[str, Boxes]]:
 
 def load_vindr(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipLog) -> ImageDataset:
     root = recipe_root(raw, "vindr-cxr")
-    _, policy, read = take_options(options, "vindr-cxr", [], findings=True, read=True)
+    opts, policy, read = take_options(options, "vindr-cxr", list(HEADER_OPTIONS), findings=True, read=True)
+    headers = take_header_options(opts)
     expect(root, ["annotations"], "vindr-cxr")
     builder = None
     for split in ("train", "test"):
@@ -86,7 +89,7 @@ def load_vindr(raw: str, options: dict[str, str], skip_bad: bool, skipped: SkipL
                               split=split)
             for finding, b in boxes.get(ident, {}).items():
                 builder.add_finding_mask(row, finding, b)
-    return builder.build(read, skip_bad, skipped)
+    return with_header_attributes(builder.build(read, skip_bad, skipped), headers)
 
 
 @register_data_scheme("vindr-cxr")

@@ -1,0 +1,220 @@
+"""One fused pass per map for the CheXlocalize scores at the original image size (numba, when installed).
+
+The protocol upsamples each map to its original image (millions of pixels for a chest X-ray) and then only
+needs *counts*: the 8-bit level histogram (Otsu), the same histogram inside the mask (IoU of the Otsu
+segmentation for any threshold), the first maximal pixel (hit), and how many pixels exceed each tuning
+threshold in and out of the mask.  So the upsampled map is never stored: each pixel's value is recomputed
+from the two nearest rows of a width-upsampled copy and counted where it falls.
+
+Bit-exactness.  The value of each pixel is the one ``F.interpolate(..., mode="bilinear",
+align_corners=False)`` gives on the CPU: torch's kernel computes the source coordinate as
+``fma(scale, dst + 0.5, -0.5)`` and each output as ``fma(a, w0, b · w1)``, first along the width, then along
+the height; the fused multiply-add is emulated in float64 (the float32 product is exact there).  Torch uses
+another summation order for planes of at most :data:`SMALL_PLANE` pixels, so those stay on the torch path,
+and :func:`available` checks the emulation against ``F.interpolate`` once per process before it is used.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: output planes of at most this many pixels are interpolated by torch in another order: not emulated
+SMALL_PLANE = 4096
+
+try:  # an optional dependency (medrep[fast]); without it the torch path scores the same figures
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+
+def _fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 fused multiply-add through float64 (the product of two float32 is exact in float64)."""
+    return (a.double() * b.double() + c.double()).float()
+
+
+@functools.lru_cache(maxsize=256)
+def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Torch's bilinear (align_corners=False) source indices i0, i1 and float32 weights w0, w1 of one axis."""
+    scale = torch.tensor(float(n_in), dtype=torch.float32) / n_out
+    dst = torch.arange(n_out, dtype=torch.float32) + 0.5
+    src = _fma32(scale.expand_as(dst), dst, torch.full_like(dst, -0.5)).clamp_min(0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    w1 = (src - i0.float()).clamp(0, 1)
+    return i0.numpy(), i1.numpy(), (1 - w1).numpy(), w1.numpy()
+
+
+if numba is not None:
+    # No reassociation, reciprocal or contraction flags: every rounding stays the one torch performs; only
+    # NaN / infinity / signed-zero assumptions, so the min / max reductions vectorise (maps are checked finite).
+    _FAST = {"nnan", "ninf", "nsz"}
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _width_pass(raw, i0, i1, w0, w1):  # pragma: no cover - compiled
+        h, width = raw.shape[0], i0.shape[0]
+        out = np.empty((h, width), dtype=np.float32)
+        for a in range(h):
+            for x in range(width):
+                p = np.float32(raw[a, i1[x]] * w1[x])
+                out[a, x] = np.float32(np.float64(raw[a, i0[x]]) * np.float64(w0[x]) + np.float64(p))
+        return out
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _row(hor, a0, a1, v0, v1, buf):  # pragma: no cover - compiled
+        r0, r1 = hor[a0], hor[a1]
+        w0 = np.float64(v0)
+        for x in range(buf.shape[0]):
+            p = np.float32(r1[x] * v1)
+            buf[x] = np.float32(np.float64(r0[x]) * w0 + np.float64(p))
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def upsample_map(raw, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1):  # pragma: no cover - compiled
+        """The whole upsampled map (for the self-check and the tests; scoring never stores it)."""
+        hor = _width_pass(raw, xi0, xi1, xw0, xw1)
+        out = np.empty((yi0.shape[0], xi0.shape[0]), dtype=np.float32)
+        for y in range(yi0.shape[0]):
+            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], out[y])
+        return out
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _row_bounds(hor, yi0, yi1, yw0, yw1):  # pragma: no cover - compiled
+        """Per output row, bounds no pixel of it can pass: w0 · max(row a0) + w1 · max(row a1) (and the same
+        with minima), widened by four float32 roundings of the magnitudes involved."""
+        h = hor.shape[0]
+        top, bottom, size = np.empty(h), np.empty(h), np.empty(h)
+        for a in range(h):
+            top[a], bottom[a], size[a] = hor[a].max(), hor[a].min(), np.abs(hor[a]).max()
+        n = yi0.shape[0]
+        upper, lower = np.empty(n), np.empty(n)
+        for y in range(n):
+            w0, w1 = np.float64(yw0[y]), np.float64(yw1[y])
+            slack = 4.0 * 2.0 ** -24 * (w0 * size[yi0[y]] + w1 * size[yi1[y]]) + 1e-37
+            upper[y] = w0 * top[yi0[y]] + w1 * top[yi1[y]] + slack
+            lower[y] = w0 * bottom[yi0[y]] + w1 * bottom[yi1[y]] - slack
+        return upper, lower
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _extremes(hor, yi0, yi1, yw0, yw1, buf):  # pragma: no cover - compiled
+        """The map's minimum, maximum and first maximal pixel (row-major, as np.argmax), evaluating only the
+        rows whose bounds can still reach the extremes found so far (most promising rows first)."""
+        width = buf.shape[0]
+        upper, lower = _row_bounds(hor, yi0, yi1, yw0, yw1)
+        hi, first = np.float32(-np.inf), -1
+        for y in np.argsort(-upper, kind="mergesort"):
+            if upper[y] < hi:
+                break  # no row left can reach the maximum, nor tie it
+            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+            row_hi = buf.max()
+            if row_hi > hi or (row_hi == hi and y * width < first):
+                hi = row_hi
+                for x in range(width):
+                    if buf[x] == row_hi:
+                        first = y * width + x
+                        break
+        lo = np.float32(np.inf)
+        for y in np.argsort(lower, kind="mergesort"):
+            if lower[y] > lo:
+                break
+            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+            lo = min(lo, buf.min())
+        return lo, hi, first
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, hist, buf, keys):  # pragma: no cover - compiled
+        """hist[c · 512 + m · 256 + level] for every pixel, m = 1 inside the mask, c = x mod 8 (eight copies
+        of the histogram, so that neighbouring pixels of one level do not wait on each other's increment); a
+        block of eight pixels with one key is counted at once."""
+        top = np.float32(hi - lo)
+        width = buf.shape[0]
+        for y in range(yi0.shape[0]):
+            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+            m = mask[y]
+            if top > 0:
+                for x in range(width):
+                    level = np.int32(np.float32(np.float32(np.float32(buf[x] - lo) / top) * np.float32(255.0)))
+                    keys[x] = level + np.int32(256) * np.int32(m[x])
+            else:
+                for x in range(width):
+                    keys[x] = np.int32(256) * np.int32(m[x])
+            x = 0
+            while x + 8 <= width:  # eight equal keys (one level, one side of the mask edge) in one increment
+                k = keys[x]
+                same = (k ^ keys[x + 1]) | (k ^ keys[x + 2]) | (k ^ keys[x + 3]) | (k ^ keys[x + 4]) \
+                    | (k ^ keys[x + 5]) | (k ^ keys[x + 6]) | (k ^ keys[x + 7])
+                if same == 0:
+                    hist[k] += 8
+                else:
+                    for j in range(8):
+                        hist[512 * j + keys[x + j]] += 1
+                x += 8
+            for j in range(x, width):
+                hist[keys[j]] += 1
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist, buf):  # pragma: no cover
+        """grid_hist[m · (T + 1) + k], k = how many of the sorted ``grid`` thresholds the normalised value
+        (v − lo) / (hi − lo), in float64, exceeds."""
+        span = np.float64(hi) - np.float64(lo)
+        n_grid = grid.shape[0]
+        for y in range(yi0.shape[0]):
+            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+            for x in range(buf.shape[0]):
+                k = 0
+                if span > 0:
+                    norm = (np.float64(buf[x]) - np.float64(lo)) / span
+                    while k < n_grid and norm > grid[k]:
+                        k += 1
+                grid_hist[k + (n_grid + 1) * mask[y, x]] += 1
+
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count_map(raw, mask, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1, grid, hist, grid_hist):  # pragma: no cover
+        """One map: adds its level histograms to ``hist`` (2, 256) and its grid counts to ``grid_hist``
+        (2, T + 1); returns the first maximal pixel's flat index."""
+        width = mask.shape[1]
+        buf = np.empty(width, dtype=np.float32)
+        copies = np.zeros(8 * 512, dtype=np.int32)
+        hor = _width_pass(raw, xi0, xi1, xw0, xw1)
+        lo, hi, first = _extremes(hor, yi0, yi1, yw0, yw1, buf)
+        _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, buf, np.empty(width, dtype=np.int32))
+        for c in range(8):
+            for k in range(256):
+                hist[0, k] += copies[c * 512 + k]
+                hist[1, k] += copies[c * 512 + 256 + k]
+        if grid.shape[0]:
+            _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist.reshape(-1), buf)
+        return first
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """numba is installed and the emulated interpolation equals torch's here (checked once per process)."""
+    if numba is None:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    for h, w, height, width in ((8, 8, 70, 90), (7, 9, 131, 64), (14, 14, 97, 75)):
+        raw = torch.rand(h, w, generator=gen)
+        want = F.interpolate(raw[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        got = upsample_map(raw.numpy(), *axis_weights(h, height), *axis_weights(w, width))
+        if not np.array_equal(got, want.numpy()):
+            return False
+    return True
+
+
+def fused_counts(raw: np.ndarray, masks: Sequence[np.ndarray], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of (B, h, w) float32 maps upsampled to their (H, W) uint8 ``masks`` (one original size):
+    level histograms (B, 2, 256) outside / inside the mask, the first maximal pixel's flat index (B,), and
+    (B, 2, T + 1) pixel counts by how many of the sorted ``grid`` thresholds they exceed."""
+    b, (height, width) = len(masks), masks[0].shape
+    yw, xw = axis_weights(raw.shape[1], height), axis_weights(raw.shape[2], width)
+    raw = np.ascontiguousarray(raw, dtype=np.float32)
+    grid = np.ascontiguousarray(grid, dtype=np.float64)
+    hist = np.zeros((b, 2, 256), dtype=np.int64)
+    grid_hist = np.zeros((b, 2, grid.shape[0] + 1), dtype=np.int64)
+    first = np.array([_count_map(raw[i], np.ascontiguousarray(masks[i]), *yw, *xw, grid, hist[i], grid_hist[i])
+                      for i in range(b)], dtype=np.int64)
+    return hist, first, grid_hist
