@@ -335,6 +335,9 @@ def default_config(seed: int = 0, fast: bool = False) -> dict[str, Any]:
         a = config["analyses"]
         a["robustness"].update(limit=32, eps=[4 / 255, 8 / 255], attack_steps=10)  # 4/255: the control's criterion
         a["explain"].update(limit=16)
+        # the ImageNet encoder takes part in features and alignment only (the scorecard says so for the other two)
+        a["robustness"].update(models=DEMO_MODELS[:2])
+        a["explain"].update(models=DEMO_MODELS[:2])
         a["features"].update(projections=["tsne"], n_permutations=50)
         a["overlay"].update(limit=100)
         a["alignment"].update(anchors=[25, 100, 500])

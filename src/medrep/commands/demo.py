@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted audit in the same --out")
     p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every analysis")
-    p.add_argument("--fast", action="store_true", help="smaller settings (fewer attack pairs and explanation images)")
+    p.add_argument("--fast", action="store_true", help="smaller settings (fewer attack pairs and explanation images; efficientnet-lite0 in features and "
+                        "alignment only)")
 
 
 def run(args: argparse.Namespace) -> int:
