@@ -49,7 +49,7 @@ def test_audit_report_fits_a_1280_px_window(rendered):
                    if t["box_scroll_width"] > t["box_width"] or t["scroll_width"] > t["box_width"]]
     assert overflowing == []
     assert max(t["columns"] for t in layout["tables"]) >= 8  # the robustness tables: the wide ones were checked
-    assert layout["smallest_cell_px"] >= 11
+    assert layout["smallest_cell_px"] >= 11 and layout["smallest_text_px"] >= 11  # intervals and notes included
     # gallery row labels as a reader sees them: their size in the PNG scaled by the image's shown width
     galleries = [label for label in layout["labels"] if "original / perturbed" in label["alt"] or "method's map" in label["alt"]]
     assert len(galleries) >= 3, layout["labels"]  # the attack galleries of both models and an explanation gallery
@@ -116,7 +116,7 @@ def test_four_model_subgroup_report_reads_at_1280_px(four_model_report, artifact
     forests = [c["text"] for c in layout["captions"] if "each subgroup's figure with its 95% interval" in c["text"]]
     assert [f.split(":")[0] for f in forests] == FOUR_MODELS
     assert section.index("<img") < section.index("Gaps between subgroups") < section.index("Separability and shortcut check")
-    assert "<th>likely shortcut</th>" in section and "<th>attribute AUROC</th>" in section
+    assert ">likely shortcut</span></th>" in section and ">attribute AUROC</span></th>" in section
     assert all(f"{m}, by {a}: " in section for m in FOUR_MODELS for a in ("site", "sex"))
     assert "too few to call it" in section  # 3 permutations cannot give p < 0.05, and the reading says so
     scorecard = page[page.index("<section id='scorecard'>"):page.index("<section id='robustness'>")]

@@ -56,9 +56,9 @@ def test_flat_interval_columns_read_as_one_metric_cell():
     from medrep.report.html import Table, _table
 
     html_text = _table(Table("t", [{"model": "a", "cka": 0.9577, "cka_low": 0.95, "cka_high": 0.96, "cka_n": 600, "p_low": 1}]))
-    assert "<th>cka</th>" in html_text and "cka_low" not in html_text and "cka_n" not in html_text
+    assert "<span class='h'>cka</span></th>" in html_text and "cka_low" not in html_text and "cka_n" not in html_text
     assert "0.958 <span class='ci'>[0.950, 0.960]</span>" in html_text
-    assert "<th>p low</th>" in html_text  # a lone *_low column without its value column stays (shown as words)
+    assert "<span class='h'>p low</span></th>" in html_text  # a lone *_low column without its value column stays (shown as words)
 
 
 def _labelled_png(path: Path, width_in: float, fontsize: float, dpi: int = 110) -> Path:
@@ -95,7 +95,7 @@ def test_wide_tables_are_split_and_patient_intervals_marked():
     text = _table(Table("wide", [row]))
     heads = [part.split("</thead>")[0].count("<th>") for part in text.split("<table>")[1:]]
     assert heads == [9, 9] and max(heads) <= MAX_COLUMNS  # 16 metrics in two even parts, each led by "model"
-    assert text.count("<th>model</th>") == 2 and "(part 2 of 2)" in text
+    assert text.count(">model</span></th>") == 2 and "(part 2 of 2)" in text
     assert text.count(CLUSTER_MARK) == 2  # the one clustered cell and the legend that explains it
     assert "cluster bootstrap over patients (4 patients)" in text
 
@@ -131,4 +131,4 @@ def test_wide_content_fits_a_1280_px_window(tmp_path, artifacts_dir):
         assert label["shown_width"] < label["natural_width"] <= 1800  # scaled down to fit the page
         assert label["shown_px"] == pytest.approx(label["label_px"] * label["shown_width"] / label["natural_width"])
     assert shown["big labels"]["shown_px"] >= 11 > shown["small labels"]["shown_px"]
-    assert all(c["font_px"] >= 11 for c in layout["captions"])
+    assert all(c["font_px"] >= 11 for c in layout["captions"]) and layout["smallest_text_px"] >= 11

@@ -428,8 +428,11 @@ def write_overlay_outputs(result: OverlayResult, out_dir: str | Path, dataset=No
             ax.bar(pos, [v.value for v in vals], width, yerr=err, capsize=2, label=name)
         ax.set_xticks(range(len(words)), labels=words, rotation=30, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
-    axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.tight_layout()
+    # the models' legend under the panels: inside an axis it hides bars as soon as a flip rate is high
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(names), 4)), fontsize=8, frameon=False)
+    rows = -(-len(names) // 4)
+    fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
     figures["overlay_flip_rates"] = out / "overlay_flip_rates.png"
     fig.savefig(figures["overlay_flip_rates"])
     plt.close(fig)

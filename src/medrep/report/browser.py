@@ -41,6 +41,10 @@ function medrepLayout() {
     return {text: c.textContent, font_px: px(c)};
   });
   var cells = Array.prototype.map.call(document.querySelectorAll('td, th'), px);
+  var texts = Array.prototype.filter.call(document.querySelectorAll('body *'), function (el) {
+    return el.id !== 'medrep-check' && el.checkVisibility && el.checkVisibility() && Array.prototype.some.call(
+      el.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+  }).map(px);
   var details = Array.prototype.map.call(document.querySelectorAll('details'), function (d) {
     var s = d.closest('section');
     return {section: s ? s.id : null, open: d.open, summary: d.querySelector('summary') ? d.querySelector('summary').textContent : ''};
@@ -48,7 +52,8 @@ function medrepLayout() {
   var manifest = document.querySelector('#manifest pre');
   return {inner_width: window.innerWidth, page_width: document.documentElement.scrollWidth,
           page_height: document.documentElement.scrollHeight, tables: tables, labels: labels, captions: captions,
-          smallest_cell_px: cells.length ? Math.min.apply(null, cells) : null, details: details,
+          smallest_cell_px: cells.length ? Math.min.apply(null, cells) : null,
+          smallest_text_px: texts.length ? Math.min.apply(null, texts) : null, details: details,
           manifest_folded: manifest ? !!manifest.closest('details:not([open])') : null,
           manifest_visible: manifest && manifest.checkVisibility ? manifest.checkVisibility() : null,
           manifest_height: manifest ? document.getElementById('manifest').getBoundingClientRect().height : null};

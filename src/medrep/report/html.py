@@ -56,7 +56,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}.scroll{over
 th,td{border-bottom:1px solid #e3e6eb;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#eef1f5;font-weight:600;min-width:4.5em;overflow-wrap:normal;hyphens:auto}
 td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
-td.num .ci{display:block}
+td.num .ci{display:block}th .h{display:inline-block;max-width:8em}
 figure{margin:.8rem 1.2rem .8rem 0;display:inline-block;vertical-align:top;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6eb}
 figcaption{font-size:.9rem;color:#444;max-width:60rem}.reading{background:#f0f6ff;border-left:4px solid #457b9d;padding:.5rem .9rem}
 figcaption .caveat{display:block}.caveat{background:#fff8e6;border-left:4px solid #d69e2e;padding:.3rem .7rem;margin:.3rem 0;color:#1d2330}
@@ -150,7 +150,7 @@ def _table(t: Table) -> str:
     parts = _column_parts(cols)
     html_parts = []
     for i, part in enumerate(parts):
-        head = "".join(f"<th>{_header(c, t.headers)}</th>" for c in part)
+        head = "".join(f"<th><span class='h'>{_header(c, t.headers)}</span></th>" for c in part)
         body = []
         for row in rows:
             cells = []
