@@ -490,7 +490,7 @@ def write_report(path: Path, table: Table, store: dict, mach: list[tuple[str, st
             ns = np.array([r["n"] for r in rs], float)
             et = fit_exponent(ns, [r["seconds"] for r in rs])
             # growth between the two largest sizes: below about a thousand items the bounded bootstrap blocks
-            # (medrep.results.BOOTSTRAP_BLOCK_ELEMENTS) are not full yet, so a constant would look like a slope
+            # (medrep.intervals.BOOTSTRAP_BLOCK_ELEMENTS) are not full yet, so a constant would look like a slope
             dn = (rs[-1]["n"] - rs[-2]["n"]) if len(rs) > 1 else 0
             slope = (rs[-1]["peak_mib"] - rs[-2]["peak_mib"]) * 1024 / dn if dn else float("nan")
             tslope = (rs[-1]["traced_mib"] - rs[-2]["traced_mib"]) * 1024 / dn if dn else float("nan")

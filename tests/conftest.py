@@ -55,10 +55,37 @@ def demo_cnn():
     return load_encoder("demo-cnn")
 
 
-@pytest.fixture()
-def tiny_vit():
-    """A 2-block timm ViT at 32 px with an 4×4 grid and a 3-class head, seeded random weights."""
+#: The tests' one tiny model: a seeded random 2-block timm ViT with a 3-class head (32 px: a 4×4 token grid).
+TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "num_classes": 3}
+
+
+@pytest.fixture(scope="session")
+def make_tiny_vit():
+    """``make_tiny_vit(seed=0, **spec options)``: the tiny ViT, or a variant of it (``img_size=64, patch_size=16``,
+    ``num_classes=0`` for no head, ``depth=1``, …), built after ``torch.manual_seed(seed)``."""
     from medrep.models import load_encoder
 
-    torch.manual_seed(0)
-    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3")
+    def make(seed: int = 0, **options):
+        query = "&".join(f"{k}={v}" for k, v in {**TINY_VIT, **options}.items())
+        torch.manual_seed(seed)
+        return load_encoder(f"timm:vit_tiny_patch16_224?pretrained=false&{query}")
+
+    return make
+
+
+@pytest.fixture()
+def tiny_vit(make_tiny_vit):
+    """The tiny ViT, fresh for each test."""
+    return make_tiny_vit()
+
+
+@pytest.fixture(scope="module")
+def vit2(make_tiny_vit):
+    """The tiny ViT, shared by a module's tests."""
+    return make_tiny_vit()
+
+
+@pytest.fixture(scope="module")
+def vit64(make_tiny_vit):
+    """The tiny ViT at 64 px with 16 px patches (the same 4×4 grid)."""
+    return make_tiny_vit(img_size=64, patch_size=16)

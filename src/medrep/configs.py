@@ -3,9 +3,10 @@
 A config field is an analysis parameter; its name is the audit-YAML key and, with hyphens for underscores
 and two leading dashes, the command-line flag (``n_permutations`` ↔ ``--n-permutations``).  Field metadata
 says where a field differs: ``flag`` (the flag's name when it is not the field's, e.g. a repeatable
-``--layer`` for the list ``layers``), ``key`` (the YAML key), ``cli=False`` / ``audit=False`` for a field one
-front end sets by itself.  :func:`check_front_ends` is what the tests call to prove that every field is
-reachable from both; :func:`from_mapping` builds a config from parsed flags or a YAML section.
+``--layer`` for the list ``layers``), ``key`` (the YAML key), ``negate`` for a switch whose flag turns the
+field off (``--no-scale`` for ``scale``), ``cli=False`` / ``audit=False`` for a field one front end sets by
+itself.  :func:`check_front_ends` is what the tests call to prove that every field is reachable from both;
+:func:`from_mapping` builds a config from parsed flags or a YAML section.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ C = TypeVar("C")
 
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, key: str | None = None, cli: bool = True,
-            audit: bool = True, default_factory: Any = None) -> Any:
+            audit: bool = True, negate: bool = False, default_factory: Any = None) -> Any:
     """A config field with the metadata the front ends read."""
-    meta = {"help": help, "flag": flag, "key": key, "cli": cli, "audit": audit}
+    meta = {"help": help, "flag": flag, "key": key, "cli": cli, "audit": audit, "negate": negate}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -36,8 +37,8 @@ def flag_of(field: dataclasses.Field) -> str:
 
 
 def key_of(field: dataclasses.Field) -> str:
-    """The audit-YAML key of a field."""
-    return field.metadata.get("key") or field.name
+    """The audit-YAML key of a field (a negated switch's key is its flag's: ``no_scale``)."""
+    return field.metadata.get("key") or (dest_of(field) if field.metadata.get("negate") else field.name)
 
 
 def dest_of(field: dataclasses.Field) -> str:
@@ -47,9 +48,11 @@ def dest_of(field: dataclasses.Field) -> str:
 
 def from_mapping(config_type: type[C], values: Mapping[str, Any], *, by: str = "name", **overrides: Any) -> C:
     """A config from a mapping keyed by field name (``by="name"``), argparse dest (``"dest"``) or YAML key
-    (``"key"``); absent entries keep their defaults, ``overrides`` win."""
+    (``"key"``); absent entries keep their defaults, ``overrides`` win.  A negated switch (``--no-scale``, YAML
+    ``no_scale``) sets its field to the opposite."""
     name_of = {"name": lambda f: f.name, "dest": dest_of, "key": key_of}[by]
-    kwargs = {f.name: values[name_of(f)] for f in fields_of(config_type) if name_of(f) in values}
+    kwargs = {f.name: (not values[name_of(f)]) if by != "name" and f.metadata.get("negate") else values[name_of(f)]
+              for f in fields_of(config_type) if name_of(f) in values}
     kwargs.update(overrides)
     return config_type(**kwargs)
 

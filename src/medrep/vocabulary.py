@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 # The placeholder a prompt template uses for the class name, in every command and the audit.
 LABEL_PLACEHOLDER = "{label}"
@@ -31,7 +31,7 @@ def deprecated(old: str, new: str) -> None:
     print(f"medrep: note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
 
 
-def format_prompt(template: str, label: str, where: str = "--prompt", require_label: bool = True, **fields: str) -> str:
+def format_prompt(template: str, label: str, where: str = Param("prompt"), require_label: bool = True, **fields: str) -> str:
     """``template`` with ``{label}`` replaced by the class name (and any named ``fields``, e.g. ``image``).
 
     The old placeholders ``{}`` and ``{c}`` still work for one release, with a note.  ``require_label=False``
@@ -46,7 +46,7 @@ def format_prompt(template: str, label: str, where: str = "--prompt", require_la
                           + (" and {" + "}, {".join(fields) + "}" if fields else "") + f" ({err})", where=where) from None
 
 
-def upgrade_template(template: str, where: str = "--prompt") -> str:
+def upgrade_template(template: str, where: str = Param("prompt")) -> str:
     """A template written with ``{}`` or ``{c}`` rewritten to ``{label}`` (noting the old spelling once)."""
     for old in _OLD_PLACEHOLDERS:
         if old in template:

@@ -18,11 +18,8 @@ SMALL = "demo?n_train=120&n_val=0&n_test=60&seed=3"  # the same data as the smal
 
 
 @pytest.fixture(scope="module")
-def tiny32():
-    from medrep.models import load_encoder
-
-    torch.manual_seed(0)
-    return load_encoder(TINY)
+def tiny32(make_tiny_vit):
+    return make_tiny_vit(depth=1, embed_dim=32, num_heads=2)
 
 
 def _rotated_copy(src, width=48, seed=0):
@@ -80,7 +77,7 @@ def test_errors_name_the_option(tiny32, small_phantoms):
     res = run_alignment(tiny32, small_phantoms, target_encoder=tiny32, anchors=500, n_boot=20)
     assert list(res.by_anchors) == [len(small_phantoms.split("train"))]
     assert any("anchor counts scaled down to the data: 500 → " in n for n in res.notes)
-    with pytest.raises(MedrepError, match="--text.*not a text encoder"):
+    with pytest.raises(MedrepError, match="^text: .*not a text encoder"):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
 
 

@@ -1,4 +1,4 @@
-"""`medrep audit` end to end on a tiny config: every output the issue asks for, and progress per stage."""
+"""`medrep audit` end to end on a tiny config: every output an audit writes, and progress per stage."""
 from __future__ import annotations
 
 import csv

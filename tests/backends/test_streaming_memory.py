@@ -5,7 +5,7 @@ import tracemalloc
 
 import numpy as np
 
-import medrep.results as R
+import medrep.intervals as R
 from medrep.robustness.metrics import detector_auc_bootstrap
 
 

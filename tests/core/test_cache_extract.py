@@ -120,7 +120,7 @@ def test_skip_bad_lists_the_skipped_item(tiny_vit, cache):
     ds = FailingDataset(torch.rand(12, 1, 32, 32), np.arange(12) % 2, ["x", "y"], name="fail")
     ds.fail_at = 3
     log = SkipLog()
-    out = extract_embeddings(tiny_vit, ds, cache=cache, skip_bad=True, skipped=log)
+    out = extract_embeddings(tiny_vit, ds, cache=cache, skipped=log)
     assert len(out) == 11 and "fail-000003" not in out.ids
     assert log.skipped == [{"item": "fail-000003", "problem": "fail-000003: unreadable image"}]
 

@@ -20,7 +20,7 @@ def test_a_parameter_is_placed_by_each_front_end():
     assert str(err.placed(cli_place(err.where))) == "--noise-draws: must be at least 1"
     assert str(err.placed(audit_place("robustness", err.where))) == "analyses.robustness.noise_draws: must be at least 1"
     # a parameter the audit has no key for is named beside its section; a top-level key as itself
-    assert audit_place("robustness", Param("layer")) == "analyses.robustness (layer)"
+    assert audit_place("explain", Param("block")) == "analyses.explain (block)"
     assert audit_place("alignment", Param("batch_size")) == "batch_size"
     assert audit_place("features", Param("layer")) == "analyses.features.layers"  # a list key is its flag's plural
     assert cli_place(Param("target/text")) == "--target/--text"
@@ -58,3 +58,23 @@ def test_the_same_error_names_the_yaml_path_in_an_audit_and_the_flag_on_the_cli(
     cli_error = capsys.readouterr().err.strip()
     assert cli_error == "medrep features: error: " + audit_error.replace("analyses.features.layers", "--layer"), cli_error
     assert json.loads((tmp_path / "audit" / "results.json").read_text())["sections"][0]["error"] == audit_error
+
+
+@pytest.mark.slow
+def test_an_explain_setting_is_named_by_its_yaml_path_in_an_audit_and_its_flag_on_the_cli(tmp_path, capsys):
+    from medrep.audit import run_audit
+    from medrep.cli import main
+
+    off = {"enabled": False}
+    config = {"data": TINY, "models": ["demo-cnn"], "text": None, "n_boot": 10,
+              "analyses": {"robustness": off, "features": off, "overlay": off, "alignment": off,
+                           "explain": {"methods": ["gradcam"], "metrics": ["pointing"], "limit": 2, "sanity_topk": 0}}}
+    results = run_audit(config, tmp_path / "audit", cache_dir=str(tmp_path / "cache"), device="cpu")
+    audit_error = results["explain"]["error"]
+    assert audit_error == "analyses.explain.sanity_topk: top-k percentage must be in (0, 100], got 0", audit_error
+    rc = main(["explain", "--model", "demo-cnn", "--data", TINY, "--methods", "gradcam", "--metrics", "pointing",
+               "--limit", "2", "--sanity-topk", "0", "--quiet", "--cache-dir", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "cli")])
+    assert rc == 2
+    cli_error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert cli_error == "medrep explain: error: --sanity-topk: top-k percentage must be in (0, 100], got 0", cli_error

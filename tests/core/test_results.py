@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from medrep.results import bootstrap_metric, wilson_interval
+from medrep.intervals import bootstrap_metric, wilson_interval
 
 
 @pytest.mark.parametrize("k, n", [(12, 12), (0, 12), (41, 48), (3, 48), (1, 1), (500, 1000)])

@@ -17,7 +17,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # The audit section that runs each command's analysis.
 SECTION_OF = {"attack": "robustness", "explain": "explain", "features": "features", "overlay": "overlay", "align": "alignment"}
 # YAML keys with no command-line counterpart (the audit's own switches and subsets).
-YAML_ONLY = {"title", "enabled", "models", "stitching", "caption_alignment", "controls"}
+# (method_options / estimator_options: on the command line each option has a flag of its own, from the registry)
+YAML_ONLY = {"title", "enabled", "models", "stitching", "caption_alignment", "controls", "method_options", "estimator_options"}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:

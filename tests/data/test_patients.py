@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from medrep.data.autosplit import grouped_split
 from medrep.data.base import TensorDataset
-from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
+from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
 
 
 @settings(max_examples=60, deadline=None)

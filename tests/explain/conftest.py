@@ -14,15 +14,6 @@ def x32():
 
 
 @pytest.fixture(scope="module")
-def vit2():
-    """2-block timm ViT, 32 px, 8 px patches (4×4 grid), 3 classes."""
-    from medrep.models import load_encoder
-
-    torch.manual_seed(0)
-    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3")
-
-
-@pytest.fixture(scope="module")
 def vit_reg_rect():
     """timm ViT with 2 register tokens and a non-square 3×5 grid (24×40 px, 8 px patches)."""
     import timm

@@ -75,3 +75,21 @@ def test_random_fails_localisation_and_center_is_the_baseline(model, demo_vit, d
     assert result.verdicts["center"]["baseline"] is True and "localises" not in result.verdicts["center"]
     assert result.verdicts["gradcam"]["localises"]["answer"] == "yes"
     assert result.verdicts["gradcam"]["depends_on_model"]["answer"] == "not run"
+
+
+def test_demo_cnn_gradcam_trust_figures_match_the_readme(demo_cnn, phantoms):
+    # README: demo-cnn Grad-CAM — localises (pointing 0.75), depends on the model (Spearman |map| −0.06 once the
+    # head is random, 0.06 with everything random, interval up to 0.25), faithful (deletion AUC 0.14, random
+    # order 0.52), random logit −0.39
+    cnn = _run(demo_cnn, phantoms, ["gradcam"])
+    assert cnn.sanity["units"] == ["output"] + [f"block {i}" for i in range(3, -1, -1)]
+    curve = _curve(cnn, "gradcam")
+    assert curve[0]["spearman_abs"]["value"] == pytest.approx(-0.06, abs=TOLERANCE)
+    assert curve[-1]["spearman_abs"]["value"] == pytest.approx(0.06, abs=TOLERANCE)
+    assert curve[-1]["spearman_abs"]["high"] == pytest.approx(0.25, abs=TOLERANCE)
+    assert cnn.sanity["methods"]["gradcam"]["logit"]["spearman_abs"]["value"] == pytest.approx(-0.39, abs=TOLERANCE)
+    assert cnn.metrics["gradcam"]["pointing"].value == pytest.approx(0.75, abs=0.01)
+    assert cnn.metrics["gradcam"]["deletion_auc"].value == pytest.approx(0.14, abs=0.02)
+    assert cnn.metrics["random"]["deletion_auc"].value == pytest.approx(0.52, abs=0.02)
+    assert {k: cnn.verdicts["gradcam"][k]["answer"] for k in ("localises", "depends_on_model", "faithful")} == \
+        {"localises": "yes", "depends_on_model": "yes", "faithful": "yes"}

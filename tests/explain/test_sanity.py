@@ -10,14 +10,6 @@ from medrep.explain.sanity import (randomisation_units, randomise_unit, sanity_p
 from medrep.explain.similarity import map_similarities, spearman, ssim, topk_overlap
 
 
-@pytest.fixture(scope="module")
-def vit64():
-    from medrep.models import load_encoder
-
-    torch.manual_seed(0)
-    return load_encoder("timm:vit_tiny_patch16_224?pretrained=false&img_size=64&patch_size=16&depth=2&num_classes=3")
-
-
 def test_spearman_matches_scipy_with_ties_and_signs():
     from scipy.stats import spearmanr
 

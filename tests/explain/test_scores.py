@@ -34,7 +34,7 @@ def test_a_constant_map_points_nowhere():
     flat = normalize_maps(torch.full((1, 64, 64), 3.0))        # all zeros after min-max
     for m in (flat, torch.full((1, 64, 64), 3.0)):
         assert dead_maps(m).tolist() == [True]
-        assert pointing_game(m, mask).tolist() == [0.0]         # was 1.0: every pixel counted as the peak
+        assert pointing_game(m, mask).tolist() == [0.0]         # a flat map has no peak: not every pixel is one
         assert int(topk_pixels(m, 5).sum()) == 0                # nothing ranks above anything else
         assert float(iou_topk(m, mask, 40, "pixel")) == 0.0 and float(iou_topk(m, mask, 40, "box")) == 0.0
     assert float(relevance_mass(flat, mask)) == 0.0             # no energy at all
@@ -58,7 +58,7 @@ def test_iou_modes_by_hand():
     assert float(iou_topk(m, other, 4, "pixel")) == pytest.approx(1 / 7)
     # box 30 px, other 4 px, overlap (1,1) → 1 / 33
     assert float(iou_topk(m, other, 4, "box")) == pytest.approx(1 / 33)
-    with pytest.raises(MedrepError, match="--iou-mode"):
+    with pytest.raises(MedrepError, match="^iou_mode: "):
         iou_topk(m, mask, 4, "ellipse")
 
 
@@ -89,7 +89,7 @@ def test_topk_breaks_ties_by_position_and_keeps_exactly_k():
     expected = torch.tensor([[[1, 1, 1, 1], [0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]], dtype=torch.bool)
     assert torch.equal(topk_pixels(m, 40), expected)
     mask = _mask(4, 4, slice(1, 3), slice(1, 3))[None]  # 4 pixels, 3 of them positive on the map
-    # pixel: kept ∩ mask = 3, union = 7 + 4 − 3 = 8 (was 4 / 16: the whole image kept)
+    # pixel: kept ∩ mask = 3, union = 7 + 4 − 3 = 8 (ties at zero are not kept: not the whole image)
     assert float(iou_topk(m, mask, 40, "pixel")) == pytest.approx(3 / 8)
     # box: rows 0–2 × cols 0–3 = 12 pixels, holding the whole mask
     assert float(iou_topk(m, mask, 40, "box")) == pytest.approx(4 / 12)
@@ -103,7 +103,7 @@ def test_topk_and_box_edge_cases():
     m = torch.arange(16.0).view(1, 4, 4)
     assert int(topk_pixels(m, 25).sum()) == 4
     assert enclosing_box(torch.zeros(1, 3, 3, dtype=torch.bool)).sum() == 0
-    with pytest.raises(MedrepError, match="--topk"):
+    with pytest.raises(MedrepError, match="^topk: "):
         topk_pixels(m, 0)
 
 

@@ -9,7 +9,7 @@ import pytest
 from medrep.features.neighbours import cosine_topk
 from medrep.features.probes import few_shot_accuracy
 from medrep.features.similarity import compare_spaces, mutual_knn_scores, neighbour_overlap
-from medrep.results import bootstrap_metric, wilson_interval
+from medrep.intervals import bootstrap_metric, wilson_interval
 
 
 def test_few_shot_with_all_perfect_draws_is_not_a_coin_flip_interval():

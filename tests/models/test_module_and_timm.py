@@ -44,12 +44,12 @@ def test_timm_cnn_default_embedding_is_pooled_features(pixels):
 
 
 @pytest.mark.parametrize("spec, where, names", [
-    ("nonsense:thing", "--model", "nonsense:thing"),
-    ("timm:not_a_model_xyz?pretrained=false", "--model", "not_a_model_xyz"),
-    ("minilm", "--model", "minilm"),  # text encoders asked for as image models
+    ("nonsense:thing", "model", "nonsense:thing"),
+    ("timm:not_a_model_xyz?pretrained=false", "model", "not_a_model_xyz"),
+    ("minilm", "model", "minilm"),  # text encoders asked for as image models
     ("hf-text:some/model", "hf-text:some/model", "text encoders"),
     ("timm:vit_tiny_patch16_224?pretrained=false&img_size=big", "?img_size", "'big'"),
-    ("timm:resnet18?pretrained=false&img_size=64", "--model", "img_size"),  # an option resnets do not take
+    ("timm:resnet18?pretrained=false&img_size=64", "model", "img_size"),  # an option resnets do not take
 ])
 def test_bad_image_specs_are_clear(spec, where, names):
     with pytest.raises(MedrepError) as info:

@@ -64,6 +64,6 @@ def test_vision_checkpoints_are_not_text_encoders(scheme, hf_vit_dir, hf_clip_di
 def test_image_specs_are_refused_as_text():
     with pytest.raises(SpecError, match="not a text encoder spec") as info:
         load_text_encoder("timm:resnet18")
-    assert info.value.where == "--text"
+    assert info.value.where == "text"
     with pytest.raises(SpecError, match="no encode_text"):
         load_text_encoder(torch.nn.Linear(2, 2))

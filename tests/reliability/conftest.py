@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability tests (issue 9): a tiny model, a tiny phantom set, CLI runners."""
+"""Shared pieces of the reliability tests: a tiny model, a tiny phantom set, CLI runners."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Corrupt inputs end to end through `medrep extract` (issue 9): without --skip-bad one clear error naming
+"""Corrupt inputs end to end through `medrep extract`: without --skip-bad one clear error naming
 the file (exit code 2, no traceback); with --skip-bad the bad items are listed in the manifest and the
 rest are computed.
 

@@ -1,4 +1,4 @@
-"""The same seeded command twice gives a byte-identical results.json (issue 9).
+"""The same seeded command twice gives a byte-identical results.json.
 
 Wall-clock timings belong in manifest.json, never in results.json.  The attack's cross-process
 determinism (fresh interpreters, random hash seeds) is checked by test_kill_resume.py.

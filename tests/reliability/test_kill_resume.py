@@ -1,5 +1,5 @@
 """SIGKILL `medrep extract` / `medrep attack` at seeded random points, rerun with --resume, and get
-exactly what an uninterrupted run gives (issue 9).
+exactly what an uninterrupted run gives.
 
 The uninterrupted reference runs in this process; the killed and resumed runs are subprocesses (fresh
 interpreters, random hash seeds), so equality also shows the outputs do not depend on the process.

@@ -1,4 +1,4 @@
-"""Property-based checks (hypothesis), issue 9.
+"""Property-based checks (hypothesis).
 
 Readers: random bytes, and valid files with random damage, written as .png / .jpg / .dcm / mask files
 either decode to a valid image or raise a MedrepError naming the file — never anything else.

@@ -1,4 +1,4 @@
-"""Safety (issue 9): code-running pickles, output paths, YAML python tags.
+"""Safety: code-running pickles, output paths, YAML python tags.
 
 tests/models/test_checkpoints.py::test_code_running_pickle_is_refused_and_never_executed covers the
 library loaders (load_state_dict, bare checkpoint paths, timm's ``@weights``) with a payload that opens

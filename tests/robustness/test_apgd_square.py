@@ -235,5 +235,72 @@ def test_cli_ensemble_prints_each_attack_and_records_it(tmp_path, capsys):
     assert worst <= min(v["attacked_accuracy"]["value"] for v in att["per_attack"].values())
     assert att["per_attack"]["square"]["passes"]["gradient"] == 0 and att["per_attack"]["apgd"]["passes"]["gradient"] > 0
     assert main(["attack", "--model", TINY, "--attack", "fgsm", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert main(["attack", "--model", TINY, "--attack", "square", "--norm", "l2", "--eps", "0.5",
+    assert main(["attack", "--model", TINY, "--attack", "square", "--queries", "0",
                  "--out", str(tmp_path / "y"), "--quiet"]) == 2
+
+
+def _their_rectangles(x, y):  # the Square attack's code (square_attack_l2's helper), transcribed in numpy
+    delta = np.zeros([x, y])
+    x_c, y_c = x // 2 + 1, y // 2 + 1
+    counter2 = [x_c - 1, y_c - 1]
+    for counter in range(0, max(x_c, y_c)):
+        delta[max(counter2[0], 0):min(counter2[0] + (2 * counter + 1), x),
+              max(0, counter2[1]):min(counter2[1] + (2 * counter + 1), y)] += 1.0 / (counter + 1) ** 2
+        counter2[0] -= 1
+        counter2[1] -= 1
+    return delta / np.sqrt(np.sum(delta ** 2, keepdims=True))
+
+
+def _their_meta(s):
+    delta = np.zeros([s, s])
+    delta[:s // 2] = _their_rectangles(s // 2, s)
+    delta[s // 2:] = _their_rectangles(s - s // 2, s) * (-1)
+    return delta / np.sqrt(np.sum(delta ** 2, keepdims=True))
+
+
+def test_square_l2_bumps_and_one_query_match_the_papers_code():
+    from medrep.robustness.attacks import meta_pseudo_gaussian, pseudo_gaussian_rectangle, square_l2_candidate
+
+    for rows, cols in ((1, 3), (2, 5), (3, 3), (4, 7)):
+        np.testing.assert_allclose(pseudo_gaussian_rectangle(rows, cols).numpy(), _their_rectangles(rows, cols), atol=1e-15)
+    for side in (3, 5, 8):
+        np.testing.assert_allclose(meta_pseudo_gaussian(side).numpy(), _their_meta(side), atol=1e-15)
+    g = torch.Generator().manual_seed(0)
+    b, c, h, w, s, eps = 3, 2, 12, 10, 5, 0.5
+    x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64) * 0.5 + 0.25
+    best = x + 0.05 * torch.randn(b, c, h, w, generator=g, dtype=torch.float64)
+    got = square_l2_candidate(x, best, eps, s, torch.Generator().manual_seed(7), torch.arange(b))
+    # the same draws, in the same order, then the paper's arithmetic per item with its slices
+    r = torch.Generator().manual_seed(7)
+    t1, l1, t2, l2 = (torch.randint(0, n - s, (b,), generator=r).numpy() for n in (h, w, h, w))
+    flip = (torch.rand(b, generator=r) > 0.5).numpy()
+    signs = (torch.randint(0, 2, (b, c, 1, 1), generator=r) * 2 - 1).numpy()
+    for i in range(b):
+        xc, d = x[i:i + 1].numpy(), (best[i:i + 1] - x[i:i + 1]).numpy()
+        mask1, mask2 = np.zeros(d.shape), np.zeros(d.shape)
+        mask1[:, :, t1[i]:t1[i] + s, l1[i]:l1[i] + s] = 1.0
+        mask2[:, :, t2[i]:t2[i] + s, l2[i]:l2[i] + s] = 1.0
+        norm_window = np.sqrt(np.sum((d * mask1) ** 2, axis=(2, 3), keepdims=True))
+        norm_image = np.sqrt(np.sum(d ** 2, axis=(1, 2, 3), keepdims=True))
+        norms_windows = np.sqrt(np.sum((d * np.maximum(mask1, mask2)) ** 2, axis=(2, 3), keepdims=True))
+        meta = _their_meta(s).T if flip[i] else _their_meta(s)
+        new = np.ones([1, c, s, s]) * meta.reshape([1, 1, s, s]) * signs[i:i + 1]
+        new += d[:, :, t1[i]:t1[i] + s, l1[i]:l1[i] + s] / (1e-10 + norm_window)
+        new = new / np.sqrt(np.sum(new ** 2, axis=(2, 3), keepdims=True)) * (
+            np.maximum(eps ** 2 - norm_image ** 2, 0) / c + norms_windows ** 2) ** 0.5
+        d[:, :, t2[i]:t2[i] + s, l2[i]:l2[i] + s] = 0.0
+        d[:, :, t1[i]:t1[i] + s, l1[i]:l1[i] + s] = new
+        want = np.clip(xc + d / np.sqrt(np.sum(d ** 2, axis=(1, 2, 3), keepdims=True)) * eps, 0, 1)
+        np.testing.assert_allclose(got[i:i + 1].numpy(), want, atol=1e-12)
+
+
+def test_square_l2_stays_in_the_ball_without_gradients(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or torch_grad(*a, **k))
+    x, loss = _toy(b=4, side=16)
+    eps = 0.5
+    out = build_attack("square", "l2", queries=150).run(loss, x, eps, torch.Generator().manual_seed(0))
+    assert calls == [] and out.passes.gradient == 0 and out.passes.forward == 150 * 4
+    assert (_norms := (out.x_adv - x).flatten(1).norm(dim=1)).max() <= eps + 1e-9, _norms
+    assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
+    assert (loss(out.x_adv) < loss(x)).all()

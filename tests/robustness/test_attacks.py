@@ -99,8 +99,8 @@ def test_early_stop_freezes_finished_items(tiny_encoder, small_phantoms):
 
 @pytest.mark.parametrize("kwargs, where", [
     ({"norm": "l3", "steps": 5}, "norm"),
-    ({"norm": "linf", "steps": 0}, "--attack-steps"),
-    ({"norm": "l2", "steps": 5, "step_size": -1.0}, "--step-size"),
+    ({"norm": "linf", "steps": 0}, "attack_steps"),
+    ({"norm": "l2", "steps": 5, "step_size": -1.0}, "step_size"),
 ])
 def test_bad_attack_options(kwargs, where):
     with pytest.raises(MedrepError) as err:
@@ -113,4 +113,4 @@ def test_bad_eps(tiny_encoder, eps):
     x = torch.rand(2, 1, 32, 32)
     with pytest.raises(MedrepError, match="ε must be positive") as err:
         LinfPGD(steps=1).run(lambda xa: xa.sum((1, 2, 3)), x, eps)
-    assert err.value.where == "--eps"
+    assert err.value.where == "eps"

@@ -12,7 +12,7 @@ from medrep.robustness import run_attack
 
 def test_collide_breaks_demo_vit_imperceptibly(demo_vit, phantoms):
     test = phantoms.split("test").limit(32, seed=0)
-    # the settings (ε = 4/255 L∞, 50 steps) on 32 of the 200 pairs; the full run: 100% → 34%, PSNR 39.8 dB
+    # the reference settings (ε = 4/255 L∞, 50 steps) on 32 of the 200 pairs; the full run: 100% → 34%, PSNR 39.8 dB
     r = run_attack(demo_vit, test, objective="collide", eps=[4 / 255], steps=50, batch_size=32, seed=0, noise_sigma=0.01, noise_draws=2, n_boot=200)
     m = r.summaries[0]["metrics"]
     assert m["clean_accuracy"]["value"] >= 0.85

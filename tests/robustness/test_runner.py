@@ -31,11 +31,11 @@ def test_one_class_collide_is_refused(tiny_encoder):
 
 
 @pytest.mark.parametrize("kwargs, where", [
-    ({"eps": [0.0]}, "--eps"), ({"eps": [-1 / 255]}, "--eps"), ({"eps": [2.0]}, "--eps"),
-    ({"norm": "l1"}, "norm"), ({"objective": "swap"}, "objective"), ({"target": "nearest"}, "--attack-target"),
+    ({"eps": [0.0]}, "eps"), ({"eps": [-1 / 255]}, "eps"), ({"eps": [2.0]}, "eps"),
+    ({"norm": "l1"}, "norm"), ({"objective": "swap"}, "objective"), ({"target": "nearest"}, "attack_target"),
     ({"classifiers": "probe"}, "train_dataset"),
-    ({"norm": "l2", "eps": [32.5]}, "--eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
-    ({"noise_draws": 0}, "--noise-draws"), ({"noise_sigma": [0.01, 0.0]}, "--noise-sigma"),
+    ({"norm": "l2", "eps": [32.5]}, "eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
+    ({"noise_draws": 0}, "noise_draws"), ({"noise_sigma": [0.01, 0.0]}, "noise_sigma"),
 ])
 def test_bad_run_options(tiny_encoder, kwargs, where):
     ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b", "c"])

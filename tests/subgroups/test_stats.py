@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from medrep.results import bootstrap_metric, cluster_bootstrap_metric
+from medrep.intervals import bootstrap_metric, cluster_bootstrap_metric
 from medrep.subgroups.separability import attribute_probe, ks_tests
 from medrep.subgroups.shortcut import independence_weights, shortcut_check
 from medrep.subgroups.stats import ItemFigure, age_in_years, bin_ages, breakdown, holm

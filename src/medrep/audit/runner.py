@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from medrep.audit.config import audit_place, validate_config
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import csv_safe, finite_json, slug, write_csv_atomic, write_json_atomic
 from medrep.manifest import build_manifest, write_manifest
 from medrep.partial import discard_partials
@@ -111,9 +111,9 @@ class Audit:
                 try:
                     self._encoders[spec] = load_encoder(spec).to(device)
                     self._encoders[spec].compile_extraction = self.config["compile"]
-                except MedrepError as err:  # the library names the command-line flag; here the YAML key is at fault
+                except MedrepError as err:  # the model parameter is this YAML entry; any other place stays in the message
                     message = str(err)[len(f"{err.where}: "):] if err.where and str(err).startswith(f"{err.where}: ") else str(err)
-                    if err.where and err.where != "--model":
+                    if err.where and err.where != Param("model"):
                         message = f"{err.where}: {message}"
                     raise MedrepError(message, where=f"models[{i}]") from err
             self.scorecard[spec] = {"model": spec}
@@ -244,11 +244,11 @@ class Audit:
 
         cfg = self.config["analyses"]["robustness"]
         enc = self._encoders.get(spec) or self._load_control(spec)
-        config = AttackConfig(objective=objective, eps=cfg["eps"], norm=cfg["norm"], attack=cfg["attack"], steps=cfg["attack_steps"],
-                              queries=cfg["queries"], step_size=cfg["step_size"], random_start=cfg["random_start"],
-                              target=cfg["attack_target"], batch_size=cfg["batch_size"], noise_sigma=cfg["noise_sigma"],
-                              noise_draws=cfg["noise_draws"], early_stop=cfg["early_stop"], seed=self.config["seed"],
-                              gallery_size=4, n_boot=self.n_boot(500))
+        from medrep.configs import from_mapping
+
+        # the test items are drawn (cfg["limit"]) once for every model, before the attack
+        config = from_mapping(AttackConfig, {**self.config, **cfg}, by="key", objective=objective, limit=None,
+                              n_boot=self.n_boot(500))
         result = run_attack(enc, test, self.train, config, cache=self.cache, out_dir=d, resume=self.resume)
         return result, write_attack_outputs(result, d)
 
@@ -264,6 +264,8 @@ class Audit:
         return self._encoders[spec]
 
     def explain(self, out: Path) -> Section:
+        from medrep.configs import from_mapping
+        from medrep.explain.config import ExplainConfig
         from medrep.explain.run import default_target, run_explain, write_explain_outputs
 
         cfg = self.config["analyses"]["explain"]
@@ -276,11 +278,9 @@ class Audit:
                 target = "embedding"  # a head trained on other classes cannot say which output is the item's class
                 readings.append(f"{spec}: explained towards each class's mean embedding (its head does not fit the data).")
             # methods this model's structure does not support are left out (and said so), never failed late
-            result = run_explain(enc, self.test, methods=cfg["methods"], metrics=cfg["metrics"], target=target,
-                                 limit=cfg["limit"], seed=self.config["seed"], steps=cfg["deletion_steps"], cache=self.cache,
-                                 gallery_size=4, n_boot=self.n_boot(500), out_dir=d, resume=self.resume,
-                                 sanity=tuple(cfg.get("sanity") or ()), sanity_images=cfg.get("sanity_images", 8),
-                                 skip_unsupported=True)
+            config = from_mapping(ExplainConfig, {**self.config, **cfg}, by="key", target=target, n_boot=self.n_boot(500),
+                                  skip_unsupported=True)
+            result = run_explain(enc, self.test, config, cache=self.cache, out_dir=d, resume=self.resume)
             self._by_subgroup(f"{spec}, explanations", result, self.test, "explain")
             paths = write_explain_outputs(result, d)
             rd = result.to_dict()
@@ -378,15 +378,14 @@ class Audit:
         return section
 
     def _overlay(self, out: Path, section: Section) -> None:
-        from medrep.features.overlay import run_overlay, write_overlay_outputs
+        from medrep.configs import from_mapping
+        from medrep.overlay import OverlayConfig, run_overlay, write_overlay_outputs
 
         cfg = self.config["analyses"]["overlay"]
         encs = [self._encoders[s] for s in self.config["models"]]
-        result = run_overlay(encs, self.dataset, words=cfg["words"], size=cfg["font_size"], position=cfg["position"],
-                             opacity=cfg["opacity"], limit=cfg["limit"], k=self.config["analyses"]["features"]["k"],
-                             batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache,
-                             seed=self.config["seed"],
-                             train_split=self.config["train_split"], test_split=self.config["test_split"])
+        k = cfg["k"] if cfg["k"] is not None else self.config["analyses"]["features"]["k"]
+        config = from_mapping(OverlayConfig, {**self.config, **cfg}, by="key", k=k, n_boot=self.n_boot(1000))
+        result = run_overlay(encs, self.dataset, config, cache=self.cache)
         figs = write_overlay_outputs(result, out, dataset=self.test)
         rd = result.to_dict()
         self.results["overlay"] = rd
@@ -416,12 +415,13 @@ class Audit:
             readings.append(f"Anchor counts scaled down to the data: {', '.join(map(str, scaled['asked']))} → "
                             f"{', '.join(map(str, scaled['used']))} ({scaled['why']}).")
         top = str(max(anchors))
+        from medrep.align.config import AlignConfig
+        from medrep.configs import from_mapping
+
+        config = from_mapping(AlignConfig, {**self.config, **cfg}, by="key", anchors=anchors, n_boot=self.n_boot(1000))
         for src, tgt, text in jobs:
-            result = run_alignment(self._encoders[src], self.dataset, target_encoder=self._encoders[tgt] if tgt else None,
-                                   text_encoder=self.text_encoder if text else None, anchors=anchors,
-                                   estimator=cfg["estimator"], anchor_selection=cfg["anchor_selection"], seed=self.config["seed"],
-                                   train_split=self.config["train_split"], eval_split=self.config["test_split"],
-                                   batch_size=self.config["batch_size"], n_boot=self.n_boot(1000), cache=self.cache)
+            result = run_alignment(self._encoders[src], self.dataset, config, target_encoder=self._encoders[tgt] if tgt else None,
+                                   text_encoder=self.text_encoder if text else None, cache=self.cache)
             name = f"{src} → {tgt or self.text_encoder.name}"
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()

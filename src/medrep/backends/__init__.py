@@ -3,8 +3,9 @@
 A *job* is a picklable description of the work (settings, fitted classifiers, pairings) with one method,
 ``job.run(encoder, dataset, unit, progress=None) -> result``, that computes one *unit* (an embedding
 chunk, an attack batch, an explanation batch).  ``backend.map(job, encoder, dataset, units)`` yields
-``(unit, result)`` exactly once per unit, in any order; the caller writes the cache chunks / partial
-files and aggregates exactly as it always did, so both backends produce the same files.
+``(unit, result)`` exactly once per unit, in any order; :func:`medrep.backends.units.run_units` (the one
+resumable loop of extract, attack and explain) loads the finished units, saves each new one as it arrives and
+hands all back for the caller to aggregate, so both backends produce the same files.
 
 - :class:`~medrep.backends.local.LocalBackend` (the default) runs the units in order, in-process.
 - :class:`~medrep.backends.ray_backend.RayBackend` shards them over Ray actors that each re-create the

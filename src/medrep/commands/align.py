@@ -106,13 +106,12 @@ def run(args: argparse.Namespace) -> int:
     require_single_label(data)
     if args.split not in (None, "all"):
         data = data.split(args.split)  # a single named split is then divided 70/30 by run_alignment
-    result = run_alignment(source, data, target_encoder=target, text_encoder=text, anchors=args.anchors,
-                           estimator=args.estimator, anchor_selection=args.anchor_selection, seed=args.seed,
-                           ridge=args.ridge, scale=not args.no_scale, options=estimator_options_from(args),
-                           relative=args.relative, prompts=args.prompt_file, templates=args.prompt,
-                           center_text=not args.no_center_text, train_split=args.train_split, eval_split=args.test_split,
-                           limit_eval=args.limit, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
-                           cache=make_cache(args), text_cache=not args.no_cache, n_boot=args.n_boot)
+    from medrep.align.config import AlignConfig
+    from medrep.configs import from_mapping
+
+    config = from_mapping(AlignConfig, vars(args), by="dest", estimator_options=estimator_options_from(args))
+    result = run_alignment(source, data, config, target_encoder=target, text_encoder=text, cache=make_cache(args),
+                           text_cache=not args.no_cache)
     figures = write_align_outputs(result, out)
     write_manifest(out, build_manifest("align", arguments_of(args), seeds={"anchors": args.seed, "bootstrap": args.seed},
                                        cache_keys=result.cache_keys, skipped=skipped.skipped, source=source.describe(),

@@ -85,6 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--noise-sigma", default="0.005,0.01,0.03",
                    help="σ value(s) of the Gaussian noise of the label-consistency check, comma-separated (one AUC each)")
     d.add_argument("--noise-draws", type=int, default=8, help="noisy copies per image")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--gallery-size", type=int, default=6, help="images in the gallery figure")
     add_head_classes_argument(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
     p.add_argument("--out", required=True, help="output directory")
@@ -142,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         step_size=args.step_size, random_start=args.random_start, target=args.attack_target, layer=args.layer, pool=args.pool,
         classifiers=names, batch_size=args.batch_size, seed=args.seed, noise_sigma=sigmas,
         noise_draws=args.noise_draws, early_stop=args.early_stop, attack=args.attack, queries=args.queries,
-        dtype=args.dtype, protocol=args.protocol, out_dir=out, resume=args.resume, cache=make_cache(args), backend=backend)
+        dtype=args.dtype, protocol=args.protocol, n_boot=args.n_boot, gallery_size=args.gallery_size, out_dir=out,
+        resume=args.resume, cache=make_cache(args), backend=backend)
     if subgroups is not None:
         from medrep.subgroups.items import attack_subgroups
 

@@ -112,7 +112,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sanity-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"a method passes randomisation when Spearman |map| after full randomisation, and its interval's "
                         f"upper end, are below this (default {DEFAULT_THRESHOLD:g})")
+    p.add_argument("--sanity-topk", type=float, default=10,
+                   help="top-k%% of the pixels whose overlap the sanity checks compare (default 10)")
     p.add_argument("--no-baselines", action="store_true", help="do not add the random and center baselines")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--gallery-size", type=int, default=6, help="images in the gallery figure")
     p.add_argument("--trust-remote-code", action="store_true", help="allow Hugging Face models that ship their own code")
     add_head_classes_argument(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT/partial (same arguments)")
@@ -161,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         method_options=method_options_from(args, methods), protocol=args.protocol,
         threshold=args.threshold, tune_split=args.tune_split, probability_cutoff=args.probability_cutoff,
         miou_on=args.miou_on, road_percents=tuple(args.road_percents), sanity=tuple(args.sanity),
-        sanity_images=args.sanity_images, sanity_threshold=args.sanity_threshold, skip_unsupported=args.methods is None)
+        sanity_images=args.sanity_images, sanity_threshold=args.sanity_threshold, sanity_topk=args.sanity_topk,
+        n_boot=args.n_boot, gallery_size=args.gallery_size, skip_unsupported=args.methods is None)
     tune = _tune_split(args, config)
     result = run_explain(encoder, data, config, references=references, tune_dataset=tune, cache=make_cache(args),
                          backend=backend, out_dir=out, resume=args.resume)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     encoder.compile_extraction = args.compile
     emb = extract_embeddings(encoder, data, layer=args.layer, pool=args.pool, batch_size=args.batch_size,
                              cache=make_cache(args), chunk_size=args.chunk_size, num_workers=args.workers, dtype=args.dtype,
-                             skip_bad=args.skip_bad, skipped=skipped, backend=backend)
+                             skipped=skipped if args.skip_bad else None, backend=backend)
     emb.check_finite()
     emb.to_parquet(out / "embeddings.parquet")
     write_manifest(out, build_manifest(

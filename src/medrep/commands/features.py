@@ -7,7 +7,7 @@ import argparse
 from medrep.commands.common import (add_data_arguments, add_deprecated_alias, add_subgroup_arguments, arguments_of, make_cache,
                                    out_dir, subgroup_config)
 from medrep.commands.overlay import (add_overlay_arguments, check_model_specs, describe_split_flag, load_models,
-                                     load_split_data, overlay_options, resolve_test_split)
+                                     load_split_data, overlay_config, resolve_test_split)
 from medrep.errors import MedrepError
 
 NAME = "features"
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     resolve_test_split(args)
     subgroups = subgroup_config(args, n_boot=args.n_boot, n_permutations=args.n_permutations)
     run_overlay_test = args.overlay is not None or args.words is not None  # --words alone asks for it too
-    options = overlay_options(args) if run_overlay_test else None
+    # the overlay test keeps its own bootstrap size (features' --n-boot sizes the features' intervals)
+    overlay = overlay_config(args, n_boot=1000) if run_overlay_test else None
     out = out_dir(args.out)
     data = load_split_data(args)
     if run_overlay_test:
@@ -106,16 +107,14 @@ def run(args: argparse.Namespace) -> int:
         print(format_subgroup_table(result.subgroups))
     cache_keys = {f"{n}/{s}": k for n, m in result.models.items() for s, k in m["cache_keys"].items()}
     if run_overlay_test:
-        from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
+        from medrep.overlay import format_overlay_table, run_overlay, write_overlay_outputs
 
         text_encoder = None
         if args.text:
             from medrep.models import load_text_encoder
 
             text_encoder = load_text_encoder(args.text)
-        ov = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
-                         test_split=args.test_split, limit=args.limit, k=args.k, batch_size=args.batch_size,
-                         cache=cache, seed=args.seed, **options)
+        ov = run_overlay(encoders, data, overlay, text_encoder=text_encoder, cache=cache)
         figures.update(write_overlay_outputs(ov, out / "overlay", data))
         print(format_overlay_table(ov))
     write_manifest(out, build_manifest("features", arguments_of(args), seeds={"seed": args.seed}, cache_keys=cache_keys,

@@ -27,6 +27,8 @@ def add_overlay_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup
     g.add_argument("--position", default="center", help="center, top-left, top-right, bottom-left, bottom-right, top, bottom, or X,Y fractions")
     g.add_argument("--colour", default="1.0", help="grey level or R,G,B in [0, 1]")
     g.add_argument("--opacity", type=float, default=1.0, help="1 = opaque text")
+    g.add_argument("--margin", type=float, default=0.03,
+                   help="gap between a word and the image border, as a share of the image size (default: 0.03)")
     g.add_argument("--no-fit", action="store_true", help="do not shrink text that is wider than the image")
     g.add_argument("--prompt", default="a medical image showing {label}", help="zero-shot prompt template ({label} = class name)")
     g.add_argument("--text", default=None,
@@ -47,13 +49,13 @@ def _floats(text: str, where: str) -> tuple[float, ...]:
 
 
 def overlay_options(args: argparse.Namespace) -> dict:
-    """run_overlay keyword arguments from the parsed overlay flags."""
+    """The OverlayConfig settings the overlay flags give in a form argparse does not parse (lists, pairs)."""
     from medrep.vocabulary import upgrade_template
 
     if args.text_aligned and not args.text:
         raise MedrepError("needs --text (the text encoder said to share the image space)", where="--text-aligned")
     raw = args.words
-    words = [w.strip() for w in raw.split(",") if w.strip()] if raw else None
+    words = tuple(w.strip() for w in raw.split(",") if w.strip()) if raw else None
     targets = {}
     for spec in args.word_class:
         if "=" not in spec:
@@ -66,9 +68,21 @@ def overlay_options(args: argparse.Namespace) -> dict:
     position = args.position
     if "," in position:
         position = _floats(position, "--position")
-    return {"words": words, "targets": targets or None, "font": args.font, "size": args.font_size,
-            "position": position, "colour": colour[0] if len(colour) == 1 else colour, "opacity": args.opacity,
-            "fit": not args.no_fit, "prompt_template": upgrade_template(args.prompt), "text_aligned": args.text_aligned}
+    return {"words": words, "word_class": targets or None, "position": position,
+            "colour": colour[0] if len(colour) == 1 else colour, "prompt": upgrade_template(args.prompt)}
+
+
+def overlay_config(args: argparse.Namespace, **overrides):
+    """The OverlayConfig of the parsed flags; each overlay is built once here, so a bad font, size or position is
+    refused before any data or model is loaded."""
+    from medrep.configs import from_mapping
+    from medrep.overlay import OverlayConfig, TextOverlay
+
+    config = from_mapping(OverlayConfig, vars(args), by="dest", **{**overlay_options(args), **overrides})
+    for w in config.words or ["x"]:
+        TextOverlay(w, font=config.font, size=config.font_size, position=config.position, colour=config.colour,
+                    opacity=config.opacity, margin=config.margin)
+    return config
 
 
 def describe_split_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -138,18 +152,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medrep.features.overlay import format_overlay_table, run_overlay, write_overlay_outputs
     from medrep.manifest import build_manifest, write_manifest
+    from medrep.overlay import format_overlay_table, run_overlay, write_overlay_outputs
 
     # cheap checks first: a typo should not cost a dataset load and a model load
     check_model_specs(args)
     resolve_test_split(args)
-    options = overlay_options(args)
-    from medrep.features.overlay import TextOverlay
-
-    for w in options["words"] or ["x"]:
-        TextOverlay(w, font=options["font"], size=options["size"], position=options["position"],
-                    colour=options["colour"], opacity=options["opacity"])
+    config = overlay_config(args)
     out = out_dir(args.out)
     data = load_split_data(args)
     from medrep.data.findings import require_single_label
@@ -161,9 +170,7 @@ def run(args: argparse.Namespace) -> int:
         from medrep.models import load_text_encoder
 
         text_encoder = load_text_encoder(args.text)
-    result = run_overlay(encoders, data, text_encoder=text_encoder, train_split=args.train_split,
-                         test_split=args.test_split, limit=args.limit, k=args.k, n_boot=args.n_boot,
-                         batch_size=args.batch_size, cache=make_cache(args), seed=args.seed, **options)
+    result = run_overlay(encoders, data, config, text_encoder=text_encoder, cache=make_cache(args))
     figures = write_overlay_outputs(result, out, data)
     write_manifest(out, build_manifest("overlay", arguments_of(args), seeds={"seed": args.seed}, auto_split=args._auto_split,
                                        cache_keys={f"{m}/{w}": e["cache_key"] for m, r in result.models.items()

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 UNKNOWN = ""  # an item whose attribute is not known belongs to no subgroup
 DECADES = tuple(float(a) for a in range(10, 100, 10))  # default age-bin edges: 0–9, 10–19, …, 90+
@@ -45,7 +45,7 @@ def bin_ages(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     return np.array([age_band(v, edges) for v in values], dtype=object)
 
 
-def parse_age_bins(text: str, where: str = "--age-bins") -> tuple[float, ...]:
+def parse_age_bins(text: str, where: str = Param("age_bins")) -> tuple[float, ...]:
     """"18,40,65" → (18.0, 40.0, 65.0); anything but strictly increasing numbers is refused, naming ``where``."""
     try:
         edges = tuple(float(v) for v in text.split(",") if v.strip())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medrep.errors import MedrepError, SpecError
+from medrep.errors import MedrepError, Param, SpecError
 
 UNCERTAIN_POLICIES = ("ones", "zeros", "ignore")
 BLANK_POLICIES = ("negative", "ignore")
@@ -88,7 +88,7 @@ def finding_spelling(findings: list[str]) -> str:
     return f"?finding={example.replace(' ', '%20')}"
 
 
-def require_single_label(dataset, where: str = "--data") -> None:
+def require_single_label(dataset, where: str = Param("data")) -> None:
     """Commands that explain, attack or align one label refuse a multi-label set, naming the way out."""
     findings = list(getattr(dataset, "findings", None) or [])
     if findings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from medrep.data.base import ImageDataset, SkipLog
-from medrep.errors import SpecError
+from medrep.errors import Param, SpecError
 from medrep.data.recipes import RECIPE_MODULES
 from medrep.registry import Registry
 from medrep.specs import Spec, parse_spec
@@ -39,12 +39,12 @@ def _coerce(options: dict[str, str], types: dict[str, type]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         if key not in types:
-            raise SpecError(f"unknown option {key!r} (known: {', '.join(sorted(types))})", where="--data")
+            raise SpecError(f"unknown option {key!r} (known: {', '.join(sorted(types))})", where=Param("data"))
         t = types[key]
         try:
             out[key] = (value.lower() in ("1", "true", "yes")) if t is bool else t(value)
         except ValueError:
-            raise SpecError(f"option {key}={value!r} is not a valid {t.__name__}", where="--data") from None
+            raise SpecError(f"option {key}={value!r} is not a valid {t.__name__}", where=Param("data")) from None
     return out
 
 
@@ -61,7 +61,7 @@ def _phantoms(spec: Spec, skip_bad: bool, skipped: SkipLog) -> ImageDataset:
         unknown = [a for a in names if a not in ATTRIBUTES]
         if unknown:
             raise SpecError(f"unknown phantom attribute {unknown[0]!r} in ?attributes= (choose from {', '.join(ATTRIBUTES)})",
-                            where="--data")
+                            where=Param("data"))
         opts["attributes"] = tuple(a for a in ATTRIBUTES if a in names)  # one order, one cache key
     return load_phantoms(PhantomConfig(**opts))
 

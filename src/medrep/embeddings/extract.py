@@ -174,22 +174,23 @@ def extract_embeddings(
     chunk_size: int = 1024,
     num_workers: int | None = None,
     dtype: str = "float32",
-    skip_bad: bool = False,
     skipped: SkipLog | None = None,
     description: str | None = None,
     backend: Any = None,
 ) -> Embeddings:
     """Embed every item of ``dataset`` (inference mode, batched), served from / written to ``cache``.
 
-    With ``skip_bad`` unreadable items are left out and listed in ``skipped``; otherwise the first bad
-    item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
+    Given a ``skipped`` log (``--skip-bad``), unreadable items are left out and listed in it; without one the
+    first bad item raises, and every chunk finished before it stays in the cache.  ``backend`` (default: the
     current one, see :mod:`medrep.backends`) computes the missing chunks; the Ray backend shards them
     over its workers, and every finished chunk lands in the cache as it arrives, whichever computed it.
     ``encoder.compile_extraction = True`` (``--compile``) runs the embedding call through ``torch.compile``:
     the same embeddings within float tolerance (tested), so the cache key does not change.
     """
     from medrep.backends import resolve_backend
+    from medrep.backends.units import run_units
 
+    skip_bad = skipped is not None
     if batch_size < 1:
         raise MedrepError("must be at least 1", where=Param("batch_size"))
     if dtype not in _DTYPES:
@@ -216,24 +217,23 @@ def extract_embeddings(
         num_workers = 0 if isinstance(getattr(dataset, "images", None), torch.Tensor) or hasattr(dataset, "parts") else 1
     if getattr(backend, "distributed", False):
         num_workers = 0  # a Ray worker is one process on one core: no DataLoader processes inside it
-    skipped = skipped if skipped is not None else SkipLog()
+    skipped = skipped if skip_bad else SkipLog()
     job = ExtractJob(layer, asked_pool, dtype, batch_size, chunk_size, n, num_workers, skip_bad,
                      compile=bool(getattr(encoder, "compile_extraction", False)))
-    results: dict[int, tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]] = {}
+
+    def load(c: int) -> tuple[np.ndarray, list[str], np.ndarray, list] | None:
+        chunk_ids = ids[c * chunk_size : (c + 1) * chunk_size]
+        done = entry.read_chunk(c, chunk_ids) if use_cache else None
+        return (done, chunk_ids, labels[c * chunk_size : (c + 1) * chunk_size], []) if done is not None else None
+
+    def save(c: int, result: tuple[np.ndarray | None, list[str], np.ndarray, list[tuple[str, str]]]) -> None:
+        array, c_ids = result[0], result[1]
+        if array is not None and use_cache:
+            entry.write_chunk(c, array, c_ids)  # lands as soon as it is computed: resumable
+
     with progress_bar(description or f"embedding with {encoder.name}", n) as bar:
-        todo = []
-        for c in range(n_chunks):
-            chunk_ids = ids[c * chunk_size : (c + 1) * chunk_size]
-            done = entry.read_chunk(c, chunk_ids) if use_cache else None
-            if done is not None:
-                results[c] = (done, chunk_ids, labels[c * chunk_size : (c + 1) * chunk_size], [])
-                bar.advance(len(chunk_ids))
-            else:
-                todo.append(c)
-        for c, (array, c_ids, c_labels, bad) in backend.map(job, encoder, dataset, todo, progress=bar):
-            if array is not None and use_cache:
-                entry.write_chunk(c, array, c_ids)  # lands as soon as it is computed: resumable
-            results[c] = (array, c_ids, c_labels, bad)
+        results = run_units(job, encoder, dataset, range(n_chunks), backend, load=load, save=save, progress=bar,
+                            size=lambda c: len(ids[c * chunk_size : (c + 1) * chunk_size]))
     parts, kept_ids, kept_labels = [], [], []
     for c in range(n_chunks):  # chunk order, whatever order the backend finished them in
         array, c_ids, c_labels, bad = results[c]

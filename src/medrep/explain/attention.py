@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder, TokenGrid
 
 _HF_PROJ_NAMES = ("q_proj", "query", "qkv", "k_proj", "key", "in_proj")
@@ -83,7 +83,7 @@ def find_attention_sites(encoder: Encoder) -> list[AttentionSite]:
         raise MedrepError(
             f"model {encoder.name} has no attention modules (no timm Attention, Hugging Face attention or "
             "nn.MultiheadAttention found); attention-based methods (attention, rollout, chefer, chefer-lrp) "
-            "need a vision transformer — use gradcam or ig for this model", where="--methods")
+            "need a vision transformer — use gradcam or ig for this model", where=Param("methods"))
     return sites
 
 
@@ -93,7 +93,7 @@ def select_sites(sites: Sequence[AttentionSite], blocks: Sequence[int] | None, m
     out = []
     for b in blocks:
         if not -len(sites) <= b < len(sites):
-            raise MedrepError(f"model {model} has {len(sites)} attention blocks; block {b} does not exist", where="--block")
+            raise MedrepError(f"model {model} has {len(sites)} attention blocks; block {b} does not exist", where=Param("block"))
         out.append(sites[b])
     return out
 
@@ -139,7 +139,7 @@ class AttentionRecord:
         missing = [s.name for s, m in zip(self.sites, self.maps) if m is None]
         if missing:
             raise MedrepError(f"attention of {', '.join(missing)} in model {model} was not captured "
-                              "(the module did not run, or returned no weights)", where="--methods")
+                              "(the module did not run, or returned no weights)", where=Param("methods"))
         return list(self.maps)  # type: ignore[arg-type]
 
 
@@ -225,7 +225,7 @@ def mha_with_weights(m: nn.MultiheadAttention, query: torch.Tensor, key: torch.T
     exist; this keeps the same tensor in the output's graph (tests check the outputs match torch's).
     """
     if m.bias_k is not None or m.add_zero_attn:
-        raise MedrepError("nn.MultiheadAttention with bias_k/bias_v or add_zero_attn is not supported", where="--methods")
+        raise MedrepError("nn.MultiheadAttention with bias_k/bias_v or add_zero_attn is not supported", where=Param("methods"))
     if not m.batch_first:
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))
     b, n_q, e = query.shape
@@ -263,7 +263,7 @@ def mha_with_weights(m: nn.MultiheadAttention, query: torch.Tensor, key: torch.T
 def require_grid(encoder: Encoder) -> TokenGrid:
     if encoder.token_grid is None:
         raise MedrepError(f"model {encoder.name} has no token grid (not a vision transformer); "
-                          "attention-based methods need one — use gradcam or ig", where="--methods")
+                          "attention-based methods need one — use gradcam or ig", where=Param("methods"))
     return encoder.token_grid
 
 
@@ -275,7 +275,7 @@ def fuse_heads(attn: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
         return attn.amax(1)
     if fusion == "min":
         return attn.amin(1)
-    raise MedrepError(f"unknown head fusion {fusion!r} (choose mean, max, min)", where="--head-fusion")
+    raise MedrepError(f"unknown head fusion {fusion!r} (choose mean, max, min)", where=Param("head_fusion"))
 
 
 def reads_cls(encoder: Encoder) -> bool:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medrep.explain.methods import normalize_maps
+from medrep.intervals import percentile_bounds
 
 #: thresholds a tuned per-class threshold is chosen from (on the min-max normalised map)
 TUNING_GRID = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2).tolist())
@@ -205,8 +206,8 @@ def percentile_bootstrap(values: np.ndarray, n_boot: int, seed: int) -> dict[str
         return {"value": None, "low": None, "high": None, "n": 0}
     rng = np.random.default_rng(seed)
     boots = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
-    low, high = np.quantile(boots, [0.025, 0.975])
-    return {"value": float(v.mean()), "low": float(low), "high": float(high), "n": int(v.size)}
+    low, high = percentile_bounds(boots)
+    return {"value": float(v.mean()), "low": low, "high": high, "n": int(v.size)}
 
 
 def summarise(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], *, threshold: str,
@@ -244,5 +245,5 @@ def percentage_decrease(model: np.ndarray, human: np.ndarray, n_boot: int = 1000
     idx = rng.integers(0, m.size, size=(n_boot, m.size))
     hb, mb = h[idx].mean(1), m[idx].mean(1)
     boots = np.where(hb > 0, (hb - mb) / np.where(hb > 0, hb, 1) * 100, np.nan)
-    low, high = np.nanquantile(boots, [0.025, 0.975])
-    return {"value": float((h.mean() - m.mean()) / h.mean() * 100), "low": float(low), "high": float(high), "n": int(m.size)}
+    low, high = percentile_bounds(boots, ignore_nan=True)
+    return {"value": float((h.mean() - m.mean()) / h.mean() * 100), "low": low, "high": high, "n": int(m.size)}

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
 
@@ -39,7 +39,7 @@ def baseline_image(pixels: torch.Tensor, baseline: str = "blur", blur_sigma: flo
         return torch.zeros_like(pixels)
     if baseline == "mean":
         return pixels.mean(dim=(2, 3), keepdim=True).expand_as(pixels)
-    raise MedrepError(f"unknown perturbation baseline {baseline!r} (choose {', '.join(BASELINES)})", where="--deletion-baseline")
+    raise MedrepError(f"unknown perturbation baseline {baseline!r} (choose {', '.join(BASELINES)})", where=Param("deletion_baseline"))
 
 
 def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
@@ -58,9 +58,9 @@ def perturbation_curves(encoder: Encoder, pixels: torch.Tensor, maps: torch.Tens
                         batch_size: int = 64, probability: bool = True) -> torch.Tensor:
     """(B, steps + 1) target scores after removing / adding the top s/steps share of pixels, s = 0…steps."""
     if mode not in MODES:
-        raise MedrepError(f"unknown mode {mode!r} (choose {', '.join(MODES)})", where="--metrics")
+        raise MedrepError(f"unknown mode {mode!r} (choose {', '.join(MODES)})", where=Param("metrics"))
     if steps < 1:
-        raise MedrepError("needs at least one step", where="--deletion-steps")
+        raise MedrepError("needs at least one step", where=Param("deletion_steps"))
     x = pixels.to(encoder.device, encoder.dtype)
     b, c, h, w = x.shape
     if tuple(maps.shape) != (b, h, w):

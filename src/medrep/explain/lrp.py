@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.attention import capture_attention, query_row_to_grid, reads_cls, require_grid
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
 from medrep.models.base import Encoder
@@ -126,7 +126,7 @@ def lrp_support(encoder: Encoder) -> str | None:
 def _check_timm_vit(encoder: Encoder) -> tuple[nn.Module, list[nn.Module]]:
     reason = lrp_support(encoder)
     if reason is not None:
-        raise MedrepError(reason, where="--methods")
+        raise MedrepError(reason, where=Param("methods"))
     root = timm_vit_root(encoder)
     return root, list(root.blocks)
 
@@ -176,7 +176,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             score = score_from_output(out, target)
             attns = rec.complete(encoder.name)
             if len(attns) != n_blocks:
-                raise MedrepError(f"model {encoder.name}: {len(attns)} attention maps for {n_blocks} blocks", where="--methods")
+                raise MedrepError(f"model {encoder.name}: {len(attns)} attention maps for {n_blocks} blocks", where=Param("methods"))
             pool = getattr(module, "global_pool", "token")
             from_tokens = target.kind == "embedding" or pool not in ("token", "avg") or module is not encoder.module
             grads = torch.autograd.grad(score.sum(), attns, retain_graph=from_tokens)
@@ -195,7 +195,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
     attns = [a.detach().float() for a in attns]
     attn_grads = [g.detach().float() for g in grads[:n_blocks]]
     if "tokens" not in final:
-        raise MedrepError(f"model {encoder.name} has no final norm to start relevance from", where="--methods")
+        raise MedrepError(f"model {encoder.name} has no final norm to start relevance from", where=Param("methods"))
     tokens = final["tokens"].detach().float()
     b, n, d = tokens.shape
     prefix = int(getattr(module, "num_prefix_tokens", 1))
@@ -205,7 +205,7 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
         r = tokens * grads[-1].detach().float()
     else:
         if "head_in" not in final:
-            raise MedrepError(f"model {encoder.name} has no linear head; use --explain-target embedding", where="--explain-target")
+            raise MedrepError(f"model {encoder.name} has no linear head; use --explain-target embedding", where=Param("explain_target"))
         feat = final["head_in"].detach().float()
         one_hot = torch.nn.functional.one_hot(target.classes.to(feat.device).long(), module.head.out_features).float()
         r_feat = linear_alpha1_beta0(feat, module.head.weight.float(), one_hot)
@@ -217,41 +217,45 @@ def lrp_state(encoder: Encoder, pixels: torch.Tensor, target: Target, start_bloc
             patch = tokens[:, prefix:]
             r[:, prefix:] = patch * safe_divide(r_feat, patch.sum(1))[:, None]
         else:  # unreachable: other poolings start from the tokens (from_tokens)
-            raise MedrepError(f"chefer-lrp handles CLS ('token') and 'avg' pooling, not {pool!r}", where="--methods")
+            raise MedrepError(f"chefer-lrp handles CLS ('token') and 'avg' pooling, not {pool!r}", where=Param("methods"))
     output_relevance = r
 
     attn_rel: list[torch.Tensor | None] = [None] * n_blocks
     block_in_rel: list[torch.Tensor | None] = [None] * n_blocks
     for i in range(n_blocks - 1, start_block - 1, -1):
-        blk = blocks[i]
-        get = lambda key: saved[(i, key)].detach().float()  # noqa: E731
-        x_in, branch1, branch2 = get("x_in"), get("branch1"), get("branch2")
-        # x_out = x_mid + mlp(norm2(x_mid)),  x_mid = x_in + attn(norm1(x_in))
-        r_mid, r_mlp = residual_rule(x_in + branch1, branch2, r)
-        r_mlp = linear_alpha1_beta0(get("fc2_in"), blk.mlp.fc2.weight.float(), r_mlp)
-        r_mlp = linear_alpha1_beta0(get("fc1_in"), blk.mlp.fc1.weight.float(), r_mlp)
-        r_mid = r_mid + r_mlp  # clone: the two uses of x_mid add up
-        r_res, r_attn_out = residual_rule(x_in, branch1, r_mid)
-        attn = blk.attn
-        heads = attn.num_heads
-        r_ctx = linear_alpha1_beta0(get("proj_in"), attn.proj.weight.float(), r_attn_out)  # (B, N, C)
-        hd = r_ctx.shape[-1] // heads
-        r_ctx = r_ctx.view(b, n, heads, hd).transpose(1, 2)  # (B, h, N, hd)
-        qkv = get("qkv_out").view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        with torch.no_grad():
-            q = attn.q_norm(qkv[0].to(encoder.dtype)).float() * attn.scale
-            k = attn.k_norm(qkv[1].to(encoder.dtype)).float()
-        v = qkv[2]
-        a_i = attns[i]
-        r_a, r_v = matmul_rule(a_i, v, r_ctx)
-        attn_rel[i] = r_a
-        r_q, r_kt = matmul_rule(q, k.transpose(-2, -1), r_a)  # softmax: identity
-        r_k = r_kt.transpose(-2, -1)
-        r_qkv = torch.stack([r_q, r_k, r_v], 0).permute(1, 3, 0, 2, 4).reshape(b, n, 3 * heads * hd)
-        r_norm1 = linear_alpha1_beta0(get("qkv_in"), attn.qkv.weight.float(), r_qkv)
-        r = r_res + r_norm1  # clone of x_in
+        saved_here = {key: t.detach().float() for (j, key), t in saved.items() if j == i}
+        r, attn_rel[i] = _through_block(blocks[i], saved_here, attns[i], r, encoder.dtype)
         block_in_rel[i] = r
     return LRPState(attns, attn_grads, attn_rel, block_in_rel, output_relevance)  # type: ignore[arg-type]
+
+
+def _through_block(blk: nn.Module, saved: dict[str, torch.Tensor], attention: torch.Tensor, r: torch.Tensor,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance ``r`` at a block's output carried back to its input, and the relevance of its attention map."""
+    b, n, _ = r.shape
+    x_in, branch1, branch2 = saved["x_in"], saved["branch1"], saved["branch2"]
+    # x_out = x_mid + mlp(norm2(x_mid)),  x_mid = x_in + attn(norm1(x_in))
+    r_mid, r_mlp = residual_rule(x_in + branch1, branch2, r)
+    r_mlp = linear_alpha1_beta0(saved["fc2_in"], blk.mlp.fc2.weight.float(), r_mlp)
+    r_mlp = linear_alpha1_beta0(saved["fc1_in"], blk.mlp.fc1.weight.float(), r_mlp)
+    r_mid = r_mid + r_mlp  # clone: the two uses of x_mid add up
+    r_res, r_attn_out = residual_rule(x_in, branch1, r_mid)
+    attn = blk.attn
+    heads = attn.num_heads
+    r_ctx = linear_alpha1_beta0(saved["proj_in"], attn.proj.weight.float(), r_attn_out)  # (B, N, C)
+    hd = r_ctx.shape[-1] // heads
+    r_ctx = r_ctx.view(b, n, heads, hd).transpose(1, 2)  # (B, h, N, hd)
+    qkv = saved["qkv_out"].view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        q = attn.q_norm(qkv[0].to(dtype)).float() * attn.scale
+        k = attn.k_norm(qkv[1].to(dtype)).float()
+    v = qkv[2]
+    r_a, r_v = matmul_rule(attention, v, r_ctx)
+    r_q, r_kt = matmul_rule(q, k.transpose(-2, -1), r_a)  # softmax: identity
+    r_k = r_kt.transpose(-2, -1)
+    r_qkv = torch.stack([r_q, r_k, r_v], 0).permute(1, 3, 0, 2, 4).reshape(b, n, 3 * heads * hd)
+    r_norm1 = linear_alpha1_beta0(saved["qkv_in"], attn.qkv.weight.float(), r_qkv)
+    return r_res + r_norm1, r_a  # clone of x_in
 
 
 def transformer_attribution(encoder: Encoder, pixels: torch.Tensor, target: Target, start_block: int = 0,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.attention import (capture_attention, find_attention_sites, fuse_heads, query_row_to_grid, reads_cls,
                                       require_grid)
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
@@ -103,7 +103,7 @@ def rollout_matrices(attentions: list[torch.Tensor], head_fusion: str = "mean", 
     identity (as in jacobgil/vit-explain), never the CLS→CLS entry.
     """
     if not 0.0 <= discard_ratio < 1.0:
-        raise MedrepError(f"discard ratio must be in [0, 1), got {discard_ratio}", where="--discard-ratio")
+        raise MedrepError(f"discard ratio must be in [0, 1), got {discard_ratio}", where=Param("discard_ratio"))
     b, _, n, _ = attentions[0].shape
     eye = torch.eye(n, device=attentions[0].device, dtype=torch.float32).expand(b, n, n)
     result = eye
@@ -196,7 +196,17 @@ def default_gradcam_layer(encoder: Encoder) -> str:
         if isinstance(child, nn.LayerNorm):
             return f"{block_name}.{child_name}" if block_name else child_name
     raise MedrepError(f"cannot find the pre-attention LayerNorm of the last block of model {encoder.name}; "
-                      "pass a layer name", where="--gradcam-layer")
+                      "pass a layer name", where=Param("gradcam_layer"))
+
+
+def gradcam_module(encoder: Encoder, layer: str | None) -> nn.Module:
+    """The module Grad-CAM reads (``layer``, default :func:`default_gradcam_layer`); a bad name is a
+    ``gradcam_layer`` error (the model's own check names ``layer``, an option of other commands)."""
+    name = layer or default_gradcam_layer(encoder)
+    try:
+        return encoder.get_submodule_checked(name)
+    except MedrepError as err:
+        raise err.placed(Param("gradcam_layer")) from None
 
 
 def _as_batch_first(out: torch.Tensor, batch: int) -> torch.Tensor:
@@ -212,10 +222,7 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_c mean_ij(∂y/∂A_c) · A_c) at ``layer``; ViT tokens are reshaped
     to the patch grid (CLS and registers dropped), as pytorch-grad-cam's reshape_transform does."""
     layer = layer or default_gradcam_layer(encoder)
-    try:
-        module = encoder.get_submodule_checked(layer)
-    except MedrepError as err:  # it names --layer, an option of other commands
-        raise MedrepError(str(err).removeprefix(f"{err.where}: "), where="--gradcam-layer") from None
+    module = gradcam_module(encoder, layer)
     target = resolve_classes(encoder, pixels, target)
     pixels = graph_input(encoder, pixels)
     acts: list[torch.Tensor] = []
@@ -228,7 +235,7 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
         with torch.enable_grad():
             score = score_from_output(model_output(encoder, pixels, target), target)
             if not acts:
-                raise MedrepError(f"layer {layer!r} of model {encoder.name} did not run", where="--gradcam-layer")
+                raise MedrepError(f"layer {layer!r} of model {encoder.name} did not run", where=Param("gradcam_layer"))
             act = acts[-1]
             (grad,) = torch.autograd.grad(score.sum(), act)
     finally:
@@ -240,12 +247,12 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
         if act.shape[1] < grid.num_prefix_tokens + grid.num_patches:
             raise MedrepError(f"layer {layer!r} gives {act.shape[1]} tokens, not the {grid.num_prefix_tokens} prefix and "
                               f"{grid.num_patches} patch tokens of the image; name a layer inside a transformer block",
-                              where="--gradcam-layer")
+                              where=Param("gradcam_layer"))
         act = grid.to_map(grid.patch_tokens(act)).permute(0, 3, 1, 2)
         grad = grid.to_map(grid.patch_tokens(grad)).permute(0, 3, 1, 2)
     if act.ndim != 4:
         raise MedrepError(f"layer {layer!r} gives shape {tuple(act.shape)}; Grad-CAM needs tokens or a feature map",
-                          where="--gradcam-layer")
+                          where=Param("gradcam_layer"))
     weights = grad.mean(dim=(2, 3), keepdim=True)
     return (weights * act).sum(1).clamp(min=0)
 
@@ -253,7 +260,7 @@ def gradcam(encoder: Encoder, pixels: torch.Tensor, target: Target, layer: str |
 def ig_coefficients(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
     """(alphas, step sizes) of the path integral, the same rules captum offers."""
     if steps < 1:
-        raise MedrepError("needs at least one step", where="--ig-steps")
+        raise MedrepError("needs at least one step", where=Param("ig_steps"))
     if rule == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (1 + x), 0.5 * w
@@ -262,7 +269,7 @@ def ig_coefficients(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray
         return (np.arange(steps) + start) / steps, np.full(steps, 1.0 / steps)
     if rule == "riemann_trapezoid":
         if steps < 2:
-            raise MedrepError("the trapezoid rule needs at least two steps", where="--ig-steps")
+            raise MedrepError("the trapezoid rule needs at least two steps", where=Param("ig_steps"))
         w = np.full(steps, 1.0 / (steps - 1))
         w[[0, -1]] /= 2
         return np.linspace(0, 1, steps), w
@@ -346,7 +353,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear",
     """(B, h, w) → (B, H, W).  ``offset`` (y, x), in units of one source cell, is where each cell's value
     belongs relative to the cell's centre (a token of a padded conv stem sees a field shifted off its patch)."""
     if mode not in UPSAMPLING:
-        raise MedrepError(f"unknown upsampling {mode!r} (choose {', '.join(UPSAMPLING)})", where="--upsample")
+        raise MedrepError(f"unknown upsampling {mode!r} (choose {', '.join(UPSAMPLING)})", where=Param("upsample"))
     if tuple(maps.shape[-2:]) == tuple(size) and not any(offset):
         return maps
     if not any(offset):
@@ -399,10 +406,10 @@ def raw_maps(encoder: Encoder, pixels: torch.Tensor, method: str, target: Target
         raw = fn(encoder, pixels, target, **options)
     except TypeError as err:
         if "unexpected keyword" in str(err):
-            raise MedrepError(f"method {method!r} got an unknown option: {err}", where="--methods") from err
+            raise MedrepError(f"method {method!r} got an unknown option: {err}", where=Param("methods")) from err
         raise
     if not torch.isfinite(raw).all():
-        raise MedrepError(f"method {method!r} produced non-finite values on model {encoder.name}", where="--methods")
+        raise MedrepError(f"method {method!r} produced non-finite values on model {encoder.name}", where=Param("methods"))
     return raw.detach().float()
 
 

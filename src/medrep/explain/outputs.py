@@ -58,10 +58,9 @@ def _fmt(v: float | None) -> str:
 
 def plot_gallery(result: ExplainResult, path: str | Path) -> Path:
     """Rows: images; columns: the image with the mask outline, then each method's heatmap (outline on top)."""
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from medrep.io import atomic_write
 

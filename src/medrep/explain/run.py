@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medrep.backends.units import run_units
 from medrep.data.base import ImageDataset, collate
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain import chexlocalize, chung2025
 from medrep.explain.config import (DEFAULT_METHODS, METRICS, TARGETS, ExplainConfig,  # noqa: F401
                                    check_config, check_method_options, supported_methods)
@@ -35,7 +36,7 @@ from medrep.io import digest_bytes, digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import CLUSTER_INTERVAL, bootstrap_metric
+from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
 
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
 SCORING_VERSION = 4
@@ -56,7 +57,7 @@ def _masked_indices(dataset: ImageDataset) -> tuple[list[int], int]:
         else:
             empty += 1
     if not keep:
-        raise MedrepError(f"no image of dataset {dataset.name} has a non-empty mask", where="--data")
+        raise MedrepError(f"no image of dataset {dataset.name} has a non-empty mask", where=Param("data"))
     return keep, empty
 
 
@@ -92,8 +93,8 @@ def text_references(encoder: Encoder, classes: Sequence[str], template: str = "{
 
     tower = getattr(encoder, "text_encoder", None)
     if tower is None:
-        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where="--prompt")
-    prompts = [format_prompt(template, c, where="--prompt") for c in classes]
+        raise MedrepError(f"model {encoder.name} has no text tower; use --explain-target embedding without --prompt", where=Param("prompt"))
+    prompts = [format_prompt(template, c, where=Param("prompt")) for c in classes]
     with torch.no_grad():
         return torch.as_tensor(tower.encode_text(prompts)).float()
 
@@ -241,17 +242,13 @@ def _select_indices(dataset: ImageDataset, limit: int | None, seed: int) -> tupl
 def _run_units(job: Any, encoder: Encoder, dataset: ImageDataset, n_units: int, store: PartialStore, prefix: str,
                backend: Any, description: str) -> list[dict[str, Any]]:
     """Every unit of ``job`` in unit order: resumed ones from ``store``, the rest run by ``backend`` and saved."""
-    outs: dict[int, dict[str, Any]] = {}
+    def load(u: int) -> dict[str, Any] | None:
+        got = store.load(f"{prefix}{u:05d}")
+        return _unflatten(*got) if got is not None else None
+
     with evaluation(encoder), progress_bar(description, sum(job.unit_size(u) for u in range(n_units))) as bar:
-        for u in range(n_units):
-            got = store.load(f"{prefix}{u:05d}")
-            if got is not None:
-                outs[u] = _unflatten(*got)
-                bar.advance(job.unit_size(u))
-        todo = [u for u in range(n_units) if u not in outs]
-        for u, out in backend.map(job, encoder, dataset, todo, progress=bar):
-            store.save(f"{prefix}{u:05d}", *_flatten(out))  # the caller writes every partial, whichever worker ran it
-            outs[u] = out
+        outs = run_units(job, encoder, dataset, range(n_units), backend, load=load, progress=bar, size=job.unit_size,
+                         save=lambda u, out: store.save(f"{prefix}{u:05d}", *_flatten(out)))
     return [outs[u] for u in range(n_units)]
 
 
@@ -317,9 +314,9 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
     fit = encoder.head_fit(dataset.classes)
     if cfg.target == "class" and not fit.fits:  # the item's label would index an output that means another class
         raise MedrepError(f"the head of {encoder.name} does not fit the data: {fit.reason}; use --explain-target embedding "
-                          "(or name the head's outputs with --head-classes)", where="--explain-target")
+                          "(or name the head's outputs with --head-classes)", where=Param("explain_target"))
     if cfg.threshold == "tuned" and tune_dataset is None:
-        raise MedrepError("a tuned threshold needs the tuning split's images", where="--tune-split")
+        raise MedrepError("a tuned threshold needs the tuning split's images", where=Param("tune_split"))
     methods = cfg.all_methods
     indices, n_empty = _select_indices(dataset, cfg.limit, cfg.seed)
     if cfg.target == "embedding" and references is None:
@@ -367,10 +364,10 @@ def _without_mask_scores(cfg: ExplainConfig, dataset: ImageDataset) -> tuple[Exp
     if _some_masks(dataset):
         raise MedrepError(f"only some images of dataset {dataset.name} have a mask (a blank mask cell is no annotation, "
                           "not an empty mask); give every image one, an empty mask where there is no lesion, or none to "
-                          "explain without localisation", where="--data")
+                          "explain without localisation", where=Param("data"))
     if cfg.protocol is not None:
         raise MedrepError(f"the {cfg.protocol} protocol scores maps against lesion masks and dataset {dataset.name} has "
-                          "none; leave out --protocol to run the faithfulness and sanity checks", where="--protocol")
+                          "none; leave out --protocol to run the faithfulness and sanity checks", where=Param("protocol"))
     dropped = [m for m in cfg.metrics if m in MASK_METRICS]
     kept = tuple(m for m in cfg.metrics if m not in MASK_METRICS)
     return dataclasses.replace(cfg, metrics=kept), {"run": False, "reason": NO_MASKS, "metrics": dropped}

@@ -22,12 +22,13 @@ import torch
 from torch import nn
 
 from medrep.data.base import ImageDataset, collate
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.methods import explain_with_raw
 from medrep.explain.similarity import SIMILARITIES, map_similarities, reference_statistics
 from medrep.explain.targets import Target, resolve_classes
 from medrep.models.base import Encoder, evaluation
-from medrep.results import Metric, bootstrap_metric
+from medrep.intervals import bootstrap_metric
+from medrep.results import Metric
 
 SANITY_TESTS = ("cascading", "independent", "logit")
 DEFAULT_THRESHOLD = 0.5  # Spearman (absolute values) after full randomisation; below it (interval too) = passed
@@ -65,7 +66,7 @@ def randomisation_units(encoder: Encoder) -> list[RandomisationUnit]:
     stack = _block_stack(module)
     names = [n for n, _ in module.named_parameters()]
     if stack is None or not names:
-        raise MedrepError(f"model {encoder.name} has no stack of blocks to randomise", where="--sanity")
+        raise MedrepError(f"model {encoder.name} has no stack of blocks to randomise", where=Param("sanity"))
     prefix = f"{stack[0]}." if stack[0] else ""
     blocks = []
     for child_name, child in stack[1].named_children():
@@ -121,7 +122,7 @@ def model_copy(encoder: Encoder) -> Encoder:
 def other_classes(labels: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
     """(B,) a class drawn uniformly among the other ``n_classes − 1`` for each label (CPU generator)."""
     if n_classes < 2:
-        raise MedrepError("the random-logit test needs at least two classes", where="--sanity")
+        raise MedrepError("the random-logit test needs at least two classes", where=Param("sanity"))
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.randint(1, n_classes, (labels.shape[0],), generator=gen)
     return (labels.cpu() + shift) % n_classes
@@ -277,10 +278,9 @@ def sanity_passed(cascading: list[dict[str, Any]] | None, threshold: float) -> b
 def plot_sanity(sanity: dict[str, Any], model: str, path: Any, test: str = "cascading") -> Any:
     """Similarity (Spearman of |map|) against the number of randomised units, one curve per method with its 95%
     interval, the random-map level and the pass threshold."""
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from medrep.io import atomic_write
 

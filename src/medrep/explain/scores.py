@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.explain.faithfulness import pixel_ranks
 
 TOPK_PERCENTS = (5, 10, 20, 40)
@@ -44,7 +44,7 @@ def topk_pixels(maps: torch.Tensor, percent: float, ranks: torch.Tensor | None =
     (keeping every pixel would score the whole image).  ``ranks``: ``pixel_ranks`` of the flattened maps,
     when the caller already has them (one sort serves every k)."""
     if not 0 < percent <= 100:
-        raise MedrepError(f"top-k percentage must be in (0, 100], got {percent}", where="--topk")
+        raise MedrepError(f"top-k percentage must be in (0, 100], got {percent}", where=Param("topk"))
     flat = maps.flatten(1).float()
     k = max(1, int(-(-flat.shape[1] * percent // 100)))
     ranks = pixel_ranks(flat) if ranks is None else ranks
@@ -84,7 +84,7 @@ def iou_topk(maps: torch.Tensor, masks: torch.Tensor, percent: float = 10, mode:
     themselves (the right choice for pixel-exact masks).
     """
     if mode not in IOU_MODES:
-        raise MedrepError(f"unknown IoU mode {mode!r} (choose {', '.join(IOU_MODES)})", where="--iou-mode")
+        raise MedrepError(f"unknown IoU mode {mode!r} (choose {', '.join(IOU_MODES)})", where=Param("iou_mode"))
     maps, masks = _check(maps, masks)
     keep = topk_pixels(maps, percent, ranks)
     return iou(enclosing_box(keep) if mode == "box" else keep, masks)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder
 
 TARGET_KINDS = ("class", "embedding")
@@ -29,10 +29,10 @@ class Target:
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
-            raise MedrepError(f"unknown target {self.kind!r} (choose {', '.join(TARGET_KINDS)})", where="--explain-target")
+            raise MedrepError(f"unknown target {self.kind!r} (choose {', '.join(TARGET_KINDS)})", where=Param("explain_target"))
         if self.kind == "embedding" and self.references is None:
             raise MedrepError("an embedding target needs reference embeddings (class centroids or a text embedding)",
-                              where="--explain-target")
+                              where=Param("explain_target"))
 
     def index(self, sl: slice | torch.Tensor) -> "Target":
         """The target of a sub-batch (rows ``sl``)."""
@@ -57,7 +57,7 @@ def model_output(encoder: Encoder, pixels: torch.Tensor, target: Target) -> torc
     """Logits (B, K) for class targets, embeddings (B, D) for embedding targets."""
     if target.kind == "class":
         if not encoder.has_head:
-            raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where="--explain-target")
+            raise MedrepError(f"model {encoder.name} has no classification head; use --explain-target embedding", where=Param("explain_target"))
         return encoder.logits(pixels)
     return encoder.embed(pixels)
 
@@ -71,14 +71,14 @@ def score_from_output(out: torch.Tensor, target: Target, probability: bool = Fal
             classes = out.detach().argmax(-1)
         classes = classes.to(out.device).long()
         if classes.shape[0] != out.shape[0]:
-            raise MedrepError(f"{classes.shape[0]} target classes for a batch of {out.shape[0]}", where="--explain-target")
+            raise MedrepError(f"{classes.shape[0]} target classes for a batch of {out.shape[0]}", where=Param("explain_target"))
         if int(classes.max()) >= out.shape[-1] or int(classes.min()) < 0:
-            raise MedrepError(f"target class out of range for a {out.shape[-1]}-class head", where="--explain-target")
+            raise MedrepError(f"target class out of range for a {out.shape[-1]}-class head", where=Param("explain_target"))
         vals = out.softmax(-1) if probability else out
         return vals.gather(1, classes[:, None])[:, 0]
     ref = target.references.to(out.device, out.dtype)
     if ref.shape[-1] != out.shape[-1]:
-        raise MedrepError(f"reference embeddings have width {ref.shape[-1]}, the model's {out.shape[-1]}", where="--explain-target")
+        raise MedrepError(f"reference embeddings have width {ref.shape[-1]}, the model's {out.shape[-1]}", where=Param("explain_target"))
     return F.cosine_similarity(out, ref, dim=-1)
 
 

@@ -12,7 +12,7 @@ from medrep.configs import replace
 from medrep.errors import MedrepError, Param
 from medrep.features.config import FeaturesConfig
 from medrep.embeddings.extract import Embeddings, extract_embeddings
-from medrep.features.intervals import half_sample_interval
+from medrep.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
 from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores
 from medrep.features.projection import PROJECTIONS, project_2d
@@ -345,7 +345,7 @@ def run_probe_subgroups(encoders: Sequence[Any], dataset, config, train_split: s
     check_split_labels(np.asarray(train.labels), np.asarray(test.labels), classes, getattr(dataset, "name", "data"))
     analysis = _subgroup_analysis(config, test)
     from medrep.features.probes import LinearProbe
-    from medrep.results import bootstrap_metric
+    from medrep.intervals import bootstrap_metric
     from medrep.subgroups.run import attribute_groups
     from medrep.subgroups.stats import ItemFigure, interval, macro_auc_fast
 

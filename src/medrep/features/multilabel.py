@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from medrep.features.probes import LinearProbe
-from medrep.results import CLUSTER_INTERVAL, Metric, cluster_members, is_clustered
+from medrep.intervals import CLUSTER_INTERVAL, cluster_members, is_clustered, percentile_bounds
+from medrep.results import Metric
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -69,15 +70,14 @@ def auroc_metrics(test_y: np.ndarray, scores: np.ndarray, findings: Sequence[str
         else:
             rows = rng.integers(0, n, size=n)
         boots[b] = finding_aurocs(test_y, scores, rows)
-    alpha = (1 - confidence) / 2
     kind = (CLUSTER_INTERVAL, len(members)) if members is not None else (None, None)
 
     def metric(value: float, samples: np.ndarray, count: int) -> Metric:
         samples = samples[np.isfinite(samples)]
         if not np.isfinite(value) or samples.size < 2:
             return Metric(value, None, None, count, *kind)
-        low, high = np.quantile(samples, [alpha, 1 - alpha])
-        return Metric(value, float(low), float(high), count, *kind)
+        low, high = percentile_bounds(samples, confidence)
+        return Metric(value, low, high, count, *kind)
 
     out = {f"auroc/{f}": metric(point[j], boots[:, j], int((~np.isnan(test_y[:, j])).sum()))
            for j, f in enumerate(findings)}

@@ -12,7 +12,8 @@ import numpy as np
 
 from medrep.errors import MedrepError, Param
 from medrep.features.neighbours import cosine_topk, l2_normalise
-from medrep.results import Metric, bootstrap_metric, bootstrap_paired
+from medrep.intervals import bootstrap_metric, bootstrap_paired
+from medrep.results import Metric
 
 
 def check_labels(labels: np.ndarray, where: str, min_classes: int = 2) -> np.ndarray:

@@ -16,8 +16,8 @@ import torch
 from medrep.errors import MedrepError
 from medrep.features.neighbours import cosine_topk
 from medrep.progress import progress_bar
-from medrep.features.intervals import half_sample_interval
-from medrep.results import Metric, bootstrap_metric
+from medrep.intervals import bootstrap_metric, half_sample_interval
+from medrep.results import Metric
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -307,10 +307,10 @@ class Encoder(nn.Module):
             return
         names = [str(n).strip() for n in names]
         if not self.has_head:
-            raise MedrepError(f"model {self.name} has no classification head to name", where="--head-classes")
+            raise MedrepError(f"model {self.name} has no classification head to name", where=Param("head_classes"))
         if self.num_classes is not None and len(names) != self.num_classes:
             raise MedrepError(f"{len(names)} names for the {self.num_classes} outputs of the head of {self.name}",
-                              where="--head-classes")
+                              where=Param("head_classes"))
         self.declared_head_classes = names
 
     @property

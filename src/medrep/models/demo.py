@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from medrep.data.phantoms import CLASSES
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import ModuleEncoder, Preprocessing
 
 WEIGHTS_DIR = Path(str(resources.files("medrep") / "models" / "weights"))
@@ -90,7 +90,7 @@ def load_demo_module(name: str) -> nn.Module:
         from medrep.vocabulary import did_you_mean
 
         raise MedrepError(f"unknown demo model {name!r}{did_you_mean(name, BUILDERS)} (choose from {', '.join(BUILDERS)})",
-                          where="--model")
+                          where=Param("model"))
     module = BUILDERS[name]()
     path = weights_path(name)
     if not path.exists():

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from medrep.errors import SpecError
+from medrep.errors import Param, SpecError
 from medrep.models.base import Encoder, ModuleEncoder, Preprocessing
 from medrep.registry import Registry
 from medrep.specs import Spec, parse_spec, take_float_option
@@ -110,7 +110,7 @@ def _load_parsed(spec: str, parsed: Spec, trust_remote_code: bool) -> Encoder:
         if parsed.name in _NAMED:
             return _NAMED[parsed.name](parsed, trust_remote_code)
         if parsed.name in _TEXT:
-            raise SpecError(f"{parsed.name!r} is a text encoder; use it with --text (e.g. for zero-shot alignment)", where="--model")
+            raise SpecError(f"{parsed.name!r} is a text encoder; use it with --text (e.g. for zero-shot alignment)", where=Param("model"))
         from pathlib import Path
 
         if Path(parsed.name).exists() and "file" in _IMAGE:
@@ -119,7 +119,7 @@ def _load_parsed(spec: str, parsed: Spec, trust_remote_code: bool) -> Encoder:
 
         raise SpecError(
             f"unknown model spec {spec!r}{did_you_mean(parsed.name, [*_NAMED, *_TEXT])}: use {', '.join(sorted(_NAMED))}, a scheme ({', '.join(s + ':' for s in sorted(_IMAGE) if s != 'file')}) "
-            "or a path to a checkpoint", where="--model")
+            "or a path to a checkpoint", where=Param("model"))
     if parsed.scheme not in _IMAGE:
         raise SpecError(f"{parsed.scheme}: models are text encoders, not image encoders", where=spec)
     return _IMAGE[parsed.scheme](parsed, trust_remote_code)
@@ -129,14 +129,14 @@ def load_text_encoder(spec: str | Any, trust_remote_code: bool = False):
     if not isinstance(spec, str):
         if hasattr(spec, "encode_text"):
             return spec
-        raise SpecError(f"{type(spec).__name__} is not a text encoder (it has no encode_text)", where="--text")
+        raise SpecError(f"{type(spec).__name__} is not a text encoder (it has no encode_text)", where=Param("text"))
     parsed = parse_spec(spec, _schemes())
     key = parsed.scheme or parsed.name
     if key not in _TEXT:
         from medrep.vocabulary import did_you_mean
 
         raise SpecError(f"{spec!r} is not a text encoder spec{did_you_mean(key, _TEXT)} (use {', '.join(sorted(_TEXT))})",
-                        where="--text")
+                        where=Param("text"))
     return _TEXT[key](parsed, trust_remote_code)
 
 

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder, Preprocessing, TokenGrid, stem_center_offset
 from medrep.specs import take_int_option
 
@@ -121,11 +121,11 @@ def load_timm(name: str, weights: str | None = None, options: dict[str, Any] | N
     if not timm.is_model(name.split(".")[0]) and not name.startswith("hf-hub:"):
         from medrep.vocabulary import did_you_mean
 
-        raise MedrepError(f"timm has no model {name!r}" + did_you_mean(name.split(".")[0], timm.list_models()), where="--model")
+        raise MedrepError(f"timm has no model {name!r}" + did_you_mean(name.split(".")[0], timm.list_models()), where=Param("model"))
     try:
         module = timm.create_model(name, pretrained=pretrained or weights is not None, **kwargs)
     except (OSError, RuntimeError, ValueError, TypeError) as err:  # TypeError: an option this model does not take
-        raise MedrepError(f"could not build timm model {name!r}: {err}", where="--model") from err
+        raise MedrepError(f"could not build timm model {name!r}: {err}", where=Param("model")) from err
     prep = preprocessing_from_timm(module, {"img_size": kwargs.get("img_size")})
     enc = TimmEncoder(module, prep, name=f"timm:{name}", source={"spec": f"timm:{name}", "weights": weights, "pretrained": pretrained})
     enc.eval_crop_pct = timm_crop_pct(module)

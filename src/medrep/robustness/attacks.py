@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv (B×C×H×W) → per-item loss to minimise (B,)
@@ -223,7 +223,7 @@ class GradientAttack(Attack):
         super().__init__(ball if ball is not None else self.default_ball(), early_stop, random_start)
         self.steps = check_steps(steps)
         if step_size is not None and not step_size > 0:
-            raise MedrepError(f"must be positive (got {step_size})", where="--step-size")
+            raise MedrepError(f"must be positive (got {step_size})", where=Param("step_size"))
         self.step_size = step_size
         self.relative_step = relative_step
 
@@ -429,9 +429,10 @@ def square_p(p_init: float, query: int, queries: int) -> float:
 
 
 class SquareAttack(Attack):
-    """Square attack, L∞ (Andriushchenko et al., ECCV 2020): score-based, no gradients.
+    """Square attack (Andriushchenko et al., ECCV 2020): score-based, no gradients; L∞ here, L2 in
+    :meth:`_run_l2`.
 
-    Starts from vertical stripes of ±ε (one sign per column and channel); each query gives one random square
+    L∞: starts from vertical stripes of ±ε (one sign per column and channel); each query gives one random square
     window (side √(p·H·W), p from :func:`square_p`) a new ±ε per channel and keeps it only when the loss falls.
     One forward pass per item and query; the criterion is checked only on items whose point changed.
     """
@@ -442,15 +443,14 @@ class SquareAttack(Attack):
     def __init__(self, queries: int, ball: Ball | str = "linf", early_stop: StopFn | None = None,
                  p_init: float = 0.05, history_rows: int = 100):
         super().__init__(ball, early_stop, False)
-        if self.ball.name != "linf":
-            raise MedrepError("the Square attack is implemented for the L∞ norm only (use --norm linf, or "
-                              "--attack pgd / apgd for L2)", where="--attack")
         if int(queries) < 1:
-            raise MedrepError(f"must be at least 1 (got {queries})", where="--queries")
+            raise MedrepError(f"must be at least 1 (got {queries})", where=Param("queries"))
         self.queries, self.p_init, self.history_rows = int(queries), p_init, history_rows
 
     def run(self, loss_fn, x, eps, generator=None, final_loss=True):
         check_eps(eps)
+        if self.ball.name == "l2":
+            return self._run_l2(loss_fn, x.detach(), eps, generator if generator is not None else torch.Generator().manual_seed(0))
         x = x.detach()
         b, c, h, w = x.shape
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -501,6 +501,44 @@ class SquareAttack(Attack):
         return AttackOutput(best_x.detach(), history, taken, passes,
                             succeeded if self.early_stop is not None else None)
 
+    def _run_l2(self, loss_fn, x: torch.Tensor, eps: float, gen: torch.Generator) -> AttackOutput:
+        """Square attack, L2 (the paper's Algorithm 3): starts from a grid of pseudo-Gaussian bumps of random
+        sign scaled to ‖δ‖ = ε; each query moves the perturbation's mass of a second window into a first one
+        (:func:`square_l2_candidate`) and keeps the point only when the loss falls."""
+        b, c, h, w = x.shape
+        if min(h, w) < 5:
+            raise MedrepError(f"the L2 Square attack needs images of at least 5 × 5 pixels (got {h} × {w})",
+                              where=Param("attack"))
+        passes = Passes()
+        items = _Items(loss_fn, self.early_stop, x, passes)
+        every = max(1, -(-self.queries // self.history_rows))
+        history = torch.full((self.queries // every + 1, b), float("nan"), device=x.device)
+        taken = torch.full((b,), self.queries, dtype=torch.long, device=x.device)
+        succeeded = torch.zeros(b, dtype=torch.bool, device=x.device)
+        best_x = (x + square_l2_init(x.shape, eps, gen).to(x.device, x.dtype)).clamp(0, 1)
+        best = items.loss(best_x)
+        history[0] = best.float()
+        self._exit(items, best_x, torch.ones(b, dtype=torch.bool, device=x.device), taken, succeeded, 1)
+        for q in range(1, self.queries):
+            idx = items.index
+            if len(idx) == 0:
+                break
+            side = max(int(round(math.sqrt(square_p(self.p_init, q, self.queries) * h * w))), 3)
+            side = min(side + (1 - side % 2), min(h, w) - 1)  # odd, as the paper's code; inside the image
+            cand = square_l2_candidate(x, best_x, eps, side, gen, idx)
+            loss = items.loss(cand)
+            better = loss < best[idx]
+            rows = idx[better]
+            best[rows], best_x[rows] = loss[better], cand[better]
+            if q % every == 0:
+                history[q // every, idx] = best[idx].float()
+            if bool(better.any()):
+                self._exit(items, best_x, better, taken, succeeded, q + 1)
+        history[-1, items.index] = best[items.index].float()
+        _fill_frozen_rows(history, (taken // every).clamp(max=history.shape[0] - 1))
+        return AttackOutput(best_x.detach(), history, taken, passes,
+                            succeeded if self.early_stop is not None else None)
+
     @staticmethod
     def _exit(items: _Items, best_x, changed, taken, succeeded, queries_used: int) -> None:
         """Check the criterion on the running items whose point changed; those that meet it leave."""
@@ -514,6 +552,88 @@ class SquareAttack(Attack):
             mask[rows[done_some]] = True
             taken[idx[mask]], succeeded[idx[mask]] = queries_used, True
             items.leave(mask)
+
+
+def pseudo_gaussian_rectangle(rows: int, cols: int) -> torch.Tensor:
+    """(rows, cols) nested rectangles around the centre, the k-th ring weighted 1/(k+1)², unit L2 norm (the
+    Square attack's ``pseudo_gaussian_pert_rectangles``)."""
+    delta = torch.zeros(rows, cols, dtype=torch.float64)
+    cy, cx = rows // 2 + 1, cols // 2 + 1
+    top, left = cy - 1, cx - 1
+    for k in range(max(cy, cx)):
+        delta[max(top, 0):min(top + 2 * k + 1, rows), max(left, 0):min(left + 2 * k + 1, cols)] += 1.0 / (k + 1) ** 2
+        top, left = top - 1, left - 1
+    return delta / delta.square().sum().sqrt()
+
+
+def meta_pseudo_gaussian(side: int) -> torch.Tensor:
+    """(side, side) a bump in the upper half and its negative in the lower half, unit L2 norm (the Square
+    attack's ``meta_pseudo_gaussian_pert``; its random transpose is drawn by the caller)."""
+    delta = torch.zeros(side, side, dtype=torch.float64)
+    delta[:side // 2] = pseudo_gaussian_rectangle(side // 2, side)
+    delta[side // 2:] = -pseudo_gaussian_rectangle(side - side // 2, side)
+    return delta / delta.square().sum().sqrt()
+
+
+def square_l2_init(shape: tuple[int, ...], eps: float, gen: torch.Generator) -> torch.Tensor:
+    """The L2 Square attack's start: a grid of ⌊H/5⌋-sided pseudo-Gaussian bumps, a random sign per tile,
+    item and channel (and a random transpose per tile), scaled to L2 norm ε per item (drawn on the CPU)."""
+    b, c, h, w = shape
+    side = max(h // 5, 1)
+    start = (h - side * 5) // 2
+    delta = torch.zeros(shape, dtype=torch.float64)
+    base = meta_pseudo_gaussian(side)
+    for top in range(start, start + side * (h // side), side):
+        for left in range(start, start + side * (w // side), side):
+            tile = base.T if bool(torch.rand((), generator=gen) > 0.5) else base
+            sign = torch.randint(0, 2, (b, c, 1, 1), generator=gen, dtype=torch.float64) * 2 - 1
+            bottom, right = min(top + side, h), min(left + side, w)
+            delta[:, :, top:bottom, left:right] += sign * tile[:bottom - top, :right - left]
+    return delta / _l2_norm(delta).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+
+
+def _window(top: torch.Tensor, left: torch.Tensor, side: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per item: the (n, 1, H, W) mask of the side × side window at (top, left) and each pixel's row / column
+    inside it (clamped outside)."""
+    ys = torch.arange(h, device=top.device).view(1, 1, h, 1) - top.view(-1, 1, 1, 1)
+    xs = torch.arange(w, device=top.device).view(1, 1, 1, w) - left.view(-1, 1, 1, 1)
+    inside = (ys >= 0) & (ys < side) & (xs >= 0) & (xs < side)
+    return inside, ys.clamp(0, side - 1), xs.clamp(0, side - 1)
+
+
+def square_l2_candidate(x: torch.Tensor, best_x: torch.Tensor, eps: float, side: int, gen: torch.Generator,
+                        idx: torch.Tensor) -> torch.Tensor:
+    """One L2 Square query for the running items ``idx``: window 1 gets a new pseudo-Gaussian bump of random
+    sign (per channel) on top of its current perturbation, window 2's perturbation is removed and its mass
+    (with whatever of the budget ε² is unused, shared over the channels) goes to window 1; the whole
+    perturbation is rescaled to norm ε and the point clipped to [0, 1].  Draws are made for every item of the
+    batch and used for the running ones, so early exit changes no item's path."""
+    b, c, h, w = x.shape
+    draws = [torch.randint(0, h - side, (b,), generator=gen), torch.randint(0, w - side, (b,), generator=gen),
+             torch.randint(0, h - side, (b,), generator=gen), torch.randint(0, w - side, (b,), generator=gen)]
+    flip = (torch.rand(b, generator=gen) > 0.5)[idx.cpu()].to(x.device)
+    signs = (torch.randint(0, 2, (b, c, 1, 1), generator=gen) * 2 - 1)[idx.cpu()].to(x.device, torch.float64)
+    top1, left1, top2, left2 = (d[idx.cpu()].to(x.device) for d in draws)
+    delta = (best_x[idx] - x[idx]).double()
+    win1, ys, xs = _window(top1, left1, side, h, w)
+    win2, _, _ = _window(top2, left2, side, h, w)
+    base = meta_pseudo_gaussian(side).to(x.device)
+    bump = torch.where(flip.view(-1, 1, 1, 1), base.T[ys, xs], base[ys, xs]) * win1  # (n, 1, H, W)
+    def window_norm(t, mask):  # (n, c, 1, 1)
+        return (t * mask).square().sum((2, 3), keepdim=True).sqrt()
+
+    image_norm = _l2_norm(delta).view(-1, 1, 1, 1)
+    union_norm = window_norm(delta, win1 | win2)
+    new = signs * bump + delta * win1 / (1e-10 + window_norm(delta, win1))
+    new = new / window_norm(new, win1).clamp_min(1e-12) * ((eps ** 2 - image_norm ** 2).clamp_min(0) / c + union_norm ** 2).sqrt()
+    delta = torch.where(win1, new, torch.where(win2, torch.zeros_like(delta), delta))
+    delta = delta / _l2_norm(delta).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+    return (x[idx] + delta.to(x.dtype)).clamp(0, 1)
+
+
+def _l2_norm(t: torch.Tensor) -> torch.Tensor:
+    """(B,) L2 norm per item, in the tensor's own precision (the L2 Square attack works in float64)."""
+    return t.flatten(1).norm(dim=1)
 
 
 #: attack name → builder from (norm, steps, queries, early_stop, random_start, step_size, relative_step)
@@ -533,7 +653,7 @@ def build_attack(name: str, norm: str = "linf", steps: int = 50, queries: int = 
         return APGD(steps, ball, early_stop, random_start)
     if name == "square":
         return SquareAttack(queries, ball, early_stop)
-    raise MedrepError(f"unknown attack {name!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where="--attack")
+    raise MedrepError(f"unknown attack {name!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where=Param("attack"))
 
 
 def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -543,11 +663,11 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for n in names:
         for m in (ENSEMBLE if n == "ensemble" else (n,)):
             if m not in ATTACK_NAMES:
-                raise MedrepError(f"unknown attack {m!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where="--attack")
+                raise MedrepError(f"unknown attack {m!r} (choose from {', '.join(ATTACK_NAMES)}, ensemble)", where=Param("attack"))
             if m not in out:
                 out.append(m)
     if not out:
-        raise MedrepError("name at least one attack", where="--attack")
+        raise MedrepError("name at least one attack", where=Param("attack"))
     return tuple(out)
 
 
@@ -565,13 +685,13 @@ def make_attack(norm: str, **kwargs) -> GradientAttack:
 
 def check_steps(steps: int) -> int:
     if int(steps) < 1:
-        raise MedrepError(f"must be at least 1 (got {steps})", where="--attack-steps")
+        raise MedrepError(f"must be at least 1 (got {steps})", where=Param("attack_steps"))
     return int(steps)
 
 
 def check_eps(eps: float) -> float:
     if not isinstance(eps, (int, float)) or math.isnan(eps) or not eps > 0:
-        raise MedrepError(f"ε must be positive (got {eps!r})", where="--eps")
+        raise MedrepError(f"ε must be positive (got {eps!r})", where=Param("eps"))
     return float(eps)
 
 

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from medrep.errors import MedrepError
+from medrep.configs import setting
+from medrep.errors import MedrepError, Param
 from medrep.robustness.attacks import DEFAULT_RELATIVE_STEP, parse_attacks
 
 #: Noise levels of the label-consistency detector: the useful σ depends on the model (the paper gives none).
@@ -40,30 +41,35 @@ class AttackConfig:
     many items (seeded), set by a protocol.
     """
 
-    objective: Any = "collide"
-    eps: tuple[float, ...] = (4 / 255,)
-    norm: str = "linf"
-    attack: tuple[str, ...] = ("pgd",)
-    steps: int = 50
-    queries: int = 5000
-    step_size: float | None = None
-    relative_step: float = DEFAULT_RELATIVE_STEP
-    random_start: bool | None = None
-    target: str = "image"
-    layer: str | None = None
-    pool: str | None = None
-    representation_fn: Callable | None = None
-    classifiers: Any = "auto"
-    batch_size: int = 32
-    seed: int = 0
-    noise_sigma: Any = DEFAULT_NOISE_SIGMAS
-    noise_draws: int = 8
-    early_stop: bool = False
-    gallery_size: int = 6
-    n_boot: int = 1000
-    dtype: str = "float32"
-    protocol: str | None = None
-    limit: int | None = None
+    objective: Any = setting("collide", "what the attack does to the representation (an objective of the registry)",
+                             key="objectives")
+    eps: tuple[float, ...] = setting((4 / 255,), "perturbation budgets in raw [0, 1] pixel units")
+    norm: str = setting("linf", "norm of the budget")
+    attack: tuple[str, ...] = setting(("pgd",), "pgd, apgd, square, or several (worst case per item)")
+    steps: int = setting(50, "PGD / APGD iterations", flag="attack-steps", key="attack_steps")
+    queries: int = setting(5000, "query budget of the Square attack per image")
+    step_size: float | None = setting(None, "PGD step (default: relative_step·ε/steps)")
+    # a library knob: the front ends set the step itself (--step-size)
+    relative_step: float = setting(DEFAULT_RELATIVE_STEP, "PGD step as a multiple of ε/steps", cli=False, audit=False)
+    random_start: bool | None = setting(None, "start from a random point in the ε-ball (default: the objective's choice)")
+    target: str = setting("image", "what a collide attack pulls toward: image or centroid", flag="attack-target", key="attack_target")
+    layer: str | None = setting(None, "module whose representation is attacked (default: the model's representation)")
+    pool: str | None = setting(None, "pooling of that module: cls or mean (default: the model's own)")
+    # a Python function: only a library caller can give one
+    representation_fn: Callable | None = setting(None, "pixels → representation, instead of layer and pool", cli=False,
+                                                 audit=False)
+    classifiers: Any = setting("auto", "classifiers judged under attack: head, probe, knn (auto: the head if it fits)")
+    batch_size: int = setting(32, "images attacked together")
+    seed: int = setting(0, "seed of the pairs, the random starts and the bootstrap")
+    noise_sigma: Any = setting(DEFAULT_NOISE_SIGMAS, "σ values of the noise-consistency detector")
+    noise_draws: int = setting(8, "noisy copies per image for the detector")
+    early_stop: bool = setting(False, "an item leaves the attack once it meets the objective's success criterion")
+    gallery_size: int = setting(6, "images in the gallery figure")
+    n_boot: int = setting(1000, "bootstrap resamples for the 95% intervals")
+    dtype: str = setting("float32", "compute dtype: float32, bfloat16 or float16 (autocast)")
+    # a protocol fixes ε, the attacks, the steps and the item count: a command-line run of its own
+    protocol: str | None = setting(None, "a named evaluation protocol (standard)", audit=False)
+    limit: int | None = setting(None, "attack at most N items (seeded choice)")
 
     def __post_init__(self) -> None:
         eps = self.eps
@@ -72,9 +78,9 @@ class AttackConfig:
         object.__setattr__(self, "norm", str(self.norm).lower())
         if self.dtype not in DTYPES:
             raise MedrepError(f"unknown compute dtype {self.dtype!r} for the attack (choose from {', '.join(DTYPES)})",
-                              where="--dtype")
+                              where=Param("dtype"))
         if int(self.queries) < 1:
-            raise MedrepError(f"must be at least 1 (got {self.queries})", where="--queries")
+            raise MedrepError(f"must be at least 1 (got {self.queries})", where=Param("queries"))
 
     def replace(self, **changes: Any) -> "AttackConfig":
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -88,7 +94,7 @@ def with_protocol(config: AttackConfig, name: str | None) -> AttackConfig:
     if name is None:
         return config
     if name not in PROTOCOLS:
-        raise MedrepError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})", where="--protocol")
+        raise MedrepError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})", where=Param("protocol"))
     return config.replace(protocol=name, **PROTOCOLS[name])
 
 

@@ -89,7 +89,8 @@ def detector_auc_bootstrap(clean_scores: np.ndarray, attacked_scores: np.ndarray
 
     from scipy.stats import rankdata
 
-    from medrep.results import CLUSTER_INTERVAL, Metric, bootstrap_blocks, cluster_bootstrap_metric, is_clustered
+    from medrep.intervals import CLUSTER_INTERVAL, bootstrap_blocks, cluster_bootstrap_metric, is_clustered, percentile_bounds
+    from medrep.results import Metric
 
     c, a = np.asarray(clean_scores, np.float64), np.asarray(attacked_scores, np.float64)
     n = len(c)
@@ -108,6 +109,5 @@ def detector_auc_bootstrap(clean_scores: np.ndarray, attacked_scores: np.ndarray
     for lo, idx in bootstrap_blocks(np.random.default_rng(seed), n, n_boot, width=6):  # bounded memory
         ranks = rankdata(np.concatenate([c[idx], a[idx]], axis=1), axis=1)  # ties get average ranks
         boots[lo:lo + len(idx)] = (ranks[:, n:].sum(1) - n * (n + 1) / 2) / (n * n)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha])
-    return Metric(point, float(low), float(high), n)
+    low, high = percentile_bounds(boots, confidence)
+    return Metric(point, low, high, n)

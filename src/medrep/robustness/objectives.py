@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder
 from medrep.registry import Registry
 
@@ -91,7 +91,7 @@ class Collide(Objective):
 
     def reference(self, clean, target, labels=None):
         if target is None:
-            raise MedrepError("the collide objective needs a target representation", where="--objective")
+            raise MedrepError("the collide objective needs a target representation", where=Param("objective"))
         return target
 
     def loss(self, z, reference):
@@ -142,7 +142,7 @@ class LogitObjective(Objective):
 
     def reference(self, clean, target, labels=None):
         if labels is None:
-            raise MedrepError(f"the {self.name} objective needs the items' labels", where="--objective")
+            raise MedrepError(f"the {self.name} objective needs the items' labels", where=Param("objective"))
         return labels
 
 
@@ -166,7 +166,7 @@ class DLR(LogitObjective):
         z = z.float()
         if z.shape[1] < 3:
             raise MedrepError(f"the DLR loss needs at least 3 classes (the head has {z.shape[1]}); use ce",
-                              where="--objective")
+                              where=Param("objective"))
         y = reference.long()
         top = z.sort(dim=1, descending=True).values
         true = z.gather(1, y.view(-1, 1)).squeeze(1)

@@ -97,10 +97,9 @@ def _fmt(v: float) -> str:
 
 
 def plot_accuracy_vs_eps(result: AttackResult, path: Path) -> Path:
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cfg = result.config
     if cfg["norm"] == "linf":
@@ -130,10 +129,9 @@ def plot_accuracy_vs_eps(result: AttackResult, path: Path) -> Path:
 
 
 def plot_loss(result: AttackResult, path: Path) -> Path:
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
     for s in result.summaries:
@@ -153,10 +151,9 @@ def plot_gallery(result: AttackResult, r, path: Path, amplify: float | None = No
 
     Drawn as one montage image (a single ``imshow``): a grid of subplots costs seconds per figure.
     """
-    import matplotlib
+    from medrep.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     src, adv, tgt = result.gallery_source, r.gallery_adv, result.gallery_target
     k = len(adv)
@@ -213,7 +210,9 @@ def gallery_amplification(src: np.ndarray, adv: np.ndarray, amplify: float | Non
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from medrep.plotting import pyplot
+
+    plt = pyplot()
 
     from medrep.plotting import png_metadata
 

@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, bootstrap_metric
+from medrep.intervals import bootstrap_metric
+from medrep.results import RESULTS_SCHEMA_VERSION, Metric
 from medrep.robustness import metrics as M
 
 

@@ -21,14 +21,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medrep.backends.units import run_units
 from medrep.data.base import ImageDataset, collate
 from medrep.data.patients import bootstrap_groups
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.io import digest_json
 from medrep.models.base import Encoder, evaluation
 from medrep.partial import PartialStore
 from medrep.progress import progress_bar
-from medrep.results import CLUSTER_INTERVAL
+from medrep.intervals import CLUSTER_INTERVAL
 from medrep.robustness import metrics as M
 from medrep.robustness.attacks import AttackOutput, build_attack, check_eps, check_steps, make_ball
 from medrep.robustness.classifiers import (Classifier, EmbeddingClassifier, HeadClassifier, fit_knn, fit_probe,
@@ -267,28 +268,25 @@ def run_attack(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageData
     n, bs = len(dataset), cfg.batch_size
     store = PartialStore(out_dir, digest_json({**meta, "train": plan["train_digest"]}), resume)
     n_batches = -(-n // bs)
-    units: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    todo = []
+    all_eps = tuple(range(len(cfg.eps)))
+
+    def load(unit: tuple[int, tuple[int, ...]]) -> dict[int, dict[str, np.ndarray]] | None:
+        # a batch's ε values are computed together: each ε's worst case includes the points kept at the
+        # smaller ones, so a batch with any ε missing is recomputed whole (the same numbers, seeded)
+        got = {e: store.load(_unit_name(unit[0], e)) for e in all_eps}
+        return None if any(g is None for g in got.values()) else {e: g[0] for e, g in got.items()}
+
+    def save(unit: tuple[int, tuple[int, ...]], arrays_by_eps: dict[int, dict[str, np.ndarray]]) -> None:
+        b = unit[0]
+        for e, arrays in arrays_by_eps.items():
+            store.save(_unit_name(b, e), arrays)
+        if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
+            raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
+
     with evaluation(encoder), progress_bar(f"{job.obj.name} attack on {encoder.name}", n * len(cfg.eps)) as bar:
-        for b in range(n_batches):
-            missing = []
-            for e in range(len(cfg.eps)):
-                got = store.load(_unit_name(b, e))
-                if got is None:
-                    missing.append(e)
-                else:
-                    units[(b, e)] = got[0]
-                    bar.advance(min(n, (b + 1) * bs) - b * bs)
-            if missing:
-                # a batch's ε values are computed together: each ε's worst case includes the points kept at the
-                # smaller ones, so a batch with any ε missing is recomputed whole (the same numbers, seeded)
-                todo.append((b, tuple(range(len(cfg.eps)))))
-        for (b, _), arrays_by_eps in backend.map(job, encoder, dataset, todo, progress=bar):
-            for e, arrays in arrays_by_eps.items():
-                store.save(_unit_name(b, e), arrays)  # the caller writes every partial, whichever worker computed it
-                units[(b, e)] = arrays
-            if stop_after_batches is not None and b + 1 >= stop_after_batches and b + 1 < n_batches:
-                raise AttackInterrupted(f"stopped after {b + 1} batch(es) as asked")
+        done = run_units(job, encoder, dataset, [(b, all_eps) for b in range(n_batches)], backend, load=load, save=save,
+                         progress=bar, size=lambda unit: (min(n, (unit[0] + 1) * bs) - unit[0] * bs) * len(all_eps))
+    units = {(b, e): arrays for (b, _), by_eps in done.items() for e, arrays in by_eps.items()}
     result = _assemble(units, n_batches, job, meta, plan, dataset)
     result.head = encoder.head_fit(dataset.classes).to_dict() if encoder.has_head else None
     return result
@@ -299,23 +297,23 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
     """Validate everything before any work, draw the pairs, fit the classifiers; the job and its description."""
     eps_list = [check_eps(float(e)) for e in cfg.eps]
     if not eps_list:
-        raise MedrepError("give at least one ε", where="--eps")
+        raise MedrepError("give at least one ε", where=Param("eps"))
     obj = make_objective(cfg.objective)
     random_start = obj.wants_random_start if cfg.random_start is None else bool(cfg.random_start)
     ball = make_ball(cfg.norm)  # validates the norm
     check_steps(cfg.steps)
     if cfg.step_size is not None and not cfg.step_size > 0:
-        raise MedrepError(f"must be positive (got {cfg.step_size})", where="--step-size")
-    for name in cfg.attack:  # validates each attack with this norm (Square: L∞ only)
+        raise MedrepError(f"must be positive (got {cfg.step_size})", where=Param("step_size"))
+    for name in cfg.attack:  # validates each attack with this norm and budget
         build_attack(name, ball.name, cfg.steps, cfg.queries)
     check_eps_budget(eps_list, ball.name)
     if cfg.target not in TARGET_MODES:
-        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where="--attack-target")
+        raise MedrepError(f"unknown target mode {cfg.target!r} (choose from {', '.join(TARGET_MODES)})", where=Param("attack_target"))
     if cfg.batch_size < 1:
-        raise MedrepError("must be at least 1", where="--batch-size")
+        raise MedrepError("must be at least 1", where=Param("batch_size"))
     if obj.needs_head and not encoder.has_head:
         raise MedrepError(f"the {obj.name} objective reads the logits, and model {encoder.name} has no head; "
-                          "use collide or push", where="--objective")
+                          "use collide or push", where=Param("objective"))
     names = resolve_classifiers(cfg.classifiers, encoder, dataset.classes)
     sigmas = check_detector(cfg.noise_sigma, cfg.noise_draws)
     needs_train = any(n in ("probe", "knn") for n in names) or (obj.uses_target and cfg.target == "centroid")
@@ -323,7 +321,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
         raise MedrepError("probe / kNN classifiers and centroid targets need a training split", where="train_dataset")
     n = len(dataset)
     if n == 0:
-        raise MedrepError("dataset has no items", where=getattr(dataset, "name", "--data"))
+        raise MedrepError("dataset has no items", where=getattr(dataset, "name", Param("data")))
     if ball.name == "l2":
         # the attacked pixels: the data's channels at the model's input size (see _Batch.load)
         check_eps_budget(eps_list, ball.name, (int(dataset[0].image.shape[0]), *encoder.preprocessing.size))
@@ -331,7 +329,7 @@ def _plan(encoder: Encoder, dataset: ImageDataset, train_dataset: ImageDataset |
     rep = Representation(cfg.layer, cfg.pool, cfg.representation_fn)
     # -- pairing: the seed alone decides, so it never depends on batching or resumption --------------
     target_idx, target_labels = draw_pairs(labels, cfg.seed, obj.uses_target, n_classes=len(dataset.classes),
-                                           where=getattr(dataset, "name", "--data"))
+                                           where=getattr(dataset, "name", Param("data")))
     fitted, centroids = _fit_classifiers(encoder, rep, train_dataset, cfg, names, obj, target_labels, needs_train, cache,
                                          backend)
     columns = (list(BASE_COLUMNS) + [f"{c}_{w}" for c in names for w in ("clean_pred", "attacked_pred")]
@@ -431,9 +429,9 @@ def check_detector(noise_sigma: float | Sequence[float], noise_draws: int) -> li
     """The noise σ values as a list; each option's error names that option."""
     sigmas = [float(noise_sigma)] if isinstance(noise_sigma, (int, float)) else [float(v) for v in noise_sigma]
     if not sigmas or any(not v > 0 for v in sigmas):
-        raise MedrepError(f"needs one or more positive σ values (got {sigmas})", where="--noise-sigma")
+        raise MedrepError(f"needs one or more positive σ values (got {sigmas})", where=Param("noise_sigma"))
     if not noise_draws >= 1:
-        raise MedrepError(f"must be at least 1 (got {noise_draws})", where="--noise-draws")
+        raise MedrepError(f"must be at least 1 (got {noise_draws})", where=Param("noise_draws"))
     return sigmas
 
 
@@ -443,12 +441,12 @@ def check_eps_budget(eps: Sequence[float], norm: str, shape: Sequence[int] | Non
     if not eps:
         return
     if norm == "linf" and max(eps) > 1:
-        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps)}); write 8/255 as 0.0314", where="--eps")
+        raise MedrepError(f"ε is in [0, 1] pixel units (got {max(eps)}); write 8/255 as 0.0314", where=Param("eps"))
     if norm == "l2" and shape is not None:
         bound = math.sqrt(math.prod(int(v) for v in shape))
         if max(eps) > bound:
             raise MedrepError(f"an L2 ε cannot exceed √(C·H·W) = {bound:.4g}, the largest distance between two "
-                              f"{'×'.join(str(int(v)) for v in shape)} images in [0, 1] (got {max(eps)})", where="--eps")
+                              f"{'×'.join(str(int(v)) for v in shape)} images in [0, 1] (got {max(eps)})", where=Param("eps"))
 
 
 def draw_pairs(labels: np.ndarray, seed: int, need_other_class: bool, n_classes: int, where: str

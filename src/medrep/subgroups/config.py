@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrep.data.ages import DECADES, parse_age_bins  # noqa: F401  (re-exported)
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SubgroupConfig:
             raise MedrepError("age-bin edges must increase strictly", where="age_bins")
 
 
-def parse_by(text: str | list[str] | tuple[str, ...] | None, where: str = "--by") -> tuple[str, ...]:
+def parse_by(text: str | list[str] | tuple[str, ...] | None, where: str = Param("by")) -> tuple[str, ...]:
     """``"site,sex"`` (or a list) → ("site", "sex"); an empty or repeated name is refused."""
     if text is None:
         return ()

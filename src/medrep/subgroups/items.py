@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.subgroups.config import SubgroupConfig
 from medrep.subgroups.result import SubgroupResult
 from medrep.subgroups.run import SubgroupAnalysis, attribute_groups
@@ -19,7 +19,7 @@ def analysis_for_items(config: SubgroupConfig, dataset, ids: Sequence[str], labe
     position = {item: k for k, item in enumerate(dataset.ids)}
     missing = [i for i in ids if i not in position]
     if missing:
-        raise MedrepError(f"{len(missing)} analysed item(s) are not in the data (first: {missing[0]})", where="--by")
+        raise MedrepError(f"{len(missing)} analysed item(s) are not in the data (first: {missing[0]})", where=Param("by"))
     idx = np.asarray([position[i] for i in ids], dtype=np.int64)
     patients = dataset.patients
     return SubgroupAnalysis(config, {k: v[idx] for k, v in groups.items()}, np.asarray(labels),

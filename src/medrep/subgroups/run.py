@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError
+from medrep.errors import MedrepError, Param
 from medrep.subgroups.config import SubgroupConfig
 from medrep.subgroups.result import AttributeResult, SubgroupResult
 from medrep.subgroups.separability import attribute_probe, ks_tests, principal_components
@@ -17,7 +17,7 @@ from medrep.subgroups.shortcut import shortcut_check
 from medrep.subgroups.stats import UNKNOWN, ItemFigure, bin_ages, breakdown, is_age_attribute, subgroup_names
 
 
-def attribute_groups(dataset, by: Sequence[str], age_bins: Sequence[float], where: str = "--by") -> dict[str, np.ndarray]:
+def attribute_groups(dataset, by: Sequence[str], age_bins: Sequence[float], where: str = Param("by")) -> dict[str, np.ndarray]:
     """{attribute: subgroup per item} for the attributes ``by``; numeric ages become bands at ``age_bins``."""
     available = list(getattr(dataset, "attribute_names", []) or [])
     out = {}

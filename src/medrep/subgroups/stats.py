@@ -8,7 +8,8 @@ from typing import Callable
 import numpy as np
 
 from medrep.data.ages import UNKNOWN, age_in_years, bin_ages  # noqa: F401  (re-exported: one definition of a band)
-from medrep.results import Metric, bootstrap_metric, bootstrap_paired, cluster_bootstrap_metric
+from medrep.intervals import bootstrap_metric, bootstrap_paired, cluster_bootstrap_metric
+from medrep.results import Metric
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Iterable
 from medrep.data.files import ReadOptions, take_read_options
 from medrep.data.findings import FindingPolicy, take_finding_options
 from medrep.data.images import as_path, show_path
-from medrep.errors import MedrepError, SpecError
+from medrep.errors import MedrepError, Param, SpecError
 
 FINDING_HELP = {
     "finding": "one finding as a binary task (no NAME / NAME); without it, all findings (multi-label)",
@@ -70,7 +70,7 @@ def take_options(options: dict[str, str], recipe: str, known: Iterable[str], fin
     if extra:
         allowed = known + (list(FINDING_HELP) if findings else []) + (["frame", "frames", "window"] if read else [])
         raise SpecError(f"unknown option {extra[0]!r} for {recipe}: (known: {', '.join(sorted(allowed)) or 'none'})",
-                        where="--data")
+                        where=Param("data"))
     return opts, policy, read_opts
 
 

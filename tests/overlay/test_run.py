@@ -7,7 +7,8 @@ from torch import nn
 
 from medrep.data.base import SplitDataset, TensorDataset
 from medrep.errors import MedrepError
-from medrep.features.overlay import OverlayDataset, TextOverlay, default_font, run_overlay, softmax
+from medrep.overlay import OverlayDataset, TextOverlay, default_font, run_overlay
+from medrep.overlay.zero_shot import softmax
 from medrep.models import load_encoder
 from medrep.models.base import Preprocessing
 
@@ -41,9 +42,9 @@ def test_overlay_parameters():
     assert unfit.sum() > 2 * wide.sum() and unfit[:, [0, -1]].sum() > 0  # bigger, and runs off the edges
 
 
-@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "--opacity"), ({"position": "middle"}, "--position"),
-                                           ({"colour": (1, 0)}, "--colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
-                                           ({"size": 0}, "--font-size")])
+@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "opacity"), ({"position": "middle"}, "position"),
+                                           ({"colour": (1, 0)}, "colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
+                                           ({"size": 0}, "font_size")])
 def test_bad_overlay_options_name_the_option(kwargs, where):
     with pytest.raises(MedrepError) as err:
         TextOverlay("x", **kwargs)
@@ -76,7 +77,7 @@ def confounded():
 
 def test_overlay_reveals_the_confounder_shortcut(confounded):
     shortcut, honest = _corner_encoder("corner-reader", True), _corner_encoder("centre-only", False)
-    res = run_overlay([shortcut, honest], confounded, words=["R"], targets={"R": "malignant"}, size=0.16,
+    res = run_overlay([shortcut, honest], confounded, words=["R"], word_class={"R": "malignant"}, font_size=0.16,
                       position="top-right", margin=0.02, k=5, n_boot=200)
     s, h = res.models["corner-reader"]["words"]["R"], res.models["centre-only"]["words"]["R"]
     # the corner-reading model's probe learned "tag ⇒ malignant": writing the tag moves predictions there
@@ -108,7 +109,7 @@ def test_zero_shot_shift_with_hand_made_scorer(tiny_vit):
     def scorer(e):
         return e @ w
 
-    res = run_overlay([tiny_vit], ds, words=["benign"], zero_shot=scorer, size=0.3, k=3, n_boot=100)
+    res = run_overlay([tiny_vit], ds, words=["benign"], zero_shot=scorer, font_size=0.3, k=3, n_boot=100)
     m = res.models[tiny_vit.name]["words"]["benign"]["metrics"]
     # independent computation: overlay the pixels directly, embed, score
     test = ds.split("test")
@@ -138,7 +139,7 @@ class _FixedText:
 
 
 def test_zero_shot_needs_a_text_encoder_declared_aligned_not_just_the_same_width(tiny_vit):
-    from medrep.features.overlay import resolve_zero_shot
+    from medrep.overlay.zero_shot import resolve_zero_shot
 
     classes = ["normal", "benign", "malignant"]
     same_width = _FixedText(tiny_vit.embed_dim)
@@ -156,11 +157,11 @@ def test_zero_shot_needs_a_text_encoder_declared_aligned_not_just_the_same_width
     assert fn is None and f"({tiny_vit.embed_dim + 1}) differs from the image embeddings' ({tiny_vit.embed_dim})" in note
     # end to end: no zero-shot metric comes from an undeclared text encoder, and the reason is in the results
     ds = _tiny_split_data()
-    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, size=0.3, k=3, n_boot=10)
+    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, font_size=0.3, k=3, n_boot=10)
     m = res.models[tiny_vit.name]
     assert "zero_shot_accuracy" not in m["clean"] and "zero_shot_shift" not in m["words"]["benign"]["metrics"]
     assert res.to_dict()["models"][tiny_vit.name]["zero_shot"].startswith("none: the model has no text tower")
-    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, text_aligned=True, size=0.3, k=3,
+    res = run_overlay([tiny_vit], ds, words=["benign"], text_encoder=same_width, text_aligned=True, font_size=0.3, k=3,
                       n_boot=10)
     assert "zero_shot_shift" in res.models[tiny_vit.name]["words"]["benign"]["metrics"]
 
@@ -183,7 +184,7 @@ def _word(flip, to, target=None, toward=None):
 
 
 def test_readings_tell_presence_from_meaning():
-    from medrep.features.overlay import OverlayResult
+    from medrep.overlay import OverlayResult
 
     classes = ["normal", "benign", "malignant"]
     presence = {"normal": _word(0.69, {"normal": 0, "benign": 0, "malignant": 69}, "normal", 0.0),
