@@ -378,7 +378,8 @@ class Audit:
                             "text sways the model.\n\n" + "\n\n".join(result.readings()))
 
     def alignment(self, out: Path) -> Section:
-        from medrep.align.api import run_alignment, write_align_outputs
+        from medrep.align.outputs import write_align_outputs
+        from medrep.align.run import run_alignment
 
         cfg = self.config["analyses"]["alignment"]
         specs = self.config["models"]
@@ -389,7 +390,7 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        from medrep.align.api import fit_anchor_counts
+        from medrep.align.run import fit_anchor_counts
 
         anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
         if scaled:
@@ -407,7 +408,7 @@ class Audit:
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
-            from medrep.align.api import METRIC_HELP
+            from medrep.align.result import METRIC_HELP
 
             rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
             legend = {k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}
