@@ -330,7 +330,8 @@ class Audit:
 
     def features(self, out: Path) -> Section:
         from medrep.configs import from_mapping
-        from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.outputs import write_features_outputs
+        from medrep.features.run import run_features
         from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
@@ -481,7 +482,7 @@ class Audit:
 
     def subgroups(self, out: Path) -> Section:
         from medrep.data import load_dataset
-        from medrep.features.analysis import run_probe_subgroups
+        from medrep.features.run import run_probe_subgroups
         from medrep.subgroups.outputs import write_subgroup_outputs
 
         cfg = self.config["analyses"]["subgroups"]
