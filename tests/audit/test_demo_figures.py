@@ -18,8 +18,8 @@ def efficientnet():
 
 
 def test_efficientnet_probes_and_caption_alignment(efficientnet, phantoms):
-    from medrep.align.api import run_alignment
-    from medrep.features.analysis import run_features
+    from medrep.align.run import run_alignment
+    from medrep.features.run import run_features
 
     m = run_features([efficientnet], phantoms, projections=(), shots=(), n_permutations=0, n_boot=50).models
     m = m["efficientnet-lite0"]["metrics"]

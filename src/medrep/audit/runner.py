@@ -330,7 +330,8 @@ class Audit:
 
     def features(self, out: Path) -> Section:
         from medrep.configs import from_mapping
-        from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.outputs import write_features_outputs
+        from medrep.features.run import run_features
         from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
@@ -397,7 +398,8 @@ class Audit:
                             "text sways the model.\n\n" + "\n\n".join(result.readings()))
 
     def alignment(self, out: Path) -> Section:
-        from medrep.align.api import run_alignment, write_align_outputs
+        from medrep.align.outputs import write_align_outputs
+        from medrep.align.run import run_alignment
 
         cfg = self.config["analyses"]["alignment"]
         specs = self.config["models"]
@@ -408,7 +410,7 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        from medrep.align.api import fit_anchor_counts
+        from medrep.align.run import fit_anchor_counts
 
         anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
         if scaled:
@@ -426,7 +428,7 @@ class Audit:
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
-            from medrep.align.api import METRIC_HELP
+            from medrep.align.result import METRIC_HELP
 
             rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
             legend = {k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}
@@ -480,7 +482,7 @@ class Audit:
 
     def subgroups(self, out: Path) -> Section:
         from medrep.data import load_dataset
-        from medrep.features.analysis import run_probe_subgroups
+        from medrep.features.run import run_probe_subgroups
         from medrep.subgroups.outputs import write_subgroup_outputs
 
         cfg = self.config["analyses"]["subgroups"]
