@@ -106,7 +106,8 @@ def test_native_zero_shot_uses_the_models_own_text_tower():
 
     import torch
 
-    from medrep.align.api import AlignResult, _native_zero_shot
+    from medrep.align.result import AlignResult
+    from medrep.align.run import _native_zero_shot
 
     protos = np.eye(3, 8) * 5
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medrep.align.api import run_alignment
+from medrep.align.run import run_alignment
 
 
 def test_stitching_both_ways_keeps_the_targets_accuracy(demo_vit, demo_cnn, phantoms):

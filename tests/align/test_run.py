@@ -108,7 +108,7 @@ def test_cli_stitching_writes_results(tmp_path, capsys):
 
 
 def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
-    from medrep.align.api import _splits
+    from medrep.align.run import _splits
     from medrep.data.base import TensorDataset
 
     # 20 multi-frame files of 2–6 frames ("<path>#frame=N", as ?frames=all makes them), two classes

@@ -48,7 +48,7 @@ def test_stitch_reports_the_mean_of_the_permutations_and_their_spread():
 
 
 def test_alignment_results_carry_the_spread(small_phantoms):
-    from medrep.align.api import run_alignment
+    from medrep.align.run import run_alignment
     from medrep.models import load_encoder
 
     enc = load_encoder("demo-cnn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medrep.features.analysis import run_features
+from medrep.features.run import run_features
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_overlay_on_twelve_training_items_runs_and_reports_the_adapted_k(tmp_pat
 
 
 def test_align_leaves_out_anchor_counts_the_data_cannot_supply(small_phantoms):
-    from medrep.align.api import fit_anchor_counts, run_alignment
+    from medrep.align.run import fit_anchor_counts, run_alignment
     from medrep.models import load_encoder
 
     assert fit_anchor_counts([10, 50, 500], 120) == ([10, 50], {"asked": [10, 50, 500], "used": [10, 50],

@@ -2,7 +2,9 @@
 Di Folco et al. 2025): estimators of T, stitching between image encoders, zero-shot through a text encoder.
 """
 from medrep.align.anchors import SELECTIONS, parse_anchor_counts, select_anchors
-from medrep.align.api import AlignResult, plot_accuracy_vs_anchors, run_alignment, write_align_outputs
+from medrep.align.outputs import plot_accuracy_vs_anchors, write_align_outputs
+from medrep.align.result import AlignResult
+from medrep.align.run import run_alignment
 from medrep.align.estimators import (ESTIMATORS, Affine, LeastSquares, LeastSquaresOrtho, Orthogonal, Procrustes,
                                      RelativeProjection, StandardScaling, Translator, ZeroPadding, make_aligner)
 

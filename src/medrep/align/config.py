@@ -12,7 +12,7 @@ from medrep.configs import setting
 class AlignConfig:
     """Anchors, the estimator of T and the evaluation.  Which encoders are aligned (a target image encoder for
     stitching, a text encoder for caption alignment) and the caches are runtime arguments of
-    :func:`medrep.align.api.run_alignment`."""
+    :func:`medrep.align.run.run_alignment`."""
 
     anchors: Any = setting((500,), "anchor count or a sweep of counts (a list, or comma-separated text)")
     estimator: str = setting("ortho", "how T is estimated (a name of the estimator registry)")

@@ -178,11 +178,13 @@ class Audit:
         test = self.test.limit(cfg["limit"], seed=self.config["seed"]) if cfg["limit"] else self.test
         figures, tables, res, readings = [], [], {}, []
         lowest: dict[str, dict[str, Any]] = {}
+        attacked: dict[tuple[str, str], Any] = {}  # (spec, objective) → attack result
         controls = [c for c in cfg["controls"] if c not in self._encoders]
         for spec in [*self.models_for("robustness"), *controls]:
             control = spec in controls
             for objective in (cfg["objectives"][:1] if control else cfg["objectives"]):  # a control: the first objective
                 result, paths = self._attack(spec, objective, test, out / f"{slug(spec)}-{objective}")
+                attacked[spec, objective] = result
                 self._by_subgroup(f"{spec}, {objective} attack", result, test, "attack")
                 res.setdefault(spec, {})[objective] = result.to_dict()
                 label = f"{spec}{' (positive control)' if control else ''}"
@@ -207,12 +209,26 @@ class Audit:
                 text += f"; accuracy of a {'linear probe' if low['classifier'] == 'probe' else low['classifier']}, not the model's head"
             if spec in self.scorecard:
                 self.scorecard[spec]["robustness"] = {"text": text, "metric": low["metric"]}
+        verdicts = {}
         for control in controls:
-            readings.append(_control_reading(control, lowest, self.config["models"]))
-            weak = _weak_control_note(control, lowest, self.config["models"])
+            v = verdicts[control] = control_verdict(control, _counterpart(self._encoders[control]), cfg["objectives"][0],
+                                                    attacked, self.models_for("robustness"))
+            readings.append(_control_reading(control, lowest, self.config["models"]) + " " + v["sentence"])
+            _log(_markup_escape(v["sentence"]))
+            # beside the control's figures: its verdict when weak; without a verdict, whether it stands clear at all
+            if v["verdict"] == "not judged":
+                weak = _weak_control_note(control, lowest, self.config["models"])
+            else:
+                weak = v["sentence"] if v["verdict"] == "weak" else ""
             for f in figures:
                 if weak and f.caption.startswith(f"{control} (positive control)"):
                     f.note = " ".join(n for n in (f.note, weak) if n)
+        if verdicts:
+            res["controls"] = verdicts
+            tables.append(Table("Positive control: a robust model against its fragile counterpart",
+                                [_verdict_row(v) for v in verdicts.values()],
+                                note=f"passes: attacked accuracy at least {CONTROL_GAP:.0%} above the counterpart's at "
+                                     f"ε = 4/255, clean accuracy within {CONTROL_CLEAN:.0%} of it; otherwise the control is weak"))
         self.results["robustness"] = res
         readings += [note[0].upper() + note[1:] + "." for spec, note in self.head_notes().items()
                      if spec in self.models_for("robustness")]
@@ -280,7 +296,10 @@ class Audit:
                                       note=_explain_target_note(target, enc, self.test.classes)))
             skipped = rd["settings"].get("skipped_methods") or {}
             if skipped:
-                readings.append(f"{spec}: {', '.join(skipped)} left out — " + "; ".join(dict.fromkeys(skipped.values())))
+                by_reason: dict[str, list[str]] = {}  # one reason, said once, for the methods it rules out
+                for method, why in skipped.items():
+                    by_reason.setdefault(why, []).append(method)
+                readings.append(f"{spec}: " + "; ".join(f"{', '.join(ms)} left out — {why}" for why, ms in by_reason.items()))
                 _log(f"explain {_markup_escape(spec)}: left out {', '.join(skipped)} (not supported by this model)")
             if "sanity" in paths:
                 figures.append(Figure(paths["sanity"], f"{spec}: similarity of each method's map to the trained model's as "
@@ -311,7 +330,8 @@ class Audit:
 
     def features(self, out: Path) -> Section:
         from medrep.configs import from_mapping
-        from medrep.features.analysis import run_features, write_features_outputs
+        from medrep.features.outputs import write_features_outputs
+        from medrep.features.run import run_features
         from medrep.features.config import FeaturesConfig
 
         cfg = self.config["analyses"]["features"]
@@ -378,7 +398,8 @@ class Audit:
                             "text sways the model.\n\n" + "\n\n".join(result.readings()))
 
     def alignment(self, out: Path) -> Section:
-        from medrep.align.api import run_alignment, write_align_outputs
+        from medrep.align.outputs import write_align_outputs
+        from medrep.align.run import run_alignment
 
         cfg = self.config["analyses"]["alignment"]
         specs = self.config["models"]
@@ -389,7 +410,7 @@ class Audit:
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
         figures, tables, res, readings = [], [], {}, []
-        from medrep.align.api import fit_anchor_counts
+        from medrep.align.run import fit_anchor_counts
 
         anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
         if scaled:
@@ -407,7 +428,7 @@ class Audit:
             paths = write_align_outputs(result, out / slug(name.replace(" → ", "-to-")))
             rd = result.to_dict()
             res[name] = rd
-            from medrep.align.api import METRIC_HELP
+            from medrep.align.result import METRIC_HELP
 
             rows = [{"anchors": int(n), **ms} for n, ms in rd["by_anchors"].items()]
             legend = {k: METRIC_HELP[k] for k in (rows[0] if rows else {}) if k in METRIC_HELP}
@@ -461,7 +482,7 @@ class Audit:
 
     def subgroups(self, out: Path) -> Section:
         from medrep.data import load_dataset
-        from medrep.features.analysis import run_probe_subgroups
+        from medrep.features.run import run_probe_subgroups
         from medrep.subgroups.outputs import write_subgroup_outputs
 
         cfg = self.config["analyses"]["subgroups"]
@@ -721,6 +742,70 @@ def _robustness_readings(label: str, objective: str, result) -> list[str]:
                    "catch them (an AUC below 0.5 is not a better detector read the other way round: it is measured on "
                    "these same images).")
     return out
+
+
+# The positive control's criterion: at ε = 4/255 the robust model keeps at least 30 points more attacked accuracy than
+# the model it was adversarially trained from, with clean accuracy within 10 points of it.
+CONTROL_EPS, CONTROL_GAP, CONTROL_CLEAN = 4 / 255, 0.30, 0.10
+
+
+def _counterpart(encoder) -> str | None:
+    """The model a robust control was adversarially trained from (its training record's ``init``), if known."""
+    training = (getattr(encoder, "source", None) or {}).get("training") or {}
+    init = (training.get("recipe") or {}).get("init")
+    return init if isinstance(init, str) else None
+
+
+def _at_eps(result, eps: float) -> dict[str, Any] | None:
+    return next((s["metrics"] for s in result.summaries if abs(s["eps"] - eps) < 1e-9), None)
+
+
+def control_verdict(control: str, counterpart: str | None, objective: str, attacked: dict[tuple[str, str], Any],
+                    audited: list[str]) -> dict[str, Any]:
+    """Whether the robust control is told from its fragile counterpart by this audit's attack: at ε = 4/255 (the
+    same objective, attack and items) its attacked accuracy is ≥ 30 points above the counterpart's and its clean
+    accuracy within 10 points.  ``verdict`` is passes / weak / not judged, with the sentence that says why."""
+    from medrep.robustness.outputs import format_eps
+
+    out: dict[str, Any] = {"control": control, "counterpart": counterpart, "objective": objective,
+                           "eps": CONTROL_EPS, "required_gap": CONTROL_GAP, "clean_within": CONTROL_CLEAN}
+    mine = attacked.get((control, objective))
+    theirs = attacked.get((counterpart, objective)) if counterpart in audited else None
+    eps_text = format_eps(CONTROL_EPS, "linf")
+    if mine is None or theirs is None:
+        why = (f"its counterpart {counterpart} is not among the attacked models" if counterpart else
+               "the model it was trained from is not recorded in its weights")
+        return {**out, "verdict": "not judged", "sentence": f"The positive control {control} is not judged: {why}."}
+    if mine.config["norm"] != "linf" or _at_eps(mine, CONTROL_EPS) is None or _at_eps(theirs, CONTROL_EPS) is None:
+        return {**out, "verdict": "not judged",
+                "sentence": f"The positive control {control} is not judged: its criterion is set at L∞ {eps_text}, "
+                            "which is not among this run's budgets."}
+    m, t = _at_eps(mine, CONTROL_EPS), _at_eps(theirs, CONTROL_EPS)
+    gap = m["attacked_accuracy"]["value"] - t["attacked_accuracy"]["value"]
+    clean_gap = abs(m["clean_accuracy"]["value"] - t["clean_accuracy"]["value"])
+    passes = gap >= CONTROL_GAP - 1e-9 and clean_gap <= CONTROL_CLEAN + 1e-9
+    attack = "+".join(mine.config.get("attack", ["pgd"]))
+    head = (f"Positive control at {eps_text} ({objective}, {attack}, {mine.config.get('steps')} steps, "
+            f"{m['attacked_accuracy'].get('n')} items): {control} keeps {_FMT(m['attacked_accuracy'])} under attack against "
+            f"{counterpart}'s {_FMT(t['attacked_accuracy'])} ({gap * 100:+.1f} points; {CONTROL_GAP * 100:.0f} required), "
+            f"clean {_FMT(m['clean_accuracy'])} against {_FMT(t['clean_accuracy'])} ({clean_gap * 100:.1f} points apart; "
+            f"at most {CONTROL_CLEAN * 100:.0f} allowed)")
+    tail = ("the attacks tell the robust model from the fragile one." if passes else
+            "the control is weak: this audit's attacks do not clearly tell the robust model from the fragile one, so "
+            "read every model's robustness figures here with that in mind.")
+    return {**out, "verdict": "passes" if passes else "weak", "attack": attack, "steps": mine.config.get("steps"),
+            "attacked_accuracy": {control: m["attacked_accuracy"], counterpart: t["attacked_accuracy"]},
+            "clean_accuracy": {control: m["clean_accuracy"], counterpart: t["clean_accuracy"]},
+            "gap": gap, "clean_gap": clean_gap, "sentence": f"{head}: {tail}"}
+
+
+def _verdict_row(v: dict[str, Any]) -> dict[str, Any]:
+    acc, clean = v.get("attacked_accuracy") or {}, v.get("clean_accuracy") or {}
+    c, f = v["control"], v["counterpart"]
+    return {"control": c, "counterpart": f or "–", "objective": v["objective"], "ε": "4/255",
+            "attacked (control)": acc.get(c), "attacked (counterpart)": acc.get(f),
+            "gap (points)": round(v["gap"] * 100, 1) if "gap" in v else None,
+            "clean (control)": clean.get(c), "clean (counterpart)": clean.get(f), "verdict": v["verdict"]}
 
 
 def _control_reading(control: str, lowest: dict[str, dict[str, Any]], models: list[str]) -> str:

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from medrep.manifest import build_manifest, write_manifest
     from medrep.robustness import run_attack, write_attack_outputs
     from medrep.robustness.classifiers import CLASSIFIERS, head_note, resolve_classifiers
-    from medrep.robustness.runner import check_detector, check_eps_budget
+    from medrep.robustness.run import check_detector, check_eps_budget
 
     from medrep.robustness.attacks import check_eps, make_attack
 

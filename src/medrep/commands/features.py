@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medrep.features.analysis import format_model_table, run_features, write_features_outputs
+    from medrep.features.outputs import format_model_table, write_features_outputs
+    from medrep.features.run import run_features
     from medrep.manifest import build_manifest, write_manifest
 
     try:

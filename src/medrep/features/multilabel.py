@@ -93,7 +93,8 @@ def run_multilabel_features(encoders, train, test, layers, pool=None, n_boot: in
                             cache=None, seed: int = 0, settings: dict[str, Any] | None = None):
     """Per model (and layer): per-finding probe AUROCs and their macro mean; per pair of models: CKA and
     mutual kNN as for single-label data."""
-    from medrep.features.analysis import FeaturesResult, load_representations
+    from medrep.features.result import FeaturesResult
+    from medrep.features.run import load_representations
     from medrep.features.similarity import compare_spaces
     from medrep.progress import progress_bar
 

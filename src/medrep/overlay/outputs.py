@@ -11,7 +11,7 @@ from medrep.overlay.result import OverlayResult
 
 def write_overlay_outputs(result: OverlayResult, out_dir: str | Path, dataset=None, n_examples: int = 4) -> dict[str, Path]:
     """results.json, overlay.csv, a flip-rate chart and (given the dataset) example images."""
-    from medrep.features.analysis import write_csv
+    from medrep.features.outputs import write_csv
     from medrep.io import write_json_atomic
     from medrep.plotting import pyplot
 

@@ -59,7 +59,7 @@ def run_overlay(encoders: Sequence[Any], dataset, config: OverlayConfig | None =
     ``text_encoder`` scores the others only with ``config.text_aligned`` (see :func:`resolve_zero_shot`).
     ``config`` says what to compute; keyword ``settings`` (``k=5``) replace single fields of it.
     """
-    from medrep.features.analysis import check_split_labels, check_unique_encoders, train_test_splits
+    from medrep.features.run import check_split_labels, check_unique_encoders, train_test_splits
 
     cfg = replace(config or OverlayConfig(), **settings)
     if not encoders:

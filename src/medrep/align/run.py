@@ -1,100 +1,21 @@
-"""``run_alignment`` (encoders + dataset → AlignResult) and ``write_align_outputs`` (JSON, CSV, PNG)."""
+"""``run_alignment``: encoders + dataset + :class:`~medrep.align.config.AlignConfig` → :class:`AlignResult`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.align.analysis import default_factory, fit_probe, stitch, zero_shot, zero_shot_predict, class_embeddings
+from medrep.align.analysis import class_embeddings, default_factory, fit_probe, stitch, zero_shot, zero_shot_predict
 from medrep.align.anchors import parse_anchor_counts, select_anchors
-from medrep.align.estimators import ESTIMATORS, estimator_options
-from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.align.config import AlignConfig
+from medrep.align.estimators import ESTIMATORS, estimator_options
+from medrep.align.result import FEWSHOT_NOTE, AlignResult
+from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.configs import replace
 from medrep.errors import MedrepError, Param
 from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
-from medrep.results import RESULTS_SCHEMA_VERSION, Metric, metric_rows
-
-# what each metric means, for the report and the CSV
-METRIC_HELP = {
-    "target_accuracy": "target encoder's own linear probe on its own test embeddings (the ceiling)",
-    "stitched_accuracy": "source test images → T → classifier trained on the target's space",
-    "naive_accuracy": "source embeddings zero-padded/truncated into the target's classifier, no T",
-    "shuffled_accuracy": "T fitted on wrongly paired anchors: mean over 5 seeded permutations of the target side",
-    "shuffled_accuracy_sd": "spread of the shuffled-pairs control: SD over its permutations (low/high: worst and best one)",
-    "relative_stitched_accuracy": "classifier on the target's relative representation applied to the source's",
-    "retrieval_top1": "held-out pairs: T(source_i) nearest (cosine) to target_i among all test items",
-    "retrieval_top5": "held-out pairs: target_i among the 5 nearest to T(source_i)",
-    "mean_cosine": "mean cosine between T(source_i) and target_i",
-    "zero_shot_accuracy": "caption alignment: image → T (fitted on image–caption anchors) → text space, argmax cosine "
-                          "to the class prompt ensembles",
-    "zero_shot_naive_accuracy": "image embedding padded/truncated into text space, no T",
-    "zero_shot_shuffled_accuracy": "T fitted on shuffled image–caption pairs: mean over 5 seeded permutations",
-    "zero_shot_shuffled_accuracy_sd": "spread of that control: SD over its permutations (low/high: worst and best one)",
-    "zero_shot_retrieval_top1": "test image → T nearest to its own caption among all test captions",
-    "zero_shot_retrieval_top5": "own caption among the 5 nearest",
-    "zero_shot_mean_cosine": "mean cosine between T(image_i) and caption_i embeddings",
-    "chance_accuracy": "1 / number of classes",
-    "caption_prompt_accuracy": "the test captions themselves classified by the prompts (prompt quality ceiling)",
-    "native_zero_shot_accuracy": "the model's own text tower with the same prompts",
-}
-FEWSHOT_NOTE = ("This is caption alignment, not zero-shot (in effect few-shot): T is fitted on image–caption anchors, and when captions name "
-                "the class (as phantom captions do) the labels reach the text space through the anchors.")
-
-
-@dataclass
-class AlignResult:
-    source: str
-    target: str | None
-    text: str | None
-    estimator: str
-    anchor_selection: str
-    seed: int
-    anchor_counts: list[int]
-    by_anchors: dict[int, dict[str, Metric]] = field(default_factory=dict)
-    n_train: int = 0
-    n_test: int = 0
-    classes: list[str] = field(default_factory=list)
-    prompts: dict[str, list[str]] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    cache_keys: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def metrics(self) -> dict[str, Metric]:
-        """Headline metrics: those at the largest anchor count."""
-        return self.by_anchors[max(self.by_anchors)] if self.by_anchors else {}
-
-    def table(self) -> list[dict[str, Any]]:
-        return metric_rows("anchors", {n: self.by_anchors[n] for n in sorted(self.by_anchors)})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": RESULTS_SCHEMA_VERSION,
-            "kind": "align",
-            "source": self.source, "target": self.target, "text": self.text,
-            "estimator": self.estimator, "anchor_selection": self.anchor_selection, "seed": self.seed,
-            "anchor_counts": self.anchor_counts, "n_train": self.n_train, "n_test": self.n_test, "classes": self.classes,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
-            "by_anchors": {str(n): {k: m.to_dict() for k, m in ms.items()} for n, ms in sorted(self.by_anchors.items())},
-            "metric_help": {k: v for k, v in METRIC_HELP.items() if k in self.metrics},
-            "tables": {"sweep": self.table()},
-            "prompts": self.prompts, "options": self.options, "cache_keys": self.cache_keys, "notes": self.notes,
-        }
-
-    def summary(self) -> str:
-        """A few readable lines for the terminal."""
-        lines = [f"alignment {self.source} → {self.target or self.text} ({self.estimator}, {self.anchor_selection} anchors, "
-                 f"{self.n_test} test items)"]
-        for n in sorted(self.by_anchors):
-            ms = self.by_anchors[n]
-            parts = [f"{k}={ms[k].value:.3f}" for k in ("stitched_accuracy", "target_accuracy", "naive_accuracy",
-                                                        "shuffled_accuracy", "retrieval_top1", "zero_shot_accuracy",
-                                                        "zero_shot_naive_accuracy", "chance_accuracy") if k in ms]
-            lines.append(f"  {n:>5} anchors: " + "  ".join(parts))
-        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+from medrep.results import Metric
 
 
 def fit_anchor_counts(counts: Sequence[int], n_train: int) -> tuple[list[int], dict[str, Any] | None]:
@@ -286,68 +207,3 @@ def _native_zero_shot(source, img_test, y_test, per_class, classes, boot, result
         result.notes.append(f"native zero-shot skipped: text tower width {vecs[0].shape[1]} ≠ image embedding width {img_test.shape[1]}")
         return None
     return boot(zero_shot_predict(img_test, class_embeddings(vecs, None), None) == y_test)
-
-
-_CURVES = [  # (metric, label, style)
-    ("target_accuracy", "target's own", dict(color="black", ls="--")),
-    ("stitched_accuracy", "stitched (T)", dict(color="tab:blue")),
-    ("relative_stitched_accuracy", "relative repr.", dict(color="tab:cyan")),
-    ("shuffled_accuracy", "T on shuffled pairs", dict(color="tab:red", ls=":")),
-    ("naive_accuracy", "naive (no T)", dict(color="tab:gray", ls=":")),
-    ("zero_shot_accuracy", "caption alignment via T", dict(color="tab:green")),
-    ("zero_shot_shuffled_accuracy", "caption alignment, shuffled pairs (mean)", dict(color="tab:orange", ls=":")),
-    ("zero_shot_naive_accuracy", "caption alignment, naive", dict(color="tab:olive", ls=":")),
-    ("native_zero_shot_accuracy", "native zero-shot", dict(color="tab:purple", ls="--")),
-    ("caption_prompt_accuracy", "captions vs prompts", dict(color="tab:brown", ls="-.")),
-    ("chance_accuracy", "chance", dict(color="lightgray", ls="-")),
-]
-
-
-def plot_accuracy_vs_anchors(result: AlignResult, path: str | Path) -> Path:
-    from medrep.io import atomic_write
-    from medrep.plotting import pyplot
-
-    plt = pyplot()
-
-    counts = sorted(result.by_anchors)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for key, label, style in _CURVES:
-        if not all(key in result.by_anchors[n] for n in counts):
-            continue
-        ms = [result.by_anchors[n][key] for n in counts]
-        ax.plot(counts, [m.value for m in ms], marker="o" if len(counts) < 12 else None, ms=3, label=label, **style)
-        if all(m.low is not None for m in ms) and key not in ("target_accuracy", "chance_accuracy"):
-            ax.fill_between(counts, [m.low for m in ms], [m.high for m in ms], color=style.get("color"), alpha=0.12, lw=0)
-    if len(counts) > 1 and counts[-1] / max(counts[0], 1) >= 10:
-        ax.set_xscale("log")
-    ax.set_xticks(counts, [str(n) for n in counts])  # the counts actually run, not powers of ten
-    ax.minorticks_off()
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("anchors")
-    ax.set_ylabel(f"accuracy ({result.n_test} test items, 95% bootstrap CI)")
-    ax.set_title(f"{result.source} → {result.target or result.text} ({result.estimator})", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-    return path
-
-
-def write_align_outputs(result: AlignResult, out_dir: str | Path) -> dict[str, Path]:
-    """results.json, sweep.csv, prompts.csv (zero-shot) and accuracy_vs_anchors.png; returns the figure paths."""
-    from medrep.io import write_csv_atomic, write_json_atomic
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", result.to_dict())
-
-    def _csv(name: str, header: list[str], rows: list[list[Any]]) -> None:
-        write_csv_atomic(out / name, header, rows)
-
-    _csv("sweep.csv", ["anchors", "metric", "value", "low", "high", "n", "meaning"],
-         [[r["anchors"], r["metric"], r["value"], r["low"], r["high"], r["n"], METRIC_HELP.get(r["metric"], "")] for r in result.table()])
-    if result.prompts:
-        _csv("prompts.csv", ["class", "prompt"], [[c, p] for c, ps in result.prompts.items() for p in ps])
-    return {"accuracy_vs_anchors": plot_accuracy_vs_anchors(result, out / "accuracy_vs_anchors.png")}

@@ -2,8 +2,7 @@
 embeddings, on the same items and splits for every model (and layer)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,18 +14,13 @@ from medrep.embeddings.extract import Embeddings, extract_embeddings
 from medrep.intervals import half_sample_interval
 from medrep.features.neighbours import l2_normalise
 from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores
-from medrep.features.projection import PROJECTIONS, project_2d
-from medrep.io import slug
+from medrep.features.projection import project_2d
+from medrep.features.result import FeaturesResult
 from medrep.features.separability import (calinski_harabasz, centroid_cosine_matrix, davies_bouldin, fisher_ratio,
                                           pairwise_distances, silhouette_samples_from_distances)
-from medrep.features.similarity import PairSimilarity, compare_spaces
+from medrep.features.similarity import compare_spaces
 from medrep.progress import progress_bar
-from medrep.results import Metric, Result
-
-# the keys every model gets in results.json (few-shot keys are added per shot count)
-MODEL_METRICS = ("knn_accuracy", "linear_probe_accuracy", "linear_probe_auc", "silhouette", "davies_bouldin",
-                 "calinski_harabasz", "fisher_ratio")
-
+from medrep.results import Metric
 
 @dataclass
 class RepresentationData:
@@ -35,72 +29,6 @@ class RepresentationData:
     name: str
     train: Embeddings
     test: Embeddings
-
-
-@dataclass
-class FeaturesResult(Result):
-    kind: str = "features"
-    classes: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)  # a multi-label set: metrics are per-finding probe AUROCs
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    centroid_cosine: dict[str, np.ndarray] = field(default_factory=dict)
-    pairs: list[PairSimilarity] = field(default_factory=list)
-    projections: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    subgroups: Any = None  # medrep.subgroups.result.SubgroupResult with --by
-
-    def model_table(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, m in self.models.items():
-            row: dict[str, Any] = {"model": name, "dim": m["dim"], "n_train": m["n_train"], "n_test": m["n_test"]}
-            for key, metric in m["metrics"].items():
-                row[key] = metric.value
-                row[f"{key}_low"] = metric.low
-                row[f"{key}_high"] = metric.high
-            rows.append(row)
-        return rows
-
-    def pair_table(self) -> list[dict[str, Any]]:
-        rows = []
-        for p in self.pairs:
-            rows.append({"a": p.a, "b": p.b, "cka": p.cka.value, "cka_low": p.cka.low, "cka_high": p.cka.high,
-                         "cka_p_value": p.cka_p_value, "cka_null_mean": p.cka_null_mean,
-                         "mutual_knn": p.mutual_knn.value, "mutual_knn_low": p.mutual_knn.low,
-                         "mutual_knn_high": p.mutual_knn.high, "mutual_knn_p_value": p.mutual_knn_p_value,
-                         "mutual_knn_null_mean": p.mutual_knn_null_mean, "n": p.mutual_knn.n, "cka_rows": p.cka.n,
-                         # above compare_spaces' max_items, CKA and its interval / null are of a subsample
-                         **({"cka_all_rows": p.extra["cka_all_rows"]} if "cka_all_rows" in p.extra else {})})
-        return rows
-
-    def cka_matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        names = list(self.models)
-        pos = {n: i for i, n in enumerate(names)}
-        cka = np.eye(len(names))
-        pval = np.zeros((len(names), len(names)))
-        for p in self.pairs:
-            i, j = pos[p.a], pos[p.b]
-            cka[i, j] = cka[j, i] = p.cka.value
-            pval[i, j] = pval[j, i] = p.cka_p_value
-        return names, cka, pval
-
-    def to_dict(self) -> dict[str, Any]:
-        self.metrics = {f"{name}/{k}": v for name, m in self.models.items() for k, v in m["metrics"].items()}
-        self.tables = {"models": self.model_table(), "pairs": self.pair_table()}
-        out = super().to_dict()
-        out["classes"] = self.classes
-        if self.findings:
-            out["findings"] = self.findings
-        out["models"] = {
-            name: {**{k: v.to_dict() for k, v in m["metrics"].items()},
-                   "centroid_cosine": np.round(self.centroid_cosine[name], 6).tolist(),
-                   **{k: m[k] for k in ("dim", "n_train", "n_test", "encoder", "layer", "cache_keys")}}
-            for name, m in self.models.items()}
-        out["pairs"] = [p.to_dict() for p in self.pairs]
-        out["settings"] = self.settings
-        if self.subgroups is not None:
-            out["subgroups"] = self.subgroups.to_dict()
-            out["settings"]["subgroups"] = self.subgroups.settings
-        return out
 
 
 def train_test_splits(dataset, train_split: str = "train", test_split: str = "test", limit: int | None = None,
@@ -411,84 +339,3 @@ def _add_subgroups(analysis, rep: RepresentationData, per_item: dict[str, Any], 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Rows of dicts as CSV (columns in order of first appearance), through medrep's one CSV writer."""
-    from medrep.io import write_csv_atomic
-
-    cols: list[str] = []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    return write_csv_atomic(path, cols, ([r.get(c) for c in cols] for r in rows))
-
-
-def write_features_outputs(result: FeaturesResult, out_dir: str | Path) -> dict[str, Path]:
-    """results.json, models.csv, pairs.csv, centroid_cosine.csv and the PNGs; returns {figure name: path}."""
-    from medrep.features.figures import heatmap, scatter_by_class
-    from medrep.io import write_json_atomic
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", result.to_dict())
-    write_csv(out / "models.csv", result.model_table())
-    if result.pairs:
-        write_csv(out / "pairs.csv", result.pair_table())
-    write_csv(out / "centroid_cosine.csv", [
-        {"model": name, "class": result.classes[i], **{c: float(m[i, j]) for j, c in enumerate(result.classes)}}
-        for name, m in result.centroid_cosine.items() for i in range(m.shape[0])])
-    figures: dict[str, Path] = {}
-    for name, projs in result.projections.items():
-        for method, (coords, labels) in projs.items():
-            title = f"{name}: {PROJECTIONS.meta(method, 'title', method)} of test embeddings"
-            figures[f"{method}:{name}"] = scatter_by_class(coords, labels, result.classes, title,
-                                                           out / f"{method}_{slug(name)}.png")
-    for name, m in result.centroid_cosine.items():
-        if not m.size:
-            continue
-        figures[f"centroid_cosine:{name}"] = heatmap(m, result.classes, result.classes,
-                                                     f"{name}: class-centroid cosine", out / f"centroid_cosine_{slug(name)}.png",
-                                                     vmin=-1, vmax=1)
-    if result.pairs:
-        names, cka, pval = result.cka_matrix()
-        ann = np.array([[f"{cka[i, j]:.2f}" + ("" if i == j else ("*" if pval[i, j] < 0.01 else " (ns)"))
-                         for j in range(len(names))] for i in range(len(names))])
-        figures["cka"] = heatmap(cka, names, names, "linear CKA (* p < 0.01 vs permutation null)", out / "cka_heatmap.png",
-                                 vmin=0, vmax=1, annotations=ann)
-    if result.subgroups is not None:
-        from medrep.subgroups.outputs import write_subgroup_outputs
-
-        overall = {f"{name}/{k}": v for name, m in result.models.items() for k, v in m["metrics"].items()}
-        figures.update(write_subgroup_outputs(result.subgroups, out, overall, list(result.models)))
-    return figures
-
-
-def format_model_table(result: FeaturesResult) -> str:
-    """A plain-text table of the headline metrics, one row per model, for the terminal."""
-    keys = [k for k in MODEL_METRICS] + sorted({k for m in result.models.values() for k in m["metrics"]
-                                                 if k.startswith("few_shot")}, key=lambda s: int(s.split("_")[2]))
-    if result.findings:  # a multi-label set: one probe AUROC per finding and their macro mean
-        keys = ["macro_auroc", *(f"auroc/{f}" for f in result.findings)]
-    short = {"knn_accuracy": "kNN acc", "linear_probe_accuracy": "linear acc", "linear_probe_auc": "linear AUC",
-             "silhouette": "silhouette", "davies_bouldin": "Davies-B.", "calinski_harabasz": "Calinski-H.",
-             "fisher_ratio": "Fisher"}
-    labels = [short.get(k, k.replace("few_shot_", "").replace("_accuracy", "-shot acc")) for k in keys]
-    labels = ["macro AUROC" if k == "macro_auroc" else lab.replace("auroc/", "AUROC ") for k, lab in zip(keys, labels)]
-    width = max(14, *(len(lab) for lab in labels))
-    lines = []
-    for key, label in zip(keys, labels):
-        cells = [f"{label:<{width}}"]
-        for name, m in result.models.items():
-            met = m["metrics"].get(key)
-            # a finding with one class in train or test has no probe AUROC
-            text = "—" if met is None or met.value != met.value else str(met)
-            cells.append(f"{text:>32}")
-        lines.append(" ".join(cells))
-    header = " ".join([f"{'metric':<{width}}"] + [f"{n:>32}" for n in result.models])
-    out = [header, *lines]
-    for p in result.pairs:
-        rows = (f" on {p.cka.n} of {p.mutual_knn.n} items, all items {p.extra['cka_all_rows']:.4g}"
-                if "cka_all_rows" in p.extra else "")
-        out.append(f"{p.a} vs {p.b}: CKA {p.cka} (p = {p.cka_p_value:.3g}, null mean {p.cka_null_mean:.3f}{rows}); "
-                   f"mutual kNN@{p.k} {p.mutual_knn} (p = {p.mutual_knn_p_value:.3g}, null mean {p.mutual_knn_null_mean:.3f})")
-    return "\n".join(out)

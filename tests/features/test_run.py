@@ -8,7 +8,9 @@ from torch import nn
 
 from medrep.data.base import SplitDataset, TensorDataset
 from medrep.errors import MedrepError
-from medrep.features.analysis import MODEL_METRICS, run_features, write_features_outputs
+from medrep.features.outputs import write_features_outputs
+from medrep.features.result import MODEL_METRICS
+from medrep.features.run import run_features
 from medrep.features.projection import project_2d
 from medrep.models import load_encoder
 from medrep.models.base import Preprocessing
@@ -51,7 +53,7 @@ def test_run_features_across_layers_of_one_model(tiny_vit, tmp_path):
 
 def test_second_run_reads_embeddings_from_cache(tiny_vit):
     ds = _data()
-    from medrep.features.analysis import load_representations
+    from medrep.features.run import load_representations
 
     first = load_representations([tiny_vit], ds.split("train"), ds.split("test"))
     again = load_representations([tiny_vit], ds.split("train"), ds.split("test"))
@@ -93,7 +95,8 @@ def test_errors_one_class_duplicates_nan(tiny_vit):
 
 
 def test_pair_table_and_terminal_line_name_the_cka_subsample():
-    from medrep.features.analysis import FeaturesResult, format_model_table
+    from medrep.features.outputs import format_model_table
+    from medrep.features.result import FeaturesResult
     from medrep.features.similarity import compare_spaces
     from medrep.report.html import Table, _table
 
