@@ -172,9 +172,12 @@ if numba is not None:
 
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _count_map(raw, mask, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1, grid, hist, grid_hist):  # pragma: no cover
+    def _count_map(raw, mask, rows, cols, grid, hist, grid_hist):  # pragma: no cover
         """One map: adds its level histograms to ``hist`` (2, 256) and its grid counts to ``grid_hist``
-        (2, T + 1); returns the first maximal pixel's flat index."""
+        (2, T + 1); returns the first maximal pixel's flat index. ``rows`` / ``cols``: the axis weights
+        (first index, second index, first weight, second weight) of ``axis_weights``."""
+        yi0, yi1, yw0, yw1 = rows
+        xi0, xi1, xw0, xw1 = cols
         width = mask.shape[1]
         buf = np.empty(width, dtype=np.float32)
         copies = np.zeros(8 * 512, dtype=np.int32)
@@ -215,6 +218,6 @@ def fused_counts(raw: np.ndarray, masks: Sequence[np.ndarray], grid: np.ndarray)
     grid = np.ascontiguousarray(grid, dtype=np.float64)
     hist = np.zeros((b, 2, 256), dtype=np.int64)
     grid_hist = np.zeros((b, 2, grid.shape[0] + 1), dtype=np.int64)
-    first = np.array([_count_map(raw[i], np.ascontiguousarray(masks[i]), *yw, *xw, grid, hist[i], grid_hist[i])
+    first = np.array([_count_map(raw[i], np.ascontiguousarray(masks[i]), tuple(yw), tuple(xw), grid, hist[i], grid_hist[i])
                       for i in range(b)], dtype=np.int64)
     return hist, first, grid_hist
