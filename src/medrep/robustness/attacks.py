@@ -449,38 +449,29 @@ class SquareAttack(Attack):
 
     def run(self, loss_fn, x, eps, generator=None, final_loss=True):
         check_eps(eps)
-        if self.ball.name == "l2":
-            return self._run_l2(loss_fn, x.detach(), eps, generator if generator is not None else torch.Generator().manual_seed(0))
         x = x.detach()
-        b, c, h, w = x.shape
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        passes = Passes()
-        items = _Items(loss_fn, self.early_stop, x, passes)
-        every = max(1, -(-self.queries // self.history_rows))
-        history = torch.full((self.queries // every + 1, b), float("nan"), device=x.device)
-        taken = torch.full((b,), self.queries, dtype=torch.long, device=x.device)
-        succeeded = torch.zeros(b, dtype=torch.bool, device=x.device)
+        start, propose = (self._l2_proposals if self.ball.name == "l2" else self._linf_proposals)(x, eps, gen)
+        return self._search(loss_fn, x, start, propose)
+
+    def _linf_proposals(self, x: torch.Tensor, eps: float, gen: torch.Generator):
+        """Square attack, L∞: starts from vertical stripes of ±ε; each query sets one random square window to
+        a random corner of the ε-box, per channel."""
+        b, c, h, w = x.shape
         stripes = torch.randint(0, 2, (b, c, 1, w), generator=gen).to(x.device, x.dtype) * 2 - 1
-        best_x = (x + eps * stripes).clamp(0, 1)
-        best = items.loss(best_x)
-        history[0] = best.float()
-        self._exit(items, best_x, torch.ones(b, dtype=torch.bool, device=x.device), taken, succeeded, 1)
         rows_y = torch.arange(h, device=x.device).view(1, 1, h, 1)
         rows_x = torch.arange(w, device=x.device).view(1, 1, 1, w)
-        for q in range(1, self.queries):
-            idx = items.index
-            if len(idx) == 0:
-                break
+
+        def propose(q: int, idx: torch.Tensor, best_x: torch.Tensor) -> torch.Tensor:
             side = int(round(math.sqrt(square_p(self.p_init, q, self.queries) * h * w)))
             side = min(max(side, 1), h - 1)
-            n = len(idx)
             # drawn for every item of the batch, used for the running ones: an item's draws do not depend on
             # which others have left, so early exit changes no item's path
             top = torch.randint(0, h - side, (b,), generator=gen).to(x.device)[idx].view(-1, 1, 1, 1)
             left = torch.randint(0, w - side, (b,), generator=gen).to(x.device)[idx].view(-1, 1, 1, 1)
             window = (rows_y >= top) & (rows_y < top + side) & (rows_x >= left) & (rows_x < left + side)
             old = best_x[idx]
-            cand, pending = old.clone(), torch.ones(n, dtype=torch.bool, device=x.device)
+            cand, pending = old.clone(), torch.ones(len(idx), dtype=torch.bool, device=x.device)
             for _ in range(8):  # a window whose new pixels equal the old ones would waste the query: redraw it
                 draw = torch.randint(0, 2, (b, c, 1, 1), generator=gen).to(x.device, x.dtype)[idx]
                 signs = (draw * 2 - 1) * eps
@@ -488,34 +479,37 @@ class SquareAttack(Attack):
                 use = pending & ((trial - old).abs() >= 1e-7).flatten(1).any(1)
                 cand[use] = trial[use]
                 pending &= ~use  # always 8 draws (no early break), so the stream never depends on the other items
-            loss = items.loss(cand)
-            better = loss < best[idx]
-            rows = idx[better]
-            best[rows], best_x[rows] = loss[better], cand[better]
-            if q % every == 0:
-                history[q // every, idx] = best[idx].float()
-            if bool(better.any()):
-                self._exit(items, best_x, better, taken, succeeded, q + 1)
-        history[-1, items.index] = best[items.index].float()
-        _fill_frozen_rows(history, (taken // every).clamp(max=history.shape[0] - 1))
-        return AttackOutput(best_x.detach(), history, taken, passes,
-                            succeeded if self.early_stop is not None else None)
+            return cand
 
-    def _run_l2(self, loss_fn, x: torch.Tensor, eps: float, gen: torch.Generator) -> AttackOutput:
+        return (x + eps * stripes).clamp(0, 1), propose
+
+    def _l2_proposals(self, x: torch.Tensor, eps: float, gen: torch.Generator):
         """Square attack, L2 (the paper's Algorithm 3): starts from a grid of pseudo-Gaussian bumps of random
         sign scaled to ‖δ‖ = ε; each query moves the perturbation's mass of a second window into a first one
-        (:func:`square_l2_candidate`) and keeps the point only when the loss falls."""
-        b, c, h, w = x.shape
+        (:func:`square_l2_candidate`)."""
+        h, w = x.shape[-2:]
         if min(h, w) < 5:
             raise MedrepError(f"the L2 Square attack needs images of at least 5 × 5 pixels (got {h} × {w})",
                               where=Param("attack"))
+
+        def propose(q: int, idx: torch.Tensor, best_x: torch.Tensor) -> torch.Tensor:
+            side = max(int(round(math.sqrt(square_p(self.p_init, q, self.queries) * h * w))), 3)
+            side = min(side + (1 - side % 2), min(h, w) - 1)  # odd, as the paper's code; inside the image
+            return square_l2_candidate(x, best_x, eps, side, gen, idx)
+
+        return (x + square_l2_init(x.shape, eps, gen).to(x.device, x.dtype)).clamp(0, 1), propose
+
+    def _search(self, loss_fn, x: torch.Tensor, start: torch.Tensor, propose) -> AttackOutput:
+        """The random search both norms share: a query keeps its candidate only where the loss falls; an item
+        that meets the success criterion leaves the batch."""
+        b = x.shape[0]
         passes = Passes()
         items = _Items(loss_fn, self.early_stop, x, passes)
         every = max(1, -(-self.queries // self.history_rows))
         history = torch.full((self.queries // every + 1, b), float("nan"), device=x.device)
         taken = torch.full((b,), self.queries, dtype=torch.long, device=x.device)
         succeeded = torch.zeros(b, dtype=torch.bool, device=x.device)
-        best_x = (x + square_l2_init(x.shape, eps, gen).to(x.device, x.dtype)).clamp(0, 1)
+        best_x = start
         best = items.loss(best_x)
         history[0] = best.float()
         self._exit(items, best_x, torch.ones(b, dtype=torch.bool, device=x.device), taken, succeeded, 1)
@@ -523,9 +517,7 @@ class SquareAttack(Attack):
             idx = items.index
             if len(idx) == 0:
                 break
-            side = max(int(round(math.sqrt(square_p(self.p_init, q, self.queries) * h * w))), 3)
-            side = min(side + (1 - side % 2), min(h, w) - 1)  # odd, as the paper's code; inside the image
-            cand = square_l2_candidate(x, best_x, eps, side, gen, idx)
+            cand = propose(q, idx, best_x)
             loss = items.loss(cand)
             better = loss < best[idx]
             rows = idx[better]
