@@ -172,3 +172,40 @@ def test_a_failing_analysis_becomes_an_error_section(tmp_path, make_config, monk
     assert "simulated bug &lt;b&gt;here&lt;/b&gt;" in body
     assert "not available: the analysis failed (see its section)" in _section(page, "scorecard")
     assert "not run (disabled in the config)" in _section(page, "scorecard")
+
+
+def test_data_without_captions_skips_caption_alignment_with_its_reason(tmp_path, make_config, one_thread):
+    """Class folders carry no captions: stitching still runs, caption alignment is reported as not run (not an
+    error section), in the section and in each model's scorecard row."""
+    import numpy as np
+    from PIL import Image
+
+    from medrep.audit import run_audit
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        for k, name in enumerate(("benign", "malignant", "normal")):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (rng.random((32, 32)) * 80 + 60 * k).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = make_config(data=str(tmp_path / "data"))
+    a = config["analyses"]
+    for key in ("robustness", "explain", "features", "overlay"):
+        a[key] = {"enabled": False}
+    a["alignment"] = {"anchors": [10]}
+    results = run_audit(config, tmp_path / "out", cache_dir=str(tmp_path / "c"), device="cpu")
+    assert "error" not in results["alignment"]
+    assert sorted(results["alignment"]) == sorted(f"{s} → {t}" for s, t in
+                                                  [(config["models"][0], "demo-cnn"), ("demo-cnn", config["models"][0])])
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Caption alignment not run: the training data has no captions to use as anchors" in _section(page, "alignment")
+    assert _section(page, "scorecard").count("not run: the training data has no captions to use as anchors") == 2
+
+    config["models"] = ["demo-cnn"]  # nothing left to align: a section that says why, not an error
+    results = run_audit(config, tmp_path / "one", cache_dir=str(tmp_path / "c"), device="cpu")
+    assert results["alignment"] == {}
+    page = (tmp_path / "one" / "report.html").read_text(encoding="utf-8")
+    assert "class='error'" not in _section(page, "alignment")
+    assert "Caption alignment not run" in _section(page, "alignment")

@@ -71,6 +71,7 @@ class Audit:
         self._text = None
         self.item_subgroups: list[tuple[str, Any]] = []  # (what, SubgroupResult) of attacks / explanations with `by`
         self.auto_split: dict[str, Any] | None = None  # the split made here when the data has none
+        self.caption_alignment_skipped: str | None = None  # why caption alignment did not run, where it could not
 
     # -- shared inputs ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -405,11 +406,18 @@ class Audit:
         specs = self.config["models"]
         pairs = list(itertools.permutations(specs, 2)) if cfg["stitching"] and len(specs) > 1 else []
         jobs: list[tuple[str, str | None, bool]] = [(s, t, False) for s, t in pairs]
+        figures, tables, res, readings = [], [], {}, []
         if cfg["caption_alignment"] and self.text_encoder is not None:
-            jobs += [(s, None, True) for s in specs]
+            if self.train.has_captions:
+                jobs += [(s, None, True) for s in specs]
+            else:
+                self.caption_alignment_skipped = "not run: the training data has no captions to use as anchors"
+                readings.append(f"Caption alignment {self.caption_alignment_skipped} (the data source carries none).")
+        if not jobs and readings:
+            self.results["alignment"] = {}
+            return _section("alignment", "Nothing could be aligned on this data.", readings, [], [])
         if not jobs:
             raise MedrepError("nothing to align: give two models (stitching) or a text encoder (zero-shot)", where="analyses.alignment")
-        figures, tables, res, readings = [], [], {}, []
         from medrep.align.run import fit_anchor_counts
 
         anchors, scaled = fit_anchor_counts(sorted(set(cfg["anchors"])), len(self.train))
@@ -548,6 +556,8 @@ class Audit:
 
     def _missing(self, spec: str, key: str) -> str:
         stage = {"explanations": "explain", "stitching": "alignment", "caption-alignment": "alignment"}.get(key, key)
+        if key == "caption-alignment" and self.caption_alignment_skipped:
+            return self.caption_alignment_skipped
         if not self.config["analyses"][stage]["enabled"]:
             return "not run (disabled in the config)"
         if "error" in self.results.get(stage, {}):
