@@ -150,3 +150,13 @@ def test_by_on_multi_label_data_is_refused_in_one_line_naming_the_finding_option
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "--by: subgroups need one label" in err and "multi-label (14 findings)" in err and "?finding=No%20Finding" in err
     assert not (tmp_path / "f" / "results.json").exists()
+
+
+def test_single_finding_features_say_their_intervals_resample_patients(tmp_path):
+    root = trees.chexpert(tmp_path / "data")
+    assert main(["features", "--model", "demo-cnn", "--data", f"chexpert:{root}?finding=Edema&uncertain=zeros",
+                 "--test-split", "valid", *FEATURES, "--out", str(tmp_path / "f"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    res = json.loads((tmp_path / "f" / "results.json").read_text())
+    probe = res["metrics"]["demo-cnn/linear_probe_accuracy"]
+    assert probe["interval"] == "cluster bootstrap over patients" and probe["n_patients"] == 8
+    assert res["settings"]["intervals"].startswith("95%: bootstrap over whole patients (kNN and probe accuracies, AUC)")

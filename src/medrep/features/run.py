@@ -11,7 +11,7 @@ from medrep.configs import replace
 from medrep.errors import MedrepError, Param
 from medrep.features.config import FeaturesConfig
 from medrep.embeddings.extract import Embeddings, extract_embeddings
-from medrep.intervals import half_sample_interval
+from medrep.intervals import half_sample_interval, is_clustered
 from medrep.features.neighbours import l2_normalise
 from medrep.features.probes import adapt_k, adapt_shots, few_shot_accuracy, knn_accuracy, linear_probe_scores
 from medrep.features.projection import project_2d
@@ -223,8 +223,10 @@ def run_features(encoders: Sequence[Any], dataset, config: FeaturesConfig | None
         "cka_estimator": cka_estimator, "projections": list(projections), "seed": seed, "layers": layers,
         "adapted": adapted, "geometry": "L2-normalised test embeddings", "n_images": len(test),
         "n_patients": None if test.patients is None else len(set(test.patients.tolist())),
-        "intervals": "95%: bootstrap over items (accuracies, AUC, mutual kNN), over draws (few-shot), "
-                     "delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher, CKA)"})
+        "intervals": "95%: " + ("bootstrap over whole patients (kNN and probe accuracies, AUC), over items (mutual kNN)"
+                                if is_clustered(test.patients, len(test)) else "bootstrap over items (accuracies, AUC, mutual kNN)")
+                     + ", over draws (few-shot), delete-half jackknife (silhouette, Davies-Bouldin, Calinski-Harabasz, "
+                       "Fisher, CKA)"})
     n_pairs = len(reps) * (len(reps) - 1) // 2
     with progress_bar("features analysis", len(reps) + n_pairs) as bar:
         for rep in reps:
