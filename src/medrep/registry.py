@@ -4,9 +4,12 @@ alignment estimators, projections, data sources and model schemes.
 An entry is a name, the object it stands for (a function or a class) and its metadata (what a method
 needs, whether an objective has a target, which options an estimator takes, ...).  The command line's
 ``choices`` and help, the audit configuration's schema and the analyses' branching all read the
-registries, so adding a method / objective / estimator is one ``register`` call in one file::
+registries, so adding a method / objective / estimator is one ``register`` call in one file.  Each analysis
+package keeps its registries, and their ``register_*`` decorators, in its ``registry`` module
+(``medrep.explain.registry``, ``medrep.robustness.registry``, ``medrep.align.registry``,
+``medrep.features.registry``, ``medrep.overlay.registry``; ``medrep.data.registry``, ``medrep.models.registry``)::
 
-    from medrep.explain.methods import register_method
+    from medrep.explain.registry import register_method
     from medrep.registry import Option
 
     @register_method("saliency", options=[Option("absolute", bool, True, help="...")])
@@ -120,6 +123,10 @@ class Registry(MutableMapping):
             return deco
         if not isinstance(name, str) or not name:
             raise TypeError(f"a {self.kind} needs a non-empty string name, got {name!r}")
+        if not self._loaded and not str(getattr(obj, "__module__", "")).startswith("medrep."):
+            # a plug-in (anything outside medrep) lands after the built-ins: listed last, and a built-in it
+            # replaces on purpose is not put back by the lazy import of the built-ins later
+            self._load()
         if name in self._entries:
             warnings.warn(f"{self.kind} {name!r} registered again: the new one replaces {self._entries[name].obj!r}",
                           RuntimeWarning, stacklevel=3)

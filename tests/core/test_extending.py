@@ -3,6 +3,8 @@ and the audit configuration; the worked examples of docs/extending.md run as wri
 from __future__ import annotations
 
 import re
+import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -10,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from medrep.align.estimators import ESTIMATORS, Aligner, register_estimator
+from medrep.align.estimators import Aligner
+from medrep.align.registry import ESTIMATORS, register_estimator
 from medrep.audit.config import validate_config
 from medrep.cli import main
 from medrep.errors import MedrepError
-from medrep.explain.methods import METHODS, register_method
+from medrep.explain.registry import METHODS, register_method
 from medrep.registry import Option, Registry
-from medrep.robustness.objectives import OBJECTIVES, Objective, register_objective
+from medrep.robustness.objectives import Objective
+from medrep.robustness.registry import OBJECTIVES, register_objective
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 TINY = "demo?n_train=40&n_val=0&n_test=12&size=32"
@@ -162,3 +166,20 @@ def test_registry_lookups_suggest_and_warn():
     with pytest.raises(MedrepError, match="^amount: expected float"):
         reg.entry("sharpen").option("amount").convert("lots")
     assert Option("flag", bool).convert("no") is False and np.isclose(Option("x", float).convert(3), 3.0)
+
+
+def test_a_plugin_registered_before_the_builtins_load_comes_after_them(tmp_path, monkeypatch):
+    """A plug-in imported first must not be listed before the built-ins, nor be put back by their lazy import."""
+    holder = types.ModuleType("toy_widget_registry")
+    holder.WIDGETS = Registry("widget", builtins=("toy_widget_builtins",))
+    monkeypatch.setitem(sys.modules, "toy_widget_registry", holder)
+    (tmp_path / "toy_widget_builtins.py").write_text(
+        "from toy_widget_registry import WIDGETS\nWIDGETS.register('sharpen', len)\nWIDGETS.register('blur', abs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toy_widget_builtins", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        holder.WIDGETS.register("blur", round)  # replaces a built-in on purpose
+    holder.WIDGETS.register("emboss", min)
+    assert list(holder.WIDGETS) == ["sharpen", "blur", "emboss"]
+    assert holder.WIDGETS["blur"] is round and len(caught) == 1

@@ -13,17 +13,11 @@ import numpy as np
 import torch
 
 from medrep.align import functional as AF
+# the registry lives in medrep.align.registry; imported here for the estimators below and for callers that
+# know it by this module
+from medrep.align.registry import ESTIMATORS, register_estimator  # noqa: F401
 from medrep.errors import MedrepError, Param
-from medrep.registry import Option, Registry
-
-#: name → Aligner class, built as ``cls(ridge, **options)``; ``options`` are the keywords beyond ``ridge`` that
-#: the front ends expose (an option whose flag the command already has, such as ``seed``, reads that flag).
-ESTIMATORS = Registry("estimator", param="estimator")
-
-
-def register_estimator(name: str, *, options=(), help: str = "", **meta):
-    """Class decorator: ``@register_estimator("name")`` on an :class:`Aligner` subclass."""
-    return ESTIMATORS.register(name, options=options, help=help, **meta)
+from medrep.registry import Option
 
 
 def _t(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -9,7 +9,8 @@ import numpy as np
 from medrep.align.analysis import class_embeddings, default_factory, fit_probe, stitch, zero_shot, zero_shot_predict
 from medrep.align.anchors import parse_anchor_counts, select_anchors
 from medrep.align.config import AlignConfig
-from medrep.align.estimators import ESTIMATORS, estimator_options
+from medrep.align.estimators import estimator_options
+from medrep.align.registry import ESTIMATORS
 from medrep.align.result import FEWSHOT_NOTE, AlignResult
 from medrep.align.text import class_prompts, dataset_captions, encode_texts_cached
 from medrep.configs import replace

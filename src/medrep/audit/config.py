@@ -37,7 +37,7 @@ def _registry_names(module: str, registry: str, **meta: Any) -> Callable[[], tup
 
 
 def _default_explain_methods() -> list[str]:
-    from medrep.explain.methods import default_methods
+    from medrep.explain.registry import default_methods
 
     return list(default_methods(baselines=False))  # the baselines are added by the analysis itself
 
@@ -70,7 +70,7 @@ SCHEMA: dict[str, Any] = {
         "robustness": {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str, help="subset of models (default: all)"),
-            "objectives": _f(list, ["collide", "push"], list_of=str, choices=_registry_names("medrep.robustness.objectives", "OBJECTIVES")),
+            "objectives": _f(list, ["collide", "push"], list_of=str, choices=_registry_names("medrep.robustness.registry", "OBJECTIVES")),
             "attack": _f((str, list), "pgd", help="pgd, apgd, square, ensemble (= apgd + square) or a list: several give "
                                                   "the worst case per item and a gradient-masking check"),
             "queries": _f(int, 5000, minimum=1, help="query budget of the Square attack per image (default: 5000)"),
@@ -78,7 +78,7 @@ SCHEMA: dict[str, Any] = {
             "controls": _f(list, [], list_of=str, help="extra models attacked only in this section, as references "
                                                        "(e.g. demo-cnn-robust, an adversarially trained positive control)"),
             "eps": _f(list, [1 / 255, 2 / 255, 4 / 255, 8 / 255], list_of=NUM),
-            "norm": _f(str, "linf", choices=_registry_names("medrep.robustness.attacks", "NORMS")),
+            "norm": _f(str, "linf", choices=_registry_names("medrep.robustness.registry", "NORMS")),
             "attack_steps": _f(int, 20, minimum=1, help="attack iterations per image"),
             "step_size": _f((float, int, type(None)), None),
             "random_start": _f((bool, type(None)), None),
@@ -97,7 +97,7 @@ SCHEMA: dict[str, Any] = {
         "explain": {
             "enabled": _f(bool, True),
             "models": _f((list, type(None)), None, list_of=str),
-            "methods": _f(list, _default_explain_methods, list_of=str, choices=_registry_names("medrep.explain.methods", "METHODS")),
+            "methods": _f(list, _default_explain_methods, list_of=str, choices=_registry_names("medrep.explain.registry", "METHODS")),
             "metrics": _f(list, ["pointing", "iou", "mass", "auprc", "deletion", "insertion"], list_of=str),
             "explain_target": _f(str, "auto", choices=("auto", "class", "predicted", "embedding"),
                                  help="auto: class when the model has a head, else embedding"),
@@ -121,7 +121,7 @@ SCHEMA: dict[str, Any] = {
             "enabled": _f(bool, True),
             "k": _f(int, 20, minimum=1),
             "shots": _f(list, [1, 5, 10], list_of=int, minimum=1),
-            "projections": _f(list, ["tsne", "umap"], list_of=str, choices=_registry_names("medrep.features.projection", "PROJECTIONS")),
+            "projections": _f(list, ["tsne", "umap"], list_of=str, choices=_registry_names("medrep.features.registry", "PROJECTIONS")),
             "n_permutations": _f(int, 200, minimum=0),
             "limit": _f((int, type(None)), None, minimum=1),
             "layers": _f((list, type(None)), None, list_of=str, help="modules to embed at (default: each model's representation)"),
@@ -156,7 +156,7 @@ SCHEMA: dict[str, Any] = {
         "alignment": {
             "enabled": _f(bool, True),
             "anchors": _f(list, [10, 25, 50, 100, 250, 500, 1000], list_of=int, minimum=1),
-            "estimator": _f(str, "ortho", choices=_registry_names("medrep.align.estimators", "ESTIMATORS")),
+            "estimator": _f(str, "ortho", choices=_registry_names("medrep.align.registry", "ESTIMATORS")),
             "anchor_selection": _f(str, "random", choices=("random", "balanced", "kmeans")),
             "stitching": _f(bool, True),
             "caption_alignment": _f(bool, True, help="map each model into the text encoder's space on image–caption anchors"),

@@ -858,7 +858,7 @@ def _section(key: str, intro: str, readings: list[str], figures: list[Figure], t
 
 def _caption(key: str) -> str:
     """A figure's key from an analysis writer as words: ``tsne:demo-vit`` → "t-SNE of demo-vit's test embeddings"."""
-    from medrep.features.projection import PROJECTIONS
+    from medrep.features.registry import PROJECTIONS
 
     kind, _, name = key.partition(":")
     projection = PROJECTIONS.meta(kind, "title", None) if name and kind in PROJECTIONS.names() else None

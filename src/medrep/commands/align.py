@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             action.help = ("one split to divide 70/30 into anchors and test items (default: the --train-split and "
                            "--test-split of the data)")
     p.add_argument("--anchors", default="500", help="anchor count or comma-separated sweep, e.g. 10,50,100,500,1000")
-    from medrep.align.estimators import ESTIMATORS
+    from medrep.align.registry import ESTIMATORS
 
     p.add_argument("--estimator", default="ortho", choices=list(ESTIMATORS),
                    help="; ".join(f"{e.name}: {e.help}" for e in ESTIMATORS.entries()).replace("%", "%%"))
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _estimator_options() -> dict[str, tuple[Any, list[tuple[str, str]]]]:
     """flag → (its Option, [(estimator, option name), …]), as the estimator registry declares them."""
-    from medrep.align.estimators import ESTIMATORS
+    from medrep.align.registry import ESTIMATORS
     from medrep.registry import option_flag
 
     flags: dict[str, tuple[Any, list[tuple[str, str]]]] = {}

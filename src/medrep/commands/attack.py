@@ -42,8 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model spec: demo-vit, demo-cnn, timm:NAME, hf:ID_OR_DIR, open_clip:ARCH[@WEIGHTS], a checkpoint path")
     add_data_arguments(p)
     p.set_defaults(batch_size=32)
-    from medrep.robustness.attacks import NORMS
-    from medrep.robustness.objectives import OBJECTIVES
+    from medrep.robustness.registry import NORMS, OBJECTIVES
 
     g = p.add_argument_group("attack")
     g.add_argument("--objective", default="collide", choices=list(OBJECTIVES),

@@ -24,7 +24,7 @@ def _csv(value: str) -> list[str]:
 
 def _method_options() -> dict[str, tuple[Any, list[tuple[str, str]]]]:
     """flag → (its Option, [(method, option name), …]): one flag may serve several methods (--head-fusion)."""
-    from medrep.explain.methods import METHODS
+    from medrep.explain.registry import METHODS
     from medrep.registry import option_flag
 
     flags: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
@@ -63,7 +63,7 @@ def method_options_from(args: argparse.Namespace, methods: list[str]) -> dict[st
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from medrep.explain.config import DEFAULT_METRICS, METRICS, MIOU_ON, PROTOCOLS, ROAD_PERCENTS, TARGETS, THRESHOLDS
-    from medrep.explain.methods import METHODS, baseline_methods, default_methods
+    from medrep.explain.registry import METHODS, baseline_methods, default_methods
     from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 
     DEFAULT_METHODS = default_methods()
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         if args.explain_target != "embedding":
             raise MedrepError("a prompt is a target embedding: add --explain-target embedding", where="--prompt")
         references = text_references(encoder, data.classes, args.prompt)
-    from medrep.explain.methods import default_methods
+    from medrep.explain.registry import default_methods
 
     methods = list(args.methods or default_methods())  # the default list leaves out what this model cannot do
     config = ExplainConfig(

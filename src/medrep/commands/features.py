@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cka", default="biased", choices=["biased", "unbiased"], help="linear CKA estimator")
     p.add_argument("--max-projection", type=int, default=2000,
                    help="most test embeddings drawn in one 2-D picture (a seeded subsample above it)")
-    from medrep.features.projection import PROJECTIONS
+    from medrep.features.registry import PROJECTIONS
 
     p.add_argument("--projection", action="append", choices=[*PROJECTIONS, "none"], default=None,
                    help=f"2-D pictures to draw, repeatable (default: {' and '.join(PROJECTIONS.names(default=True))})")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise MedrepError(f"expected whole numbers separated by commas, got {args.shots!r}", where="--shots") from err
     if any(s < 1 for s in shots):
         raise MedrepError("shot counts must be at least 1", where="--shots")
-    from medrep.features.projection import PROJECTIONS
+    from medrep.features.registry import PROJECTIONS
 
     projections = [p for p in (args.projection or PROJECTIONS.names(default=True)) if p != "none"]
     check_model_specs(args)

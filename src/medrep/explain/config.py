@@ -14,8 +14,9 @@ from medrep.configs import setting
 from medrep.errors import MedrepError, Param
 from medrep.explain.attention import find_attention_sites, fuse_heads, select_sites
 from medrep.explain.faithfulness import BASELINES as PERTURBATION_BASELINES
-from medrep.explain.methods import (UPSAMPLING, attention_methods, baseline_methods, default_methods, get_method,
-                                    gradcam_module, ig_coefficients, rollout_matrices, unsupported_reason)
+from medrep.explain.methods import UPSAMPLING, gradcam_module, ig_coefficients, rollout_matrices
+from medrep.explain.registry import (attention_methods, baseline_methods, default_methods, get_method,
+                                     unsupported_reason)
 from medrep.explain.sanity import DEFAULT_THRESHOLD, SANITY_TESTS
 from medrep.explain.scores import TOPK_PERCENTS
 from medrep.models.base import Encoder

@@ -7,7 +7,7 @@ All methods are batched: one forward (and at most one backward) per batch, excep
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,34 +18,16 @@ from medrep.errors import MedrepError, Param
 from medrep.explain.attention import (capture_attention, find_attention_sites, fuse_heads, query_row_to_grid, reads_cls,
                                       require_grid)
 from medrep.explain.targets import Target, model_output, resolve_classes, score_from_output
+# the registry and its queries live in medrep.explain.registry; imported here for the methods below and for
+# callers that know them by this module
+from medrep.explain.registry import (METHODS, Method, attention_methods, baseline_methods, default_methods,  # noqa: F401
+                                     get_method, register_method, unsupported_reason)
 from medrep.models.base import Encoder
-from medrep.registry import Option, Registry
+from medrep.registry import Option
 
-Method = Callable[..., torch.Tensor]
-#: name → method, with metadata: ``needs_attention`` (reads a ViT's attention: skipped on CNNs by the audit),
-#: ``default`` (run when no method is named), ``baseline`` (a reference map, added unless told not to), and
-#: the options the front ends expose (command-line flags, audit keys), and ``supports``: ``supports(encoder)`` →
-#: None when the method can explain the encoder, else the reason it cannot (known before any work).
-METHODS = Registry("explanation method", param="methods")
 UPSAMPLING = ("nearest", "bilinear", "bicubic")
 HEAD_FUSION = Option("head_fusion", str, "mean", choices=("mean", "max", "min"), flag="head-fusion",
                      help="head fusion for attention and rollout")
-
-
-def register_method(name: str, *, options: Sequence[Option] = (), needs_attention: bool = False, default: bool = False,
-                    baseline: bool = False, **meta: Any) -> Callable[[Method], Method]:
-    """Register ``fn(encoder, pixels, target, **options) -> (B, h, w)`` maps under ``name``.
-
-    ``options`` are the keyword options the command line (``--<flag>``) and the audit expose; the method may
-    take more keywords, reachable from Python through ``method_options``."""
-    return METHODS.register(name, options=options, needs_attention=needs_attention, default=default,
-                            baseline=baseline, **meta)
-
-
-def unsupported_reason(encoder: Encoder, method: str) -> str | None:
-    """Why ``method`` cannot explain ``encoder`` (None when it can), decided from the model's structure alone."""
-    check = METHODS.meta(method, "supports")
-    return check(encoder) if check is not None else None
 
 
 def attention_support(encoder: Encoder) -> str | None:
@@ -62,23 +44,6 @@ def lrp_support(encoder: Encoder) -> str | None:
     from medrep.explain.lrp import lrp_support as structural
 
     return attention_support(encoder) or structural(encoder)
-
-
-def get_method(name: str) -> Method:
-    return METHODS.get(name)
-
-
-def default_methods(baselines: bool = True) -> tuple[str, ...]:
-    """The methods run when none are named (with or without the baselines)."""
-    return tuple(m for m in METHODS.names(default=True) if baselines or not METHODS.meta(m, "baseline"))
-
-
-def attention_methods() -> tuple[str, ...]:
-    return METHODS.names(needs_attention=True)
-
-
-def baseline_methods() -> tuple[str, ...]:
-    return METHODS.names(baseline=True)
 
 
 # -- attention family ---------------------------------------------------------------------------------

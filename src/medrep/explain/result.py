@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.explain.methods import baseline_methods
+from medrep.explain.registry import baseline_methods
 from medrep.explain.scores import TOPK_PERCENTS
 from medrep.results import RESULTS_SCHEMA_VERSION, Metric, metric_rows
 

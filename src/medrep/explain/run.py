@@ -24,8 +24,9 @@ from medrep.explain import chexlocalize, chung2025
 from medrep.explain.config import (DEFAULT_METHODS, METRICS, TARGETS, ExplainConfig,  # noqa: F401
                                    check_config, check_method_options, supported_methods)
 from medrep.explain.faithfulness import deletion_auc, insertion_auc, pixel_ranks
-from medrep.explain.methods import baseline_methods, normalize_maps, raw_maps, token_offset, upsample
+from medrep.explain.methods import normalize_maps, raw_maps, token_offset, upsample
 from medrep.explain.outputs import plot_gallery, write_explain_outputs  # noqa: F401
+from medrep.explain.registry import baseline_methods
 from medrep.explain.result import ExplainResult, higher_is_better, metric_keys  # noqa: F401
 from medrep.explain.road import road_curves
 from medrep.explain.sanity import SanityJob, randomisation_units, summarise_sanity

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from medrep.features.projection import PROJECTIONS
+from medrep.features.registry import PROJECTIONS
 from medrep.features.result import MODEL_METRICS, FeaturesResult
 from medrep.io import slug
 

@@ -5,13 +5,12 @@ import numpy as np
 
 from medrep.errors import MedrepError, Param
 from medrep.features.neighbours import l2_normalise
-from medrep.registry import Registry
+# the registry lives in medrep.features.registry; imported here for the projections below and for callers that
+# know it by this module
+from medrep.features.registry import PROJECTIONS, register_projection
 
-#: name → ``fn(x, seed, perplexity=, n_neighbors=) -> (M, 2)`` on L2-normalised rows (M ≥ 5)
-PROJECTIONS = Registry("projection", param="projection")
 
-
-@PROJECTIONS.register("tsne", help="t-SNE (scikit-learn)", title="t-SNE", default=True)
+@register_projection("tsne", help="t-SNE (scikit-learn)", title="t-SNE", default=True)
 def _tsne(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
     from sklearn.manifold import TSNE
 
@@ -19,7 +18,7 @@ def _tsne(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int =
     return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, metric="euclidean").fit_transform(x)
 
 
-@PROJECTIONS.register("umap", help="UMAP (umap-learn)", title="UMAP", default=True)
+@register_projection("umap", help="UMAP (umap-learn)", title="UMAP", default=True)
 def _umap(x: np.ndarray, seed: int, perplexity: float = 30.0, n_neighbors: int = 15) -> np.ndarray:
     import warnings
 

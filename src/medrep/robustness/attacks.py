@@ -21,7 +21,9 @@ from typing import Callable
 import torch
 
 from medrep.errors import MedrepError, Param
-from medrep.registry import Registry
+# the norms' registry lives in medrep.robustness.registry; imported here for the attacks below and for callers
+# that know it by this module
+from medrep.robustness.registry import NORMS, register_norm
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv (B×C×H×W) → per-item loss to minimise (B,)
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # x_adv → bool (B,): item counts as done
@@ -271,10 +273,12 @@ class GradientAttack(Attack):
         return AttackOutput(x_adv.detach(), history, taken, passes, succeeded if self.early_stop is not None else None)
 
 
+@register_norm("linf")
 class LinfPGD(GradientAttack):
     """L∞ PGD: sign steps, coordinate-wise clamp."""
 
 
+@register_norm("l2")
 class L2PGD(GradientAttack):
     """L2 PGD: normalised gradient steps, radial projection."""
 
@@ -663,11 +667,7 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-#: norm → the PGD attack with that geometry (kept for callers of the PGD template by norm)
-NORMS = Registry("norm", param="norm")
-NORMS.register("linf", LinfPGD)
-NORMS.register("l2", L2PGD)
-ATTACKS = NORMS
+ATTACKS = NORMS  # the PGD attack of each norm, by its older name
 
 
 def make_attack(norm: str, **kwargs) -> GradientAttack:

@@ -17,7 +17,9 @@ import torch
 
 from medrep.errors import MedrepError, Param
 from medrep.models.base import Encoder
-from medrep.registry import Registry
+# the registry lives in medrep.robustness.registry; imported here for the objectives below and for callers that
+# know it by this module
+from medrep.robustness.registry import OBJECTIVES, register_objective  # noqa: F401
 
 EmbedFn = Callable[[Encoder, torch.Tensor], torch.Tensor]  # (encoder, raw pixels) → (B, D)
 
@@ -66,19 +68,6 @@ class Objective:
 
     def loss(self, z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-
-#: name → Objective class; its metadata (``uses_target``, ``wants_random_start``) is read off the class.
-OBJECTIVES = Registry("objective", param="objective", meta_from=lambda cls: {
-    "uses_target": bool(getattr(cls, "uses_target", False)),
-    "wants_random_start": bool(getattr(cls, "wants_random_start", False)),
-    "needs_head": bool(getattr(cls, "needs_head", False)),
-    "criterion": getattr(cls, "criterion", "misclassified")})
-
-
-def register_objective(name: str, **meta):
-    """Class decorator: ``@register_objective("name")`` makes the Objective available to attack and the audit."""
-    return OBJECTIVES.register(name, help=meta.pop("help", ""), **meta)
 
 
 @register_objective("collide", help="pull f(x) onto an image of another class (PRM)")
