@@ -390,7 +390,8 @@ def resize_item(item: Item, size: Sequence[int], interpolation: str = "bilinear"
     if item.mask is not None:
         m = torch.as_tensor(item.mask)
         mask = fit_to_size(m[None, None].float(), size, "nearest", resize, crop_pct)[0, 0].to(m.dtype)
-    return dataclasses.replace(item, image=image, mask=mask)
+    # a second reader is scored at the original size only (its points are original pixels): not carried along
+    return dataclasses.replace(item, image=image, mask=mask, second_reader=None)
 
 
 def collate(items: Sequence[Item], size: Sequence[int] | None = None, interpolation: str = "bilinear",

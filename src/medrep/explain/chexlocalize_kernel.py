@@ -200,7 +200,7 @@ if numba is not None:
         xi0, xi1, xw0, xw1 = cols
         width = mask.shape[1]
         buf = np.empty(width, dtype=np.float32)
-        copies = np.zeros(8 * 512, dtype=np.int64)
+        copies = np.zeros(8 * 512, dtype=np.int32)  # 16 KiB: stays in L1 beside the rows
         hor = _width_pass(raw, xi0, xi1, xw0, xw1)
         lo, hi, first = _extremes(hor, yi0, yi1, yw0, yw1, buf)
         _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, buf, np.empty(width, dtype=np.int32))
