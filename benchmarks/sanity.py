@@ -7,8 +7,9 @@
    (Quantus calls medrep's Grad-CAM as its explain_func) and the same images.  Quantus re-initialises every
    layer that has ``reset_parameters`` (43 on demo-vit) one at a time; medrep randomises 8 units (head, 6
    blocks, embedding).  Reported: each test's total time, and the time per randomisation step.
-2. CheXlocalize scoring of ``--maps`` maps (8 × 8, as a token grid) against masks at an original size of
-   ``--size`` px: medrep's scorer (the fused numba kernel where numba is installed: counts per map, no
+2. CheXlocalize scoring of ``--maps`` maps against masks at the original size: ``--inputs uniform`` uniform-random
+   8 × 8 maps at ``--size`` px (the worst case), ``--inputs gradcam`` the protocol's real inputs (320 × 320 smooth
+   Grad-CAM-like maps at CheXpert's original sizes, see :func:`gradcam_like_maps`): medrep's scorer (the fused numba kernel where numba is installed: counts per map, no
    upsampled map held; its first call, which loads or compiles the kernel, is timed apart) vs the reference
    code's logic reimplemented per map (``F.interpolate`` → min-max → ``np.uint8`` → ``cv2.threshold`` with Otsu → IoU; hit by
    ``np.argmax``).  Both give the same figures (checked).
@@ -78,18 +79,57 @@ def randomisation(images: int = 64) -> dict:
             "ratio_total": theirs / ours, "ratio_per_step": (theirs / their_steps) / (ours / len(units))}
 
 
-def chexlocalize_scoring(maps: int = 1000, size: int = 320, repeats: int = 3) -> dict:
+#: original (h, w) of the CheXpert images in CheXlocalize's own sample files: ``cxr_dims`` (w, h) of
+#: ``sample/gradcam_maps_val/patient64541…_map.pkl`` (2828, 2320) and ``patient64542…`` (2021, 2022), and the README's
+#: example pickle (2022, 1751); the ground-truth RLEs of those images have the same sizes.
+CHEXPERT_ORIGINALS = ((2320, 2828), (2022, 2021), (1751, 2022))
+
+
+def gradcam_like_maps(maps: int, generator: torch.Generator) -> torch.Tensor:
+    """(maps, 320, 320) maps as CheXlocalize stores its DenseNet121 Grad-CAM (``map``: a (1, 1, 320, 320) tensor per
+    CXR and pathology, the 10 × 10 Grad-CAM of the last dense block upsampled bilinearly to the 320 px input): ReLU of a
+    random 10 × 10 grid, upsampled the same way."""
+    import torch.nn.functional as F
+
+    grid = torch.relu(torch.randn(maps, 1, 10, 10, generator=generator))
+    return F.interpolate(grid, size=(320, 320), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _lesion_masks(sizes, per_size: int = 4) -> dict:
+    """A few rectangular lesion masks per original size (about 15% of the image), reused across maps: the
+    scoring cost does not depend on which mask a map meets, and 100 distinct 6-megapixel masks would not fit."""
+    out = {}
+    for h, w in sizes:
+        out[(h, w)] = []
+        for k in range(per_size):
+            m = torch.zeros(h, w, dtype=torch.bool)
+            y0, x0 = (k * 37 * h // 320) % (h // 2), (k * 53 * w // 320) % (w // 2)
+            m[y0:y0 + h * 2 // 5, x0:x0 + w * 2 // 5] = True
+            out[(h, w)].append(m)
+    return out
+
+
+def chexlocalize_scoring(maps: int = 1000, size: int = 320, repeats: int = 3, inputs: str = "uniform") -> dict:
+    """``inputs``: ``uniform`` (uniform-random 8 × 8 maps at ``size`` × ``size`` originals: the worst case, a level
+    change at nearly every pixel), ``gradcam`` (:func:`gradcam_like_maps` at :data:`CHEXPERT_ORIGINALS`, in turn:
+    the protocol's real inputs) or ``gradcam10`` (the same 10 × 10 Grad-CAM grids upsampled straight to the original
+    size, as medrep's explain passes a method's map at its own resolution)."""
     import cv2
     import torch.nn.functional as F
 
     from medrep.explain.chexlocalize import score_original_size
 
     gen = torch.Generator().manual_seed(0)
-    raw = torch.rand(maps, 8, 8, generator=gen)
-    masks = [torch.zeros(size, size, dtype=torch.bool) for _ in range(maps)]
-    for i, m in enumerate(masks):
-        y0, x0 = (i * 37) % (size // 2), (i * 53) % (size // 2)
-        m[y0:y0 + size // 4, x0:x0 + size // 3] = True
+    if inputs in ("gradcam", "gradcam10"):
+        raw = gradcam_like_maps(maps, gen) if inputs == "gradcam" else torch.relu(torch.randn(maps, 10, 10, generator=gen))
+        pool = _lesion_masks(CHEXPERT_ORIGINALS)
+        masks = [pool[CHEXPERT_ORIGINALS[i % 3]][(i // 3) % 4] for i in range(maps)]
+    else:
+        raw = torch.rand(maps, 8, 8, generator=gen)
+        masks = [torch.zeros(size, size, dtype=torch.bool) for _ in range(maps)]
+        for i, m in enumerate(masks):
+            y0, x0 = (i * 37) % (size // 2), (i * 53) % (size // 2)
+            m[y0:y0 + size // 4, x0:x0 + size // 3] = True
     t0 = time.perf_counter()  # the first call loads (or compiles) the fused kernel: reported apart
     score_original_size(raw[:2], masks[:2], None, None, tuning_grid=False)
     t_first = time.perf_counter() - t0
@@ -100,7 +140,7 @@ def chexlocalize_scoring(maps: int = 1000, size: int = 320, repeats: int = 3) ->
     def reference_scores():
         hits, ious = [], []
         for i in range(maps):  # the reference code's logic, one map at a time
-            resized = F.interpolate(raw[i][None, None], size=(size, size), mode="bilinear", align_corners=False)
+            resized = F.interpolate(raw[i][None, None], size=tuple(masks[i].shape), mode="bilinear", align_corners=False)
             sal = resized.squeeze().numpy()
             r, c = np.unravel_index(np.argmax(sal, axis=None), sal.shape)
             gt = masks[i].numpy().astype(np.uint8)
@@ -123,17 +163,32 @@ def chexlocalize_scoring(maps: int = 1000, size: int = 320, repeats: int = 3) ->
         t_ref = min(t_ref, time.perf_counter() - t0)
     agree_hit = float(np.mean(np.asarray(hits) == ours["hit"]))
     iou_diff = float(np.max(np.abs(np.asarray(ious) - ours["iou_otsu"])))
-    return {"maps": maps, "size": size, "medrep": t_ours, "first_call": t_first, "repeats": repeats, "reference": t_ref, "ratio": t_ref / t_ours,
-            "hit_agreement": agree_hit, "max_iou_diff": iou_diff}
+    pixels = float(np.mean([m.numel() for m in masks]))
+    return {"maps": maps, "inputs": inputs, "size": size if inputs == "uniform" else CHEXPERT_ORIGINALS,
+            "mean_pixels": pixels, "medrep": t_ours, "first_call": t_first, "repeats": repeats, "reference": t_ref,
+            "ratio": t_ref / t_ours, "hit_agreement": agree_hit, "max_iou_diff": iou_diff,
+            "torch_threads": torch.get_num_threads(), "numba_threads": _numba_threads()}
+
+
+def _numba_threads() -> int | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    from medrep.explain.chexlocalize_kernel import threads
+
+    return threads()
 
 
 def run(images: int = 64, maps: int = 1000, size: int = 320, parts=("randomisation", "chexlocalize"), verbose: bool = True,
-        repeats: int = 3) -> dict:
+        repeats: int = 3, inputs: str = "uniform") -> dict:
     say = print if verbose else (lambda *a, **k: None)
     out: dict = {"threads": torch.get_num_threads()}
     if "chexlocalize" in parts:
-        c = out["chexlocalize"] = chexlocalize_scoring(maps, size, repeats)
-        say(f"CheXlocalize scoring, {maps} maps at {size} px: medrep {c['medrep']:.2f} s, reference logic {c['reference']:.2f} s "
+        c = out["chexlocalize"] = chexlocalize_scoring(maps, size, repeats, inputs)
+        where = f"{size} px" if inputs == "uniform" else "CheXpert original sizes " + ", ".join(f"{h}×{w}" for h, w in c["size"])
+        say(f"CheXlocalize scoring, {maps} {inputs} maps at {where} (torch {c['torch_threads']}, numba {c['numba_threads']} "
+            f"threads): medrep {c['medrep']:.2f} s, reference logic {c['reference']:.2f} s "
             f"→ {c['ratio']:.1f}× (first call {c['first_call']:.1f} s; hits agree on {c['hit_agreement']:.1%}, max |ΔIoU| {c['max_iou_diff']:.1e})")
     if "randomisation" in parts:
         r = out["randomisation"] = randomisation(images)
@@ -149,6 +204,9 @@ if __name__ == "__main__":
     ap.add_argument("--maps", type=int, default=1000, help="maps scored with the CheXlocalize protocol")
     ap.add_argument("--size", type=int, default=320, help="original image side for the CheXlocalize scoring")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the scoring (best of each side)")
+    ap.add_argument("--inputs", choices=["uniform", "gradcam", "gradcam10"], default="uniform",
+                    help="CheXlocalize maps: uniform-random 8×8 at --size (worst case), Grad-CAM-like 320×320 as CheXlocalize "
+                         "stores them (gradcam) or the 10×10 grids themselves (gradcam10), at CheXpert's original sizes")
     ap.add_argument("--only", choices=["randomisation", "chexlocalize"], default=None, help="run one part")
     a = ap.parse_args()
-    run(a.images, a.maps, a.size, parts=(a.only,) if a.only else ("randomisation", "chexlocalize"), repeats=a.repeats)
+    run(a.images, a.maps, a.size, parts=(a.only,) if a.only else ("randomisation", "chexlocalize"), repeats=a.repeats, inputs=a.inputs)

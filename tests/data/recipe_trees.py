@@ -337,7 +337,15 @@ CHEXLOCALIZE_FINDINGS = ["Airspace Opacity", "Atelectasis", "Cardiomegaly", "Con
                          "Enlarged Cardiomediastinum", "Lung Lesion", "Pleural Effusion", "Pneumothorax", "Support Devices"]
 
 
-def chexlocalize(tmp: Path) -> Path:
+#: the human benchmark of :func:`chexlocalize`'s test split (positive images 0, 2, 4; the ground truth is rows
+#: 8–19, columns 10–23): image 0 outlined exactly and a point inside (IoU 1, hit), image 2 outlined 6 rows lower
+#: and two points outside (IoU 84 / 252 = 1/3, miss), image 4 not in the files (nothing drawn: IoU 0, miss)
+HUMAN_BENCHMARK = {0: ((slice(8, 20), slice(10, 24)), [[23.9, 19.9]]), 2: ((slice(14, 26), slice(10, 24)), [[2, 2], [30.5, 30]])}
+
+
+def chexlocalize(tmp: Path, human_benchmark: bool = False) -> Path:
+    """CheXlocalize's layout; ``human_benchmark``: with ``hb_segmentations_test.json`` and ``hb_salient_pt_test.json``
+    as the release ships them (:data:`HUMAN_BENCHMARK`)."""
     root = tmp / "chexlocalize"
     for split, first in (("val", 64541), ("test", 64741)):
         segs = {}
@@ -359,4 +367,25 @@ def chexlocalize(tmp: Path) -> Path:
             segs[f"{pid}_study1_view1_frontal"] = per
         write(root / "CheXpert" / f"{split}_labels.csv", "\n".join(rows) + "\n")
         write(root / "CheXlocalize" / f"gt_segmentations_{split}.json", json.dumps(segs))
+    if human_benchmark:
+        _chexlocalize_human_benchmark(root, 64741)
     return root
+
+
+def _chexlocalize_human_benchmark(root: Path, first: int) -> None:
+    segs, points = {}, {}
+    for k in range(6):
+        if k == 4:
+            continue  # not read: the files do not list it
+        image_id = f"patient{first + k}_study1_view1_frontal"
+        per = {}
+        for f in CHEXLOCALIZE_FINDINGS:
+            m = np.zeros((SIZE, SIZE), bool)
+            if k in HUMAN_BENCHMARK and f == "Cardiomegaly":
+                m[HUMAN_BENCHMARK[k][0]] = True
+            per[f] = {"size": [SIZE, SIZE], "counts": rle_encode(m)}
+        segs[image_id] = per
+        if k in HUMAN_BENCHMARK:
+            points[image_id] = {"Cardiomegaly": HUMAN_BENCHMARK[k][1]}
+    write(root / "CheXlocalize" / "hb_segmentations_test.json", json.dumps(segs))
+    write(root / "CheXlocalize" / "hb_salient_pt_test.json", json.dumps(points))

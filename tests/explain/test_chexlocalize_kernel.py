@@ -69,3 +69,22 @@ def test_fused_and_torch_paths_agree_with_cutoff_and_tuning_grid(monkeypatch):
     for key in plain:
         np.testing.assert_array_equal(fused[key], plain[key], err_msg=key)
     assert not fused["predicted"][:4].any() and fused["predicted_grid"][6:].any()
+
+
+@pytest.mark.parametrize("shape, sizes", [((10, 10), [(233, 171), (97, 389)]), ((13, 9), [(1001, 757), (75, 4096)])])
+def test_fused_path_matches_torch_on_awkward_sizes_with_plateaus(monkeypatch, shape, sizes):
+    # odd, non-square originals with upscale factors that are not integers; ReLU'd maps hold wide plateaus of exact
+    # zeros (the minimum tied over many rows: the row bounds must not stop early) and of tied maxima
+    gen = torch.Generator().manual_seed(11)
+    raw = torch.relu(torch.randn(6, *shape, generator=gen))
+    raw[1] = torch.relu(raw[1] - 0.8).round()  # mostly zero, a few equal peaks
+    raw[2] = -raw[2]  # all ≤ 0: the maximum is a plateau of zeros
+    masks = [torch.rand(*sizes[i % 2], generator=gen) < 0.4 for i in range(6)]
+    masks[3] = torch.zeros(*sizes[1], dtype=torch.bool)
+    masks[3][: sizes[1][0] // 3] = True  # whole rows inside, whole rows outside
+    fused = chexlocalize.score_original_size(raw, masks, None, None)
+    monkeypatch.setattr(chexlocalize, "_fused_kernel", lambda: None)
+    plain = chexlocalize.score_original_size(raw, masks, None, None)
+    for key in plain:
+        np.testing.assert_array_equal(fused[key], plain[key], err_msg=key)
+    assert chexlocalize_kernel.threads() >= 1

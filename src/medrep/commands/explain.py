@@ -184,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
     for method, reason in result.settings.get("skipped_methods", {}).items():
         print(f"left out {method}: {reason}")
     print(result.format_table(ascii_only=not _can_print("↑↓")))
+    chexlocalize_lines = result.format_chexlocalize()
+    if chexlocalize_lines:
+        print(chexlocalize_lines)
     if result.mask_area is not None:
         print(f"mask area: mean {result.mask_area['mean']:.3f} of the image (n={result.mask_area['n']})")
     dead = {m: k for m, k in result.dead_maps.items() if k}

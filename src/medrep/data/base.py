@@ -17,6 +17,16 @@ from medrep.io import digest_bytes, digest_json
 
 
 @dataclass
+class SecondReading:
+    """Another reader's annotation of the same image and finding (CheXlocalize's human benchmark): a mask at the
+    image's size, and the points that reader marked as most representative ((K, 2) x, y in pixels; None when the
+    source has no points, an empty array when the reader marked none)."""
+
+    mask: torch.Tensor  # bool, H×W (all False: this reader outlined nothing)
+    points: np.ndarray | None = None
+
+
+@dataclass
 class Item:
     id: str
     image: torch.Tensor  # float32, C×H×W, in [0, 1]
@@ -25,6 +35,7 @@ class Item:
     caption: str | None = None
     patient: str | None = None  # images of one patient are split and resampled together
     attributes: dict[str, str] = field(default_factory=dict)  # sex, age bin, site, view …: never used as labels
+    second_reader: SecondReading | None = None  # a second reader's annotation, where the source has one
 
 
 @dataclass
@@ -83,6 +94,11 @@ class ImageDataset:
 
     @property
     def has_masks(self) -> bool:
+        return False
+
+    @property
+    def has_second_reader(self) -> bool:
+        """Whether every item carries a second reader's annotation (:class:`SecondReading`)."""
         return False
 
     @property
@@ -185,6 +201,10 @@ class Subset(ImageDataset):
     @property
     def has_masks(self) -> bool:
         return self.parent.has_masks
+
+    @property
+    def has_second_reader(self) -> bool:
+        return self.parent.has_second_reader
 
     @property
     def has_captions(self) -> bool:
@@ -328,6 +348,10 @@ def validate_item(item: Item) -> None:
         raise BadInputError(
             f"mask shape {tuple(item.mask.shape)} does not match image shape {tuple(img.shape[1:])}", where=item.id
         )
+    second = item.second_reader
+    if second is not None and tuple(second.mask.shape) != tuple(img.shape[1:]):
+        raise BadInputError(f"second reader's mask shape {tuple(second.mask.shape)} does not match image shape "
+                            f"{tuple(img.shape[1:])}", where=item.id)
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -366,7 +390,8 @@ def resize_item(item: Item, size: Sequence[int], interpolation: str = "bilinear"
     if item.mask is not None:
         m = torch.as_tensor(item.mask)
         mask = fit_to_size(m[None, None].float(), size, "nearest", resize, crop_pct)[0, 0].to(m.dtype)
-    return dataclasses.replace(item, image=image, mask=mask)
+    # a second reader is scored at the original size only (its points are original pixels): not carried along
+    return dataclasses.replace(item, image=image, mask=mask, second_reader=None)
 
 
 def collate(items: Sequence[Item], size: Sequence[int] | None = None, interpolation: str = "bilinear",
@@ -452,6 +477,10 @@ class SplitDataset(ImageDataset):
     @property
     def has_masks(self) -> bool:
         return all(p.has_masks for p in self.parts.values())
+
+    @property
+    def has_second_reader(self) -> bool:
+        return all(p.has_second_reader for p in self.parts.values())
 
     @property
     def has_captions(self) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from medrep.data.annotations import MaskSource
-from medrep.data.base import ImageDataset, Item, SkipLog, validate_item
+from medrep.data.base import ImageDataset, Item, SecondReading, SkipLog, validate_item
 from medrep.data.dicom_pixels import parse_window
 from medrep.data.images import MASK_SUFFIXES, check_readable, is_dicom_file, read_image, read_mask, show_path
 from medrep.errors import BadInputError, SpecError
@@ -33,6 +33,24 @@ class FileEntry:
     patient: str | None = None
     attributes: tuple[str, ...] = ()  # values of the dataset's attribute_names, in order
     row: int = -1  # row of the dataset's finding matrix (multi-label sources)
+    second: "SecondReaderEntry | None" = None  # a second reader's annotation (CheXlocalize's human benchmark)
+
+
+@dataclass(frozen=True)
+class SecondReaderEntry:
+    """Where a second reader's annotation of one entry comes from: a mask (file or source; None: outlined
+    nothing) and the points marked as most representative (x, y; None when the source has no points)."""
+
+    mask: Path | str | MaskSource | None = None
+    points: tuple[tuple[float, float], ...] | None = None
+
+    def files(self) -> tuple:
+        if isinstance(self.mask, (str, Path)):
+            return (self.mask,)
+        return tuple(self.mask.files) if self.mask is not None else ()
+
+    def digest_key(self, mask_key) -> list:
+        return [None if self.mask is None else mask_key(self.mask), None if self.points is None else [list(p) for p in self.points]]
 
 
 @dataclass(frozen=True)
@@ -124,8 +142,14 @@ class FileDataset(ImageDataset):
             return image, self._read_mask(e, tuple(image.shape[1:]))
 
         image, mask = self._origin_errors(e, load)
+        second = None
+        if e.second is not None:
+            shape = tuple(image.shape[1:])
+            drawn = self._origin_errors(e, lambda: self._read_mask(replace(e, mask=e.second.mask), shape))
+            points = None if e.second.points is None else np.array(e.second.points, dtype=np.float64).reshape(-1, 2)
+            second = SecondReading(mask=drawn if drawn is not None else torch.zeros(shape, dtype=torch.bool), points=points)
         return Item(id=e.id, image=image, label=e.label, mask=mask, caption=e.caption, patient=e.patient,
-                    attributes=dict(zip(self.table.attribute_names, e.attributes)))
+                    attributes=dict(zip(self.table.attribute_names, e.attributes)), second_reader=second)
 
     @property
     def patients(self) -> np.ndarray | None:
@@ -177,6 +201,10 @@ class FileDataset(ImageDataset):
         return bool(self.entries) and all(e.mask is not None for e in self.entries)
 
     @property
+    def has_second_reader(self) -> bool:
+        return bool(self.entries) and all(e.second is not None for e in self.entries)
+
+    @property
     def has_captions(self) -> bool:
         return self._has_captions
 
@@ -206,6 +234,8 @@ class FileDataset(ImageDataset):
                 content["findings"] = [list(self.table.findings), digest_bytes(self._findings.tobytes())]
             if self.table.task:
                 content["task"] = self.table.task
+            if any(e.second is not None for e in self.entries):
+                content["second_reader"] = [None if e.second is None else e.second.digest_key(mask_key) for e in self.entries]
             self._digest = digest_json(content)
         return self._digest
 
@@ -251,6 +281,8 @@ def build_file_dataset(
         try:
             check_file(e.path)
             for m in ((e.mask,) if isinstance(e.mask, (str, Path)) else e.mask.files if e.mask is not None else ()):
+                check_file(m)
+            for m in (e.second.files() if e.second is not None else ()):
                 check_file(m)
         except BadInputError as err:
             _fail(e, err, skip_bad, skipped)

@@ -7,6 +7,8 @@ Column options (names with spaces or slashes work; exact match first, then case-
 MIMIC-CXR), ``finding_list=COL`` (finding names joined by ``|``, as NIH ChestX-ray14's ``Finding Labels``;
 ``none=No Finding`` names the token that means no finding), or ``onehot=COL1,COL2`` (one-hot classes, as
 ISIC 2018/2019: a single-label task).  ``patient``, ``mask``, ``caption``, ``split`` name those columns;
+``second_reader=COL`` names a column of a second reader's mask images for double-read data (a blank cell: that
+reader outlined nothing; ``explain --protocol chexlocalize`` scores it as the human benchmark);
 ``root=DIR`` is the folder image and mask paths are relative to (default: the CSV's folder);
 ``attributes=COL1,COL2`` (or ``attrs=``) are carried on each item as attributes (default: every column not
 used otherwise; ``attributes=none`` for none) and never used as labels.  ``boxes=BOXES.csv``: lesion boxes, one row per box
@@ -32,7 +34,7 @@ from medrep.specs import Spec, take_list_option
 
 REQUIRED = ("path", "label")
 OPTIONAL = ("mask", "caption", "split")
-COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split")
+COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split", "second_reader")
 KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "polygons",
                  "classes",
                  *FINDING_OPTIONS, "frame", "frames", "window")
@@ -172,9 +174,11 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
             tokens = next(token_sets)
             codes = [1.0 if n in tokens else 0.0 for n in names]
         mask = resolve_path(get("mask"), root) if get("mask") else None
-        builder.add(resolve_path(rel, root), key, origin, label=label, codes=codes, patient=get("patient") or None,
+        row = builder.add(resolve_path(rel, root), key, origin, label=label, codes=codes, patient=get("patient") or None,
                     attributes=[values[i].strip() for i in attr_idx], split=get("split") if cols["split"] is not None else None,
                     caption=get("caption") or None, mask=mask)
+        if cols["second_reader"] is not None:
+            builder.add_second_reading(row, mask=resolve_path(get("second_reader"), root) if get("second_reader") else None)
     if not len(builder):
         raise MedrepError("manifest has a header but no rows", where=where)
     for kind in ("boxes", "polygons"):

@@ -18,7 +18,7 @@ import numpy as np
 
 from medrep.data.annotations import EmptyMask, MaskSource
 from medrep.data.base import ImageDataset, SkipLog, SplitDataset
-from medrep.data.files import FileEntry, ReadOptions, TableInfo, build_file_dataset
+from medrep.data.files import FileEntry, ReadOptions, SecondReaderEntry, TableInfo, build_file_dataset
 from medrep.data.findings import FindingPolicy, apply_policy, binary_classes, resolve_finding
 from medrep.data.images import check_readable, show_path
 from medrep.errors import BadInputError, MedrepError
@@ -134,6 +134,9 @@ class TableBuilder:
         self.captions: list[str | None] = []
         self.masks: list[MaskSource | Path | None] = []
         self.finding_masks: dict[int, dict[str, MaskSource]] = {}
+        # a second reader's annotations per row: {finding or None: (masks, points)}; rows absent were not read
+        self.second_readings: dict[int, dict[str | None, tuple[list, list]]] = {}
+        self.second_points = False  # the second reader's source has most-representative points
         self.frames: list[int | None] = []
         self._seen: dict[str, str] = {}
         self.any_split = False
@@ -174,6 +177,32 @@ class TableBuilder:
         per = self.finding_masks.setdefault(row, {})
         per[finding] = merge_masks([per[finding], mask]) if finding in per else mask
         self.annotated = True
+
+    def add_second_reading(self, row: int, finding: str | None = None, mask: MaskSource | Path | str | None = None,
+                           points: Sequence[Sequence[float]] = ()) -> None:
+        """Row ``row`` was read by a second reader (with nothing drawn unless ``mask`` / ``points`` say so); ``finding``:
+        the finding the annotation belongs to (None: the row's own, single-label sources)."""
+        masks, marked = self.second_readings.setdefault(row, {}).setdefault(finding, ([], []))
+        if mask is not None:
+            masks.append(mask)
+        marked.extend((float(p[0]), float(p[1])) for p in points)
+
+    def _second_for(self, row: int, finding: str | None):
+        from medrep.data.annotations import merge_masks
+
+        per = self.second_readings.get(row)
+        if per is None:
+            return None
+        if finding is not None:
+            chosen = [per.get(finding, ([], [])), per.get(None, ([], []))]
+        else:  # a single-label view of per-finding annotations: everything this reader drew on the image
+            chosen = list(per.values())
+        masks = [m for ms, _ in chosen for m in ms]
+        points = tuple(p for _, ps in chosen for p in ps)
+        if len(masks) > 1 and not all(isinstance(m, MaskSource) for m in masks):
+            raise BadInputError("several second-reader mask files for one image", where=self.origins[row])
+        mask = None if not masks else masks[0] if len(masks) == 1 else merge_masks(masks)
+        return SecondReaderEntry(mask=mask, points=points if self.second_points else None)
 
     def row_of(self, id: str) -> int | None:
         return self._row_index().get(id)
@@ -248,7 +277,8 @@ class TableBuilder:
         for label, r in zip(labels.tolist(), rows.tolist()):
             entry = FileEntry(path=self.paths[r], label=label, id=self.ids[r], mask=self._mask_for(r, finding),
                               caption=self.captions[r], frame=self.frames[r], origin=self.origins[r],
-                              patient=self.patients[r], attributes=self.attributes[r], row=r)
+                              patient=self.patients[r], attributes=self.attributes[r], row=r,
+                              second=self._second_for(r, finding))
             by_split.setdefault(self.splits[r], []).append(entry)
         parts: dict[str, ImageDataset] = {}
         for split in split_order(by_split):

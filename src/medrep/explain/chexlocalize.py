@@ -12,7 +12,14 @@ rajpurkarlab/cheXlocalize): maps scored at the **original** image size.
   does — the first maximal pixel in row-major order;
 * **IoU** per image; mIoU per class on all images, or on true positives only (images whose predicted
   segmentation is not empty; the others are left out, as the reference code's NaN);
-* 1,000-replicate percentile bootstrap of the mean over images (per class and overall).
+* 1,000-replicate percentile bootstrap of the mean over images (per class and overall);
+* the **human benchmark**, where the data carries a second reader (CheXlocalize's ``hb_*`` files): its hit rate
+  (a hit when any point the reader marked as most representative, truncated to whole pixels as the reference
+  code's ``int()``, lies inside the mask; no point marked: a miss) and its mIoU (the reader's mask against the
+  ground truth, on the same images and under the same all / true-positives rule), and the model's **percentage
+  decrease** from it, (human − model) / human · 100 (the reference code's ``calculate_percentage_decrease.py``),
+  with a paired bootstrap interval: the same resampled images (whole patients where patient ids exist) for both,
+  each side's mean over its own non-NaN images, as the reference code's per-side pandas means.
 """
 from __future__ import annotations
 
@@ -28,6 +35,10 @@ from medrep.intervals import percentile_bounds
 #: thresholds a tuned per-class threshold is chosen from (on the min-max normalised map)
 TUNING_GRID = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2).tolist())
 TIE_BREAK = "first maximal pixel in row-major order (the reference code's np.argmax)"
+NO_HUMAN_BENCHMARK = "no human benchmark in this data (no second reader's annotations)"
+NO_HUMAN_POINTS = "the second reader marked no most-representative points in this data"
+HUMAN_HIT = ("a hit when a point the second reader marked as most representative (x, y truncated to whole pixels) lies "
+             "inside the mask; an image without a marked point is a miss")
 
 
 def otsu_thresholds(levels: torch.Tensor) -> torch.Tensor:
@@ -210,9 +221,9 @@ def percentile_bootstrap(values: np.ndarray, n_boot: int, seed: int) -> dict[str
     return {"value": float(v.mean()), "low": low, "high": high, "n": int(v.size)}
 
 
-def summarise(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], *, threshold: str,
-              tuned: dict[str, float] | None, miou_on: str, cutoff: float | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """hit_rate and miou (overall and per class, each with its bootstrap interval) of one method."""
+def model_ious(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], threshold: str,
+               tuned: dict[str, float] | None, miou_on: str) -> np.ndarray:
+    """Per-image IoU of the model's segmentation under the threshold rule, NaN where ``miou_on`` leaves it out."""
     iou, predicted = per_image["iou_otsu"].astype(np.float64), per_image["predicted"].astype(bool)
     if threshold == "tuned" and tuned:
         grid = list(TUNING_GRID)
@@ -223,27 +234,104 @@ def summarise(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Seq
                 predicted[i] = per_image["predicted_grid"][i][grid.index(tuned[name])]
     if miou_on == "true-positives":
         iou = np.where(predicted, iou, np.nan)
+    return iou
+
+
+def summarise(per_image: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], *, threshold: str,
+              tuned: dict[str, float] | None, miou_on: str, cutoff: float | None, n_boot: int, seed: int,
+              human: dict[str, np.ndarray] | None = None, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """hit_rate and miou (overall and per class, each with its bootstrap interval) of one method; with ``human``
+    (:func:`human_scores` of the same images) the human benchmark and the percentage decrease from it."""
+    iou = model_ious(per_image, labels, classes, threshold, tuned, miou_on)
     result: dict[str, Any] = {}
     for key, values in (("hit_rate", per_image["hit"]), ("miou", iou)):
-        result[key] = {"overall": percentile_bootstrap(values, n_boot, seed),
-                       "per_class": {classes[int(c)]: percentile_bootstrap(values[labels == c], n_boot, seed)
-                                     for c in np.unique(labels)}}
+        result[key] = _by_class(percentile_bootstrap, values, labels, classes, n_boot, seed)
     result.update(threshold=threshold, tuned_thresholds=tuned, miou_on=miou_on, probability_cutoff=cutoff,
                   tie_break=TIE_BREAK, upsampling="bilinear to the original image size", n_boot=n_boot)
+    if human is None:
+        result.update(human_benchmark=None, human_benchmark_note=NO_HUMAN_BENCHMARK)
+    else:
+        result["human_benchmark"] = human_benchmark({"hit_rate": per_image["hit"], "miou": iou}, human, labels, classes,
+                                                    miou_on=miou_on, n_boot=n_boot, seed=seed, groups=groups)
     return result
 
 
-def percentage_decrease(model: np.ndarray, human: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """CheXlocalize's percentage decrease from the human benchmark, (human − model) / human · 100, with a
-    paired bootstrap interval over images (both per-image arrays over the same images)."""
+def _by_class(stat, values: np.ndarray, labels: np.ndarray, classes: Sequence[str], *args, **kwargs) -> dict[str, Any]:
+    """``stat`` over all images and over each class's images."""
+    return {"overall": stat(values, *args, **kwargs),
+            "per_class": {classes[int(c)]: stat(values[labels == c], *args, **kwargs) for c in np.unique(labels)}}
+
+
+def human_scores(masks: Sequence[Any], readings: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Per image, the second reader (:class:`medrep.data.base.SecondReading`) against the ground-truth ``masks``
+    (both at the original size): hit (NaN where the source has no points), IoU (0 where both are empty), and
+    whether the reader drew anything."""
+    n = len(masks)
+    out = {"hit": np.full(n, np.nan), "iou": np.zeros(n), "predicted": np.zeros(n, dtype=bool)}
+    for i, (mask, reading) in enumerate(zip(masks, readings)):
+        truth = np.asarray(mask, dtype=bool)
+        drawn = np.asarray(reading.mask, dtype=bool)
+        inter, union = np.count_nonzero(truth & drawn), np.count_nonzero(truth | drawn)
+        out["iou"][i] = inter / union if union else 0.0
+        out["predicted"][i] = drawn.any()
+        if reading.points is not None:
+            out["hit"][i] = float(any(0 <= int(y) < truth.shape[0] and 0 <= int(x) < truth.shape[1] and truth[int(y), int(x)]
+                                      for x, y in np.asarray(reading.points).reshape(-1, 2)))
+    return out
+
+
+def human_benchmark(model: dict[str, np.ndarray], human: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str],
+                    *, miou_on: str, n_boot: int, seed: int, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """The human benchmark's hit_rate and miou (per class and overall, as the model's) and the model's percentage
+    decrease from each; ``model``: per-image hit and IoU (NaN where left out) on the same images."""
+    human_iou = np.where(human["predicted"], human["iou"], np.nan) if miou_on == "true-positives" else human["iou"]
+    has_points = not bool(np.isnan(human["hit"]).all())
+    record: dict[str, Any] = {"hit_rate": None, "miou": _by_class(percentile_bootstrap, human_iou, labels, classes, n_boot, seed),
+                              "percentage_decrease": {"hit_rate": None}}
+    if has_points:
+        record["hit_rate"] = _by_class(percentile_bootstrap, human["hit"], labels, classes, n_boot, seed)
+        record["percentage_decrease"]["hit_rate"] = _paired(model["hit_rate"], human["hit"], labels, classes, n_boot, seed, groups)
+    else:
+        record["hit_rate_note"] = NO_HUMAN_POINTS
+    record["percentage_decrease"]["miou"] = _paired(model["miou"], human_iou, labels, classes, n_boot, seed, groups)
+    record.update(reader="a second reader's annotations of the same images (CheXlocalize: radiologists other than the "
+                         "ground-truth readers)", hit_rule=HUMAN_HIT,
+                  percentage_decrease_rule="(human − model) / human · 100; interval: paired bootstrap over "
+                  + ("whole patients" if groups is not None else "images"))
+    return record
+
+
+def _paired(model: np.ndarray, human: np.ndarray, labels: np.ndarray, classes: Sequence[str], n_boot: int, seed: int,
+            groups: np.ndarray | None) -> dict[str, Any]:
+    overall = percentage_decrease(model, human, n_boot, seed, groups)
+    per_class = {classes[int(c)]: percentage_decrease(model[labels == c], human[labels == c], n_boot, seed,
+                                                      None if groups is None else groups[labels == c])
+                 for c in np.unique(labels)}
+    return {"overall": overall, "per_class": per_class}
+
+
+def percentage_decrease(model: np.ndarray, human: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                        groups: np.ndarray | None = None) -> dict[str, Any]:
+    """CheXlocalize's percentage decrease from the human benchmark, (human − model) / human · 100, each side the
+    mean over its own non-NaN images, with a paired bootstrap interval: every replicate resamples the same images
+    for both sides (whole groups, e.g. patients, when ``groups`` is given)."""
     m, h = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
-    keep = ~(np.isnan(m) | np.isnan(h))
-    m, h = m[keep], h[keep]
-    if m.size == 0 or h.mean() == 0:
+    codes = np.arange(m.size) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    if not (~np.isnan(m)).any() or not (~np.isnan(h)).any() or np.nanmean(h) == 0:
         return {"value": None, "low": None, "high": None, "n": int(m.size)}
+    sums = [np.bincount(codes, weights=np.nan_to_num(v), minlength=n_groups) for v in (h, m)]
+    counts = [np.bincount(codes, weights=(~np.isnan(v)).astype(np.float64), minlength=n_groups) for v in (h, m)]
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, m.size, size=(n_boot, m.size))
-    hb, mb = h[idx].mean(1), m[idx].mean(1)
-    boots = np.where(hb > 0, (hb - mb) / np.where(hb > 0, hb, 1) * 100, np.nan)
+    idx = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weight = np.zeros((n_boot, n_groups))
+    np.add.at(weight, (np.arange(n_boot)[:, None], idx), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hb, mb = [(weight @ s) / (weight @ c) for s, c in zip(sums, counts)]
+        boots = np.where(hb > 0, (hb - mb) / np.where(hb > 0, hb, 1) * 100, np.nan)
     low, high = percentile_bounds(boots, ignore_nan=True)
-    return {"value": float((h.mean() - m.mean()) / h.mean() * 100), "low": low, "high": high, "n": int(m.size)}
+    hm, mm = float(np.nanmean(h)), float(np.nanmean(m))
+    out = {"value": (hm - mm) / hm * 100, "low": low, "high": high, "n": int(m.size), "human": hm, "model": mm}
+    if groups is not None:
+        out["n_patients"] = n_groups
+    return out

@@ -4,7 +4,11 @@ The protocol upsamples each map to its original image (millions of pixels for a 
 needs *counts*: the 8-bit level histogram (Otsu), the same histogram inside the mask (IoU of the Otsu
 segmentation for any threshold), the first maximal pixel (hit), and how many pixels exceed each tuning
 threshold in and out of the mask.  So the upsampled map is never stored: each pixel's value is recomputed
-from the two nearest rows of a width-upsampled copy and counted where it falls.
+from the two nearest rows of a width-upsampled copy and counted where it falls; eight neighbouring pixels of one
+level (and one side of the mask edge) are counted in one increment.  The extremes come from exact per-row
+bounds (the interpolation step applied to the source rows' extremes bounds every pixel of a row, as each of its
+roundings is monotone), so only the rows that can hold them are evaluated.  Maps are scored on :func:`threads`
+threads at once (the compiled code releases the GIL).
 
 Bit-exactness.  The value of each pixel is the one ``F.interpolate(..., mode="bilinear",
 align_corners=False)`` gives on the CPU: torch's kernel computes the source coordinate as
@@ -63,6 +67,17 @@ if numba is not None:
                 out[a, x] = np.float32(np.float64(raw[a, i0[x]]) * np.float64(w0[x]) + np.float64(p))
         return out
 
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    def _lerp(a, b, w0, w1):  # pragma: no cover - compiled
+        """torch's fma(a, w0, b · w1) in float32: non-decreasing in a and in b (weights ≥ 0, every rounding monotone),
+        so applied to bounds of a and b it bounds the result exactly."""
+        return np.float32(np.float64(a) * np.float64(w0) + np.float64(np.float32(b * w1)))
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    def _level(v, lo, top):  # pragma: no cover - compiled
+        """The 8-bit level of value v as the reference code makes it (non-decreasing in v)."""
+        return np.int32(np.float32(np.float32(np.float32(v - lo) / top) * np.float32(255.0)))
+
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _row(hor, a0, a1, v0, v1, buf):  # pragma: no cover - compiled
         r0, r1 = hor[a0], hor[a1]
@@ -82,19 +97,17 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _row_bounds(hor, yi0, yi1, yw0, yw1):  # pragma: no cover - compiled
-        """Per output row, bounds no pixel of it can pass: w0 · max(row a0) + w1 · max(row a1) (and the same
-        with minima), widened by four float32 roundings of the magnitudes involved."""
+        """Per output row, the interpolation step applied to the two source rows' maxima (minima): no pixel of the
+        row exceeds (falls below) it, exactly, as the step is monotone in both inputs."""
         h = hor.shape[0]
-        top, bottom, size = np.empty(h), np.empty(h), np.empty(h)
+        top, bottom = np.empty(h, dtype=np.float32), np.empty(h, dtype=np.float32)
         for a in range(h):
-            top[a], bottom[a], size[a] = hor[a].max(), hor[a].min(), np.abs(hor[a]).max()
+            top[a], bottom[a] = hor[a].max(), hor[a].min()
         n = yi0.shape[0]
-        upper, lower = np.empty(n), np.empty(n)
+        upper, lower = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
         for y in range(n):
-            w0, w1 = np.float64(yw0[y]), np.float64(yw1[y])
-            slack = 4.0 * 2.0 ** -24 * (w0 * size[yi0[y]] + w1 * size[yi1[y]]) + 1e-37
-            upper[y] = w0 * top[yi0[y]] + w1 * top[yi1[y]] + slack
-            lower[y] = w0 * bottom[yi0[y]] + w1 * bottom[yi1[y]] - slack
+            upper[y] = _lerp(top[yi0[y]], top[yi1[y]], yw0[y], yw1[y])
+            lower[y] = _lerp(bottom[yi0[y]], bottom[yi1[y]], yw0[y], yw1[y])
         return upper, lower
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -117,42 +130,49 @@ if numba is not None:
                         break
         lo = np.float32(np.inf)
         for y in np.argsort(lower, kind="mergesort"):
-            if lower[y] > lo:
-                break
+            if lower[y] >= lo:
+                break  # no row left can go below the minimum (only its value matters, not where it is)
             _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
             lo = min(lo, buf.min())
         return lo, hi, first
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, hist, buf, keys):  # pragma: no cover - compiled
-        """hist[c · 512 + m · 256 + level] for every pixel, m = 1 inside the mask, c = x mod 8 (eight copies
-        of the histogram, so that neighbouring pixels of one level do not wait on each other's increment); a
-        block of eight pixels with one key is counted at once."""
-        top = np.float32(hi - lo)
-        width = buf.shape[0]
-        for y in range(yi0.shape[0]):
-            _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
-            m = mask[y]
-            if top > 0:
-                for x in range(width):
-                    level = np.int32(np.float32(np.float32(np.float32(buf[x] - lo) / top) * np.float32(255.0)))
-                    keys[x] = level + np.int32(256) * np.int32(m[x])
+    def _keys(hor, y, yi0, yi1, yw0, yw1, m, lo, top, buf, keys):  # pragma: no cover - compiled
+        """Row y's histogram keys, level + 256 · (inside the mask), in two vectorised passes."""
+        _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+        if top > 0:
+            for x in range(buf.shape[0]):
+                keys[x] = _level(buf[x], lo, top) + np.int32(256) * np.int32(m[x])
+        else:
+            for x in range(buf.shape[0]):
+                keys[x] = np.int32(256) * np.int32(m[x])
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count_keys(keys, start, stop, hist):  # pragma: no cover - compiled
+        """hist[c · 512 + key] += 1 for keys[start:stop], c = x mod 8 (eight copies of the histogram, so that
+        neighbouring pixels of one level do not wait on each other's increment); eight equal keys (one level,
+        one side of the mask edge) in one increment."""
+        x = start
+        while x + 8 <= stop:
+            k = keys[x]
+            same = (k ^ keys[x + 1]) | (k ^ keys[x + 2]) | (k ^ keys[x + 3]) | (k ^ keys[x + 4]) \
+                | (k ^ keys[x + 5]) | (k ^ keys[x + 6]) | (k ^ keys[x + 7])
+            if same == 0:
+                hist[k] += 8
             else:
-                for x in range(width):
-                    keys[x] = np.int32(256) * np.int32(m[x])
-            x = 0
-            while x + 8 <= width:  # eight equal keys (one level, one side of the mask edge) in one increment
-                k = keys[x]
-                same = (k ^ keys[x + 1]) | (k ^ keys[x + 2]) | (k ^ keys[x + 3]) | (k ^ keys[x + 4]) \
-                    | (k ^ keys[x + 5]) | (k ^ keys[x + 6]) | (k ^ keys[x + 7])
-                if same == 0:
-                    hist[k] += 8
-                else:
-                    for j in range(8):
-                        hist[512 * j + keys[x + j]] += 1
-                x += 8
-            for j in range(x, width):
-                hist[keys[j]] += 1
+                for j in range(8):
+                    hist[512 * j + keys[x + j]] += 1
+            x += 8
+        for j in range(x, stop):
+            hist[keys[j]] += 1
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, hist, buf, keys):  # pragma: no cover - compiled
+        """hist[c · 512 + m · 256 + level] of every pixel, m = 1 inside the mask (see :func:`_count_keys`)."""
+        top = np.float32(hi - lo)
+        for y in range(yi0.shape[0]):
+            _keys(hor, y, yi0, yi1, yw0, yw1, mask[y], lo, top, buf, keys)
+            _count_keys(keys, 0, keys.shape[0], hist)
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist, buf):  # pragma: no cover
@@ -180,7 +200,7 @@ if numba is not None:
         xi0, xi1, xw0, xw1 = cols
         width = mask.shape[1]
         buf = np.empty(width, dtype=np.float32)
-        copies = np.zeros(8 * 512, dtype=np.int32)
+        copies = np.zeros(8 * 512, dtype=np.int32)  # 16 KiB: stays in L1 beside the rows
         hor = _width_pass(raw, xi0, xi1, xw0, xw1)
         lo, hi, first = _extremes(hor, yi0, yi1, yw0, yw1, buf)
         _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, buf, np.empty(width, dtype=np.int32))
@@ -218,6 +238,24 @@ def fused_counts(raw: np.ndarray, masks: Sequence[np.ndarray], grid: np.ndarray)
     grid = np.ascontiguousarray(grid, dtype=np.float64)
     hist = np.zeros((b, 2, 256), dtype=np.int64)
     grid_hist = np.zeros((b, 2, grid.shape[0] + 1), dtype=np.int64)
-    first = np.array([_count_map(raw[i], np.ascontiguousarray(masks[i]), tuple(yw), tuple(xw), grid, hist[i], grid_hist[i])
-                      for i in range(b)], dtype=np.int64)
+    first = np.zeros(b, dtype=np.int64)
+
+    def score(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            first[i] = _count_map(raw[i], np.ascontiguousarray(masks[i]), tuple(yw), tuple(xw), grid, hist[i], grid_hist[i])
+
+    workers = min(b, threads())
+    if workers > 1:  # the compiled kernel releases the GIL: one contiguous share of the maps per thread
+        from concurrent.futures import ThreadPoolExecutor
+
+        cuts = np.linspace(0, b, workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(score, cuts[:-1], cuts[1:]))
+    else:
+        score(0, b)
     return hist, first, grid_hist
+
+
+def threads() -> int:
+    """Maps scored at once: numba's thread count (``NUMBA_NUM_THREADS``, default every core)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS)) if numba is not None else 1  # no threading layer started

@@ -134,6 +134,39 @@ class ExplainResult:
             lines.append(f"  {v['sentence']}")
         return "\n".join(lines)
 
+    def format_chexlocalize(self) -> str:
+        """The CheXlocalize figures: one line per method (overall hit rate and mIoU with intervals, and the percentage
+        decrease from the human benchmark), after one line on the human benchmark or on its absence."""
+        per_method = self.protocol.get("chexlocalize")
+        if not per_method:
+            return ""
+
+        def fig(d: dict | None, pct: bool = False) -> str:
+            if not d or d.get("value") is None:
+                return "n/a"
+            f = "{:.1f}%" if pct else "{:.3f}"
+            return f"{f.format(d['value'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
+
+        first = per_method[self.methods[0]] if self.methods[0] in per_method else next(iter(per_method.values()))
+        human = first.get("human_benchmark")
+        if human is None:
+            lines = [f"CheXlocalize: {first.get('human_benchmark_note', 'no human benchmark in this data')}"]
+        else:
+            hit = fig((human["hit_rate"] or {}).get("overall")) if human["hit_rate"] else "n/a (no points marked)"
+            lines = [f"CheXlocalize human benchmark: hit rate {hit}, mIoU {fig(human['miou']['overall'])}"]
+        for m in self.methods:
+            rec = per_method.get(m)
+            if rec is None:
+                continue
+            line = f"  {m}: hit rate {fig(rec['hit_rate']['overall'])}, mIoU {fig(rec['miou']['overall'])}"
+            hb = rec.get("human_benchmark")
+            if hb is not None:
+                dec = hb["percentage_decrease"]
+                line += (f"; decrease from the human benchmark: hit rate {fig((dec['hit_rate'] or {}).get('overall'), True)}, "
+                         f"mIoU {fig(dec['miou']['overall'], True)}")
+            lines.append(line)
+        return "\n".join(lines)
+
     def format_table(self, ascii_only: bool = False) -> str:
         """Plain-text method × metric table (mean [95% CI]); each header says which direction is better
         (↑ higher, ↓ lower; ``ascii_only``: ^ and v), explained in a legend line under the table."""

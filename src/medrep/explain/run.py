@@ -40,7 +40,7 @@ from medrep.progress import progress_bar
 from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric
 
 # bumped when what a batch stores or how it is scored changes, so partial results of older code are not resumed
-SCORING_VERSION = 4
+SCORING_VERSION = 5
 
 
 #: the scores that compare a map with a lesion mask; data without masks runs everything else
@@ -144,7 +144,7 @@ class ExplainJob:
             areas = np.full(len(items), np.nan) if masks is None else mask_area(masks).cpu().numpy()
             out: dict[str, Any] = {"ids": list(batch["id"]), "areas": areas,
                                    "labels": batch["label"].numpy(), "scores": {}, "dead": {}, "seconds": {},
-                                   "protocol": {}, "curves": {}, "gallery": None}
+                                   "protocol": {}, "curves": {}, "gallery": None, "human": _human_scores(cfg, items)}
             if take:
                 shown = (np.zeros((take, *pixels.shape[-2:]), dtype=bool) if masks is None
                          else batch["mask"][:take].numpy())  # no mask: no outline
@@ -176,6 +176,13 @@ class ExplainJob:
             return None
         with torch.no_grad():
             return score_from_output(model_output(encoder, pixels, target), target, probability=True).float().cpu()
+
+
+def _human_scores(cfg: ExplainConfig, items: Sequence[Any]) -> dict[str, np.ndarray] | None:
+    """The second reader's per-image CheXlocalize scores (None without the protocol or a second reader)."""
+    if cfg.protocol != "chexlocalize" or not items or any(it.second_reader is None for it in items):
+        return None
+    return chexlocalize.human_scores([it.mask for it in items], [it.second_reader for it in items])
 
 
 def _protocol_scores(cfg: ExplainConfig, method: str, raw: torch.Tensor, items: Sequence[Any], pixels: torch.Tensor,
@@ -338,7 +345,9 @@ def run_explain(encoder: Encoder, dataset: ImageDataset, config: ExplainConfig |
         result.localisation = not_run
     if cfg.protocol is not None:
         tuned = _tuned_thresholds(encoder, tune_dataset, cfg, methods, refs, store, backend) if cfg.threshold == "tuned" else {}
-        result.protocol = {cfg.protocol: _protocol_summary(outs, result.labels, list(dataset.classes), cfg, methods, tuned)}
+        groups = _patients_of(dataset, result.ids)
+        result.protocol = {cfg.protocol: _protocol_summary(outs, result.labels, list(dataset.classes), cfg, methods, tuned,
+                                                           groups)}
     if cfg.sanity:
         result.sanity = _run_sanity(encoder, dataset, cfg, methods, indices, refs, store, backend)
     result.verdicts = verdicts(methods, result.metrics, tuple(baseline_methods()), result.sanity,
@@ -426,12 +435,15 @@ def _gather(outs: list[dict[str, Any]], encoder: Encoder, dataset: ImageDataset,
 
 
 def _protocol_summary(outs: list[dict[str, Any]], labels: np.ndarray, classes: list[str], cfg: ExplainConfig,
-                      methods: list[str], tuned: dict[str, dict[str, float]]) -> dict[str, Any]:
+                      methods: list[str], tuned: dict[str, dict[str, float]], groups: np.ndarray | None) -> dict[str, Any]:
     per = {m: {k: np.concatenate([o["protocol"][m][k] for o in outs]) for k in outs[0]["protocol"][m]} for m in methods}
     if cfg.protocol == "chexlocalize":
+        # the human benchmark only where every scored image has a second reader: never a partial one
+        human = None if any(o.get("human") is None for o in outs) else \
+            {k: np.concatenate([o["human"][k] for o in outs]) for k in outs[0]["human"]}
         return {m: chexlocalize.summarise(per[m], labels, classes, threshold=cfg.threshold, tuned=tuned.get(m),
                                           miou_on=cfg.miou_on, cutoff=cfg.probability_cutoff, n_boot=cfg.n_boot,
-                                          seed=cfg.seed) for m in methods}
+                                          seed=cfg.seed, human=human, groups=groups) for m in methods}
     return {m: {k: bootstrap_metric(v, n_boot=cfg.n_boot, seed=cfg.seed).to_dict() for k, v in per[m].items()}
             | {"conventions": "Chung et al. 2025 (ugent-korea/attention_maps src/func_eval.py)"} for m in methods}
 
