@@ -89,3 +89,14 @@ def vit2(make_tiny_vit):
 def vit64(make_tiny_vit):
     """The tiny ViT at 64 px with 16 px patches (the same 4×4 grid)."""
     return make_tiny_vit(img_size=64, patch_size=16)
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fail loudly if the audit itself (data, models, analyses) is ever reached."""
+    import medrep.audit
+
+    def boom(*a, **k):
+        raise AssertionError("run_audit was called for an invalid config")
+
+    monkeypatch.setattr(medrep.audit, "run_audit", boom)

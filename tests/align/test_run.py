@@ -1,5 +1,6 @@
-"""run_alignment / CLI end to end on small phantoms: exact cases where stitching must equal the target,
-zero-shot through the real MiniLM, written outputs, and errors that name the bad option."""
+"""run_alignment end to end on small phantoms: exact cases where stitching must equal the target, zero-shot
+through the real MiniLM, written outputs, and errors that name the bad option (the command line:
+tests/commands/test_align.py)."""
 from __future__ import annotations
 
 import csv
@@ -12,9 +13,6 @@ from scipy.stats import ortho_group
 
 from medrep.align import run_alignment, write_align_outputs
 from medrep.errors import MedrepError
-
-TINY = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=1&embed_dim=32&num_heads=2&num_classes=3"
-SMALL = "demo?n_train=120&n_val=0&n_test=60&seed=3"  # the same data as the small_phantoms fixture
 
 
 @pytest.fixture(scope="module")
@@ -81,32 +79,6 @@ def test_errors_name_the_option(tiny32, small_phantoms):
         run_alignment(tiny32, small_phantoms, text_encoder="demo-cnn")
 
 
-def test_cli_reports_a_wrong_text_spec_in_one_line(capsys):
-    from medrep.cli import main
-
-    rc = main(["align", "--source", TINY, "--text", "demo-cnn", "--data", SMALL, "--out", "/tmp/unused-align", "--quiet"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "not a text encoder" in err and err.count("\n") == 1
-    rc = main(["align", "--source", TINY, "--data", SMALL, "--out", "/tmp/unused-align", "--quiet"])
-    assert rc == 2 and "--target-model" in capsys.readouterr().err
-
-
-def test_cli_stitching_writes_results(tmp_path, capsys):
-    from medrep.cli import main
-
-    rc = main(["align", "--source", "demo-cnn", "--target-model", "demo-cnn", "--data", SMALL, "--anchors", "20,60",
-               "--n-boot", "100", "--anchor-selection", "balanced", "--out", str(tmp_path), "--quiet"])
-    assert rc == 0
-    d = json.loads((tmp_path / "results.json").read_text())
-    assert d["anchor_counts"] == [20, 60] and d["anchor_selection"] == "balanced"
-    m = d["metrics"]
-    # one encoder on both sides: the naive stitch is the identity, so it must equal the target's own accuracy
-    assert m["naive_accuracy"]["value"] == pytest.approx(m["target_accuracy"]["value"])
-    assert m["target_accuracy"]["low"] <= m["target_accuracy"]["value"] <= m["target_accuracy"]["high"]
-    assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_anchors.png").exists()
-    assert "stitched_accuracy=" in capsys.readouterr().out
-
-
 def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
     from medrep.align.run import _splits
     from medrep.data.base import TensorDataset
@@ -134,3 +106,32 @@ def test_automatic_split_keeps_every_frame_of_a_file_on_one_side():
     with pytest.raises(MedrepError, match="source file") as err:
         _splits(one, "train", "test", seed=0)
     assert err.value.where == "data"
+
+
+def test_native_zero_shot_uses_the_models_own_text_tower():
+    from types import SimpleNamespace
+
+    import torch
+
+    from medrep.align.result import AlignResult
+    from medrep.align.run import _native_zero_shot
+
+    protos = np.eye(3, 8) * 5
+
+    class Tower:
+        name, fingerprint = "stub-tower", "stub-tower-v1"
+
+        def encode_text(self, texts):  # each prompt names its class index
+            return torch.as_tensor(np.stack([protos[int(t[-1])] for t in texts]), dtype=torch.float32)
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    img = protos[y] + rng.standard_normal((50, 8)) * 0.5
+    prompts = {c: [f"p{i}"] for i, c in enumerate("abc")}
+    res = AlignResult("s", None, "t", "ortho", "random", 0, [10])
+    boot = lambda v: __import__("medrep.results").results.bootstrap_metric(v, n_boot=20)  # noqa: E731
+    m = _native_zero_shot(SimpleNamespace(text_encoder=Tower()), img, y, prompts, list("abc"), boot, res)
+    assert m.value == 1.0
+    assert _native_zero_shot(SimpleNamespace(text_encoder=Tower()), img[:, :5], y, prompts, list("abc"), boot, res) is None
+    assert "native zero-shot skipped" in res.notes[0]
+    assert _native_zero_shot(SimpleNamespace(), img, y, prompts, list("abc"), boot, res) is None

@@ -10,6 +10,7 @@ import torch
 
 from medrep.errors import MedrepError
 from medrep.explain.run import run_explain, write_explain_outputs
+from medrep.intervals import bootstrap_metric, wilson_interval
 
 
 def test_run_explain_scores_masked_images_and_summarises_them(vit64, small_phantoms, tmp_path):
@@ -57,22 +58,6 @@ def test_bad_options_name_the_option(vit64, small_phantoms):
                           (dict(target="text"), "^explain_target: "), (dict(upsampling="cubic"), "^upsample: ")):
         with pytest.raises(MedrepError, match=where):
             run_explain(vit64, data, **{"methods": ["attention"], "metrics": ["pointing"], "limit": 2, **kwargs})
-
-
-def test_cli_on_the_demo_cnn(tmp_path, capsys):
-    from medrep.cli import main
-
-    out = tmp_path / "ex"
-    rc = main(["explain", "--model", "demo-cnn", "--methods", "gradcam,ig", "--metrics", "pointing,mass", "--limit", "6",
-               "--ig-steps", "4", "--batch-size", "6", "--out", str(out), "--quiet", "--no-cache"])
-    assert rc == 0
-    table = capsys.readouterr().out
-    assert "gradcam" in table and "center" in table
-    res = json.loads((out / "results.json").read_text())
-    assert res["n_images"] == 6 and set(res["metrics"]) == {"gradcam", "ig", "random", "center"}
-    assert (out / "gallery.png").exists() and (out / "explain_table.csv").exists()
-    assert main(["explain", "--model", "demo-cnn", "--methods", "attention", "--limit", "2", "--out", str(out), "--quiet"]) != 0
-    assert "demo-cnn" in capsys.readouterr().err
 
 
 def test_text_prompt_references_come_from_the_text_tower(open_clip_tiny, x32):
@@ -183,29 +168,6 @@ def test_per_image_scores_are_written(monkeypatch, tmp_path, capsys):
             assert np.mean(values) == pytest.approx(res["metrics"][m][k]["value"], abs=1e-6)
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--gradcam-layer", "nosuch", "--gradcam-layer: model demo-vit has no layer 'nosuch'"),
-    ("--ig-steps", "0", "--ig-steps: needs at least one step"),
-    ("--discard-ratio", "1", "--discard-ratio: discard ratio must be in [0, 1), got 1.0"),
-    ("--block", "6", "--block: model demo-vit has 6 attention blocks; block 6 does not exist"),
-    ("--deletion-steps", "0", "--deletion-steps: needs at least one step"),
-    ("--topk", "10,0", "--topk: top-k percentage must be in (0, 100], got 0"),
-])
-def test_bad_method_options_are_refused_before_any_work_naming_the_flag(flag, value, message, monkeypatch, tmp_path,
-                                                                       capsys):
-    from medrep.cli import main
-    from medrep.explain import run as run_module
-
-    def no_work(*args, **kwargs):
-        raise AssertionError("a batch ran before the options were checked")
-
-    monkeypatch.setattr(run_module.ExplainJob, "run", no_work)
-    rc = main(["explain", "--model", "demo-vit", "--methods", "attention,rollout,gradcam,ig", "--limit", "2",
-               flag, value, "--out", str(tmp_path / "ex"), "--quiet", "--no-cache"])
-    assert rc == 2
-    assert message in capsys.readouterr().err
-
-
 def test_option_errors_of_the_methods_name_the_option(vit2, x32):
     from medrep.explain.methods import explain
 
@@ -242,3 +204,20 @@ def test_table_shows_intervals_and_directions(tmp_path, capsys):
     head, gradcam = capsys.readouterr().out.splitlines()[:2]
     assert head.split() == ["method", "pointing", "↑", "deletion_auc", "↓"]
     assert gradcam.startswith("gradcam") and gradcam.count("[") == 2
+
+
+def test_explain_intervals_are_wilson_for_pointing_and_bootstrap_otherwise(tmp_path):
+    """Through run_explain: pointing's interval is Wilson's for its hit count; the others are not."""
+    from medrep.data import load_dataset
+    from medrep.explain.run import run_explain
+    from medrep.models import load_encoder
+
+    res = run_explain(load_encoder("demo-cnn"), load_dataset("demo?n_train=4&n_val=0&n_test=12&seed=3&size=32").split("test"),
+                      methods=["gradcam"], metrics=["pointing", "mass"], limit=8, batch_size=8, add_baselines=False,
+                      n_boot=200)
+    hits = res.per_image["gradcam"]["pointing"]
+    point = res.metrics["gradcam"]["pointing"]
+    assert (point.low, point.high) == pytest.approx(wilson_interval(int(hits.sum()), len(hits)))
+    mass = res.metrics["gradcam"]["mass"]
+    assert (mass.low, mass.high) == pytest.approx(
+        (lambda m: (m.low, m.high))(bootstrap_metric(res.per_image["gradcam"]["mass"], n_boot=200, seed=0, proportion=False)))

@@ -8,6 +8,7 @@ from medrep.errors import MedrepError
 from medrep.features.neighbours import cosine_topk
 from medrep.features.probes import (KNNClassifier, LinearProbe, few_shot_accuracy, knn_accuracy, knn_vote,
                                     linear_probe_scores, macro_auc)
+from medrep.intervals import wilson_interval
 
 
 @pytest.fixture()
@@ -79,3 +80,16 @@ def test_one_class_is_a_clear_error(data):
         KNNClassifier(3).fit(xtr, np.zeros(200, int))
     with pytest.raises(MedrepError, match="linear-probe train labels"):
         LinearProbe().fit(xtr, np.zeros(200, int))
+
+
+def test_few_shot_with_all_perfect_draws_is_not_a_coin_flip_interval():
+    rng = np.random.default_rng(0)
+    centres = np.array([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]])
+    train_y, test_y = np.repeat(np.arange(3), 20), np.repeat(np.arange(3), 30)
+    train_x = centres[train_y] + rng.normal(size=(60, 3))
+    test_x = centres[test_y] + rng.normal(size=(90, 3))
+    m = few_shot_accuracy(train_x, train_y, test_x, test_y, shots=1, n_draws=10, seed=0, n_boot=500)
+    # every draw scores 1: over draws there is no spread.  Ten draws treated as ten 0/1 outcomes
+    # would report Wilson's [0.72, 1] instead, an interval about something else.
+    assert (m.value, m.low, m.high, m.n) == (1.0, 1.0, 1.0, 10)
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-3)

@@ -154,3 +154,9 @@ def test_bad_inputs():
         linear_cka(x, bad)
     with pytest.raises(MedrepError, match="k=20"):
         mutual_knn(x, x, k=20)
+
+
+def test_mutual_knn_interval_is_a_bootstrap_even_when_every_overlap_is_one():
+    x = np.random.default_rng(2).normal(size=(40, 8))
+    pair = compare_spaces(x, x, k=5, n_permutations=5, n_boot=10)
+    assert (pair.mutual_knn.value, pair.mutual_knn.low, pair.mutual_knn.high) == (1.0, 1.0, 1.0)

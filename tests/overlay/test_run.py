@@ -1,4 +1,4 @@
-"""Text overlays: rendering parameters, the overlay report against independent computations, and the
+"""Text overlays: the overlay report against independent computations, and the
 confounder shortcut made visible."""
 import numpy as np
 import pytest
@@ -7,48 +7,10 @@ from torch import nn
 
 from medrep.data.base import SplitDataset, TensorDataset
 from medrep.errors import MedrepError
-from medrep.overlay import OverlayDataset, TextOverlay, default_font, run_overlay
+from medrep.overlay import OverlayDataset, TextOverlay, run_overlay
 from medrep.overlay.zero_shot import softmax
 from medrep.models import load_encoder
 from medrep.models.base import Preprocessing
-
-
-def test_default_font_ships_with_matplotlib():
-    assert default_font().endswith("DejaVuSans.ttf")
-
-
-def test_overlay_parameters():
-    img = torch.full((1, 64, 64), 0.2)
-    opaque = TextOverlay("R", size=0.4, position="top-right", colour=1.0, opacity=1.0).apply(img)
-    mask = TextOverlay("R", size=0.4, position="top-right").mask(64, 64)
-    assert mask.max() == pytest.approx(1.0)
-    # all ink in the top-right quadrant, and where coverage is full the pixel is the colour
-    assert mask[32:].sum() == 0 and mask[:, :32].sum() == 0
-    assert torch.allclose(opaque[0][torch.from_numpy(mask == 1.0)], torch.tensor(1.0))
-    half = TextOverlay("R", size=0.4, position="top-right", colour=1.0, opacity=0.5).apply(img)
-    assert torch.allclose(half - img, 0.5 * (opaque - img), atol=1e-6)
-    assert torch.equal(TextOverlay("R", opacity=0.0).apply(img), img)
-    # RGB colour on a grey image uses its luminance; on RGB images each channel its own value
-    red = TextOverlay("R", size=0.4, colour=(1.0, 0.0, 0.0))
-    full = torch.from_numpy(red.mask(64, 64) == 1.0)
-    assert red.apply(img)[0][full].mean().item() == pytest.approx(0.299, abs=1e-6)
-    rgb = red.apply(torch.full((3, 64, 64), 0.2))
-    assert rgb[0][full].mean().item() == pytest.approx(1.0) and rgb[1][full].mean().item() == pytest.approx(0.0)
-    # a long word is shrunk to fit inside the margins
-    wide = TextOverlay("malignant", size=0.5).mask(64, 64)
-    cols = np.flatnonzero(wide.sum(0) > 0)
-    assert cols.min() >= 1 and cols.max() <= 62
-    unfit = TextOverlay("malignant", size=0.5, fit=False).mask(64, 64)
-    assert unfit.sum() > 2 * wide.sum() and unfit[:, [0, -1]].sum() > 0  # bigger, and runs off the edges
-
-
-@pytest.mark.parametrize("kwargs, where", [({"opacity": 1.5}, "opacity"), ({"position": "middle"}, "position"),
-                                           ({"colour": (1, 0)}, "colour"), ({"font": "/no/such.ttf"}, "/no/such.ttf"),
-                                           ({"size": 0}, "font_size")])
-def test_bad_overlay_options_name_the_option(kwargs, where):
-    with pytest.raises(MedrepError) as err:
-        TextOverlay("x", **kwargs)
-    assert err.value.where == where
 
 
 def _corner_encoder(name, use_corner):
@@ -172,29 +134,3 @@ def test_overlay_dataset_has_its_own_cache_identity():
     assert a.content_digest() != b.content_digest() != base.content_digest()
     assert a.ids == base.ids and (a.labels == base.labels).all()
     assert not torch.equal(a[0].image, base[0].image)
-
-
-def _word(flip, to, target=None, toward=None):
-    from medrep.results import Metric
-
-    metrics = {"probe_flip_rate": Metric(flip, None, None, 100)}
-    if toward is not None:
-        metrics["probe_to_target_rate"] = Metric(toward, None, None, 100)
-    return {"metrics": metrics, "probe_flips_to": to, "target_class": target}
-
-
-def test_readings_tell_presence_from_meaning():
-    from medrep.overlay import OverlayResult
-
-    classes = ["normal", "benign", "malignant"]
-    presence = {"normal": _word(0.69, {"normal": 0, "benign": 0, "malignant": 69}, "normal", 0.0),
-                "benign": _word(0.69, {"normal": 0, "benign": 0, "malignant": 69}, "benign", 0.0),
-                "malignant": _word(0.69, {"normal": 0, "benign": 0, "malignant": 69}, "malignant", 1.0)}
-    meaning = {"normal": _word(0.4, {"normal": 40, "benign": 0, "malignant": 0}, "normal", 0.9),
-               "benign": _word(0.5, {"normal": 0, "benign": 50, "malignant": 0}, "benign", 0.95)}
-    inert = {"normal": _word(0.01, {"normal": 1, "benign": 0, "malignant": 0}, "normal", 0.5)}
-    r = OverlayResult(classes=classes, models={"a": {"words": presence}, "b": {"words": meaning}, "c": {"words": inert}})
-    a, b, c = r.readings()
-    assert a.startswith("a: writing a word flips 69% ") and "100% of them to 'malignant' whatever the word says" in a
-    assert b.startswith("b: writing a class name flips 40%–50% ") and "toward the written class" in b
-    assert c == "c: written words barely move its answers (probe flip rate at most 1%)."

@@ -1,5 +1,5 @@
 """A damaged embedding-cache file is detected, reported with its path, recomputed, and the result equals
-the original.  tests/core/test_cache_extract.py covers the library call; this is the
+the original.  tests/embeddings/test_extract.py covers the library call; this is the
 `medrep extract` path, every file of an entry, and random damage."""
 from __future__ import annotations
 

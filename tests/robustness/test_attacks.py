@@ -13,35 +13,35 @@ def _batch(small_phantoms, n=8, offset=0):
     return torch.stack([test[i].image for i in range(offset, offset + n)])
 
 
-def test_linf_matches_captum_pgd(tiny_encoder, small_phantoms):
+def test_linf_matches_captum_pgd(vit2, small_phantoms):
     from captum.robust import PGD
 
     x = _batch(small_phantoms)
     with torch.no_grad():
-        target = tiny_encoder.embed(_batch(small_phantoms, offset=8))
+        target = vit2.embed(_batch(small_phantoms, offset=8))
     eps, alpha, steps = 4 / 255, 1 / 255, 6
 
     def loss(out, tgt):
         return 0.5 * (out - tgt).pow(2).sum(1)
 
-    pgd = PGD(lambda p: tiny_encoder.embed(p), loss_func=loss, lower_bound=0.0, upper_bound=1.0)
+    pgd = PGD(lambda p: vit2.embed(p), loss_func=loss, lower_bound=0.0, upper_bound=1.0)
     pgd.fgsm.zero_thresh = 0.0  # Captum skips |g| ≤ 1e-6; a plain sign step does not
     ref = pgd.perturb(x.clone(), radius=eps, step_size=alpha, step_num=steps, target=target, targeted=True)
 
     out = LinfPGD(steps=steps, step_size=alpha).run(
-        representation_loss(tiny_encoder, Representation(), Collide(), target), x, eps)
+        representation_loss(vit2, Representation(), Collide(), target), x, eps)
     assert torch.allclose(out.x_adv, ref, atol=1e-6)
     # the comparison is not vacuous: the attack moved pixels to the box edge and lowered the loss
     assert (out.x_adv - x).abs().max() == pytest.approx(eps, abs=1e-6)
     assert out.loss_history[-1].mean() < 0.8 * out.loss_history[0].mean()
-    assert not any(p.grad is not None for p in tiny_encoder.module.parameters())
+    assert not any(p.grad is not None for p in vit2.module.parameters())
 
 
-def test_l2_step_and_projection_by_hand(tiny_encoder, small_phantoms):
+def test_l2_step_and_projection_by_hand(vit2, small_phantoms):
     x = _batch(small_phantoms, 4)
     with torch.no_grad():
-        target = tiny_encoder.embed(_batch(small_phantoms, 4, offset=4))
-    fn = representation_loss(tiny_encoder, Representation(), Collide(), target)
+        target = vit2.embed(_batch(small_phantoms, 4, offset=4))
+    fn = representation_loss(vit2, Representation(), Collide(), target)
     eps, alpha = 0.5, 0.3
     # one step by hand: δ = −α·g/‖g‖, then scaled back into the ball, then clipped to [0, 1]
     d = torch.zeros_like(x, requires_grad=True)
@@ -57,11 +57,11 @@ def test_l2_step_and_projection_by_hand(tiny_encoder, small_phantoms):
     assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
 
 
-def test_random_start_is_seeded_and_in_ball(tiny_encoder, small_phantoms):
+def test_random_start_is_seeded_and_in_ball(vit2, small_phantoms):
     x = _batch(small_phantoms, 4)
     with torch.no_grad():
-        z = tiny_encoder.embed(x)
-    fn = representation_loss(tiny_encoder, Representation(), Push(), z)
+        z = vit2.embed(x)
+    fn = representation_loss(vit2, Representation(), Push(), z)
     eps = 8 / 255
     a = LinfPGD(steps=2, random_start=True).run(fn, x, eps, torch.Generator().manual_seed(5))
     b = LinfPGD(steps=2, random_start=True).run(fn, x, eps, torch.Generator().manual_seed(5))
@@ -84,11 +84,11 @@ def test_random_start_is_drawn_on_the_cpu_and_moved_to_the_input(attack, eps):
     assert got.x_adv.device == x.device and torch.equal(got.x_adv, ref.x_adv) and not torch.equal(ref.x_adv, x)
 
 
-def test_early_stop_freezes_finished_items(tiny_encoder, small_phantoms):
+def test_early_stop_freezes_finished_items(vit2, small_phantoms):
     x = _batch(small_phantoms, 4)
     with torch.no_grad():
-        target = tiny_encoder.embed(_batch(small_phantoms, 4, offset=4))
-    fn = representation_loss(tiny_encoder, Representation(), Collide(), target)
+        target = vit2.embed(_batch(small_phantoms, 4, offset=4))
+    fn = representation_loss(vit2, Representation(), Collide(), target)
     done_from_start = lambda xa: torch.tensor([True, False, True, False])  # noqa: E731
     out = LinfPGD(steps=5, step_size=1 / 255, early_stop=done_from_start).run(fn, x, 4 / 255)
     # items that meet the criterion at the start leave before any step, untouched
@@ -109,7 +109,7 @@ def test_bad_attack_options(kwargs, where):
 
 
 @pytest.mark.parametrize("eps", [0.0, -0.1, float("nan")])
-def test_bad_eps(tiny_encoder, eps):
+def test_bad_eps(vit2, eps):
     x = torch.rand(2, 1, 32, 32)
     with pytest.raises(MedrepError, match="ε must be positive") as err:
         LinfPGD(steps=1).run(lambda xa: xa.sum((1, 2, 3)), x, eps)

@@ -1,5 +1,5 @@
 """The paper's central claim reproduced on our own demo ViT (small sample: the full 200-pair run is in the report).
-The demo models' clean head accuracy is checked on the whole split in tests/core/test_encoder.py."""
+The demo models' clean head accuracy is checked on the whole split in tests/models/test_base.py."""
 from __future__ import annotations
 
 import pytest

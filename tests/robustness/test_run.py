@@ -1,4 +1,5 @@
-"""run_attack end to end on tiny models: pairing, metrics vs references, resume, probe path, CLI."""
+"""run_attack end to end on tiny models: pairing, metrics vs references, resume, probe path (the command line:
+tests/commands/test_attack.py)."""
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ def test_pairs_are_other_class_and_seeded():
     assert not np.array_equal(idx, draw_pairs(labels, 8, True, 3, "data")[0])
 
 
-def test_one_class_collide_is_refused(tiny_encoder):
+def test_one_class_collide_is_refused(vit2):
     ds = TensorDataset(torch.rand(6, 1, 32, 32), [1] * 6, ["a", "b", "c"], name="oneclass")
     with pytest.raises(MedrepError, match="at least two classes") as err:
-        run_attack(tiny_encoder, ds, objective="collide", steps=1)
+        run_attack(vit2, ds, objective="collide", steps=1)
     assert err.value.where == "oneclass"
 
 
@@ -37,10 +38,10 @@ def test_one_class_collide_is_refused(tiny_encoder):
     ({"norm": "l2", "eps": [32.5]}, "eps"),  # beyond √(1·32·32) = 32, the farthest two 1×32×32 images can be apart
     ({"noise_draws": 0}, "noise_draws"), ({"noise_sigma": [0.01, 0.0]}, "noise_sigma"),
 ])
-def test_bad_run_options(tiny_encoder, kwargs, where):
+def test_bad_run_options(vit2, kwargs, where):
     ds = TensorDataset(torch.rand(4, 1, 32, 32), [0, 1, 0, 1], ["a", "b", "c"])
     with pytest.raises(MedrepError) as err:
-        run_attack(tiny_encoder, ds, steps=1, **kwargs)
+        run_attack(vit2, ds, steps=1, **kwargs)
     assert err.value.where == where
 
 
@@ -84,9 +85,9 @@ def test_noise_detector_and_auc():
     assert (m.low, m.high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])))
 
 
-def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
+def test_run_and_outputs(vit2, small_phantoms, tmp_path):
     test = small_phantoms.split("test").limit(10, seed=1)
-    r = run_attack(tiny_encoder, test, objective="collide", batch_size=4, seed=3, **FAST)
+    r = run_attack(vit2, test, objective="collide", batch_size=4, seed=3, **FAST)
     d = r.to_dict()
     assert len(d["pairs"]) == 10 and all(p["source_label"] != p["target_label"] for p in d["pairs"])
     s = d["results"][1]
@@ -97,7 +98,7 @@ def test_run_and_outputs(tiny_encoder, small_phantoms, tmp_path):
     # recompute a few aggregates independently from the encoder and the per-item table
     x = torch.stack([it.image for it in test])
     with torch.no_grad():
-        clean = tiny_encoder.logits(x).argmax(1).numpy()
+        clean = vit2.logits(x).argmax(1).numpy()
     assert m["clean_accuracy"]["value"] == pytest.approx(np.mean(clean == test.labels))
     assert m["linf_mean"]["value"] <= 8 / 255 + 1e-6 and m["linf_mean"]["value"] > 4 / 255
     assert m["cosine_to_target_after"]["value"] > m["cosine_to_target_before"]["value"]
@@ -126,10 +127,10 @@ def _difference_column(fig, n_items: int, size: int) -> np.ndarray:
     return np.stack([grid[pad + i * (size + pad):pad + i * (size + pad) + size, x0:x0 + size] for i in range(n_items)])
 
 
-def test_l2_eps_is_a_distance_in_raw_units(tiny_encoder, small_phantoms, tmp_path, monkeypatch):
+def test_l2_eps_is_a_distance_in_raw_units(vit2, small_phantoms, tmp_path, monkeypatch):
     test = small_phantoms.split("test").limit(4, seed=0)
     # ε = 2 is an ordinary L2 budget (each 32×32 pixel moves ~2/32 on average), not "twice the pixel range"
-    r = run_attack(tiny_encoder, test, objective="push", norm="l2", eps=[0.5, 2.0], steps=2, batch_size=4,
+    r = run_attack(vit2, test, objective="push", norm="l2", eps=[0.5, 2.0], steps=2, batch_size=4,
                    noise_sigma=0.01, noise_draws=2, n_boot=20, gallery_size=2)
     l2 = r.per_eps[1].column("l2")
     assert (l2 <= 2.0 + 1e-4).all() and l2.max() > 1.9
@@ -151,12 +152,12 @@ def test_l2_eps_is_a_distance_in_raw_units(tiny_encoder, small_phantoms, tmp_pat
         assert f"difference ×{0.5 / largest:.3g}" in [t.get_text() for t in figs[name].axes[0].get_xticklabels()]
 
 
-def test_push_has_no_target_label(tiny_encoder, small_phantoms, tmp_path):
+def test_push_has_no_target_label(vit2, small_phantoms, tmp_path):
     import csv
 
     test = small_phantoms.split("test").limit(6, seed=0)
     for objective in ("push", "collide"):
-        r = run_attack(tiny_encoder, test, objective=objective, eps=[2 / 255], steps=1, batch_size=6, noise_sigma=0.01,
+        r = run_attack(vit2, test, objective=objective, eps=[2 / 255], steps=1, batch_size=6, noise_sigma=0.01,
                        noise_draws=1, n_boot=20)
         write_attack_outputs(r, tmp_path / objective, figures=False)
         rows = list(csv.DictReader(open(tmp_path / objective / "per_item_eps2-255.csv")))
@@ -170,25 +171,25 @@ def test_push_has_no_target_label(tiny_encoder, small_phantoms, tmp_path):
             assert all(row["target_label"] == str(labels[row["target_id"]]) != row["label"] for row in rows)
 
 
-def test_resume_is_byte_identical(tiny_encoder, small_phantoms, tmp_path):
+def test_resume_is_byte_identical(vit2, small_phantoms, tmp_path):
     test = small_phantoms.split("test").limit(8, seed=2)
     # push + L2: random start in the ball and detector noise are all exercised
     kw = dict(objective="push", norm="l2", eps=[0.25, 0.5], steps=2, batch_size=4, seed=11, noise_sigma=[0.01, 0.03], noise_draws=2, n_boot=50)
-    full = run_attack(tiny_encoder, test, out_dir=tmp_path / "a", **kw)
+    full = run_attack(vit2, test, out_dir=tmp_path / "a", **kw)
     write_attack_outputs(full, tmp_path / "a", figures=False)
     with pytest.raises(AttackInterrupted):
-        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", stop_after_batches=1, **kw)
+        run_attack(vit2, test, out_dir=tmp_path / "b", stop_after_batches=1, **kw)
     with pytest.raises(MedrepError, match="--resume"):
-        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", **kw)
+        run_attack(vit2, test, out_dir=tmp_path / "b", **kw)
     with pytest.raises(MedrepError, match="different model, data or settings"):
-        run_attack(tiny_encoder, test, out_dir=tmp_path / "b", resume=True, **{**kw, "seed": 12})
+        run_attack(vit2, test, out_dir=tmp_path / "b", resume=True, **{**kw, "seed": 12})
     # damage one finished unit: it must be recomputed, not trusted
     victim = tmp_path / "b" / "partial" / "b00000_e01.values.npy"
     raw = bytearray(victim.read_bytes())
     raw[-3] ^= 0xFF
     victim.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="recomputing damaged"):
-        resumed = run_attack(tiny_encoder, test, out_dir=tmp_path / "b", resume=True, **kw)
+        resumed = run_attack(vit2, test, out_dir=tmp_path / "b", resume=True, **kw)
     write_attack_outputs(resumed, tmp_path / "b", figures=False)
     a = (tmp_path / "a" / "results.json").read_bytes()
     assert a == (tmp_path / "b" / "results.json").read_bytes()
@@ -213,53 +214,6 @@ def test_headless_model_uses_probe_and_knn(tiny_headless, small_phantoms):
     assert "knn" in r.summaries[0]["classifiers"]
 
 
-def test_cli_attack(tmp_path, capsys):
-    from medrep.cli import main
-
-    spec = "timm:vit_tiny_patch16_224?pretrained=false&img_size=32&patch_size=8&depth=2&num_classes=3"
-    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "6", "--eps", "2/255,4/255", "--attack-steps", "2", "--batch-size", "3",
-               "--noise-draws", "2", "--noise-sigma", "0.01,0.2", "--out", str(tmp_path), "--quiet", "--cache-dir", str(tmp_path / "c")])
-    assert rc == 0
-    d = json.loads((tmp_path / "results.json").read_text())
-    assert [s["eps_255"] for s in d["results"]] == [2.0, 4.0]
-    assert (tmp_path / "manifest.json").exists() and (tmp_path / "accuracy_vs_eps.png").exists()
-    out = capsys.readouterr().out
-    assert "2/255" in out
-    # the detector: every σ's AUC with its interval, not the best σ picked on these same test items
-    assert "best" not in out and "σ=0.01" in out and "σ=0.2" in out
-    for s in d["results"]:
-        cells = [f"{a['value']:.3f} [{a['low']:.2f}, {a['high']:.2f}]" for a in (b["roc_auc"] for b in s["detector"]["by_sigma"])]
-        assert any(line.split() == [f"{s['eps_255']:g}/255", *" ".join(cells).split()] for line in out.splitlines()), (cells, out)
-    assert main(["attack", "--model", spec, "--eps", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--eps" in capsys.readouterr().err
-    # an L∞ ε above the pixel range is refused before anything is loaded (the model spec is not even parsed)
-    assert main(["attack", "--model", "nosuch:model", "--eps", "2", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "--eps: ε is in [0, 1] pixel units (got 2.0)" in capsys.readouterr().err
-    # L2: ε = 2 is a normal budget and is shown in raw units; beyond √(C·H·W) = √(1·32·32) it is refused
-    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
-               "--objective", "push", "--eps", "2", "--attack-steps", "1", "--noise-draws", "1", "--noise-sigma", "0.01", "--out", str(tmp_path / "l2"),
-               "--quiet", "--cache-dir", str(tmp_path / "c")])
-    out = capsys.readouterr().out
-    assert rc == 0 and "/255" not in out and "L2 eps" in out and (tmp_path / "l2" / "per_item_eps2.csv").exists()
-    rc = main(["attack", "--model", spec, "--data", "demo?n_train=30&n_val=0&n_test=12&seed=3", "--limit", "3", "--norm", "l2",
-               "--eps", "33", "--out", str(tmp_path / "l2"), "--quiet"])
-    assert rc == 2 and "--eps: an L2 ε cannot exceed √(C·H·W) = 32" in capsys.readouterr().err
-    # option errors name the option at fault, and come before the model loads (this spec would fail to load)
-    data = "demo?n_train=30&n_val=0&n_test=12&seed=3"
-    for extra, message in ((["--train-split", "nosuch", "--classifiers", "probe"], "--train-split: no split 'nosuch' in"),
-                           (["--train-split", "nosuch", "--attack-target", "centroid"], "--train-split: no split 'nosuch' in"),
-                           (["--noise-draws", "0"], "--noise-draws: must be at least 1 (got 0)"),
-                           (["--noise-sigma", "0.01,0"], "--noise-sigma: needs one or more positive σ values"),
-                           (["--classifiers", "probe,svm"], "--classifiers: unknown classifier 'svm'")):
-        assert main(["attack", "--model", "nosuch:model", "--data", data, *extra, "--out", str(tmp_path / "x"), "--quiet"]) == 2
-        err = capsys.readouterr().err
-        assert message in err and "--split:" not in err, (extra, err)
-    # a headless model's "auto" classifiers (probe, kNN) need the split too: known once the model is loaded
-    headless = spec.replace("num_classes=3", "num_classes=0")
-    assert main(["attack", "--model", headless, "--data", data, "--train-split", "nosuch", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "--train-split: no split 'nosuch' in" in capsys.readouterr().err
-
-
 class _MixedSizes(TensorDataset):
     """Every other item at 48 px instead of the phantoms' 64 px (as in a DICOM set of CT and MR slices)."""
 
@@ -273,7 +227,7 @@ class _MixedSizes(TensorDataset):
         return item
 
 
-def test_mixed_size_data_is_attacked_and_explained_at_the_models_size(tiny_encoder, small_phantoms):
+def test_mixed_size_data_is_attacked_and_explained_at_the_models_size(vit2, small_phantoms):
     from medrep.data.base import collate, resize_item
     from medrep.explain.run import run_explain
 
@@ -289,7 +243,7 @@ def test_mixed_size_data_is_attacked_and_explained_at_the_models_size(tiny_encod
     # the resize is the encoder's own: same bilinear + antialias as its preprocessing
     ref = torch.nn.functional.interpolate(mixed[1].image[None], size=(32, 32), mode="bilinear", align_corners=False, antialias=True)[0]
     assert torch.allclose(resize_item(mixed[1], (32, 32)).image, ref.clamp(0, 1))
-    r = run_attack(tiny_encoder, mixed, objective="push", eps=[4 / 255], steps=2, batch_size=6, noise_sigma=0.01, noise_draws=2, n_boot=50)
+    r = run_attack(vit2, mixed, objective="push", eps=[4 / 255], steps=2, batch_size=6, noise_sigma=0.01, noise_draws=2, n_boot=50)
     assert r.summaries[0]["metrics"]["psnr_mean"]["n"] == 6
-    e = run_explain(tiny_encoder, mixed, methods=["gradcam", "random"], metrics=["pointing"], batch_size=6, n_boot=50)
+    e = run_explain(vit2, mixed, methods=["gradcam", "random"], metrics=["pointing"], batch_size=6, n_boot=50)
     assert e.to_dict()["n_images"] == 6

@@ -28,3 +28,23 @@ def test_zero_one_means_get_wilson_and_others_the_bootstrap():
     assert bootstrap_metric(scores, n_boot=500, seed=3) == b  # seeded
     med = bootstrap_metric(hits, statistic=np.median, n_boot=50)  # another statistic: still the bootstrap
     assert (med.low, med.high) == (1.0, 1.0)
+
+
+def test_interval_over_draws_matches_a_percentile_bootstrap_reference():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    draws = np.array([0.90, 0.95, 1.0, 0.85, 1.0, 0.92, 0.97, 1.0, 0.88, 0.93])
+    ours = bootstrap_metric(draws, n_boot=40000, seed=1, proportion=False)
+    ref = scipy_stats.bootstrap((draws,), np.mean, n_resamples=40000, method="percentile", random_state=2)
+    assert ours.value == pytest.approx(draws.mean())
+    assert ours.low == pytest.approx(ref.confidence_interval.low, abs=0.004)
+    assert ours.high == pytest.approx(ref.confidence_interval.high, abs=0.004)
+
+
+def test_proportion_is_declared_not_guessed():
+    hits = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1, 1], dtype=float)
+    assert (bootstrap_metric(hits).low, bootstrap_metric(hits).high) == pytest.approx(wilson_interval(8, 10))
+    assert bootstrap_metric(hits, proportion=True).low == pytest.approx(wilson_interval(8, 10)[0])
+    boot = bootstrap_metric(np.ones(10), proportion=False)
+    assert (boot.low, boot.high) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="0/1 outcomes"):
+        bootstrap_metric(np.array([0.5, 1.0]), proportion=True)
