@@ -32,8 +32,6 @@ COVERED_ELSEWHERE = {
     "align/result.py": ["tests/align/test_run.py"],
     "commands/common.py": ["tests/core/test_vocabulary.py", "tests/core/test_error_places.py"],  # shared flags
     "commands/demo.py": ["tests/core/test_vocabulary.py", "tests/audit/test_demo_config.py"],  # its example runs
-    "commands/overlay.py": ["tests/core/test_vocabulary.py", "tests/features/test_scale_down.py",
-                            "tests/reliability/test_skip_bad_every_command.py"],
     "data/ages.py": ["tests/subgroups/test_stats.py"],  # age bands, read where subgroups use them
     "data/autosplit.py": ["tests/data/test_patients.py", "tests/features/test_scale_down.py"],
     "data/base.py": ["tests/data/test_folders.py", "tests/data/test_manifest.py", "tests/data/test_patients.py"],

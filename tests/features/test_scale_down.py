@@ -43,15 +43,6 @@ def test_features_on_twelve_training_items_runs_and_reports_the_adapted_k(tmp_pa
     assert f"k scaled down to the data: 20 → {smallest}" in capsys.readouterr().out
 
 
-def test_overlay_on_twelve_training_items_runs_and_reports_the_adapted_k(tmp_path, capsys):
-    out = tmp_path / "o"
-    assert main(["overlay", "--model", "demo-cnn", "--data", SMALL, "--words", "benign", "--n-boot", "20",
-                 "--out", str(out), "--quiet"]) == 0
-    settings = json.loads((out / "results.json").read_text())["settings"]
-    assert settings["adapted"]["k"]["asked"] == 20 and settings["k"] < 20
-    assert "k scaled down to the data" in capsys.readouterr().out
-
-
 def test_align_leaves_out_anchor_counts_the_data_cannot_supply(small_phantoms):
     from medrep.align.run import fit_anchor_counts, run_alignment
     from medrep.models import load_encoder
