@@ -28,9 +28,25 @@ def test_ortho_equals_scipy_orthogonal_procrustes_on_the_same_scaled_padded_anch
     ys = (y - y.mean(0)) / y.std(0, ddof=1)
     xs = np.pad(xs, ((0, 0), (0, 12)))
     r_ref, _ = orthogonal_procrustes(xs, ys)
-    np.testing.assert_allclose(t.aligner.matrix.numpy(), r_ref, atol=1e-9)
+    # medrep solves the padded problem unpadded: its 20 × 32 map is the rows of the square solution that meet the
+    # source's 20 real coordinates (the other 12 rows only ever multiply padded zeros)
+    np.testing.assert_allclose(t.aligner.matrix.numpy(), r_ref[:20], atol=1e-9)
     expected = (xs[:50] @ r_ref) * y.std(0, ddof=1) + y.mean(0)
     np.testing.assert_allclose(t.transform(x[:50]), expected, atol=1e-8)
+
+
+@pytest.mark.parametrize("dx,dy", [(40, 12), (12, 40)])
+def test_unpadded_procrustes_is_the_padded_square_solution_with_enough_anchors(dx, dy):
+    # scipy on zero-padded anchors (the square problem) against medrep's unpadded semi-orthogonal map, both ways
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((100, dx)), rng.standard_normal((100, dy))
+    d = max(dx, dy)
+    ref, _ = orthogonal_procrustes(np.pad(a, ((0, 0), (0, d - dx))), np.pad(b, ((0, 0), (0, d - dy))))
+    got = AF.procrustes(torch.as_tensor(a), torch.as_tensor(b)).numpy()
+    assert got.shape == (dx, dy)
+    np.testing.assert_allclose(got, ref[:dx, :dy], atol=1e-10)
+    test = rng.standard_normal((30, dx))
+    np.testing.assert_allclose(test @ got, (np.pad(test, ((0, 0), (0, d - dx))) @ ref)[:, :dy], atol=1e-10)
 
 
 def test_procrustes_function_matches_scipy_on_raw_tensors():

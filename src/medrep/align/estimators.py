@@ -2,7 +2,8 @@
 
 ``Translator(aligner)`` is the whole latent-space translation of Maiorca et al.: standard-scale each
 space with its own anchor statistics → zero-pad both to the larger width → fit ``aligner`` → on the way
-out unpad and undo the target's scaling.  ``Procrustes`` is just ``Translator(Orthogonal())``.
+out unpad and undo the target's scaling.  The orthogonal aligner solves the padded problem on the unpadded
+widths (the same map, see :func:`medrep.align.functional.procrustes`).  ``Procrustes`` is just ``Translator(Orthogonal())``.
 Inputs may be numpy arrays or tensors; outputs come back as the same kind.
 """
 from __future__ import annotations
@@ -79,6 +80,8 @@ class Aligner(_Fitted):
     """Fits T on (already scaled and padded) anchor pairs; ``min_anchors(d)`` says how many it needs."""
 
     name = "aligner"
+    # whether the translator zero-pads source and target to one width before fitting (and the inputs after)
+    pads_to_equal_width = True
 
     def __init__(self, ridge: float = 0.0):
         if ridge < 0:
@@ -110,6 +113,10 @@ class Orthogonal(Aligner):
         if ridge:
             raise MedrepError("ridge does not apply to the orthogonal (Procrustes) estimator", where=Param("ridge"))
         super().__init__(0.0)
+
+    # the padded square solution, computed on the unpadded widths (see AF.procrustes): the same map with enough
+    # anchors, at a fraction of the SVD's cost when the widths differ
+    pads_to_equal_width = False
 
     def solve(self, x, y):
         return AF.procrustes(x, y), None
@@ -205,7 +212,7 @@ class Translator(_Fitted):
             x = self.x_scaling.fit(x).transform(x)
             y = self.y_scaling.fit(y).transform(y)
         self.padding.fit(x.shape[1], y.shape[1])
-        self.aligner.fit(self.padding.pad(x), self.padding.pad(y))
+        self.aligner.fit(self._pad(x), self._pad(y))
         self._fitted = True
         return self
 
@@ -216,11 +223,14 @@ class Translator(_Fitted):
             raise MedrepError(f"translator was fitted on {self.padding.x_dim}-d source vectors, got {t.shape[1]}-d", where="align")
         if self.scale:
             t = self.x_scaling.transform(t)
-        out = self.padding.unpad_target(self.aligner.transform(self.padding.pad(t)))
+        out = self.padding.unpad_target(self.aligner.transform(self._pad(t)))
         if self.scale:
             out = self.y_scaling.inverse_transform(out)
         out = out.to(torch.as_tensor(x).dtype) if torch.as_tensor(x).is_floating_point() else out
         return _like(out, x)
+
+    def _pad(self, t: torch.Tensor) -> torch.Tensor:
+        return self.padding.pad(t) if self.aligner.pads_to_equal_width else t
 
     def fit_transform(self, x, y):
         return self.fit(x, y).transform(x)

@@ -54,10 +54,15 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Orthogonal R minimising ‖xR − y‖_F: SVD of xᵀy = UΣVᵀ, R = UVᵀ (x and y of equal width)."""
+    """Orthogonal R minimising ‖xR − y‖_F: the thin SVD of xᵀy = UΣVᵀ, R = UVᵀ.
+
+    For equal widths this is orthogonal Procrustes.  For unequal widths (d_x × d_y, semi-orthogonal) it is the
+    padded solution without the padding: zero-padding both sides to the larger width and solving the square
+    problem gives a matrix whose only block that ever meets non-zero inputs is this one, whenever xᵀy has rank
+    min(d_x, d_y) (enough anchors) — the square SVD's extra singular vectors then lie in the padded coordinates.
+    With fewer anchors both forms complete the directions the anchors do not see arbitrarily (and differently).
+    Solving unpadded costs an SVD of d_x × d_y instead of max(d_x, d_y)²: 1280 × 384 instead of 1280 × 1280."""
     _check_pair(x, y)
-    if x.shape[1] != y.shape[1]:
-        raise MedrepError(f"Procrustes needs equal widths ({x.shape[1]} vs {y.shape[1]}); zero-pad first", where="ortho")
     return orthogonalize(x.T @ y)
 
 
