@@ -132,7 +132,7 @@ def _stitching_part(result: AlignResult, source: _Embedded, target: _Embedded, a
 
     y_train, y_test = source.train.labels, source.test.labels
     result.cache_keys.update({f"target/{cfg.train_split}": target.train.key, f"target/{cfg.test_split}": target.test.key})
-    probe = fit_probe(target.train.vectors, y_train, cfg.seed)
+    probe = _target_probe(target.train, y_train, cfg.seed)
     own = boot(probe.predict(target.test.vectors) == y_test)
     with progress_bar("stitching over anchor counts", len(anchor_sets)) as bar:
         for n, a in anchor_sets.items():
@@ -146,6 +146,25 @@ def _stitching_part(result: AlignResult, source: _Embedded, target: _Embedded, a
             if v.relative is not None:
                 m["relative_stitched_accuracy"] = boot(v.relative)
             bar.advance(1)
+
+
+# The target's classifier depends only on the target's training embeddings: an audit stitching several sources into
+# one target fits it once.  Keyed by the embedding cache's key (which names model, data and layer); uncached
+# embeddings (no key) are always fitted afresh.
+_TARGET_PROBES: dict[tuple[str, str, int], Any] = {}
+
+
+def _target_probe(train, labels: np.ndarray, seed: int):
+    import hashlib
+
+    if not getattr(train, "key", None):
+        return fit_probe(train.vectors, labels, seed)
+    key = (train.key, hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest(), seed)
+    if key not in _TARGET_PROBES:
+        while len(_TARGET_PROBES) >= 4:
+            _TARGET_PROBES.pop(next(iter(_TARGET_PROBES)))
+        _TARGET_PROBES[key] = fit_probe(train.vectors, labels, seed)
+    return _TARGET_PROBES[key]
 
 
 def _spread(runs: np.ndarray) -> Metric:
