@@ -25,6 +25,13 @@ def test_help_lists_the_commands(capsys):
         assert cmd in out
 
 
+def test_python_dash_m_medrep_is_the_command_line():
+    proc = subprocess.run([sys.executable, "-m", "medrep", "--help"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "extract" in proc.stdout and proc.stdout.startswith("usage: medrep")
+    bad = subprocess.run([sys.executable, "-m", "medrep", "no-such-command"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

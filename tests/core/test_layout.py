@@ -24,6 +24,7 @@ NO_BEHAVIOUR = {
 
 # Tested, but in another file: module → the test file(s) that cover it.
 COVERED_ELSEWHERE = {
+    "__main__.py": ["tests/commands/test_cli.py"],  # `python -m medrep` runs cli.main
     "_compat.py": ["tests/models/test_module_and_timm.py"],  # `import medrep` runs it; every timm load needs it
     "devices.py": ["tests/audit/test_privacy.py", "tests/audit/test_runner.py"],  # --device cpu through the audit
     "align/functional.py": ["tests/align/test_estimators.py"],  # the estimators are thin wrappers around it
