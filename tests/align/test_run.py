@@ -135,3 +135,21 @@ def test_native_zero_shot_uses_the_models_own_text_tower():
     assert _native_zero_shot(SimpleNamespace(text_encoder=Tower()), img[:, :5], y, prompts, list("abc"), boot, res) is None
     assert "native zero-shot skipped" in res.notes[0]
     assert _native_zero_shot(SimpleNamespace(), img, y, prompts, list("abc"), boot, res) is None
+
+
+def test_a_stitching_target_classifier_is_fitted_once_per_embeddings_and_labels():
+    from types import SimpleNamespace
+
+    from medrep.align import run as align_run
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((60, 8))
+    labels = np.repeat([0, 1, 2], 20)
+    train = SimpleNamespace(key="emb-key-for-test", vectors=vectors)
+    first = align_run._target_probe(train, labels, 0)
+    assert align_run._target_probe(train, labels, 0) is first  # a second source into the same target: no refit
+    assert align_run._target_probe(train, labels[::-1].copy(), 0) is not first  # other labels: fitted afresh
+    assert align_run._target_probe(train, labels, 1) is not first  # another seed too
+    unkeyed = SimpleNamespace(key="", vectors=vectors)
+    assert align_run._target_probe(unkeyed, labels, 0) is not align_run._target_probe(unkeyed, labels, 0)
+    np.testing.assert_array_equal(first.predict(vectors), align_run.fit_probe(vectors, labels, 0).predict(vectors))
