@@ -88,3 +88,20 @@ def test_fused_path_matches_torch_on_awkward_sizes_with_plateaus(monkeypatch, sh
     for key in plain:
         np.testing.assert_array_equal(fused[key], plain[key], err_msg=key)
     assert chexlocalize_kernel.threads() >= 1
+
+
+def test_maps_with_a_nan_or_an_infinity_never_reach_the_fused_kernel(monkeypatch):
+    # the finiteness check is a min / max (NaN propagates), not an elementwise isfinite
+    raw, masks = _maps_and_masks()
+    called = []
+    real = chexlocalize_kernel.fused_counts
+    monkeypatch.setattr(chexlocalize_kernel, "fused_counts", lambda *a: called.append(1) or real(*a))
+    chexlocalize.score_original_size(raw, masks, None, None, tuning_grid=False)
+    assert called
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        called.clear()
+        odd = raw.clone()
+        odd[4, 3, 5] = bad
+        chexlocalize.score_original_size(odd, masks, None, None, tuning_grid=False)
+        assert not called, bad
+    assert chexlocalize._all_finite(raw) and not chexlocalize._all_finite(raw.clone().fill_(float("nan")))

@@ -4,8 +4,7 @@ The protocol upsamples each map to its original image (millions of pixels for a 
 needs *counts*: the 8-bit level histogram (Otsu), the same histogram inside the mask (IoU of the Otsu
 segmentation for any threshold), the first maximal pixel (hit), and how many pixels exceed each tuning
 threshold in and out of the mask.  So the upsampled map is never stored: each pixel's value is recomputed
-from the two nearest rows of a width-upsampled copy and counted where it falls; eight neighbouring pixels of one
-level (and one side of the mask edge) are counted in one increment.  The extremes come from exact per-row
+from the two nearest rows of a width-upsampled copy and counted where it falls, in eight copies of the histogram.  The extremes come from exact per-row
 bounds (the interpolation step applied to the source rows' extremes bounds every pixel of a row, as each of its
 roundings is monotone), so only the rows that can hold them are evaluated.  Maps are scored on :func:`threads`
 threads at once (the compiled code releases the GIL).
@@ -13,7 +12,8 @@ threads at once (the compiled code releases the GIL).
 Bit-exactness.  The value of each pixel is the one ``F.interpolate(..., mode="bilinear",
 align_corners=False)`` gives on the CPU: torch's kernel computes the source coordinate as
 ``fma(scale, dst + 0.5, -0.5)`` and each output as ``fma(a, w0, b · w1)``, first along the width, then along
-the height; the fused multiply-add is emulated in float64 (the float32 product is exact there).  Torch uses
+the height; the kernel calls the same float32 fused multiply-add (``llvm.fma``: the hardware instruction where
+the CPU has one, an exact library call elsewhere).  Torch uses
 another summation order for planes of at most :data:`SMALL_PLANE` pixels, so those stay on the torch path,
 and :func:`available` checks the emulation against ``F.interpolate`` once per process before it is used.
 """
@@ -53,25 +53,47 @@ def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 if numba is not None:
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
+        """float32 a · b + c with one rounding, as torch's CPU kernel computes it."""
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+        return _types.float32(_types.float32, _types.float32, _types.float32), codegen
+
     # No reassociation, reciprocal or contraction flags: every rounding stays the one torch performs; only
     # NaN / infinity / signed-zero assumptions, so the min / max reductions vectorise (maps are checked finite).
     _FAST = {"nnan", "ninf", "nsz"}
 
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    def _ordered(bits):  # pragma: no cover - compiled
+        """A float32's bits as an int32 in the floats' order (integer min / max vectorise; float ones do not here)."""
+        return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _width_pass(raw, i0, i1, w0, w1):  # pragma: no cover - compiled
+    def _width_pass(raw, i0, i1, w0, w1, out):  # pragma: no cover - compiled
+        """The map upsampled along the width into ``out`` (h, W), and each of its rows' maximum and minimum."""
         h, width = raw.shape[0], i0.shape[0]
-        out = np.empty((h, width), dtype=np.float32)
+        top, bottom = np.empty(h, dtype=np.int32), np.empty(h, dtype=np.int32)
         for a in range(h):
+            r, o = raw[a], out[a]
+            for x in range(width):  # unsigned indices: no negative-index wraparound in the loop
+                o[x] = _fma(r[np.uint64(i0[x])], w0[x], np.float32(r[np.uint64(i1[x])] * w1[x]))
+            bits = o.view(np.int32)
+            hi, lo = np.int32(-2 ** 31), np.int32(2 ** 31 - 1)
             for x in range(width):
-                p = np.float32(raw[a, i1[x]] * w1[x])
-                out[a, x] = np.float32(np.float64(raw[a, i0[x]]) * np.float64(w0[x]) + np.float64(p))
-        return out
+                k = np.int32(_ordered(bits[x]))
+                hi, lo = max(hi, k), min(lo, k)
+            top[a], bottom[a] = _ordered(hi), _ordered(lo)  # the map is its own inverse
+        return out, top.view(np.float32), bottom.view(np.float32)
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
     def _lerp(a, b, w0, w1):  # pragma: no cover - compiled
         """torch's fma(a, w0, b · w1) in float32: non-decreasing in a and in b (weights ≥ 0, every rounding monotone),
         so applied to bounds of a and b it bounds the result exactly."""
-        return np.float32(np.float64(a) * np.float64(w0) + np.float64(np.float32(b * w1)))
+        return _fma(a, w0, np.float32(b * w1))
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
     def _level(v, lo, top):  # pragma: no cover - compiled
@@ -81,28 +103,22 @@ if numba is not None:
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _row(hor, a0, a1, v0, v1, buf):  # pragma: no cover - compiled
         r0, r1 = hor[a0], hor[a1]
-        w0 = np.float64(v0)
         for x in range(buf.shape[0]):
-            p = np.float32(r1[x] * v1)
-            buf[x] = np.float32(np.float64(r0[x]) * w0 + np.float64(p))
+            buf[x] = _fma(r0[x], v0, np.float32(r1[x] * v1))
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def upsample_map(raw, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1):  # pragma: no cover - compiled
         """The whole upsampled map (for the self-check and the tests; scoring never stores it)."""
-        hor = _width_pass(raw, xi0, xi1, xw0, xw1)
+        hor = _width_pass(raw, xi0, xi1, xw0, xw1, np.empty((raw.shape[0], xi0.shape[0]), dtype=np.float32))[0]
         out = np.empty((yi0.shape[0], xi0.shape[0]), dtype=np.float32)
         for y in range(yi0.shape[0]):
             _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], out[y])
         return out
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _row_bounds(hor, yi0, yi1, yw0, yw1):  # pragma: no cover - compiled
-        """Per output row, the interpolation step applied to the two source rows' maxima (minima): no pixel of the
-        row exceeds (falls below) it, exactly, as the step is monotone in both inputs."""
-        h = hor.shape[0]
-        top, bottom = np.empty(h, dtype=np.float32), np.empty(h, dtype=np.float32)
-        for a in range(h):
-            top[a], bottom[a] = hor[a].max(), hor[a].min()
+    def _row_bounds(top, bottom, yi0, yi1, yw0, yw1):  # pragma: no cover - compiled
+        """Per output row, the interpolation step applied to the two source rows' maxima (minima, ``top`` /
+        ``bottom``): no pixel of the row exceeds (falls below) it, exactly, as the step is monotone in both inputs."""
         n = yi0.shape[0]
         upper, lower = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
         for y in range(n):
@@ -111,11 +127,11 @@ if numba is not None:
         return upper, lower
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _extremes(hor, yi0, yi1, yw0, yw1, buf):  # pragma: no cover - compiled
+    def _extremes(hor, top, bottom, yi0, yi1, yw0, yw1, buf):  # pragma: no cover - compiled
         """The map's minimum, maximum and first maximal pixel (row-major, as np.argmax), evaluating only the
         rows whose bounds can still reach the extremes found so far (most promising rows first)."""
         width = buf.shape[0]
-        upper, lower = _row_bounds(hor, yi0, yi1, yw0, yw1)
+        upper, lower = _row_bounds(top, bottom, yi0, yi1, yw0, yw1)
         hi, first = np.float32(-np.inf), -1
         for y in np.argsort(-upper, kind="mergesort"):
             if upper[y] < hi:
@@ -137,41 +153,37 @@ if numba is not None:
         return lo, hi, first
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _keys(hor, y, yi0, yi1, yw0, yw1, m, lo, top, buf, keys):  # pragma: no cover - compiled
-        """Row y's histogram keys, level + 256 · (inside the mask), in two vectorised passes."""
-        _row(hor, yi0[y], yi1[y], yw0[y], yw1[y], buf)
+    def _keys(hor, y, yi0, yi1, yw0, yw1, m, lo, top, keys):  # pragma: no cover - compiled
+        """Row y's histogram keys, level + 256 · (inside the mask), in one vectorised pass (uint32 ``keys``: as
+        indices they need no negative-index wraparound, which costs the counting loop a quarter of its time)."""
+        r0, r1, v0, v1 = hor[yi0[y]], hor[yi1[y]], yw0[y], yw1[y]
         if top > 0:
-            for x in range(buf.shape[0]):
-                keys[x] = _level(buf[x], lo, top) + np.int32(256) * np.int32(m[x])
+            for x in range(keys.shape[0]):
+                keys[x] = _level(_fma(r0[x], v0, np.float32(r1[x] * v1)), lo, top) + np.int32(256) * np.int32(m[x])
         else:
-            for x in range(buf.shape[0]):
+            for x in range(keys.shape[0]):
                 keys[x] = np.int32(256) * np.int32(m[x])
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_keys(keys, start, stop, hist):  # pragma: no cover - compiled
-        """hist[c · 512 + key] += 1 for keys[start:stop], c = x mod 8 (eight copies of the histogram, so that
-        neighbouring pixels of one level do not wait on each other's increment); eight equal keys (one level,
-        one side of the mask edge) in one increment."""
+        """hist[c · 512 + key] += 1 for keys[start:stop], c = x mod 8: eight copies of the histogram, so that
+        neighbouring pixels of one level do not wait on each other's increment.  No branch on the keys: skipping
+        runs of equal keys (one increment for eight) was measured slower on Grad-CAM maps, whose level changes
+        every few pixels — the mispredicted branch cost more than the increments it saved."""
         x = start
         while x + 8 <= stop:
-            k = keys[x]
-            same = (k ^ keys[x + 1]) | (k ^ keys[x + 2]) | (k ^ keys[x + 3]) | (k ^ keys[x + 4]) \
-                | (k ^ keys[x + 5]) | (k ^ keys[x + 6]) | (k ^ keys[x + 7])
-            if same == 0:
-                hist[k] += 8
-            else:
-                for j in range(8):
-                    hist[512 * j + keys[x + j]] += 1
+            for j in range(8):
+                hist[np.uint32(512 * j) + keys[x + j]] += 1
             x += 8
         for j in range(x, stop):
             hist[keys[j]] += 1
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, hist, buf, keys):  # pragma: no cover - compiled
+    def _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, hist, keys):  # pragma: no cover - compiled
         """hist[c · 512 + m · 256 + level] of every pixel, m = 1 inside the mask (see :func:`_count_keys`)."""
         top = np.float32(hi - lo)
         for y in range(yi0.shape[0]):
-            _keys(hor, y, yi0, yi1, yw0, yw1, mask[y], lo, top, buf, keys)
+            _keys(hor, y, yi0, yi1, yw0, yw1, mask[y], lo, top, keys)
             _count_keys(keys, 0, keys.shape[0], hist)
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -192,18 +204,19 @@ if numba is not None:
 
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _count_map(raw, mask, rows, cols, grid, hist, grid_hist):  # pragma: no cover
+    def _count_map(raw, mask, rows, cols, grid, hist, grid_hist, work):  # pragma: no cover
         """One map: adds its level histograms to ``hist`` (2, 256) and its grid counts to ``grid_hist``
         (2, T + 1); returns the first maximal pixel's flat index. ``rows`` / ``cols``: the axis weights
-        (first index, second index, first weight, second weight) of ``axis_weights``."""
+        (first index, second index, first weight, second weight) of ``axis_weights``; ``work``: an (h, W)
+        float32 scratch array, reused from map to map (a fresh one each time costs its page faults)."""
         yi0, yi1, yw0, yw1 = rows
         xi0, xi1, xw0, xw1 = cols
         width = mask.shape[1]
         buf = np.empty(width, dtype=np.float32)
         copies = np.zeros(8 * 512, dtype=np.int32)  # 16 KiB: stays in L1 beside the rows
-        hor = _width_pass(raw, xi0, xi1, xw0, xw1)
-        lo, hi, first = _extremes(hor, yi0, yi1, yw0, yw1, buf)
-        _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, buf, np.empty(width, dtype=np.int32))
+        hor, top, bottom = _width_pass(raw, xi0, xi1, xw0, xw1, work)
+        lo, hi, first = _extremes(hor, top, bottom, yi0, yi1, yw0, yw1, buf)
+        _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, np.empty(width, dtype=np.uint32))
         for c in range(8):
             for k in range(256):
                 hist[0, k] += copies[c * 512 + k]
@@ -239,10 +252,12 @@ def fused_counts(raw: np.ndarray, masks: Sequence[np.ndarray], grid: np.ndarray)
     hist = np.zeros((b, 2, 256), dtype=np.int64)
     grid_hist = np.zeros((b, 2, grid.shape[0] + 1), dtype=np.int64)
     first = np.zeros(b, dtype=np.int64)
+    rows, cols = tuple(yw), tuple(xw)
 
     def score(start: int, stop: int) -> None:
+        work = np.empty((raw.shape[1], width), dtype=np.float32)
         for i in range(start, stop):
-            first[i] = _count_map(raw[i], np.ascontiguousarray(masks[i]), tuple(yw), tuple(xw), grid, hist[i], grid_hist[i])
+            first[i] = _count_map(raw[i], np.ascontiguousarray(masks[i]), rows, cols, grid, hist[i], grid_hist[i], work)
 
     workers = min(b, threads())
     if workers > 1:  # the compiled kernel releases the GIL: one contiguous share of the maps per thread
