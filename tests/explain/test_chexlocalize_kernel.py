@@ -105,3 +105,28 @@ def test_maps_with_a_nan_or_an_infinity_never_reach_the_fused_kernel(monkeypatch
         chexlocalize.score_original_size(odd, masks, None, None, tuning_grid=False)
         assert not called, bad
     assert chexlocalize._all_finite(raw) and not chexlocalize._all_finite(raw.clone().fill_(float("nan")))
+
+
+@pytest.mark.parametrize("grid", [(0.05, 0.25, 0.5, 0.75, 0.95), (0.3, 0.3 + 1e-9, 0.5, -0.1, 1.0)])
+def test_grid_counts_equal_a_pixel_by_pixel_count_of_the_upsampled_map(grid):
+    # the first grid is counted through one split per level; the second puts two thresholds in one level (the
+    # kernel then compares every pixel with every threshold), one below every value and one above all
+    gen = torch.Generator().manual_seed(5)
+    raw = torch.relu(torch.randn(4, 10, 10, generator=gen))
+    raw[3] = torch.rand(10, 10, generator=gen) - 2.0  # negative values
+    masks = [(torch.rand(233, 171, generator=gen) < 0.3).numpy().view(np.uint8) for _ in range(4)]
+    sorted_grid = np.sort(np.asarray(grid, dtype=np.float64))
+    hist, first, grid_hist = chexlocalize_kernel.fused_counts(raw.numpy(), masks, sorted_grid)
+    up0 = F.interpolate(raw[:1, None], size=masks[0].shape, mode="bilinear", align_corners=False)
+    lo, hi = np.float32(up0.min().item()), np.float32(up0.max().item())
+    one_split_per_level = chexlocalize_kernel._level_splits(lo, hi, sorted_grid)[2]
+    assert one_split_per_level == (grid[0] == 0.05)
+    for i, mask in enumerate(masks):
+        up = F.interpolate(raw[i][None, None], size=mask.shape, mode="bilinear", align_corners=False)[0, 0].double()
+        norm = ((up - up.min()) / (up.max() - up.min())).numpy()
+        exceeded = (norm[..., None] > sorted_grid).sum(-1)
+        want = np.bincount((exceeded + (len(grid) + 1) * mask).ravel(), minlength=2 * (len(grid) + 1))
+        np.testing.assert_array_equal(grid_hist[i].ravel(), want)
+        levels = chexlocalize.to_levels(up.float()[None])[0].numpy()
+        keys = levels.astype(np.int64) + 256 * mask.astype(np.int64)
+        np.testing.assert_array_equal(hist[i].ravel(), np.bincount(keys.ravel(), minlength=512))

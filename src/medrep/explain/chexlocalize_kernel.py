@@ -204,6 +204,84 @@ if numba is not None:
 
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _bits(v):  # pragma: no cover - compiled
+        """A float32's bits as an int32."""
+        cell = np.empty(1, dtype=np.float32)
+        cell[0] = v
+        return cell.view(np.int32)[0]
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _from_ordered(k):  # pragma: no cover - compiled
+        """The float32 whose :func:`_ordered` int is k."""
+        cell = np.empty(1, dtype=np.int32)
+        cell[0] = _ordered(np.int32(k))
+        return cell.view(np.float32)[0]
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _level_splits(lo, hi, grid):  # pragma: no cover - compiled
+        """The tuning grid in terms of 8-bit levels.  A pixel of value v exceeds grid threshold g when
+        (v − lo) / (hi − lo) > g in float64, which is non-decreasing in v, as the level is: so each threshold is
+        one value V (the smallest float32 that exceeds it, found by bisection over the floats in [lo, hi]), and
+        a pixel of level L exceeds ``base[L]`` thresholds (those whose V has a lower level) plus one if
+        v ≥ ``split[L]`` (the V of level L; +inf where none).  ``ok`` is False when two thresholds share a level
+        (the caller then compares every pixel with every threshold)."""
+        base = np.zeros(256, dtype=np.int32)
+        split = np.full(256, np.inf, dtype=np.float32)
+        owner = np.full(256, -1, dtype=np.int32)
+        span = np.float64(hi) - np.float64(lo)
+        top = np.float32(hi - lo)
+        if not (span > 0 and top > 0):
+            return base, split, True  # no pixel exceeds any threshold, every pixel is level 0
+        first, last = np.int64(_ordered(_bits(lo))), np.int64(_ordered(_bits(hi)))
+        for j in range(grid.shape[0]):
+            if not ((np.float64(hi) - np.float64(lo)) / span > grid[j]):
+                continue  # not even the maximum exceeds it
+            a, b = first, last
+            while a < b:  # the smallest value exceeding grid[j]: the predicate is monotone in the floats' order
+                mid = (a + b) >> 1
+                if (np.float64(_from_ordered(mid)) - np.float64(lo)) / span > grid[j]:
+                    b = mid
+                else:
+                    a = mid + 1
+            value = _from_ordered(a)
+            level = _level(value, lo, top)
+            if owner[level] >= 0:
+                return base, split, False
+            owner[level], split[level] = j, value
+        below = 0
+        for level in range(256):
+            base[level] = below
+            below += owner[level] >= 0
+        return base, split, True
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    def _count_split(hor, yi0, yi1, yw0, yw1, mask, lo, hi, split, hist, keys, buf):  # pragma: no cover
+        """hist[c · 1024 + m · 512 + 2 · level + (v ≥ split[level])]: :func:`_count` with each level cut in two
+        at its tuning threshold, so one pass counts both the levels and the grid (see :func:`_level_splits`)."""
+        top = np.float32(hi - lo)
+        for y in range(yi0.shape[0]):
+            r0, r1, v0, v1, m = hor[yi0[y]], hor[yi1[y]], yw0[y], yw1[y], mask[y]
+            if top > 0:
+                for x in range(keys.shape[0]):  # vectorised: values and levels
+                    v = _fma(r0[x], v0, np.float32(r1[x] * v1))
+                    buf[x] = v
+                    keys[x] = 2 * _level(v, lo, top) + np.int32(512) * np.int32(m[x])
+                for x in range(keys.shape[0]):  # the lookup by level keeps this loop scalar: apart, without the division
+                    k = keys[x]
+                    keys[x] = k + np.uint32(buf[x] >= split[(k >> np.uint32(1)) & np.uint32(255)])
+            else:
+                for x in range(keys.shape[0]):
+                    keys[x] = np.int32(512) * np.int32(m[x])
+            n = keys.shape[0]
+            x = 0
+            while x + 8 <= n:
+                for j in range(8):
+                    hist[np.uint32(1024 * j) + keys[x + j]] += 1
+                x += 8
+            for j in range(x, n):
+                hist[keys[j]] += 1
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_map(raw, mask, rows, cols, grid, hist, grid_hist, work):  # pragma: no cover
         """One map: adds its level histograms to ``hist`` (2, 256) and its grid counts to ``grid_hist``
         (2, T + 1); returns the first maximal pixel's flat index. ``rows`` / ``cols``: the axis weights
@@ -213,16 +291,28 @@ if numba is not None:
         xi0, xi1, xw0, xw1 = cols
         width = mask.shape[1]
         buf = np.empty(width, dtype=np.float32)
-        copies = np.zeros(8 * 512, dtype=np.int32)  # 16 KiB: stays in L1 beside the rows
         hor, top, bottom = _width_pass(raw, xi0, xi1, xw0, xw1, work)
         lo, hi, first = _extremes(hor, top, bottom, yi0, yi1, yw0, yw1, buf)
-        _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, np.empty(width, dtype=np.uint32))
+        keys = np.empty(width, dtype=np.uint32)
+        if grid.shape[0]:
+            base, split, ok = _level_splits(lo, hi, grid)
+            if ok:
+                copies = np.zeros(8 * 1024, dtype=np.int32)  # 32 KiB
+                _count_split(hor, yi0, yi1, yw0, yw1, mask, lo, hi, split, copies, keys, buf)
+                for c in range(8):
+                    for m in range(2):
+                        for k in range(512):
+                            n = copies[c * 1024 + m * 512 + k]
+                            hist[m, k >> 1] += n
+                            grid_hist[m, base[k >> 1] + (k & 1)] += n
+                return first
+            _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist.reshape(-1), buf)
+        copies = np.zeros(8 * 512, dtype=np.int32)  # 16 KiB: stays in L1 beside the rows
+        _count(hor, yi0, yi1, yw0, yw1, mask, lo, hi, copies, keys)
         for c in range(8):
             for k in range(256):
                 hist[0, k] += copies[c * 512 + k]
                 hist[1, k] += copies[c * 512 + 256 + k]
-        if grid.shape[0]:
-            _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist.reshape(-1), buf)
         return first
 
 
