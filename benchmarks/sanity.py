@@ -8,9 +8,11 @@
    layer that has ``reset_parameters`` (43 on demo-vit) one at a time; medrep randomises 8 units (head, 6
    blocks, embedding).  Reported: each test's total time, and the time per randomisation step.
 2. CheXlocalize scoring of ``--maps`` maps against masks at the original size: ``--inputs uniform`` uniform-random
-   8 × 8 maps at ``--size`` px (the worst case), ``--inputs gradcam`` the protocol's real inputs (320 × 320 smooth
-   Grad-CAM-like maps at CheXpert's original sizes, see :func:`gradcam_like_maps`): medrep's scorer (the fused numba kernel where numba is installed: counts per map, no
-   upsampled map held; its first call, which loads or compiles the kernel, is timed apart) vs the reference
+   8 × 8 maps at ``--size`` px (a level change at nearly every pixel, on small images where each map's fixed cost
+   weighs most), ``--inputs gradcam`` the protocol's
+   real inputs (320 × 320 smooth Grad-CAM-like maps at CheXpert's original sizes, see :func:`gradcam_like_maps`),
+   ``--inputs gradcam10`` their 10 × 10 grids: medrep's scorer (the fused numba kernel where numba is installed:
+   counts per map, no upsampled map held; its first call, which loads or compiles the kernel, is timed apart) vs the reference
    code's logic reimplemented per map (``F.interpolate`` → min-max → ``np.uint8`` → ``cv2.threshold`` with Otsu → IoU; hit by
    ``np.argmax``).  Both give the same figures (checked).
 ``run(...)`` returns the figures as a dict.  Timings are wall-clock seconds, best of ``--repeats`` interleaved
