@@ -25,6 +25,8 @@ def _cli(tmp_path, text: str, capsys):
     ("analyses:\n  robustnes:\n    steps: 3\n", "analyses.robustnes", "did you mean 'robustness'"),
     ("analyses:\n  robustness:\n    atack_steps: 3\n", "analyses.robustness.atack_steps", "did you mean 'attack_steps'"),
     ("analyses:\n  alignment:\n    anchors: [10, 25]\n    estimater: ortho\n", "analyses.alignment.estimater", "did you mean 'estimator'"),
+    ("analyses:\n  robustness:\n    setps: 3\n", "analyses.robustness.setps", "did you mean 'attack_steps'"),  # old name, misspelt
+    ("analyses:\n  explain:\n    setps: 3\n", "analyses.explain.setps", "did you mean 'deletion_steps'"),
 ])
 def test_unknown_key_is_refused_with_its_path(tmp_path, capsys, no_work, text, path, hint):
     rc, captured = _cli(tmp_path, text, capsys)

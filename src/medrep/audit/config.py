@@ -229,9 +229,11 @@ def _check(value: Any, spec: Any, path: str) -> Any:
             raise MedrepError(f"expected a mapping, got {type(value).__name__}", where=path)
         value = _renamed(value, path)
         out = {}
+        renames = RENAMED_KEYS.get(path, {})
         for key in value:
             if not isinstance(key, str) or key not in spec:
-                close = difflib.get_close_matches(str(key), list(spec), n=1)
+                # a misspelt old name (`setps`) points to its new one (`attack_steps`)
+                close = [renames.get(k, k) for k in difflib.get_close_matches(str(key), [*spec, *renames], n=1)]
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(spec)})"
                 raise MedrepError(f"unknown key{hint}", where=f"{path}.{key}" if path else str(key))
         for key, sub in spec.items():
