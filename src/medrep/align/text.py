@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medrep.errors import MedrepError, Param
+from medrep.errors import BadInputError, MedrepError, Param
 from medrep.vocabulary import format_prompt
 from medrep.io import digest_json, load_array_checked, save_array_checked
 
@@ -28,9 +28,12 @@ def encode_texts_cached(text_encoder: Any, texts: Sequence[str], cache: bool = T
     record = path.with_suffix(".json")
     if cache and path.exists() and record.exists():
         try:
-            return load_array_checked(path, json.loads(record.read_text())["digest"])
+            cached = load_array_checked(path, json.loads(record.read_text())["digest"])
+            if np.isfinite(cached).all():  # only finite embeddings are cached: anything else is a damaged entry
+                return cached
         except (MedrepError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # damaged entry: recompute below
+            pass
+        path.unlink(missing_ok=True)  # damaged entry: recompute below
     from medrep.progress import progress_bar
 
     parts = []
@@ -40,6 +43,11 @@ def encode_texts_cached(text_encoder: Any, texts: Sequence[str], cache: bool = T
             parts.append(np.asarray(text_encoder.encode_text(chunk).detach().float().cpu().numpy(), dtype=np.float32))
             bar.advance(len(chunk))
     out = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    bad = ~np.isfinite(out.reshape(len(texts), -1)).all(axis=1) if len(texts) else np.zeros(0, dtype=bool)
+    if bad.any():  # refused, never cached: a NaN would otherwise flow silently into every alignment figure
+        first = "; ".join(repr(texts[i][:60]) for i in np.flatnonzero(bad)[:3])
+        raise BadInputError(f"{int(bad.sum())} of {len(texts)} text embeddings contain NaN or infinite values "
+                            f"(first: {first})", where=getattr(text_encoder, "name", "text encoder"))
     if cache:
         from medrep.io import write_json_atomic
 
