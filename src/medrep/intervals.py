@@ -178,7 +178,8 @@ def cluster_bootstrap_metric(
 ) -> Metric:
     """Percentile bootstrap that resamples whole clusters (patients) with replacement: ``fn(indices)`` is the
     statistic on the items of the drawn clusters.  Images of one patient are not independent, so resampling
-    them one by one would give intervals that are too narrow.  ``n`` is the number of items."""
+    them one by one would give intervals that are too narrow.  ``n`` is the number of items.  Where some cluster
+    holds several items, the Metric says so (``interval``, ``n_patients``): tables mark such intervals."""
     codes = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)[1]
     n = int(codes.shape[0])
     point = float(fn(np.arange(n)))
@@ -193,7 +194,8 @@ def cluster_bootstrap_metric(
     for b in range(n_boot):
         drawn = rng.integers(0, n_clusters, size=n_clusters)
         boots[b] = fn(np.concatenate([members[c] for c in drawn]))
-    return _percentile_metric(point, boots, n, confidence)
+    m = _percentile_metric(point, boots, n, confidence)
+    return replace(m, interval=CLUSTER_INTERVAL, n_patients=n_clusters) if n_clusters < n and m.low is not None else m
 
 
 def half_sample_interval(fn: Callable[[np.ndarray], float], n: int, n_draws: int = 100, confidence: float = 0.95,

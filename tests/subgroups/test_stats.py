@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from medrep.intervals import bootstrap_metric, cluster_bootstrap_metric
+from medrep.intervals import CLUSTER_INTERVAL, bootstrap_metric, cluster_bootstrap_metric
 from medrep.subgroups.separability import attribute_probe, ks_tests
 from medrep.subgroups.shortcut import independence_weights, shortcut_check
 from medrep.subgroups.stats import ItemFigure, age_in_years, bin_ages, breakdown, holm
@@ -96,6 +96,11 @@ def test_cluster_bootstrap_resamples_patients_whole():
     assert width(clustered) > 1.8 * width(naive)  # images of one patient are not independent evidence
     assert width(clustered) == pytest.approx(width(per_patient_ci), rel=0.15)
     assert clustered.value == pytest.approx(values.mean()) and clustered.n == 200
+    # the interval says what it is, so tables can mark it (†); one image per patient is a plain bootstrap
+    assert (clustered.interval, clustered.n_patients) == (CLUSTER_INTERVAL, 40)
+    assert clustered.to_dict()["interval"] == CLUSTER_INTERVAL
+    single = cluster_bootstrap_metric(lambda i: per_patient[i].mean(), [f"p{i}" for i in range(40)], n_boot=200, seed=0)
+    assert single.interval is None and "interval" not in single.to_dict()
 
 
 @pytest.mark.parametrize("text, years", [("63", 63.0), ("045Y", 45.0), ("006M", 0.5), ("52.5", 52.5), ("unknown", None)])
@@ -165,3 +170,17 @@ def test_rank_auc_equals_scikit_learn_with_ties_and_several_classes():
     classes = np.arange(3)
     assert macro_auc_fast(y3, proba, classes) == pytest.approx(macro_auc(y3, proba, classes), abs=1e-12)
     assert np.isnan(macro_auc_fast(np.zeros(10, int), proba[:10], classes))
+
+
+def test_a_subgroup_interval_over_patients_is_marked_where_a_table_shows_it():
+    # a subgroup's figure, a shortcut accuracy or an attribute AUROC: each comes through stats.interval
+    from medrep.report.html import CLUSTER_MARK, format_value
+    from medrep.subgroups.stats import interval
+
+    values = np.tile([1.0, 0.0, 1.0, 1.0], 15)
+    figure, idx = ItemFigure("accuracy", values=values), np.arange(60)
+    clustered = interval(figure, idx, np.repeat([f"p{i}" for i in range(20)], 3), n_boot=200, seed=0)
+    assert (clustered.interval, clustered.n_patients) == (CLUSTER_INTERVAL, 20)
+    assert format_value(clustered.to_dict()).endswith(f"{CLUSTER_MARK}</span>")
+    plain = interval(figure, idx, None, n_boot=200, seed=0)
+    assert plain.interval is None and CLUSTER_MARK not in format_value(plain.to_dict())
