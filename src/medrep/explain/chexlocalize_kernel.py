@@ -165,17 +165,17 @@ if numba is not None:
                 keys[x] = np.int32(256) * np.int32(m[x])
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    def _count_keys(keys, start, stop, hist):  # pragma: no cover - compiled
-        """hist[c · 512 + key] += 1 for keys[start:stop], c = x mod 8: eight copies of the histogram, so that
+    def _count_keys(keys, hist, stride):  # pragma: no cover - compiled
+        """hist[c · stride + key] += 1 for every key, c = x mod 8: eight copies of the histogram, so that
         neighbouring pixels of one level do not wait on each other's increment.  No branch on the keys: skipping
         runs of equal keys (one increment for eight) was measured slower on Grad-CAM maps, whose level changes
         every few pixels — the mispredicted branch cost more than the increments it saved."""
-        x = start
-        while x + 8 <= stop:
+        n, x = keys.shape[0], 0
+        while x + 8 <= n:
             for j in range(8):
-                hist[np.uint32(512 * j) + keys[x + j]] += 1
+                hist[np.uint32(stride * j) + keys[x + j]] += 1
             x += 8
-        for j in range(x, stop):
+        for j in range(x, n):
             hist[keys[j]] += 1
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -184,7 +184,7 @@ if numba is not None:
         top = np.float32(hi - lo)
         for y in range(yi0.shape[0]):
             _keys(hor, y, yi0, yi1, yw0, yw1, mask[y], lo, top, keys)
-            _count_keys(keys, 0, keys.shape[0], hist)
+            _count_keys(keys, hist, 512)
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist, buf):  # pragma: no cover
@@ -272,14 +272,7 @@ if numba is not None:
             else:
                 for x in range(keys.shape[0]):
                     keys[x] = np.int32(512) * np.int32(m[x])
-            n = keys.shape[0]
-            x = 0
-            while x + 8 <= n:
-                for j in range(8):
-                    hist[np.uint32(1024 * j) + keys[x + j]] += 1
-                x += 8
-            for j in range(x, n):
-                hist[keys[j]] += 1
+            _count_keys(keys, hist, 1024)
 
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_map(raw, mask, rows, cols, grid, hist, grid_hist, work):  # pragma: no cover
