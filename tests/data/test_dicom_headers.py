@@ -115,3 +115,26 @@ def test_no_identifying_header_value_reaches_any_output_file(tmp_path, capsys):
         found = [p.name for p in written if needle in p.read_bytes()]
         assert not found, f"{value} found in {found}"
         assert value not in printed.out and value not in printed.err
+
+
+def test_a_csv_manifest_of_dicom_files_carries_header_fields_beside_its_columns(tmp_path):
+    root = _tree(tmp_path / "cxr", per_class=2)
+    trees.save(root / "extra.png", trees.image(99))  # not DICOM: its header fields are unknown
+    rows = ["path,label,site"] + [f"{c}/img{i}.dcm,{c},{'AB'[i]}" for c in ("normal", "pneumonia") for i in range(2)]
+    manifest = trees.write(root / "manifest.csv", "\n".join(rows + ["extra.png,normal,B"]) + "\n")
+    ds = load_dataset(f"csv:{manifest}?dicom_attributes=PatientSex,PatientAge&age_bins=18,65")
+    assert ds.attribute_names == ["site", "PatientSex", "PatientAge"]
+    # k = 0, 1 (normal), 2, 3 (pneumonia): sex F M F M; ages 045Y, 006M, 071Y, 095Y
+    assert _values(ds, "PatientSex") == {"normal/img0.dcm": "F", "normal/img1.dcm": "M", "pneumonia/img0.dcm": "F",
+                                         "pneumonia/img1.dcm": "M", "extra.png": ""}
+    assert _values(ds, "PatientAge") == {"normal/img0.dcm": "18-64", "normal/img1.dcm": "<18", "pneumonia/img0.dcm": ">=65",
+                                         "pneumonia/img1.dcm": ">=65", "extra.png": ""}
+    assert _values(ds, "site")["pneumonia/img1.dcm"] == "B"
+    # the CSV's own attributes= still names its columns; the header request has its own option, named in errors
+    with pytest.raises(SpecError, match=r"^\?dicom_attributes: 'PatientID' is not a DICOM attribute"):
+        load_dataset(f"csv:{manifest}?dicom_attributes=PatientID")
+    with pytest.raises(SpecError, match="add dicom_attributes=PatientAge"):
+        load_dataset(f"csv:{manifest}?age_bins=18,65")
+    clashing = trees.write(root / "clash.csv", "path,label,PatientSex\nnormal/img0.dcm,normal,F\nnormal/img1.dcm,normal,M\n")
+    with pytest.raises(SpecError, match=r"^\?dicom_attributes: the data already has an attribute 'PatientSex'"):
+        load_dataset(f"csv:{clashing}?dicom_attributes=PatientSex")

@@ -27,23 +27,25 @@ HEADER_OPTIONS = {
 class HeaderRequest:
     names: tuple[str, ...]
     age_bins: tuple[float, ...] = DECADES
+    option: str = "attributes"  # the spec option that asked (errors name it)
 
 
-def take_header_options(options: dict[str, str]) -> HeaderRequest | None:
-    """Pop ``attributes`` and ``age_bins`` from spec options; None when no header attribute is asked for.  A
-    field outside the allow-list is refused with the allowed list."""
-    raw, bins = options.pop("attributes", None), options.pop("age_bins", None)
+def take_header_options(options: dict[str, str], option: str = "attributes") -> HeaderRequest | None:
+    """Pop ``option`` (``attributes``; ``dicom_attributes`` in a CSV manifest, whose ``attributes`` are its columns)
+    and ``age_bins`` from spec options; None when no header attribute is asked for.  A field outside the
+    allow-list is refused with the allowed list."""
+    raw, bins = options.pop(option, None), options.pop("age_bins", None)
     if raw is None:
         if bins is not None:
-            raise SpecError("age_bins bands PatientAge: add attributes=PatientAge", where="?age_bins")
+            raise SpecError(f"age_bins bands PatientAge: add {option}=PatientAge", where="?age_bins")
         return None
     names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
     refused = [n for n in names if n not in HEADER_ATTRIBUTES]
     if refused or not names:
         what = f"{refused[0]!r} is not a DICOM attribute medrep reads" if refused else "name at least one attribute"
         raise SpecError(f"{what} (allowed: {', '.join(HEADER_ATTRIBUTES)}; names, ids, dates and free text are never read)",
-                        where="?attributes")
-    return HeaderRequest(names, parse_age_bins(bins, where="?age_bins") if bins is not None else DECADES)
+                        where=f"?{option}")
+    return HeaderRequest(names, parse_age_bins(bins, where="?age_bins") if bins is not None else DECADES, option)
 
 
 def read_header_attributes(path, request: HeaderRequest) -> tuple[str, ...]:
@@ -76,10 +78,10 @@ def with_header_attributes(dataset, request: HeaderRequest | None):
         return SplitDataset({k: with_header_attributes(p, request) for k, p in dataset.parts.items()}, name=dataset.name)
     if not isinstance(dataset, FileDataset):
         raise SpecError(f"dataset {dataset.name} is not read from files; DICOM header attributes need DICOM files",
-                        where="?attributes")
+                        where=f"?{request.option}")
     clash = [n for n in request.names if n in dataset.table.attribute_names]
     if clash:
-        raise SpecError(f"the data already has an attribute {clash[0]!r}", where="?attributes")
+        raise SpecError(f"the data already has an attribute {clash[0]!r}", where=f"?{request.option}")
     read: dict[str, tuple[str, ...]] = {}  # the frames of one multi-frame file share its header
     entries = []
     for e in dataset.entries:

@@ -16,7 +16,9 @@ used otherwise; ``attributes=none`` for none) and never used as labels.  ``boxes
 (``path[,finding],polygon``, JSON vertices); see :mod:`medrep.data.box_tables`.
 With findings: ``finding=NAME`` (a binary task), ``uncertain=ones|zeros|ignore``, ``blank=ignore``
 (see :mod:`medrep.data.findings`).  Also ``classes=a,b,c`` (class order) and, for DICOM, ``frame=N``,
-``frames=all``, ``window=c,w|none``.  Ids are the image paths as written in the CSV.
+``frames=all``, ``window=c,w|none``, and ``dicom_attributes=PatientSex,ViewPosition`` (``age_bins=``): header fields
+from the allow-list of :mod:`medrep.data.dicom_headers` carried as attributes beside the CSV's columns (a file that
+is not DICOM, or lacks the field, gets the unknown value).  Ids are the image paths as written in the CSV.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from medrep.data.base import ImageDataset, SkipLog
 from medrep.data.box_tables import SINGULAR, attach_shapes
+from medrep.data.dicom_headers import take_header_options, with_header_attributes
 from medrep.data.files import take_read_options
 from medrep.data.findings import FINDING_OPTIONS, parse_code, take_finding_options
 from medrep.data.images import as_path, show_path
@@ -37,7 +40,7 @@ OPTIONAL = ("mask", "caption", "split")
 COLUMN_OPTIONS = ("path", "label", "patient", "mask", "caption", "split", "second_reader")
 KNOWN_OPTIONS = (*COLUMN_OPTIONS, "findings", "finding_list", "none", "onehot", "root", "attributes", "attrs", "boxes", "polygons",
                  "classes",
-                 *FINDING_OPTIONS, "frame", "frames", "window")
+                 *FINDING_OPTIONS, "frame", "frames", "window", "dicom_attributes", "age_bins")
 _EXPECTED = "expected path,label[,mask][,caption][,split], or name the columns: ?path=COL&label=COL"
 
 
@@ -122,6 +125,7 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
     if unknown:
         raise SpecError(f"unknown option {unknown[0]!r} for csv: (known: {', '.join(sorted(KNOWN_OPTIONS))})", where=Param("data"))
     read = take_read_options(opts)
+    headers = take_header_options(opts, option="dicom_attributes")
     fixed = take_list_option(opts, "classes")
     policy = take_finding_options(opts)
     table = CsvTable(csv_path, empty_hint=" (expected a header line path,label[,mask][,caption][,split])")
@@ -189,7 +193,7 @@ def load_manifest(path, options: dict[str, str] | None = None, skip_bad: bool = 
     if cols["patient"] is not None and any(p is None for p in builder.patients):
         row = builder.patients.index(None)
         raise BadInputError(f"empty patient value (column {table.header[cols['patient']]!r})", where=builder.origins[row])
-    return builder.build(read, skip_bad, skipped, classes=fixed)
+    return with_header_attributes(builder.build(read, skip_bad, skipped, classes=fixed), headers)
 
 
 @register_data_scheme("csv", detect=lambda p: p.lower().endswith(".csv") and Path(p).is_file())
