@@ -189,7 +189,8 @@ if numba is not None:
     @numba.njit(cache=True, nogil=True, fastmath=_FAST)
     def _count_grid(hor, yi0, yi1, yw0, yw1, mask, lo, hi, grid, grid_hist, buf):  # pragma: no cover
         """grid_hist[m · (T + 1) + k], k = how many of the sorted ``grid`` thresholds the normalised value
-        (v − lo) / (hi − lo), in float64, exceeds."""
+        (v − lo) / (hi − lo), in float64, exceeds: pixel by pixel, for maps where two thresholds share a level
+        (elsewhere :func:`_count_split` counts the grid in the levels' pass)."""
         span = np.float64(hi) - np.float64(lo)
         n_grid = grid.shape[0]
         for y in range(yi0.shape[0]):
